@@ -1,0 +1,97 @@
+//! The JSON shapes the daemons exchange besides `Task` and `TaskSpec` (which live in `task.rs`):
+//! the worker's start request, health answers, and the manager's node list.
+//!
+//! Plain data, no behaviour; `docs/openapi.yaml` documents each of them.
+
+use crate::task::{TaskId, TaskSpec};
+use crate::time::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// The body of a worker's `POST /v1/tasks`: the manager names the task, the worker runs it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartTask {
+    pub id: TaskId,
+    pub spec: TaskSpec,
+}
+
+/// The engine as a worker last saw it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EngineStatus {
+    pub reachable: bool,
+    /// The engine's version, once it has answered.
+    pub version: Option<String>,
+    /// The Engine API version spoken with it.
+    pub api_version: Option<String>,
+    /// Why the engine is unreachable, while it is.
+    pub error: Option<String>,
+}
+
+/// A worker's `GET /v1/health`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerHealth {
+    /// "ok", or "degraded" while the engine is unreachable.
+    pub status: String,
+    pub name: String,
+    pub version: String,
+    pub engine: EngineStatus,
+    /// Tasks not finished yet.
+    pub tasks: usize,
+}
+
+/// A manager's `GET /v1/health`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ManagerHealth {
+    pub status: String,
+    pub version: String,
+    pub scheduler: String,
+    pub storage: String,
+    pub nodes_up: usize,
+    pub nodes_total: usize,
+    pub tasks: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeStatus {
+    /// Not heard from yet since the manager started.
+    Unknown,
+    Up,
+    Down,
+}
+
+impl NodeStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeStatus::Unknown => "unknown",
+            NodeStatus::Up => "up",
+            NodeStatus::Down => "down",
+        }
+    }
+}
+
+/// One worker as the manager sees it: an item of `GET /v1/nodes`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// The name the worker reports (`worker -n`); its address until it has answered once.
+    pub name: String,
+    /// `HOST:PORT` as given to `manager -w`.
+    pub address: String,
+    pub status: NodeStatus,
+    pub last_contact: Option<Timestamp>,
+    /// Tasks the manager has placed there that are not finished.
+    pub tasks: usize,
+    /// Whether the worker's engine answers, as the worker last said.
+    pub engine_reachable: Option<bool>,
+    /// The last failure to reach the worker, or of its engine.
+    pub error: Option<String>,
+}
+
+/// The error shape of every API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+    /// The spec field at fault, for a refused spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}

@@ -1,0 +1,111 @@
+//! `manager -p 8080 -st memory -sct roundrobin -w worker1:80 -w worker2:80`: keeps the desired
+//! state of tasks, places them on workers and follows them. Wiring only.
+
+use argh::FromArgs;
+use skiff::cli::{self, LogLevel};
+use skiff::docker_cli::error_chain;
+use skiff::http::{self, HttpWorkerLink, Limits, Server};
+use skiff::manager::{self, ManagerConfig, WorkerLink};
+use skiff::sched::SchedulerKind;
+use skiff::signals::TerminationSignals;
+use skiff::store::{MemoryStore, Store};
+use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Skiff manager: keeps tasks' desired state, schedules them on workers, follows them.
+#[derive(FromArgs)]
+struct Args {
+    /// port to serve the API on
+    #[argh(option, short = 'p')]
+    port: u16,
+    /// where tasks are kept: memory (default)
+    #[argh(option, default = "String::from(\"memory\")")]
+    storage: String,
+    /// placement: roundrobin (default)
+    #[argh(option, default = "String::from(\"roundrobin\")")]
+    scheduler: String,
+    /// a worker's HOST:PORT; repeat for each worker
+    #[argh(option, short = 'w')]
+    worker: Vec<String>,
+    /// address to listen on (default 0.0.0.0)
+    #[argh(option, default = "IpAddr::from([0, 0, 0, 0])")]
+    bind: IpAddr,
+    /// milliseconds between polls of each worker (default 1000)
+    #[argh(option, default = "1000")]
+    poll_interval_ms: u64,
+    /// milliseconds without an answer after which a worker is down (default 5000)
+    #[argh(option, default = "5000")]
+    node_timeout_ms: u64,
+    /// log level: error, warn, info (default), debug, trace
+    #[argh(option, default = "LogLevel(log::LevelFilter::Info)")]
+    log_level: LogLevel,
+    /// print the version and exit
+    #[argh(switch, short = 'V')]
+    #[allow(dead_code)]
+    version: bool,
+}
+
+fn main() -> ExitCode {
+    let args: Args = cli::parse_args("manager");
+    cli::init_logging(args.log_level);
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("manager: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<(), String> {
+    let scheduler = match args.scheduler.as_str() {
+        "roundrobin" => SchedulerKind::RoundRobin,
+        "epvm" => return Err("-sct epvm is not built yet; use -sct roundrobin".into()),
+        other => return Err(format!("-sct {other:?}: the scheduler is roundrobin or epvm")),
+    };
+    let store: Box<dyn Store> = match args.storage.as_str() {
+        "memory" => Box::new(MemoryStore::new()),
+        "persisted" => return Err("-st persisted is not built yet; use -st memory".into()),
+        other => return Err(format!("-st {other:?}: storage is memory or persisted")),
+    };
+    for w in &args.worker {
+        cli::check_address(w).map_err(|m| format!("-w: {m}"))?;
+    }
+    if args.worker.is_empty() {
+        log::warn!("no workers given (-w HOST:PORT): tasks will stay Pending");
+    }
+    if args.poll_interval_ms == 0 || args.node_timeout_ms < args.poll_interval_ms {
+        return Err("--poll-interval-ms must be above 0 and --node-timeout-ms at least as long".into());
+    }
+    let signals = TerminationSignals::block().map_err(|e| format!("cannot block signals: {e}"))?;
+    let addr = SocketAddr::new(args.bind, args.port);
+    let listener = TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let links: Vec<Arc<dyn WorkerLink>> = args
+        .worker
+        .iter()
+        .map(|w| Arc::new(HttpWorkerLink::new(w)) as Arc<dyn WorkerLink>)
+        .collect();
+    let config = ManagerConfig {
+        scheduler,
+        poll_interval: Duration::from_millis(args.poll_interval_ms),
+        node_timeout: Duration::from_millis(args.node_timeout_ms),
+        ..ManagerConfig::default()
+    };
+    let manager = manager::spawn(config, store, links).map_err(|e| error_chain(&e))?;
+    let server = Server::start(listener, Limits::default(), http::manager_handler(manager.handle()))
+        .map_err(|e| format!("cannot start the API server: {e}"))?;
+    log::info!(
+        "manager listening addr={} storage={} scheduler={} workers={}",
+        server.local_addr(),
+        args.storage,
+        args.scheduler,
+        args.worker.join(",")
+    );
+    let signal = signals.wait();
+    log::info!("shutting down signal={signal}");
+    server.shutdown();
+    manager.shutdown();
+    Ok(())
+}

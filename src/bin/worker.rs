@@ -1,0 +1,100 @@
+//! `worker -n worker1 -p 80 -st memory`: runs tasks' containers on this node's Docker Engine
+//! and serves its API. Wiring only: flags, logging, threads, exit codes.
+
+use argh::FromArgs;
+use skiff::cli::{self, LogLevel};
+use skiff::docker_cli::{self, error_chain, Docker};
+use skiff::http::{self, Limits, Server};
+use skiff::signals::TerminationSignals;
+use skiff::store::{MemoryStore, Store};
+use skiff::task::check_name;
+use skiff::worker::{self, WorkerConfig};
+use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Skiff worker: runs containers on this node's Docker Engine for the manager.
+#[derive(FromArgs)]
+struct Args {
+    /// this node's name, unique in the cluster; it labels every container (letters, digits, _ . -)
+    #[argh(option, short = 'n')]
+    name: String,
+    /// port to serve the API on
+    #[argh(option, short = 'p')]
+    port: u16,
+    /// where tasks are kept: memory (default)
+    #[argh(option, default = "String::from(\"memory\")")]
+    storage: String,
+    /// address to listen on (default 0.0.0.0)
+    #[argh(option, default = "IpAddr::from([0, 0, 0, 0])")]
+    bind: IpAddr,
+    /// the Docker Engine's socket (default: DOCKER_HOST if unix://, else /var/run/docker.sock)
+    #[argh(option)]
+    docker_socket: Option<PathBuf>,
+    /// seconds a stopped container gets between SIGTERM and SIGKILL (default 10)
+    #[argh(option, default = "10")]
+    stop_grace_s: u64,
+    /// log level: error, warn, info (default), debug, trace
+    #[argh(option, default = "LogLevel(log::LevelFilter::Info)")]
+    log_level: LogLevel,
+    /// print the version and exit
+    #[argh(switch, short = 'V')]
+    #[allow(dead_code)]
+    version: bool,
+}
+
+fn main() -> ExitCode {
+    let args: Args = cli::parse_args("worker");
+    cli::init_logging(args.log_level);
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("worker: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<(), String> {
+    check_name(&args.name).map_err(|m| format!("-n {:?}: {m}", args.name))?;
+    let store: Box<dyn Store> = match args.storage.as_str() {
+        "memory" => Box::new(MemoryStore::new()),
+        "persisted" => return Err("-st persisted is not built yet; use -st memory".into()),
+        other => return Err(format!("-st {other:?}: storage is memory or persisted")),
+    };
+    let socket = docker_cli::socket_path(
+        args.docker_socket.as_deref(),
+        std::env::var("DOCKER_HOST").ok().as_deref(),
+    )?;
+    let signals = TerminationSignals::block().map_err(|e| format!("cannot block signals: {e}"))?;
+    let docker = Arc::new(Docker::new(socket.clone()));
+    match docker.version() {
+        Ok((version, api)) => log::info!("engine found socket={} version={version} api={api}", socket.display()),
+        // not fatal: the worker reports the engine as unreachable and recovers when it answers
+        Err(e) => log::warn!(
+            "engine not answering yet socket={} error={}",
+            socket.display(),
+            error_chain(&e)
+        ),
+    }
+    let addr = SocketAddr::new(args.bind, args.port);
+    let listener = TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let mut config = WorkerConfig::new(&args.name);
+    config.stop_grace = Duration::from_secs(args.stop_grace_s);
+    let worker = worker::spawn(config, docker, store).map_err(|e| error_chain(&e))?;
+    let server = Server::start(listener, Limits::default(), http::worker_handler(worker.handle()))
+        .map_err(|e| format!("cannot start the API server: {e}"))?;
+    log::info!(
+        "worker listening name={} addr={} storage={}",
+        args.name,
+        server.local_addr(),
+        args.storage
+    );
+    let signal = signals.wait();
+    log::info!("shutting down signal={signal}; containers keep running");
+    server.shutdown();
+    worker.shutdown();
+    Ok(())
+}

@@ -1,0 +1,173 @@
+//! What the three binaries share on their command lines: the multi-letter short flags of the
+//! user's contract (`-st`, `-sct`), `--flag=value`, `--version`, the log level, and the logger.
+//!
+//! argh takes one-letter short flags only, so the arguments are rewritten before argh sees them.
+
+use log::LevelFilter;
+use std::str::FromStr;
+
+/// Multi-letter short flags and the long flags they stand for.
+pub const SHORT_FLAGS: [(&str, &str); 2] = [("-st", "--storage"), ("-sct", "--scheduler")];
+
+/// Rewrites `-st`/`-sct` (also `-st=x`) into their long forms and splits `--flag=value` into two
+/// arguments. Nothing after a `--` is touched.
+pub fn normalize_args(args: &[String]) -> Vec<String> {
+    let mut out = Vec::with_capacity(args.len());
+    let mut rest = false;
+    for arg in args {
+        if rest {
+            out.push(arg.clone());
+            continue;
+        }
+        if arg == "--" {
+            rest = true;
+            out.push(arg.clone());
+            continue;
+        }
+        let (flag, value) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with('-') => (f, Some(v)),
+            _ => (arg.as_str(), None),
+        };
+        let long = SHORT_FLAGS
+            .iter()
+            .find(|(short, _)| *short == flag)
+            .map(|(_, long)| *long);
+        match (long, value) {
+            (Some(long), None) => out.push(long.to_string()),
+            (Some(long), Some(v)) => out.extend([long.to_string(), v.to_string()]),
+            (None, Some(v)) if flag.starts_with("--") => out.extend([flag.to_string(), v.to_string()]),
+            _ => out.push(arg.clone()),
+        }
+    }
+    out
+}
+
+/// True when `--version` (or `-V`) is asked for, before any `--`.
+pub fn wants_version(args: &[String]) -> bool {
+    args.iter()
+        .take_while(|a| *a != "--")
+        .any(|a| a == "--version" || a == "-V")
+}
+
+/// Parses the process's arguments into `T`, printing help or errors the way argh does and
+/// exiting (0 for help and version, 2 for usage errors).
+pub fn parse_args<T: argh::FromArgs>(program: &str) -> T {
+    let raw: Vec<String> = std::env::args().skip(1).collect();
+    if wants_version(&raw) {
+        println!("{program} {}", env!("CARGO_PKG_VERSION"));
+        std::process::exit(0);
+    }
+    let args = normalize_args(&raw);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    match T::from_args(&[program], &refs) {
+        Ok(parsed) => parsed,
+        Err(early) => {
+            if early.status.is_ok() {
+                println!("{}", early.output);
+                std::process::exit(0);
+            }
+            eprintln!("{}", early.output);
+            std::process::exit(2);
+        }
+    }
+}
+
+/// A log level as given on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogLevel(pub LevelFilter);
+
+impl FromStr for LogLevel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<LogLevel, String> {
+        LevelFilter::from_str(s)
+            .map(LogLevel)
+            .map_err(|_| format!("{s:?} is not a log level (off, error, warn, info, debug, trace)"))
+    }
+}
+
+/// Logs to stderr with UTC RFC 3339 times. Call once, before any thread starts.
+pub fn init_logging(level: LogLevel) {
+    let config = simplelog::ConfigBuilder::new()
+        .set_time_format_rfc3339()
+        .set_thread_level(LevelFilter::Off)
+        .set_target_level(LevelFilter::Off)
+        .build();
+    let _ = simplelog::WriteLogger::init(level.0, config, std::io::stderr());
+}
+
+/// `HOST:PORT` with a port number; hosts are resolved when they are called.
+pub fn check_address(addr: &str) -> Result<(), String> {
+    let (host, port) = addr
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{addr:?} is not HOST:PORT"))?;
+    if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
+        return Err(format!("{addr:?} is not HOST:PORT with a port from 1 to 65535"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn maps_multi_letter_short_flags() {
+        let args = strings(&["-p", "8080", "-st", "persisted", "-sct", "epvm", "-w", "worker1:80"]);
+        assert_eq!(
+            normalize_args(&args),
+            strings(&[
+                "-p",
+                "8080",
+                "--storage",
+                "persisted",
+                "--scheduler",
+                "epvm",
+                "-w",
+                "worker1:80"
+            ])
+        );
+    }
+
+    #[test]
+    fn splits_equals_forms() {
+        let args = strings(&["-st=memory", "--port=7001", "--name", "a=b"]);
+        assert_eq!(
+            normalize_args(&args),
+            strings(&["--storage", "memory", "--port", "7001", "--name", "a=b"])
+        );
+    }
+
+    #[test]
+    fn leaves_values_and_rest_alone() {
+        let args = strings(&["-n", "-st", "--", "-st", "--x=1"]);
+        assert_eq!(
+            normalize_args(&args),
+            strings(&["-n", "--storage", "--", "-st", "--x=1"])
+        );
+    }
+
+    #[test]
+    fn version_flag() {
+        assert!(wants_version(&strings(&["-p", "1", "--version"])));
+        assert!(!wants_version(&strings(&["--", "--version"])));
+    }
+
+    #[test]
+    fn addresses() {
+        assert!(check_address("worker1:80").is_ok());
+        assert!(check_address("127.0.0.1:7001").is_ok());
+        for bad in ["worker1", ":80", "w:0", "w:x", "w:70000"] {
+            assert!(check_address(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn log_levels() {
+        assert_eq!("debug".parse::<LogLevel>(), Ok(LogLevel(LevelFilter::Debug)));
+        assert!("loud".parse::<LogLevel>().is_err());
+    }
+}

@@ -1,0 +1,335 @@
+//! The line-based client: commands read from stdin (or given once on the command line), each one
+//! REST call to the manager, answers printed as tables or as the API's JSON.
+//!
+//! Owns command parsing and output formatting; the calls themselves are `http::ManagerClient`.
+
+use crate::api::NodeInfo;
+use crate::http::{ClientError, ManagerClient};
+use crate::task::Task;
+use crate::time::Timestamp;
+use serde_json::Value;
+use std::io::Write;
+use std::path::PathBuf;
+
+pub const HELP: &str = "\
+commands:
+  start FILE     submit the task spec in FILE (JSON); prints the new task's id
+  stop ID        stop a task (its container gets SIGTERM, then SIGKILL after a grace period)
+  get ID         show one task
+  list           list all tasks
+  list-nodes     list the workers and their status
+  help           show this help
+  quit           leave (end of input does too)";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Start(PathBuf),
+    Stop(String),
+    Get(String),
+    List,
+    ListNodes,
+    Help,
+    Quit,
+}
+
+/// Parses one line; `Ok(None)` for a blank line or a `#` comment.
+pub fn parse_line(line: &str) -> Result<Option<Command>, String> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    parse_words(&words)
+}
+
+pub fn parse_words(words: &[&str]) -> Result<Option<Command>, String> {
+    let one_arg = |what: &str| -> Result<String, String> {
+        match words {
+            [_, arg] => Ok(arg.to_string()),
+            _ => Err(format!("usage: {} {what}", words[0])),
+        }
+    };
+    let no_arg = |cmd: Command| -> Result<Option<Command>, String> {
+        if words.len() == 1 {
+            Ok(Some(cmd))
+        } else {
+            Err(format!("{} takes no arguments", words[0]))
+        }
+    };
+    match words.first().copied() {
+        None => Ok(None),
+        Some(w) if w.starts_with('#') => Ok(None),
+        Some("start") => one_arg("FILE").map(|f| Some(Command::Start(PathBuf::from(f)))),
+        Some("stop") => one_arg("ID").map(|id| Some(Command::Stop(id))),
+        Some("get") => one_arg("ID").map(|id| Some(Command::Get(id))),
+        Some("list") => no_arg(Command::List),
+        Some("list-nodes") => no_arg(Command::ListNodes),
+        Some("help") => no_arg(Command::Help),
+        Some("quit" | "exit") => no_arg(Command::Quit),
+        Some(other) => Err(format!("unknown command {other:?}; try help")),
+    }
+}
+
+/// Runs one command, writing its answer to `out`. Errors come back as text for the user.
+pub fn run(cmd: &Command, api: &ManagerClient, json: bool, out: &mut dyn Write) -> Result<(), String> {
+    let shown = |e: ClientError| e.to_string();
+    let text = match cmd {
+        Command::Start(file) => {
+            let spec = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+            let v = api.call_value("POST", "/v1/tasks", Some(&spec)).map_err(shown)?;
+            if json {
+                pretty(&v)
+            } else {
+                let id = v.get("id").and_then(Value::as_str).unwrap_or("?");
+                format!("{id}\n")
+            }
+        }
+        Command::Stop(id) => {
+            let v = api
+                .call_value("DELETE", &format!("/v1/tasks/{}", path_safe(id)?), None)
+                .map_err(shown)?;
+            if json {
+                pretty(&v)
+            } else {
+                format!("stopping {id}\n")
+            }
+        }
+        Command::Get(id) => {
+            let v = api
+                .call_value("GET", &format!("/v1/tasks/{}", path_safe(id)?), None)
+                .map_err(shown)?;
+            if json {
+                pretty(&v)
+            } else {
+                let task: Task = serde_json::from_value(v).map_err(|e| format!("unexpected answer: {e}"))?;
+                task_details(&task)
+            }
+        }
+        Command::List => {
+            let v = api.call_value("GET", "/v1/tasks", None).map_err(shown)?;
+            if json {
+                pretty(&v)
+            } else {
+                let tasks: Vec<Task> = serde_json::from_value(v).map_err(|e| format!("unexpected answer: {e}"))?;
+                task_table(&tasks, Timestamp::now())
+            }
+        }
+        Command::ListNodes => {
+            let v = api.call_value("GET", "/v1/nodes", None).map_err(shown)?;
+            if json {
+                pretty(&v)
+            } else {
+                let nodes: Vec<NodeInfo> = serde_json::from_value(v).map_err(|e| format!("unexpected answer: {e}"))?;
+                node_table(&nodes, Timestamp::now())
+            }
+        }
+        Command::Help => format!("{HELP}\n"),
+        Command::Quit => String::new(),
+    };
+    out.write_all(text.as_bytes())
+        .map_err(|e| format!("cannot write output: {e}"))
+}
+
+/// Ids go into URL paths: refuse anything that would change the path.
+fn path_safe(id: &str) -> Result<&str, String> {
+    if id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        Ok(id)
+    } else {
+        Err(format!("{id:?} is not a task id"))
+    }
+}
+
+fn pretty(v: &Value) -> String {
+    let mut s = serde_json::to_string_pretty(v).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+/// Left-aligned columns separated by two spaces.
+fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: Vec<&str>| {
+        let last = cells.len() - 1;
+        for (i, cell) in cells.iter().enumerate() {
+            out.push_str(cell);
+            if i < last {
+                out.push_str(&" ".repeat(widths[i] - cell.chars().count() + 2));
+            }
+        }
+        out.push('\n');
+    };
+    line(headers.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+/// "3s", "5m", "2h", "4d": how long ago, for tables.
+pub fn ago(then: Timestamp, now: Timestamp) -> String {
+    let s = now.since(then) / 1000;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m", s / 60),
+        3600..=86_399 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86_400),
+    }
+}
+
+fn ports_text(task: &Task) -> String {
+    // one binding per container port (the IPv4 one comes first), as host->container
+    let mut seen = Vec::new();
+    let mut parts = Vec::new();
+    for p in &task.ports {
+        if seen.contains(&(p.container, p.protocol)) {
+            continue;
+        }
+        seen.push((p.container, p.protocol));
+        parts.push(format!("{}->{}/{}", p.host, p.container, p.protocol.as_str()));
+    }
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(",")
+    }
+}
+
+pub fn task_table(tasks: &[Task], now: Timestamp) -> String {
+    let rows: Vec<Vec<String>> = tasks
+        .iter()
+        .map(|t| {
+            let state = if t.desired_state == crate::task::DesiredState::Stopped && !t.is_terminal() {
+                format!("{} (stopping)", t.state)
+            } else {
+                t.state.to_string()
+            };
+            vec![
+                t.id.to_string(),
+                t.name.clone(),
+                state,
+                t.node.clone().unwrap_or_else(|| "-".into()),
+                ports_text(t),
+                ago(t.created_at, now),
+                t.error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(&["ID", "NAME", "STATE", "NODE", "PORTS", "AGE", "ERROR"], &rows)
+}
+
+pub fn task_details(t: &Task) -> String {
+    let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    let time = |v: Option<Timestamp>| opt(v.map(|t| t.to_string()));
+    let mut out = String::new();
+    let mut field = |k: &str, v: String| out.push_str(&format!("{k:<14}{v}\n"));
+    field("id", t.id.to_string());
+    field("name", t.name.clone());
+    field("image", t.spec.image.clone());
+    field("state", t.state.to_string());
+    field("desired", format!("{:?}", t.desired_state).to_lowercase());
+    field("node", opt(t.node.clone()));
+    field(
+        "container",
+        opt(t.container_id.as_ref().map(|c| c[..c.len().min(12)].to_string())),
+    );
+    field("ports", ports_text(t));
+    field("exit code", opt(t.exit_code.map(|c| c.to_string())));
+    field("error", opt(t.error.clone()));
+    field("created", t.created_at.to_string());
+    field("started", time(t.started_at));
+    field("finished", time(t.finished_at));
+    out
+}
+
+pub fn node_table(nodes: &[NodeInfo], now: Timestamp) -> String {
+    let rows: Vec<Vec<String>> = nodes
+        .iter()
+        .map(|n| {
+            vec![
+                n.name.clone(),
+                n.address.clone(),
+                n.status.as_str().to_string(),
+                n.tasks.to_string(),
+                n.last_contact
+                    .map(|t| format!("{} ago", ago(t, now)))
+                    .unwrap_or_else(|| "never".into()),
+                n.error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(&["NAME", "ADDRESS", "STATUS", "TASKS", "LAST CONTACT", "ERROR"], &rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::NodeStatus;
+    use crate::task::{TaskId, TaskSpec, TaskState};
+
+    #[test]
+    fn parses_commands() {
+        assert_eq!(
+            parse_line("start web.json"),
+            Ok(Some(Command::Start("web.json".into())))
+        );
+        assert_eq!(parse_line("  stop  abc "), Ok(Some(Command::Stop("abc".into()))));
+        assert_eq!(parse_line("get abc"), Ok(Some(Command::Get("abc".into()))));
+        assert_eq!(parse_line("list"), Ok(Some(Command::List)));
+        assert_eq!(parse_line("list-nodes"), Ok(Some(Command::ListNodes)));
+        assert_eq!(parse_line("quit"), Ok(Some(Command::Quit)));
+        assert_eq!(parse_line(""), Ok(None));
+        assert_eq!(parse_line("# a comment"), Ok(None));
+        assert!(parse_line("start").is_err());
+        assert!(parse_line("stop a b").is_err());
+        assert!(parse_line("list now").is_err());
+        assert!(parse_line("launch x").unwrap_err().contains("unknown command"));
+    }
+
+    #[test]
+    fn ids_cannot_escape_the_path() {
+        assert!(path_safe("3f2b9c1e-8d4a").is_ok());
+        assert!(path_safe("../nodes").is_err());
+        assert!(path_safe("a?b").is_err());
+    }
+
+    #[test]
+    fn tables_line_up() {
+        let spec = TaskSpec::from_json(br#"{"name":"web","image":"skiff/busybox"}"#).expect("valid");
+        let mut t = Task::new(TaskId::new_v4(), spec, Timestamp(1_000));
+        t.state = TaskState::Running;
+        t.node = Some("worker1".into());
+        let text = task_table(&[t.clone()], Timestamp(61_000));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].starts_with("ID "));
+        assert_eq!(lines[0].find("NAME"), lines[1].find("web"));
+        assert!(lines[1].contains("Running") && lines[1].contains("worker1") && lines[1].contains("1m"));
+        let details = task_details(&t);
+        assert!(details.contains("state         Running"));
+        let node = NodeInfo {
+            name: "worker1".into(),
+            address: "127.0.0.1:7001".into(),
+            status: NodeStatus::Down,
+            last_contact: None,
+            tasks: 0,
+            engine_reachable: None,
+            error: Some("unreachable".into()),
+        };
+        let text = node_table(&[node], Timestamp(0));
+        assert!(
+            text.lines()
+                .nth(1)
+                .is_some_and(|l| l.contains("down") && l.contains("never")),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn ages() {
+        assert_eq!(ago(Timestamp(0), Timestamp(59_000)), "59s");
+        assert_eq!(ago(Timestamp(0), Timestamp(3_600_000)), "1h");
+        assert_eq!(ago(Timestamp(5), Timestamp(0)), "0s");
+    }
+}

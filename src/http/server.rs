@@ -1,0 +1,631 @@
+//! The HTTP/1.1 server both daemons use: a bounded pool of threads serving connections from a
+//! bounded queue, with limits and deadlines on everything a client controls.
+//!
+//! Why our own server on `httparse` rather than tiny_http 0.12: tiny_http aborts the process when
+//! a request declaring a huge `Content-Length` is answered without reading its body (its drain
+//! allocates the declared size at once), drains unread bodies on the handler thread without a
+//! deadline, has no header size limit and cannot send `Connection: close`; the maintained
+//! synchronous alternatives either pull in an async runtime (astra via hyper) or share some of
+//! these hazards (touche, rouille). `httparse` (already in the tree through ureq, no dependencies)
+//! does the parsing; this file owns the policy:
+//! - heads over `max_head_bytes` or with too many headers get 431, bodies over `max_body_bytes`
+//!   get 413 without a byte of the body being read, and the connection is closed after either;
+//! - every request must arrive whole within `request_deadline` (slow senders get 408), an idle
+//!   keep-alive connection is closed after `idle_timeout`, or at once when others are queued;
+//! - when the queue is full a connection gets 503 from the accepting thread and is closed;
+//! - `shutdown` stops accepting, lets requests in progress finish and joins every thread.
+//!
+//! Must not know routes or domain types: it calls one handler with a `Request`.
+
+use log::{debug, warn};
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Limits of one server; the defaults suit both daemons.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub threads: usize,
+    /// Connections accepted but not yet served; beyond this, 503.
+    pub queue: usize,
+    pub max_head_bytes: usize,
+    pub max_headers: usize,
+    pub max_body_bytes: usize,
+    /// A request's head and body must arrive within this, from its first byte.
+    pub request_deadline: Duration,
+    /// An idle keep-alive connection is closed after this.
+    pub idle_timeout: Duration,
+    pub write_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            threads: 16,
+            queue: 128,
+            max_head_bytes: 16 * 1024,
+            max_headers: 64,
+            max_body_bytes: 1024 * 1024,
+            request_deadline: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A request as the handler sees it: the head parsed, the body read whole (within the limit).
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    /// The path without the query string, as sent (not percent-decoded).
+    pub path: String,
+    pub query: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub remote: Option<SocketAddr>,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A response: a status and a JSON body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Response {
+    pub status: u16,
+    pub body: Vec<u8>,
+    /// Close the connection after this response.
+    pub close: bool,
+    /// Extra headers, e.g. `Allow` on a 405.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Response {
+    pub fn json_bytes(status: u16, body: Vec<u8>) -> Response {
+        Response {
+            status,
+            body,
+            close: false,
+            headers: Vec::new(),
+        }
+    }
+
+    /// The one error shape of every API: `{"error": "..."}`.
+    pub fn error(status: u16, message: &str) -> Response {
+        let body = serde_json::json!({ "error": message }).to_string().into_bytes();
+        Response::json_bytes(status, body)
+    }
+
+    pub fn with_header(mut self, name: &str, value: &str) -> Response {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+}
+
+pub type Handler = dyn Fn(&Request) -> Response + Send + Sync + 'static;
+
+/// A running server.
+pub struct Server {
+    addr: SocketAddr,
+    stopping: Arc<AtomicBool>,
+    acceptor: Option<JoinHandle<()>>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Serves `listener` with `handler` on `limits.threads` threads.
+    pub fn start(listener: TcpListener, limits: Limits, handler: Arc<Handler>) -> io::Result<Server> {
+        let addr = listener.local_addr()?;
+        let stopping = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = crossbeam_channel::bounded::<TcpStream>(limits.queue.max(1));
+        let limits = Arc::new(limits);
+        let mut workers = Vec::new();
+        for i in 0..limits.threads.max(1) {
+            let (rx, limits, handler, stopping) = (rx.clone(), limits.clone(), handler.clone(), stopping.clone());
+            let worker = std::thread::Builder::new().name(format!("http-{i}")).spawn(move || {
+                for stream in rx.iter() {
+                    let conn = Connection {
+                        stream,
+                        limits: &limits,
+                        handler: &*handler,
+                        stopping: &stopping,
+                        queue: &rx,
+                    };
+                    conn.serve();
+                }
+            })?;
+            workers.push(worker);
+        }
+        let accept_stopping = stopping.clone();
+        let acceptor = std::thread::Builder::new().name("http-accept".into()).spawn(move || {
+            for conn in listener.incoming() {
+                if accept_stopping.load(Ordering::SeqCst) {
+                    break;
+                }
+                let stream = match conn {
+                    Ok(s) => s,
+                    Err(e) => {
+                        // EMFILE and friends: back off a little rather than spin
+                        warn!("accept failed error={e}");
+                        std::thread::sleep(Duration::from_millis(50));
+                        continue;
+                    }
+                };
+                if let Err(crossbeam_channel::TrySendError::Full(mut stream)) = tx.try_send(stream) {
+                    let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+                    let _ = write_response(&mut stream, &Response::error(503, "server busy, retry later"), true);
+                    let _ = stream.shutdown(Shutdown::Both);
+                }
+            }
+            // dropping `tx` lets the workers finish the queue and exit
+        })?;
+        Ok(Server {
+            addr,
+            stopping,
+            acceptor: Some(acceptor),
+            workers,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, answers the requests in progress and joins every thread.
+    pub fn shutdown(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        // wake the accepting thread with a connection of our own
+        let mut wake = self.addr;
+        if wake.ip().is_unspecified() {
+            wake.set_ip(if wake.is_ipv4() {
+                [127, 0, 0, 1].into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            });
+        }
+        let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
+        if let Some(a) = self.acceptor.take() {
+            let _ = a.join();
+        }
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.acceptor.is_some() {
+            self.stop_and_join();
+        }
+    }
+}
+
+struct Connection<'a> {
+    stream: TcpStream,
+    limits: &'a Limits,
+    handler: &'a Handler,
+    stopping: &'a AtomicBool,
+    queue: &'a crossbeam_channel::Receiver<TcpStream>,
+}
+
+/// Why a request could not be read.
+enum ReadFailure {
+    /// The peer closed or went quiet between requests: close without a word.
+    Gone,
+    /// Answer this and close.
+    Reply(u16, &'static str),
+}
+
+/// How often an idle keep-alive connection checks whether it should give way.
+const IDLE_SLICE: Duration = Duration::from_millis(200);
+
+impl Connection<'_> {
+    fn serve(mut self) {
+        let _ = self.stream.set_nodelay(true);
+        let _ = self.stream.set_write_timeout(Some(self.limits.write_timeout));
+        let remote = self.stream.peer_addr().ok();
+        let mut buf: Vec<u8> = Vec::new();
+        loop {
+            let started = Instant::now();
+            let (req, keep_alive) = match self.read_request(&mut buf, remote) {
+                Ok(r) => r,
+                Err(ReadFailure::Gone) => break,
+                Err(ReadFailure::Reply(status, message)) => {
+                    let _ = write_response(&mut self.stream, &Response::error(status, message), true);
+                    debug!("http request refused status={status} reason={message:?}");
+                    break;
+                }
+            };
+            let resp = catch_unwind(AssertUnwindSafe(|| (self.handler)(&req)))
+                .unwrap_or_else(|_| Response::error(500, "internal error: the handler panicked"));
+            // Close when asked, when stopping, or when other connections wait for a thread.
+            let close = !keep_alive || resp.close || self.stopping.load(Ordering::SeqCst) || !self.queue.is_empty();
+            let written = write_response(&mut self.stream, &resp, close);
+            debug!(
+                "http method={} path={} status={} latency_us={}",
+                req.method,
+                req.path,
+                resp.status,
+                started.elapsed().as_micros()
+            );
+            if close || written.is_err() {
+                break;
+            }
+        }
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
+
+    /// Fills `buf` from the socket until `done(buf)` says enough, within the deadline.
+    fn read_more(&mut self, buf: &mut Vec<u8>, deadline: Instant) -> Result<usize, ReadFailure> {
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(ReadFailure::Reply(408, "request not received in time"));
+        }
+        let _ = self.stream.set_read_timeout(Some(deadline - now));
+        let mut chunk = [0u8; 8192];
+        match self.stream.read(&mut chunk) {
+            Ok(0) => Err(ReadFailure::Gone),
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                Ok(n)
+            }
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                Err(ReadFailure::Reply(408, "request not received in time"))
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(0),
+            Err(_) => Err(ReadFailure::Gone),
+        }
+    }
+
+    /// Waits for the first byte of the next request, giving way to queued connections and to
+    /// shutdown.
+    fn wait_for_request(&mut self, buf: &mut Vec<u8>) -> Result<(), ReadFailure> {
+        let idle_since = Instant::now();
+        while buf.is_empty() {
+            if self.stopping.load(Ordering::SeqCst) || idle_since.elapsed() >= self.limits.idle_timeout {
+                return Err(ReadFailure::Gone);
+            }
+            let slice = IDLE_SLICE.min(self.limits.idle_timeout);
+            match self.read_more(buf, Instant::now() + slice) {
+                Ok(_) => {}
+                Err(ReadFailure::Reply(408, _)) => {
+                    if !self.queue.is_empty() {
+                        return Err(ReadFailure::Gone);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    fn read_request(&mut self, buf: &mut Vec<u8>, remote: Option<SocketAddr>) -> Result<(Request, bool), ReadFailure> {
+        self.wait_for_request(buf)?;
+        let deadline = Instant::now() + self.limits.request_deadline;
+        // the head
+        let head_len = loop {
+            if let Some(end) = find_head_end(buf) {
+                break end;
+            }
+            if buf.len() > self.limits.max_head_bytes {
+                return Err(ReadFailure::Reply(431, "request head too large"));
+            }
+            self.read_more(buf, deadline)?;
+        };
+        if head_len > self.limits.max_head_bytes {
+            return Err(ReadFailure::Reply(431, "request head too large"));
+        }
+        let mut header_slots = vec![httparse::EMPTY_HEADER; self.limits.max_headers];
+        let mut parsed = httparse::Request::new(&mut header_slots);
+        match parsed.parse(&buf[..head_len]) {
+            Ok(httparse::Status::Complete(_)) => {}
+            Ok(httparse::Status::Partial) => return Err(ReadFailure::Reply(400, "malformed request head")),
+            Err(httparse::Error::TooManyHeaders) => return Err(ReadFailure::Reply(431, "too many request headers")),
+            Err(_) => return Err(ReadFailure::Reply(400, "malformed request head")),
+        }
+        let method = parsed.method.unwrap_or("").to_string();
+        let target = parsed.path.unwrap_or("");
+        let version = parsed.version.unwrap_or(1);
+        let (path, query) = match target.split_once('?') {
+            Some((p, q)) => (p.to_string(), q.to_string()),
+            None => (target.to_string(), String::new()),
+        };
+        let mut headers = Vec::with_capacity(parsed.headers.len());
+        for h in parsed.headers.iter() {
+            let value = std::str::from_utf8(h.value)
+                .map_err(|_| ReadFailure::Reply(400, "header values must be text"))?
+                .trim()
+                .to_string();
+            headers.push((h.name.to_string(), value));
+        }
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        };
+        if header("transfer-encoding").is_some() {
+            return Err(ReadFailure::Reply(
+                411,
+                "chunked request bodies are not accepted; send Content-Length",
+            ));
+        }
+        let lengths: Vec<&str> = headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+            .map(|(_, v)| v.as_str())
+            .collect();
+        let content_length: u64 = match lengths.as_slice() {
+            [] => 0,
+            [one] if !one.is_empty() && one.bytes().all(|c| c.is_ascii_digit()) => one.parse().unwrap_or(u64::MAX),
+            _ => return Err(ReadFailure::Reply(400, "invalid Content-Length")),
+        };
+        if content_length > self.limits.max_body_bytes as u64 {
+            return Err(ReadFailure::Reply(413, "request body too large"));
+        }
+        let connection = header("connection").map(str::to_ascii_lowercase).unwrap_or_default();
+        let keep_alive = if version == 0 {
+            connection.contains("keep-alive")
+        } else {
+            !connection.contains("close")
+        };
+        let expects_continue = header("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+        // the body
+        buf.drain(..head_len);
+        let body_len = content_length as usize;
+        if expects_continue && buf.len() < body_len {
+            let _ = self.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+        }
+        while buf.len() < body_len {
+            self.read_more(buf, deadline)?;
+        }
+        let body: Vec<u8> = buf.drain(..body_len).collect();
+        Ok((
+            Request {
+                method,
+                path,
+                query,
+                headers,
+                body,
+                remote,
+            },
+            keep_alive,
+        ))
+    }
+}
+
+fn find_head_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        411 => "Length Required",
+        413 => "Payload Too Large",
+        415 => "Unsupported Media Type",
+        422 => "Unprocessable Entity",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Status",
+    }
+}
+
+fn write_response(stream: &mut TcpStream, resp: &Response, close: bool) -> io::Result<()> {
+    let mut out = format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: {}\r\n",
+        resp.status,
+        reason(resp.status),
+        resp.body.len(),
+        if close { "close" } else { "keep-alive" }
+    );
+    for (name, value) in &resp.headers {
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
+    out.push_str("\r\n");
+    let mut bytes = out.into_bytes();
+    bytes.extend_from_slice(&resp.body);
+    stream.write_all(&bytes)?;
+    stream.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::BufRead;
+
+    fn echo_server(limits: Limits) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let handler: Arc<Handler> = Arc::new(|req: &Request| {
+            let body = serde_json::json!({ "method": req.method, "path": req.path, "query": req.query, "len": req.body.len() });
+            Response::json_bytes(200, body.to_string().into_bytes())
+        });
+        Server::start(listener, limits, handler).expect("server starts")
+    }
+
+    /// Sends raw bytes and returns the status line and the whole answer.
+    fn raw(server: &Server, bytes: &[u8]) -> String {
+        let mut s = TcpStream::connect(server.local_addr()).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        let _ = s.write_all(bytes);
+        let mut out = String::new();
+        let _ = std::io::BufReader::new(s).read_to_string(&mut out);
+        out
+    }
+
+    #[test]
+    fn serves_and_parses_a_request() {
+        let server = echo_server(Limits::default());
+        let out = raw(
+            &server,
+            b"POST /v1/x?y=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
+        );
+        assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+        assert!(out.contains(r#""path":"/v1/x""#) && out.contains(r#""query":"y=1""#) && out.contains(r#""len":3"#));
+        server.shutdown();
+    }
+
+    #[test]
+    fn keeps_alive_and_serves_pipelined_requests() {
+        let server = echo_server(Limits::default());
+        let mut s = TcpStream::connect(server.local_addr()).expect("connect");
+        s.write_all(b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\nConnection: close\r\n\r\n")
+            .expect("write");
+        let mut out = String::new();
+        std::io::BufReader::new(s).read_to_string(&mut out).expect("read");
+        assert_eq!(out.matches("HTTP/1.1 200 OK").count(), 2, "{out}");
+        assert!(out.contains(r#""path":"/a""#) && out.contains(r#""path":"/b""#));
+    }
+
+    #[test]
+    fn huge_declared_body_gets_413_without_reading_it() {
+        let server = echo_server(Limits::default());
+        let out = raw(
+            &server,
+            b"POST / HTTP/1.1\r\nContent-Length: 100000000000000\r\n\r\nabc",
+        );
+        assert!(out.starts_with("HTTP/1.1 413"), "{out}");
+        let out = raw(
+            &server,
+            b"POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+        );
+        assert!(out.starts_with("HTTP/1.1 413"), "{out}");
+        // and it still serves
+        assert!(raw(&server, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n").starts_with("HTTP/1.1 200"));
+    }
+
+    #[test]
+    fn bad_heads_are_refused() {
+        let server = echo_server(Limits::default());
+        assert!(raw(&server, b"NONSENSE\r\n\r\n").starts_with("HTTP/1.1 400"));
+        assert!(raw(
+            &server,
+            b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"
+        )
+        .starts_with("HTTP/1.1 400"));
+        assert!(raw(&server, b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n").starts_with("HTTP/1.1 400"));
+        assert!(raw(
+            &server,
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+        )
+        .starts_with("HTTP/1.1 411"));
+        let mut long = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        long.extend(std::iter::repeat_n(b'a', 64 * 1024));
+        assert!(raw(&server, &long).starts_with("HTTP/1.1 431"));
+        let mut many = b"GET / HTTP/1.1\r\n".to_vec();
+        for i in 0..100 {
+            many.extend(format!("X-{i}: 1\r\n").bytes());
+        }
+        many.extend(b"\r\n");
+        assert!(raw(&server, &many).starts_with("HTTP/1.1 431"));
+    }
+
+    #[test]
+    fn slow_senders_get_408_within_the_deadline() {
+        let limits = Limits {
+            request_deadline: Duration::from_millis(300),
+            ..Limits::default()
+        };
+        let server = echo_server(limits);
+        let started = Instant::now();
+        let out = raw(&server, b"POST / HTTP/1.1\r\nContent-Length: 1000000\r\n\r\nonly nine");
+        assert!(out.starts_with("HTTP/1.1 408"), "{out}");
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
+
+    #[test]
+    fn idle_connections_give_way_to_waiting_ones() {
+        let limits = Limits {
+            threads: 1,
+            idle_timeout: Duration::from_secs(30),
+            ..Limits::default()
+        };
+        let server = echo_server(limits);
+        // one idle keep-alive connection holds the only thread...
+        let mut idle = TcpStream::connect(server.local_addr()).expect("connect");
+        idle.write_all(b"GET /idle HTTP/1.1\r\n\r\n").expect("write");
+        let mut line = String::new();
+        std::io::BufReader::new(idle.try_clone().expect("clone"))
+            .read_line(&mut line)
+            .expect("read");
+        assert!(line.starts_with("HTTP/1.1 200"));
+        // ...and a second connection is still served promptly
+        let started = Instant::now();
+        let out = raw(&server, b"GET /next HTTP/1.1\r\nConnection: close\r\n\r\n");
+        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+        assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    }
+
+    #[test]
+    fn full_queue_gets_503() {
+        let limits = Limits {
+            threads: 1,
+            queue: 1,
+            request_deadline: Duration::from_secs(10),
+            ..Limits::default()
+        };
+        let server = echo_server(limits);
+        // the only thread is held by a half-sent request; then connections pile up until the
+        // queue is full and the next one is refused at once
+        let mut busy = TcpStream::connect(server.local_addr()).expect("connect");
+        busy.write_all(b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\n")
+            .expect("write");
+        let mut held = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let mut s = TcpStream::connect(server.local_addr()).expect("connect");
+            s.set_read_timeout(Some(Duration::from_millis(300))).expect("timeout");
+            let mut first = [0u8; 12];
+            if s.read_exact(&mut first).is_ok() {
+                assert_eq!(&first, b"HTTP/1.1 503");
+                break;
+            }
+            held.push(s);
+            assert!(Instant::now() < deadline, "never got 503");
+        }
+    }
+
+    #[test]
+    fn shutdown_joins_with_idle_connections_open() {
+        let server = echo_server(Limits {
+            idle_timeout: Duration::from_secs(60),
+            ..Limits::default()
+        });
+        let mut idle = TcpStream::connect(server.local_addr()).expect("connect");
+        idle.write_all(b"GET / HTTP/1.1\r\n\r\n").expect("write");
+        let mut line = String::new();
+        std::io::BufReader::new(idle.try_clone().expect("clone"))
+            .read_line(&mut line)
+            .expect("read");
+        let started = Instant::now();
+        server.shutdown();
+        assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    }
+}

@@ -1,0 +1,856 @@
+//! The manager's control loop: the desired state of every task, the node table, placement, and
+//! the application of the reconcile plan.
+//!
+//! One control thread owns the task table, the store, the node table and the scheduler. It never
+//! waits on a worker: each node has its own dispatcher threads that make the calls (through a
+//! `WorkerLink`) and send back what happened. A slow or dead worker delays nothing but itself.
+//!
+//! Must not speak HTTP or build URLs: `http.rs` implements `WorkerLink` and turns API requests
+//! into calls on `ManagerHandle`.
+
+use crate::api::{ManagerHealth, NodeInfo, NodeStatus, StartTask, WorkerHealth};
+use crate::docker_cli::error_chain;
+use crate::reconcile::{self, Action, NodeObs, Report, TaskView};
+use crate::sched::{NodeView, Scheduler, SchedulerKind};
+use crate::store::{Store, StoreError};
+use crate::task::{DesiredState, SpecError, Task, TaskId, TaskSpec, TaskState};
+use crate::time::Timestamp;
+use crossbeam_channel::{bounded, select, tick, unbounded, Receiver, Sender, TrySendError};
+use log::{debug, error, info, warn};
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// A failed call from the manager to a worker.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LinkError {
+    /// The request never reached the worker (connection refused, no route): safe to send elsewhere.
+    Unreachable(String),
+    /// The exchange broke off after the request was sent (timeout, reset): it may have happened.
+    Lost(String),
+    /// The worker answered with an error status.
+    Refused { status: u16, message: String },
+    /// The worker's answer could not be understood.
+    BadAnswer(String),
+}
+
+impl fmt::Display for LinkError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LinkError::Unreachable(why) => write!(f, "unreachable: {why}"),
+            LinkError::Lost(why) => write!(f, "no answer: {why}"),
+            LinkError::Refused { status, message } => write!(f, "refused ({status}): {message}"),
+            LinkError::BadAnswer(why) => write!(f, "bad answer: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for LinkError {}
+
+/// How the manager reaches one worker. `http.rs` implements it over HTTP; tests fake it.
+pub trait WorkerLink: Send + Sync {
+    /// `HOST:PORT`, as given on the command line.
+    fn address(&self) -> &str;
+    /// Starts a task; answers once its container runs or has failed.
+    fn start(&self, req: &StartTask) -> Result<Task, LinkError>;
+    /// Stops a task; answers once its container is gone.
+    fn stop(&self, id: TaskId) -> Result<Task, LinkError>;
+    fn tasks(&self) -> Result<Vec<Task>, LinkError>;
+    fn health(&self) -> Result<WorkerHealth, LinkError>;
+}
+
+#[derive(Debug, Clone)]
+pub struct ManagerConfig {
+    pub scheduler: SchedulerKind,
+    /// How often every worker is polled.
+    pub poll_interval: Duration,
+    /// A worker not heard from for this long is down.
+    pub node_timeout: Duration,
+    /// Calls in flight to one worker at once (starts and stops; polls have their own thread).
+    pub dispatch_threads: usize,
+}
+
+impl Default for ManagerConfig {
+    fn default() -> ManagerConfig {
+        ManagerConfig {
+            scheduler: SchedulerKind::RoundRobin,
+            poll_interval: Duration::from_secs(1),
+            node_timeout: Duration::from_secs(5),
+            dispatch_threads: 4,
+        }
+    }
+}
+
+/// Why a manager request failed.
+#[derive(Debug)]
+pub enum ManagerError {
+    NotFound(TaskId),
+    AlreadyFinished {
+        id: TaskId,
+        state: TaskState,
+    },
+    InvalidSpec(SpecError),
+    /// The change could not be committed, so it was not made.
+    Store(StoreError),
+    /// The control loop did not answer (shutting down or overloaded).
+    Unavailable,
+}
+
+impl fmt::Display for ManagerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ManagerError::NotFound(id) => write!(f, "no task {id}"),
+            ManagerError::AlreadyFinished { id, state } => {
+                write!(f, "task {id} is already finished ({state}); nothing to stop")
+            }
+            ManagerError::InvalidSpec(e) => write!(f, "{e}"),
+            ManagerError::Store(_) => f.write_str("the manager's store failed; the change was not made"),
+            ManagerError::Unavailable => f.write_str("the manager is not answering; retry"),
+        }
+    }
+}
+
+impl std::error::Error for ManagerError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ManagerError::Store(e) => Some(e),
+            ManagerError::InvalidSpec(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+type Reply<T> = Sender<Result<T, ManagerError>>;
+
+enum Command {
+    Submit { spec: TaskSpec, reply: Reply<Task> },
+    Get { id: TaskId, reply: Reply<Task> },
+    List { reply: Reply<Vec<Task>> },
+    Stop { id: TaskId, reply: Reply<Task> },
+    Nodes { reply: Reply<Vec<NodeInfo>> },
+    Health { reply: Reply<ManagerHealth> },
+    Shutdown,
+}
+
+/// How the HTTP layer talks to the control thread. Cheap to clone.
+#[derive(Clone)]
+pub struct ManagerHandle {
+    tx: Sender<Command>,
+}
+
+const ANSWER_WAIT: Duration = Duration::from_secs(10);
+
+impl ManagerHandle {
+    fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, ManagerError> {
+        let (tx, rx) = bounded(1);
+        self.tx.send(make(tx)).map_err(|_| ManagerError::Unavailable)?;
+        rx.recv_timeout(ANSWER_WAIT).map_err(|_| ManagerError::Unavailable)?
+    }
+
+    /// Accepts a task and places it if a node can take it; the record comes back at once.
+    pub fn submit(&self, spec: TaskSpec) -> Result<Task, ManagerError> {
+        self.ask(|reply| Command::Submit { spec, reply })
+    }
+
+    pub fn get(&self, id: TaskId) -> Result<Task, ManagerError> {
+        self.ask(|reply| Command::Get { id, reply })
+    }
+
+    pub fn list(&self) -> Result<Vec<Task>, ManagerError> {
+        self.ask(|reply| Command::List { reply })
+    }
+
+    /// Records that the task is wanted stopped and sets the stop going; the record comes back at once.
+    pub fn stop(&self, id: TaskId) -> Result<Task, ManagerError> {
+        self.ask(|reply| Command::Stop { id, reply })
+    }
+
+    pub fn nodes(&self) -> Result<Vec<NodeInfo>, ManagerError> {
+        self.ask(|reply| Command::Nodes { reply })
+    }
+
+    pub fn health(&self) -> Result<ManagerHealth, ManagerError> {
+        self.ask(|reply| Command::Health { reply })
+    }
+}
+
+/// A running manager.
+pub struct Manager {
+    handle: ManagerHandle,
+    control: Option<JoinHandle<()>>,
+}
+
+impl Manager {
+    pub fn handle(&self) -> ManagerHandle {
+        self.handle.clone()
+    }
+
+    /// Stops the control loop and waits for it. Workers and their containers are untouched.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        let _ = self.handle.tx.send(Command::Shutdown);
+        if let Some(c) = self.control.take() {
+            let _ = c.join();
+        }
+    }
+}
+
+impl Drop for Manager {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// What the dispatcher threads report back.
+enum Observation {
+    Started {
+        node: usize,
+        id: TaskId,
+        result: Result<Task, LinkError>,
+    },
+    Stopped {
+        node: usize,
+        id: TaskId,
+        result: Result<Task, LinkError>,
+    },
+    Polled {
+        node: usize,
+        epoch: u64,
+        result: Result<(WorkerHealth, Vec<Task>), LinkError>,
+    },
+}
+
+enum Job {
+    Start(Box<StartTask>),
+    Stop(TaskId),
+}
+
+/// Starts the manager's threads over the tasks already in `store`.
+pub fn spawn(
+    config: ManagerConfig,
+    store: Box<dyn Store>,
+    links: Vec<Arc<dyn WorkerLink>>,
+) -> Result<Manager, ManagerError> {
+    let (cmd_tx, cmd_rx) = unbounded();
+    let (obs_tx, obs_rx) = unbounded();
+    let mut nodes = Vec::with_capacity(links.len());
+    for (index, link) in links.into_iter().enumerate() {
+        nodes.push(
+            Node::spawn(index, link, config.dispatch_threads, obs_tx.clone()).map_err(|e| {
+                error!("cannot start dispatcher threads error={e}");
+                ManagerError::Unavailable
+            })?,
+        );
+    }
+    let mut state = State::new(config.clone(), store, nodes)?;
+    let control = std::thread::Builder::new()
+        .name("manager-control".into())
+        .spawn(move || state.run(cmd_rx, obs_rx))
+        .map_err(|_| ManagerError::Unavailable)?;
+    Ok(Manager {
+        handle: ManagerHandle { tx: cmd_tx },
+        control: Some(control),
+    })
+}
+
+/// One worker: its link, the dispatcher's queues and what the manager knows of it.
+struct Node {
+    address: String,
+    /// The name the worker reported; its address until then.
+    name: Option<String>,
+    jobs: Sender<Job>,
+    polls: Sender<u64>,
+    poll_in_flight: bool,
+    last_contact: Option<Timestamp>,
+    /// The last poll failed (or the name clashes): no calls are worth making now.
+    unreachable: bool,
+    ever_failed: bool,
+    engine_reachable: Option<bool>,
+    error: Option<String>,
+    report: Option<Report>,
+}
+
+impl Node {
+    fn spawn(
+        index: usize,
+        link: Arc<dyn WorkerLink>,
+        threads: usize,
+        obs: Sender<Observation>,
+    ) -> std::io::Result<Node> {
+        let address = link.address().to_string();
+        let (jobs_tx, jobs_rx) = unbounded::<Job>();
+        for t in 0..threads.max(1) {
+            let (jobs_rx, link, obs) = (jobs_rx.clone(), link.clone(), obs.clone());
+            std::thread::Builder::new()
+                .name(format!("dispatch-{index}-{t}"))
+                .spawn(move || {
+                    for job in jobs_rx.iter() {
+                        let observation = match job {
+                            Job::Start(req) => Observation::Started {
+                                node: index,
+                                id: req.id,
+                                result: link.start(&req),
+                            },
+                            Job::Stop(id) => Observation::Stopped {
+                                node: index,
+                                id,
+                                result: link.stop(id),
+                            },
+                        };
+                        if obs.send(observation).is_err() {
+                            return;
+                        }
+                    }
+                })?;
+        }
+        // one poll at a time per node; the control thread skips a poll while one is in flight
+        let (polls_tx, polls_rx) = bounded::<u64>(1);
+        std::thread::Builder::new()
+            .name(format!("poll-{index}"))
+            .spawn(move || {
+                for epoch in polls_rx.iter() {
+                    let result = link.health().and_then(|h| link.tasks().map(|t| (h, t)));
+                    if obs
+                        .send(Observation::Polled {
+                            node: index,
+                            epoch,
+                            result,
+                        })
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            })?;
+        Ok(Node {
+            address,
+            name: None,
+            jobs: jobs_tx,
+            polls: polls_tx,
+            poll_in_flight: false,
+            last_contact: None,
+            unreachable: false,
+            ever_failed: false,
+            engine_reachable: None,
+            error: None,
+            report: None,
+        })
+    }
+
+    fn display_name(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.address)
+    }
+
+    fn status(&self, now: Timestamp, timeout: Duration) -> NodeStatus {
+        match self.last_contact {
+            Some(t) if now.since(t) <= timeout.as_millis() as u64 => NodeStatus::Up,
+            Some(_) => NodeStatus::Down,
+            None if self.ever_failed => NodeStatus::Down,
+            None => NodeStatus::Unknown,
+        }
+    }
+}
+
+/// The manager's own bookkeeping next to each task record.
+struct Tracked {
+    task: Task,
+    op_in_flight: bool,
+    settled_epoch: u64,
+    not_before: Timestamp,
+}
+
+/// Back-off after a failed call about a task.
+const RETRY_AFTER_MS: u64 = 1000;
+
+struct State {
+    config: ManagerConfig,
+    store: Box<dyn Store>,
+    scheduler: Box<dyn Scheduler>,
+    nodes: Vec<Node>,
+    tasks: HashMap<TaskId, Tracked>,
+    /// Counts events; tells reports requested before an answer from those requested after.
+    epoch: u64,
+}
+
+impl State {
+    fn new(config: ManagerConfig, store: Box<dyn Store>, nodes: Vec<Node>) -> Result<State, ManagerError> {
+        let mut tasks = HashMap::new();
+        for task in store.list_tasks().map_err(ManagerError::Store)? {
+            tasks.insert(
+                task.id,
+                Tracked {
+                    task,
+                    op_in_flight: false,
+                    settled_epoch: 0,
+                    not_before: Timestamp(0),
+                },
+            );
+        }
+        let scheduler = config.scheduler.build();
+        Ok(State {
+            config,
+            store,
+            scheduler,
+            nodes,
+            tasks,
+            epoch: 1,
+        })
+    }
+
+    fn run(&mut self, cmd_rx: Receiver<Command>, obs_rx: Receiver<Observation>) {
+        let ticker = tick(self.config.poll_interval);
+        self.poll_all();
+        loop {
+            select! {
+                recv(cmd_rx) -> cmd => match cmd {
+                    Ok(Command::Shutdown) | Err(_) => break,
+                    Ok(cmd) => self.on_command(cmd),
+                },
+                recv(obs_rx) -> obs => if let Ok(obs) = obs { self.on_observation(obs) },
+                recv(ticker) -> _ => self.poll_all(),
+            }
+            self.epoch += 1;
+            self.reconcile();
+        }
+        info!("manager control loop stopped");
+    }
+
+    fn now() -> Timestamp {
+        Timestamp::now()
+    }
+
+    fn poll_all(&mut self) {
+        let epoch = self.epoch;
+        for node in &mut self.nodes {
+            if node.poll_in_flight {
+                continue;
+            }
+            match node.polls.try_send(epoch) {
+                Ok(()) => node.poll_in_flight = true,
+                Err(TrySendError::Full(_)) => node.poll_in_flight = true,
+                Err(TrySendError::Disconnected(_)) => {}
+            }
+        }
+    }
+
+    /// Writes a task's record, then keeps it in the table. On a store failure nothing changes.
+    fn commit(&mut self, task: Task) -> Result<(), ManagerError> {
+        if let Some(t) = self.tasks.get(&task.id) {
+            if t.task == task {
+                return Ok(()); // nothing changed: nothing written
+            }
+        }
+        self.store.put_task(&task).map_err(|e| {
+            error!("store write failed task_id={} error={}", task.id, error_chain(&e));
+            ManagerError::Store(e)
+        })?;
+        match self.tasks.get_mut(&task.id) {
+            Some(t) => t.task = task,
+            None => {
+                let id = task.id;
+                self.tasks.insert(
+                    id,
+                    Tracked {
+                        task,
+                        op_in_flight: false,
+                        settled_epoch: 0,
+                        not_before: Timestamp(0),
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// `commit` for changes the control loop makes on its own: a failure is logged there and the
+    /// change retried by a later plan.
+    fn commit_quietly(&mut self, task: Task) {
+        let _ = self.commit(task);
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Submit { spec, reply } => {
+                let _ = reply.send(self.submit(spec));
+            }
+            Command::Get { id, reply } => {
+                let _ = reply.send(
+                    self.tasks
+                        .get(&id)
+                        .map(|t| t.task.clone())
+                        .ok_or(ManagerError::NotFound(id)),
+                );
+            }
+            Command::List { reply } => {
+                let mut all: Vec<Task> = self.tasks.values().map(|t| t.task.clone()).collect();
+                all.sort_by_key(|t| (t.created_at, t.id));
+                let _ = reply.send(Ok(all));
+            }
+            Command::Stop { id, reply } => {
+                let _ = reply.send(self.stop(id));
+            }
+            Command::Nodes { reply } => {
+                let _ = reply.send(Ok(self.node_infos()));
+            }
+            Command::Health { reply } => {
+                let now = Self::now();
+                let up = self
+                    .nodes
+                    .iter()
+                    .filter(|n| n.status(now, self.config.node_timeout) == NodeStatus::Up)
+                    .count();
+                let _ = reply.send(Ok(ManagerHealth {
+                    status: "ok".into(),
+                    version: env!("CARGO_PKG_VERSION").into(),
+                    scheduler: self.config.scheduler.name().into(),
+                    storage: self.store.kind().into(),
+                    nodes_up: up,
+                    nodes_total: self.nodes.len(),
+                    tasks: self.tasks.values().filter(|t| !t.task.is_terminal()).count(),
+                }));
+            }
+            Command::Shutdown => {}
+        }
+    }
+
+    fn submit(&mut self, spec: TaskSpec) -> Result<Task, ManagerError> {
+        spec.check_supported().map_err(ManagerError::InvalidSpec)?;
+        let task = Task::new(TaskId::new_v4(), spec, Self::now());
+        let id = task.id;
+        self.commit(task)?;
+        info!("task accepted task_id={id}");
+        // place it now rather than at the next tick
+        self.place(id);
+        Ok(self.tasks[&id].task.clone())
+    }
+
+    fn stop(&mut self, id: TaskId) -> Result<Task, ManagerError> {
+        let Some(t) = self.tasks.get(&id) else {
+            return Err(ManagerError::NotFound(id));
+        };
+        if t.task.is_terminal() {
+            return Err(ManagerError::AlreadyFinished {
+                id,
+                state: t.task.state,
+            });
+        }
+        let mut task = t.task.clone();
+        task.desired_state = DesiredState::Stopped;
+        if task.state == TaskState::Pending {
+            let _ = task.set_state(TaskState::Stopped, Self::now());
+        }
+        self.commit(task)?;
+        info!("task stop requested task_id={id}");
+        // the stop itself is sent by the plan that runs after this command
+        if let Some(t) = self.tasks.get_mut(&id) {
+            t.not_before = Timestamp(0);
+        }
+        self.reconcile();
+        Ok(self.tasks[&id].task.clone())
+    }
+
+    fn node_infos(&self) -> Vec<NodeInfo> {
+        let now = Self::now();
+        self.nodes
+            .iter()
+            .map(|n| {
+                let name = n.display_name().to_string();
+                let tasks = self
+                    .tasks
+                    .values()
+                    .filter(|t| !t.task.is_terminal() && t.task.node.as_deref() == Some(name.as_str()))
+                    .count();
+                NodeInfo {
+                    name,
+                    address: n.address.clone(),
+                    status: n.status(now, self.config.node_timeout),
+                    last_contact: n.last_contact,
+                    tasks,
+                    engine_reachable: n.engine_reachable,
+                    error: n.error.clone(),
+                }
+            })
+            .collect()
+    }
+
+    fn node_index(&self, name: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| n.name.as_deref() == Some(name))
+    }
+
+    fn node_views(&self) -> Vec<NodeView> {
+        let now = Self::now();
+        self.nodes
+            .iter()
+            .map(|n| {
+                let unavailable = match n.status(now, self.config.node_timeout) {
+                    NodeStatus::Unknown => Some("not heard from yet".to_string()),
+                    NodeStatus::Down => Some("down".to_string()),
+                    NodeStatus::Up if n.unreachable => Some("not answering".to_string()),
+                    NodeStatus::Up if n.engine_reachable == Some(false) => Some("engine unreachable".to_string()),
+                    NodeStatus::Up => None,
+                };
+                NodeView {
+                    name: n.display_name().to_string(),
+                    unavailable,
+                }
+            })
+            .collect()
+    }
+
+    /// Chooses a node for a Pending task and sends it there; or records why no node can take it.
+    fn place(&mut self, id: TaskId) {
+        let Some(t) = self.tasks.get(&id) else { return };
+        if t.task.state != TaskState::Pending || t.task.desired_state != DesiredState::Running || t.op_in_flight {
+            return;
+        }
+        let views = self.node_views();
+        let mut task = t.task.clone();
+        match self.scheduler.pick(&task.spec, &views) {
+            Ok(index) => {
+                let node = &self.nodes[index];
+                let name = node.display_name().to_string();
+                let _ = task.set_state(TaskState::Scheduled, Self::now());
+                task.node = Some(name.clone());
+                if self.commit(task.clone()).is_err() {
+                    return;
+                }
+                debug!("task placed task_id={id} node={name}");
+                let req = StartTask { id, spec: task.spec };
+                if self.nodes[index].jobs.send(Job::Start(Box::new(req))).is_ok() {
+                    if let Some(t) = self.tasks.get_mut(&id) {
+                        t.op_in_flight = true;
+                    }
+                }
+            }
+            Err(why) => {
+                let reason = why.to_string();
+                if task.error.as_deref() != Some(reason.as_str()) {
+                    debug!("task not placed task_id={id} reason={reason}");
+                    task.error = Some(reason);
+                    self.commit_quietly(task);
+                }
+            }
+        }
+    }
+
+    fn on_observation(&mut self, obs: Observation) {
+        let now = Self::now();
+        match obs {
+            Observation::Started { node, id, result } => self.on_started(node, id, result, now),
+            Observation::Stopped { node, id, result } => self.on_stopped(node, id, result, now),
+            Observation::Polled { node, epoch, result } => self.on_polled(node, epoch, result, now),
+        }
+    }
+
+    /// Marks a task's op as answered and returns a copy of it to work on.
+    fn settle(&mut self, id: TaskId) -> Option<Task> {
+        let epoch = self.epoch;
+        let t = self.tasks.get_mut(&id)?;
+        t.op_in_flight = false;
+        t.settled_epoch = epoch;
+        Some(t.task.clone())
+    }
+
+    fn retry_later(&mut self, id: TaskId, now: Timestamp) {
+        if let Some(t) = self.tasks.get_mut(&id) {
+            t.not_before = Timestamp(now.millis() + RETRY_AFTER_MS);
+        }
+    }
+
+    fn on_started(&mut self, node: usize, id: TaskId, result: Result<Task, LinkError>, now: Timestamp) {
+        let Some(task) = self.settle(id) else { return };
+        let node_name = self.nodes[node].display_name().to_string();
+        match result {
+            Ok(seen) => {
+                if let Some(merged) = reconcile::merge_report(&task, &seen, now) {
+                    info!("task started task_id={id} node={node_name} state={}", merged.state);
+                    self.commit_quietly(merged);
+                }
+            }
+            // never reached the worker, or its engine is down: place it again (elsewhere if possible)
+            Err(e @ (LinkError::Unreachable(_) | LinkError::Refused { status: 503, .. })) => {
+                warn!("task start not delivered task_id={id} node={node_name} error={e}");
+                if let LinkError::Refused { .. } = e {
+                    self.nodes[node].engine_reachable = Some(false);
+                } else {
+                    self.nodes[node].unreachable = true;
+                }
+                self.requeue(task, format!("could not start on {node_name}: {e}"), now);
+            }
+            Err(LinkError::Refused { status, message }) if (400..500).contains(&status) => {
+                let mut task = task;
+                task.error = Some(format!("{node_name} refused the task: {message}"));
+                let _ = task.set_state(TaskState::Failed, now);
+                self.commit_quietly(task);
+            }
+            Err(e) => {
+                // it may have started: the node's next report says
+                warn!("task start unanswered task_id={id} node={node_name} error={e}");
+                self.retry_later(id, now);
+            }
+        }
+    }
+
+    fn requeue(&mut self, mut task: Task, reason: String, now: Timestamp) {
+        if task.state == TaskState::Scheduled || task.state == TaskState::Running {
+            let _ = task.set_state(TaskState::Pending, now);
+            task.node = None;
+            task.container_id = None;
+            task.ports.clear();
+            task.error = Some(reason);
+            self.commit_quietly(task);
+        }
+    }
+
+    fn on_stopped(&mut self, node: usize, id: TaskId, result: Result<Task, LinkError>, now: Timestamp) {
+        let Some(task) = self.settle(id) else { return };
+        let node_name = self.nodes[node].display_name().to_string();
+        match result {
+            Ok(seen) => {
+                if let Some(merged) = reconcile::merge_report(&task, &seen, now) {
+                    info!("task stopped task_id={id} node={node_name} state={}", merged.state);
+                    self.commit_quietly(merged);
+                }
+            }
+            Err(LinkError::Refused { status: 404, .. }) => {
+                let mut task = task;
+                let _ = task.set_state(TaskState::Stopped, now);
+                self.commit_quietly(task);
+            }
+            Err(e) => {
+                // finished meanwhile (409) or not done: the node's next report settles it
+                debug!("task stop not done task_id={id} node={node_name} error={e}");
+                self.retry_later(id, now);
+            }
+        }
+    }
+
+    fn on_polled(
+        &mut self,
+        index: usize,
+        epoch: u64,
+        result: Result<(WorkerHealth, Vec<Task>), LinkError>,
+        now: Timestamp,
+    ) {
+        let clash = match &result {
+            Ok((health, _)) => self
+                .nodes
+                .iter()
+                .enumerate()
+                .any(|(i, n)| i != index && n.name.as_deref() == Some(health.name.as_str())),
+            Err(_) => false,
+        };
+        let node = &mut self.nodes[index];
+        node.poll_in_flight = false;
+        match result {
+            Ok(_) if clash => {
+                if !node.unreachable {
+                    error!("two workers report the same name address={}", node.address);
+                }
+                node.unreachable = true;
+                node.ever_failed = true;
+                node.error = Some("another worker already uses this name; give each worker its own -n".into());
+            }
+            Ok((health, tasks)) => {
+                if node.unreachable || node.last_contact.is_none() {
+                    info!("worker answers address={} name={}", node.address, health.name);
+                }
+                node.name = Some(health.name);
+                node.last_contact = Some(now);
+                node.unreachable = false;
+                node.engine_reachable = Some(health.engine.reachable);
+                node.error = health.engine.error.map(|e| format!("engine unreachable: {e}"));
+                node.report = Some(Report {
+                    epoch,
+                    tasks: tasks.into_iter().map(|t| (t.id, t)).collect(),
+                });
+            }
+            Err(e) => {
+                if !node.unreachable {
+                    warn!("worker not answering address={} error={e}", node.address);
+                }
+                node.unreachable = true;
+                node.ever_failed = true;
+                node.error = Some(e.to_string());
+            }
+        }
+    }
+
+    /// Runs the plan and applies its actions.
+    fn reconcile(&mut self) {
+        let now = Self::now();
+        let actions = {
+            let mut views: Vec<TaskView> = self
+                .tasks
+                .values()
+                .map(|t| TaskView {
+                    task: &t.task,
+                    op_in_flight: t.op_in_flight,
+                    settled_epoch: t.settled_epoch,
+                    not_before: t.not_before,
+                })
+                .collect();
+            // oldest first: placement order is submission order
+            views.sort_by_key(|v| (v.task.created_at, v.task.id));
+            let nodes: Vec<NodeObs> = self
+                .nodes
+                .iter()
+                .filter_map(|n| {
+                    Some(NodeObs {
+                        name: n.name.as_deref()?,
+                        reachable: !n.unreachable,
+                        report: n.report.as_ref(),
+                    })
+                })
+                .collect();
+            reconcile::plan(&views, &nodes, now)
+        };
+        for action in actions {
+            self.apply(action, now);
+        }
+    }
+
+    fn apply(&mut self, action: Action, now: Timestamp) {
+        match action {
+            Action::Update(task) => {
+                if task.state != self.tasks.get(&task.id).map(|t| t.task.state).unwrap_or(task.state) {
+                    info!(
+                        "task changed task_id={} node={} state={}",
+                        task.id,
+                        task.node.as_deref().unwrap_or("-"),
+                        task.state
+                    );
+                }
+                self.commit_quietly(*task);
+            }
+            Action::Requeue { id, reason } => {
+                if let Some(t) = self.tasks.get(&id) {
+                    warn!("task lost by its node task_id={id} reason={reason}");
+                    let task = t.task.clone();
+                    self.requeue(task, reason, now);
+                }
+            }
+            Action::Place(id) => self.place(id),
+            Action::MarkStopped(id) => {
+                if let Some(t) = self.tasks.get(&id) {
+                    let mut task = t.task.clone();
+                    let _ = task.set_state(TaskState::Stopped, now);
+                    self.commit_quietly(task);
+                }
+            }
+            Action::SendStop { id, node } => {
+                let Some(index) = self.node_index(&node) else { return };
+                if self.nodes[index].jobs.send(Job::Stop(id)).is_ok() {
+                    if let Some(t) = self.tasks.get_mut(&id) {
+                        t.op_in_flight = true;
+                    }
+                }
+            }
+        }
+    }
+}

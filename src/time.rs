@@ -1,0 +1,193 @@
+//! Wall-clock timestamps as the APIs show them: RFC 3339 in UTC with millisecond precision
+//! (`2026-11-25T11:54:34.123Z`).
+//!
+//! Owns the conversion between Unix milliseconds and the calendar; must not read any clock other
+//! than `SystemTime` (callers pass `now` in, so the domain stays testable).
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Milliseconds since the Unix epoch, shown as RFC 3339 UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Timestamp(pub u64);
+
+impl Timestamp {
+    pub fn now() -> Timestamp {
+        let ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        Timestamp(ms)
+    }
+
+    pub fn millis(self) -> u64 {
+        self.0
+    }
+
+    /// Milliseconds from `earlier` to `self`, zero if `earlier` is later.
+    pub fn since(self, earlier: Timestamp) -> u64 {
+        self.0.saturating_sub(earlier.0)
+    }
+
+    /// Parses RFC 3339 as Docker and our own APIs write it: `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`.
+    /// Fractions beyond milliseconds are truncated (Docker writes nanoseconds).
+    pub fn parse(s: &str) -> Option<Timestamp> {
+        let b = s.as_bytes();
+        if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+            return None;
+        }
+        if b[13] != b':' || b[16] != b':' {
+            return None;
+        }
+        let num = |from: usize, to: usize| -> Option<i64> {
+            let part = s.get(from..to)?;
+            if !part.bytes().all(|c| c.is_ascii_digit()) {
+                return None;
+            }
+            part.parse().ok()
+        };
+        let (year, month, day) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
+        let (hour, minute, second) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);
+        if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+            return None;
+        }
+        let mut rest = &s[19..];
+        let mut millis = 0i64;
+        if let Some(frac) = rest.strip_prefix('.') {
+            let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+            if digits == 0 {
+                return None;
+            }
+            let mut scaled = 0i64;
+            for (i, c) in frac[..digits].bytes().enumerate().take(3) {
+                scaled += i64::from(c - b'0') * [100, 10, 1][i];
+            }
+            millis = scaled;
+            rest = &frac[digits..];
+        }
+        let offset_s = match rest {
+            "Z" | "z" => 0,
+            _ if rest.len() == 6 && (rest.starts_with('+') || rest.starts_with('-')) && &rest[3..4] == ":" => {
+                let h: i64 = rest[1..3].parse().ok()?;
+                let m: i64 = rest[4..6].parse().ok()?;
+                let sign = if rest.starts_with('-') { -1 } else { 1 };
+                sign * (h * 3600 + m * 60)
+            }
+            _ => return None,
+        };
+        let days = days_from_civil(year, month, day);
+        let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset_s;
+        if secs < 0 {
+            // Docker writes 0001-01-01T00:00:00Z for "never"; we have no time before 1970.
+            return Some(Timestamp(0));
+        }
+        Some(Timestamp(secs as u64 * 1000 + millis as u64))
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = (self.0 / 1000) as i64;
+        let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+        let (y, m, d) = civil_from_days(days);
+        write!(
+            f,
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+            rem / 3600,
+            rem % 3600 / 60,
+            rem % 60,
+            self.0 % 1000
+        )
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Timestamp::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("not an RFC 3339 time: {s:?}")))
+    }
+}
+
+// Days since 1970-01-01 from a proleptic Gregorian date and back, by counting 400-year eras
+// (each has exactly 146,097 days) with years starting in March so that the leap day comes last.
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let year_of_era = y - era * 400;
+    let month_from_march = (month + 9) % 12;
+    let day_of_year = (153 * month_from_march + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z - era * 146_097;
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
+    let month = if month_from_march < 10 {
+        month_from_march + 3
+    } else {
+        month_from_march - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_known_instants() {
+        assert_eq!(Timestamp(0).to_string(), "1970-01-01T00:00:00.000Z");
+        assert_eq!(Timestamp(951_782_400_000).to_string(), "2000-02-29T00:00:00.000Z");
+        assert_eq!(Timestamp(1_795_607_674_123).to_string(), "2026-11-25T11:54:34.123Z");
+    }
+
+    #[test]
+    fn parses_docker_and_own_formats() {
+        let ours = Timestamp(1_795_607_674_123);
+        assert_eq!(Timestamp::parse(&ours.to_string()), Some(ours));
+        assert_eq!(Timestamp::parse("2026-11-25T11:54:34.123456789Z"), Some(ours));
+        assert_eq!(Timestamp::parse("2026-11-25T12:54:34.123+01:00"), Some(ours));
+        assert_eq!(
+            Timestamp::parse("2026-11-25T11:54:34Z"),
+            Some(Timestamp(1_795_607_674_000))
+        );
+        assert_eq!(Timestamp::parse("0001-01-01T00:00:00Z"), Some(Timestamp(0)));
+    }
+
+    #[test]
+    fn rejects_malformed_times() {
+        for bad in [
+            "",
+            "2026-11-25",
+            "2026-13-01T00:00:00Z",
+            "2026-11-25T11:54:34",
+            "2026-11-25T11:54:34.Z",
+            "2026-11-25T1x:54:34Z",
+            "2026-11-25T11:54:34+0100",
+        ] {
+            assert_eq!(Timestamp::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn round_trips_every_day_for_four_centuries() {
+        for days in (-1000..146_097 + 1000).step_by(7) {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days);
+        }
+    }
+}

@@ -1,0 +1,1201 @@
+//! The worker's control loop: the table of the tasks this node runs, kept true against the Docker
+//! Engine.
+//!
+//! One control thread owns the table and the store. It never calls the engine itself: engine calls
+//! (`Op`s) run on a small pool of threads and come back as `OpResult` messages; a further thread
+//! follows the engine's event stream so that a container's exit is seen at once, and a periodic
+//! sync (list by label, inspect what is not running) is the safety net. The engine's labels
+//! (`skiff.task-id`, `skiff.node`, `skiff.spec`) are the truth of what runs: a restarted worker
+//! adopts the containers that carry its name.
+//!
+//! Must not speak HTTP: `http.rs` turns requests into calls on `WorkerHandle`.
+
+use crate::api::{EngineStatus, StartTask, WorkerHealth};
+use crate::docker_cli::{error_chain, ContainerInfo, ContainerSummary, CreateOptions, Docker, DockerError};
+use crate::store::{Store, StoreError};
+use crate::task::{DesiredState, Task, TaskId, TaskSpec, TaskState};
+use crate::time::Timestamp;
+use crossbeam_channel::{bounded, select, tick, unbounded, Sender};
+use log::{debug, error, info, warn};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+pub const LABEL_TASK_ID: &str = "skiff.task-id";
+pub const LABEL_NODE: &str = "skiff.node";
+pub const LABEL_NAME: &str = "skiff.name";
+pub const LABEL_SPEC: &str = "skiff.spec";
+pub const LABEL_CREATED: &str = "skiff.created-at";
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// The node's name: it labels every container and is how the manager knows the node.
+    pub name: String,
+    /// SIGTERM, then SIGKILL after this.
+    pub stop_grace: Duration,
+    /// How often the table is checked against the engine (events make it prompt; this is the net).
+    pub sync_interval: Duration,
+    pub engine_threads: usize,
+    pub pull_timeout: Duration,
+    /// How long finished tasks stay listed for the manager to see.
+    pub keep_finished: Duration,
+    /// How long an HTTP thread waits for a start to finish before answering 504.
+    pub start_wait: Duration,
+}
+
+impl WorkerConfig {
+    pub fn new(name: &str) -> WorkerConfig {
+        WorkerConfig {
+            name: name.to_string(),
+            stop_grace: Duration::from_secs(10),
+            sync_interval: Duration::from_secs(5),
+            engine_threads: 4,
+            pull_timeout: Duration::from_secs(300),
+            keep_finished: Duration::from_secs(600),
+            start_wait: Duration::from_secs(330),
+        }
+    }
+}
+
+/// Why a worker request failed.
+#[derive(Debug)]
+pub enum WorkerError {
+    NotFound(TaskId),
+    AlreadyFinished {
+        id: TaskId,
+        state: TaskState,
+    },
+    /// The engine could not be reached; the task was not started.
+    EngineUnreachable(String),
+    /// The answer did not come in time; the operation may still complete.
+    TimedOut,
+    ShuttingDown,
+    Store(StoreError),
+}
+
+impl fmt::Display for WorkerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WorkerError::NotFound(id) => write!(f, "no task {id} on this worker"),
+            WorkerError::AlreadyFinished { id, state } => write!(f, "task {id} is already finished ({state})"),
+            WorkerError::EngineUnreachable(why) => write!(f, "{why}"),
+            WorkerError::TimedOut => f.write_str("the worker did not finish in time; the operation goes on"),
+            WorkerError::ShuttingDown => f.write_str("the worker is shutting down"),
+            WorkerError::Store(_) => f.write_str("the worker's store failed"),
+        }
+    }
+}
+
+impl std::error::Error for WorkerError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            WorkerError::Store(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+type Reply<T> = Sender<Result<T, WorkerError>>;
+
+enum Command {
+    Start {
+        req: Box<StartTask>,
+        reply: Reply<(Task, bool)>,
+    },
+    Stop {
+        id: TaskId,
+        reply: Reply<Task>,
+    },
+    Get {
+        id: TaskId,
+        reply: Reply<Task>,
+    },
+    List {
+        reply: Reply<Vec<Task>>,
+    },
+    Health {
+        reply: Reply<WorkerHealth>,
+    },
+    Shutdown,
+}
+
+/// How the HTTP layer talks to the control thread. Cheap to clone.
+#[derive(Clone)]
+pub struct WorkerHandle {
+    tx: Sender<Command>,
+    start_wait: Duration,
+    stop_wait: Duration,
+}
+
+const QUICK_WAIT: Duration = Duration::from_secs(5);
+
+impl WorkerHandle {
+    fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command, wait: Duration) -> Result<T, WorkerError> {
+        let (tx, rx) = bounded(1);
+        self.tx.send(make(tx)).map_err(|_| WorkerError::ShuttingDown)?;
+        match rx.recv_timeout(wait) {
+            Ok(r) => r,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => Err(WorkerError::TimedOut),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(WorkerError::ShuttingDown),
+        }
+    }
+
+    /// Starts a task (idempotent per id) and answers once its container runs or has failed;
+    /// the flag says whether this call created it.
+    pub fn start(&self, req: StartTask) -> Result<(Task, bool), WorkerError> {
+        self.ask(
+            |reply| Command::Start {
+                req: Box::new(req),
+                reply,
+            },
+            self.start_wait,
+        )
+    }
+
+    /// Stops a task and removes its container, answering when that is done.
+    pub fn stop(&self, id: TaskId) -> Result<Task, WorkerError> {
+        self.ask(|reply| Command::Stop { id, reply }, self.stop_wait)
+    }
+
+    pub fn get(&self, id: TaskId) -> Result<Task, WorkerError> {
+        self.ask(|reply| Command::Get { id, reply }, QUICK_WAIT)
+    }
+
+    pub fn list(&self) -> Result<Vec<Task>, WorkerError> {
+        self.ask(|reply| Command::List { reply }, QUICK_WAIT)
+    }
+
+    pub fn health(&self) -> Result<WorkerHealth, WorkerError> {
+        self.ask(|reply| Command::Health { reply }, QUICK_WAIT)
+    }
+}
+
+/// A running worker: its handle and its threads.
+pub struct Worker {
+    handle: WorkerHandle,
+    control: Option<JoinHandle<()>>,
+}
+
+impl Worker {
+    pub fn handle(&self) -> WorkerHandle {
+        self.handle.clone()
+    }
+
+    /// Stops the control loop (containers keep running) and waits for it.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        let _ = self.handle.tx.send(Command::Shutdown);
+        if let Some(c) = self.control.take() {
+            let _ = c.join();
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Starts the worker's threads. Tasks in `store` are loaded, then checked against the engine.
+pub fn spawn(config: WorkerConfig, docker: Arc<Docker>, store: Box<dyn Store>) -> Result<Worker, WorkerError> {
+    let (cmd_tx, cmd_rx) = unbounded();
+    let (ops_tx, ops_rx) = unbounded::<Op>();
+    let (results_tx, results_rx) = unbounded::<OpResult>();
+    for i in 0..config.engine_threads.max(1) {
+        let (ops_rx, results_tx, docker, cfg) = (ops_rx.clone(), results_tx.clone(), docker.clone(), config.clone());
+        std::thread::Builder::new()
+            .name(format!("engine-{i}"))
+            .spawn(move || {
+                for op in ops_rx.iter() {
+                    if results_tx.send(run_op(&docker, &cfg, op)).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| WorkerError::EngineUnreachable(format!("cannot start engine threads: {e}")))?;
+    }
+    let (events_tx, events_rx) = unbounded::<EngineEvent>();
+    let (ev_docker, ev_name) = (docker.clone(), config.name.clone());
+    std::thread::Builder::new()
+        .name("engine-events".into())
+        .spawn(move || follow_events(&ev_docker, &ev_name, &events_tx))
+        .map_err(|e| WorkerError::EngineUnreachable(format!("cannot start the events thread: {e}")))?;
+
+    let mut state = State::new(config.clone(), store, ops_tx)?;
+    let ticker = tick(config.sync_interval);
+    let control = std::thread::Builder::new()
+        .name("worker-control".into())
+        .spawn(move || {
+            state.send_op(Op::Version);
+            state.request_sync();
+            loop {
+                select! {
+                    recv(cmd_rx) -> cmd => match cmd {
+                        Ok(Command::Shutdown) | Err(_) => break,
+                        Ok(cmd) => state.on_command(cmd),
+                    },
+                    recv(results_rx) -> res => if let Ok(res) = res { state.on_result(res) },
+                    recv(events_rx) -> ev => if let Ok(ev) = ev { state.on_event(ev) },
+                    recv(ticker) -> _ => state.on_tick(),
+                }
+            }
+            info!("worker control loop stopped node={}", state.config.name);
+        })
+        .map_err(|e| WorkerError::EngineUnreachable(format!("cannot start the control thread: {e}")))?;
+    let stop_wait = config.stop_grace + Duration::from_secs(60);
+    Ok(Worker {
+        handle: WorkerHandle {
+            tx: cmd_tx,
+            start_wait: config.start_wait,
+            stop_wait,
+        },
+        control: Some(control),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Engine operations, run on the pool
+
+enum Op {
+    Start {
+        id: TaskId,
+        spec: Box<TaskSpec>,
+        container_name: String,
+        labels: BTreeMap<String, String>,
+    },
+    Stop {
+        id: TaskId,
+        container_id: Option<String>,
+    },
+    Remove {
+        id: TaskId,
+        container_id: String,
+    },
+    Inspect {
+        id: TaskId,
+        container_id: String,
+    },
+    Sync {
+        epoch: u64,
+    },
+    Version,
+}
+
+/// Why a start did not produce a running container.
+enum StartFailure {
+    /// The engine is unreachable: the task was not started and may be placed elsewhere.
+    EngineDown(String),
+    /// The engine refused (no such image, bad config, port taken): the task fails.
+    Refused(String),
+}
+
+enum OpResult {
+    Started {
+        id: TaskId,
+        result: Result<ContainerInfo, StartFailure>,
+    },
+    Stopped {
+        id: TaskId,
+        result: Result<(), DockerError>,
+    },
+    Removed {
+        id: TaskId,
+        result: Result<(), DockerError>,
+    },
+    Inspected {
+        id: TaskId,
+        result: Result<ContainerInfo, DockerError>,
+    },
+    Synced {
+        epoch: u64,
+        result: Result<Vec<Observed>, DockerError>,
+    },
+    Version {
+        result: Result<(String, String), DockerError>,
+    },
+}
+
+/// A labelled container as a sync saw it; `info` is filled for containers that are not running.
+struct Observed {
+    summary: ContainerSummary,
+    info: Option<ContainerInfo>,
+}
+
+fn run_op(docker: &Docker, cfg: &WorkerConfig, op: Op) -> OpResult {
+    match op {
+        Op::Start {
+            id,
+            spec,
+            container_name,
+            labels,
+        } => {
+            let result = start_container(docker, cfg, &spec, &container_name, &labels, &id);
+            OpResult::Started { id, result }
+        }
+        Op::Stop { id, container_id } => {
+            let result = match container_id {
+                Some(cid) => docker
+                    .stop(&cid, cfg.stop_grace)
+                    .or_else(not_found_is_ok)
+                    .and_then(|_| docker.remove(&cid)),
+                None => Ok(()),
+            };
+            OpResult::Stopped { id, result }
+        }
+        Op::Remove { id, container_id } => OpResult::Removed {
+            id,
+            result: docker.remove(&container_id),
+        },
+        Op::Inspect { id, container_id } => OpResult::Inspected {
+            id,
+            result: docker.inspect(&container_id),
+        },
+        Op::Sync { epoch } => OpResult::Synced {
+            epoch,
+            result: observe(docker, &cfg.name),
+        },
+        Op::Version => OpResult::Version {
+            result: docker.version(),
+        },
+    }
+}
+
+fn not_found_is_ok(e: DockerError) -> Result<(), DockerError> {
+    if e.is_not_found() {
+        Ok(())
+    } else {
+        Err(e)
+    }
+}
+
+fn engine_failure(e: DockerError) -> StartFailure {
+    if e.is_engine_down() {
+        StartFailure::EngineDown(error_chain(&e))
+    } else {
+        StartFailure::Refused(error_chain(&e))
+    }
+}
+
+/// Image check (and pull if absent), create, start, inspect. A container left by an earlier
+/// attempt for the same task is adopted if it runs and replaced if not.
+fn start_container(
+    docker: &Docker,
+    cfg: &WorkerConfig,
+    spec: &TaskSpec,
+    name: &str,
+    labels: &BTreeMap<String, String>,
+    id: &TaskId,
+) -> Result<ContainerInfo, StartFailure> {
+    if !docker.image_exists(&spec.image).map_err(engine_failure)? {
+        // No registry may be reachable: a pull failure is the task's failure, with the engine's words.
+        if let Err(e) = docker.pull(&spec.image, cfg.pull_timeout) {
+            if e.is_engine_down() {
+                return Err(StartFailure::EngineDown(error_chain(&e)));
+            }
+            let message = match &e {
+                DockerError::Api { message, .. } => message.clone(),
+                other => error_chain(other),
+            };
+            return Err(StartFailure::Refused(format!(
+                "image {} is not on node {} and could not be pulled: {message}",
+                spec.image, cfg.name
+            )));
+        }
+    }
+    let opts = CreateOptions { name, spec, labels };
+    let container_id = match docker.create(&opts) {
+        Ok(cid) => cid,
+        Err(DockerError::Api { status: 409, .. }) => {
+            let existing = docker.inspect(name).map_err(engine_failure)?;
+            let ours = existing.labels.get(LABEL_TASK_ID).map(String::as_str) == Some(id.to_string().as_str());
+            if ours && existing.running {
+                return Ok(existing);
+            }
+            if !ours {
+                return Err(StartFailure::Refused(format!(
+                    "a container named {name} exists and does not belong to this task"
+                )));
+            }
+            docker.remove(&existing.id).map_err(engine_failure)?;
+            docker.create(&opts).map_err(engine_failure)?
+        }
+        Err(e) => return Err(engine_failure(e)),
+    };
+    if let Err(e) = docker.start(&container_id) {
+        let failure = engine_failure(e);
+        // leave nothing behind; if this fails too, the sync removes it later
+        let _ = docker.remove(&container_id);
+        return Err(failure);
+    }
+    docker.inspect(&container_id).map_err(engine_failure)
+}
+
+/// Every container labelled with this node, with inspect details for those not running.
+fn observe(docker: &Docker, node: &str) -> Result<Vec<Observed>, DockerError> {
+    let list = docker.list(&[format!("{LABEL_NODE}={node}")])?;
+    let mut seen = Vec::with_capacity(list.len());
+    for summary in list {
+        let info = if summary.state == "running" {
+            None
+        } else {
+            match docker.inspect(&summary.id) {
+                Ok(i) => Some(i),
+                Err(e) if e.is_not_found() => continue, // removed since the list
+                Err(e) => return Err(e),
+            }
+        };
+        seen.push(Observed { summary, info });
+    }
+    Ok(seen)
+}
+
+enum EngineEvent {
+    /// The stream is (re)connected: events may have been missed, so check everything.
+    Connected,
+    Died {
+        container_id: String,
+    },
+}
+
+/// Follows the engine's event stream for this node's containers, reconnecting with back-off.
+fn follow_events(docker: &Docker, node: &str, tx: &Sender<EngineEvent>) {
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        match docker.events(&[format!("{LABEL_NODE}={node}")]) {
+            Ok(stream) => {
+                backoff = Duration::from_millis(500);
+                if tx.send(EngineEvent::Connected).is_err() {
+                    return;
+                }
+                for ev in stream {
+                    match ev {
+                        Ok(ev) if ev.action == "die" => {
+                            if tx.send(EngineEvent::Died { container_id: ev.id }).is_err() {
+                                return;
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            debug!("engine event stream broke error={}", error_chain(&e));
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => debug!("engine event stream unavailable error={}", error_chain(&e)),
+        }
+        // retry pacing while the engine is away, not synchronisation
+        std::thread::sleep(backoff);
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The control thread's state
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OpKind {
+    Start,
+    Stop,
+    Remove,
+    Inspect,
+}
+
+struct Entry {
+    task: Task,
+    op: Option<OpKind>,
+    start_waiters: Vec<(Reply<(Task, bool)>, bool)>,
+    stop_waiters: Vec<Reply<Task>>,
+    /// A container may still exist for this task (to be removed once it is finished).
+    container_present: bool,
+    /// The epoch of the last op result that changed this entry; syncs older than it are ignored.
+    changed_epoch: u64,
+}
+
+struct State {
+    config: WorkerConfig,
+    store: Box<dyn Store>,
+    ops: Sender<Op>,
+    entries: HashMap<TaskId, Entry>,
+    engine: EngineStatus,
+    sync_in_flight: bool,
+    epoch: u64,
+}
+
+impl State {
+    fn new(config: WorkerConfig, store: Box<dyn Store>, ops: Sender<Op>) -> Result<State, WorkerError> {
+        let mut entries = HashMap::new();
+        for task in store.list_tasks().map_err(WorkerError::Store)? {
+            let container_present = task.container_id.is_some();
+            entries.insert(
+                task.id,
+                Entry {
+                    task,
+                    op: None,
+                    start_waiters: Vec::new(),
+                    stop_waiters: Vec::new(),
+                    container_present,
+                    changed_epoch: 0,
+                },
+            );
+        }
+        let engine = EngineStatus {
+            reachable: false,
+            version: None,
+            api_version: None,
+            error: None,
+        };
+        Ok(State {
+            config,
+            store,
+            ops,
+            entries,
+            engine,
+            sync_in_flight: false,
+            epoch: 1,
+        })
+    }
+
+    fn send_op(&self, op: Op) {
+        // the pool outlives the control loop, so this cannot fail while we run
+        let _ = self.ops.send(op);
+    }
+
+    fn request_sync(&mut self) {
+        if !self.sync_in_flight {
+            self.sync_in_flight = true;
+            self.send_op(Op::Sync { epoch: self.epoch });
+        }
+    }
+
+    fn persist(&mut self, id: &TaskId) {
+        if let Some(e) = self.entries.get(id) {
+            if let Err(err) = self.store.put_task(&e.task) {
+                error!("store write failed task_id={id} error={}", error_chain(&err));
+            }
+        }
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Start { req, reply } => self.start(req, reply),
+            Command::Stop { id, reply } => self.stop(id, reply),
+            Command::Get { id, reply } => {
+                let r = self
+                    .entries
+                    .get(&id)
+                    .map(|e| e.task.clone())
+                    .ok_or(WorkerError::NotFound(id));
+                let _ = reply.send(r);
+            }
+            Command::List { reply } => {
+                let mut tasks: Vec<Task> = self.entries.values().map(|e| e.task.clone()).collect();
+                tasks.sort_by_key(|t| (t.created_at, t.id));
+                let _ = reply.send(Ok(tasks));
+            }
+            Command::Health { reply } => {
+                let tasks = self.entries.values().filter(|e| !e.task.is_terminal()).count();
+                let status = if self.engine.reachable { "ok" } else { "degraded" };
+                let _ = reply.send(Ok(WorkerHealth {
+                    status: status.into(),
+                    name: self.config.name.clone(),
+                    version: env!("CARGO_PKG_VERSION").into(),
+                    engine: self.engine.clone(),
+                    tasks,
+                }));
+            }
+            Command::Shutdown => {}
+        }
+    }
+
+    fn start(&mut self, req: Box<StartTask>, reply: Reply<(Task, bool)>) {
+        let req = *req;
+        if let Some(entry) = self.entries.get_mut(&req.id) {
+            if !entry.task.is_terminal() {
+                if entry.op == Some(OpKind::Start) {
+                    entry.start_waiters.push((reply, false));
+                } else {
+                    let _ = reply.send(Ok((entry.task.clone(), false)));
+                }
+                return;
+            }
+            if entry.op.is_some() || entry.container_present {
+                // the old container of this task is still being removed; a new run waits for that
+                let _ = reply.send(Err(WorkerError::EngineUnreachable(
+                    "the previous run of this task is still being cleaned up; retry".into(),
+                )));
+                return;
+            }
+        }
+        let now = Timestamp::now();
+        let mut task = Task::new(req.id, req.spec, now);
+        task.node = Some(self.config.name.clone());
+        // "sent to a node": on the worker a new task starts as Scheduled
+        let _ = task.set_state(TaskState::Scheduled, now);
+        let container_name = format!("skiff-{}-{}-{}", self.config.name, task.name, task.id.short());
+        let labels = labels_for(&task, &self.config.name);
+        info!(
+            "starting task task_id={} name={} image={}",
+            task.id, task.name, task.spec.image
+        );
+        self.send_op(Op::Start {
+            id: task.id,
+            spec: Box::new(task.spec.clone()),
+            container_name,
+            labels,
+        });
+        let id = task.id;
+        self.entries.insert(
+            id,
+            Entry {
+                task,
+                op: Some(OpKind::Start),
+                start_waiters: vec![(reply, true)],
+                stop_waiters: Vec::new(),
+                container_present: true,
+                changed_epoch: self.epoch,
+            },
+        );
+        self.persist(&id);
+    }
+
+    fn stop(&mut self, id: TaskId, reply: Reply<Task>) {
+        let Some(entry) = self.entries.get_mut(&id) else {
+            let _ = reply.send(Err(WorkerError::NotFound(id)));
+            return;
+        };
+        if entry.task.is_terminal() {
+            let state = entry.task.state;
+            let _ = reply.send(Err(WorkerError::AlreadyFinished { id, state }));
+            return;
+        }
+        entry.task.desired_state = DesiredState::Stopped;
+        entry.stop_waiters.push(reply);
+        if entry.op.is_none() {
+            entry.op = Some(OpKind::Stop);
+            let container_id = entry.task.container_id.clone();
+            info!("stopping task task_id={id}");
+            self.send_op(Op::Stop { id, container_id });
+        }
+        // otherwise the stop follows when the op in flight ends
+        self.persist(&id);
+    }
+
+    fn on_result(&mut self, res: OpResult) {
+        self.epoch += 1;
+        let now = Timestamp::now();
+        match res {
+            OpResult::Started { id, result } => self.on_started(id, result, now),
+            OpResult::Stopped { id, result } => self.on_stopped(id, result, now),
+            OpResult::Removed { id, result } => {
+                self.note_engine(result.as_ref().err());
+                if let Some(entry) = self.entries.get_mut(&id) {
+                    entry.op = None;
+                    entry.changed_epoch = self.epoch;
+                    match result {
+                        Ok(()) => entry.container_present = false,
+                        Err(e) => warn!("container removal failed task_id={id} error={}", error_chain(&e)),
+                    }
+                    self.after_op(id);
+                }
+            }
+            OpResult::Inspected { id, result } => {
+                self.note_engine(result.as_ref().err());
+                let epoch = self.epoch;
+                if let Some(entry) = self.entries.get_mut(&id) {
+                    entry.op = None;
+                    entry.changed_epoch = epoch;
+                    match result {
+                        Ok(info) if !info.running => finish_from(&mut entry.task, &info, now),
+                        Ok(_) => {}
+                        Err(e) if e.is_not_found() => vanished(&mut entry.task, now),
+                        Err(e) => debug!("inspect failed task_id={id} error={}", error_chain(&e)),
+                    }
+                    self.after_op(id);
+                }
+            }
+            OpResult::Synced { epoch, result } => {
+                self.sync_in_flight = false;
+                self.note_engine(result.as_ref().err());
+                match result {
+                    Ok(seen) => self.on_synced(epoch, seen, now),
+                    Err(e) => debug!("sync failed error={}", error_chain(&e)),
+                }
+            }
+            OpResult::Version { result } => match result {
+                Ok((version, api)) => {
+                    info!("engine answers version={version} api={api}");
+                    self.engine.version = Some(version);
+                    self.engine.api_version = Some(api);
+                    self.note_engine(None);
+                }
+                Err(e) => self.note_engine(Some(&e)),
+            },
+        }
+    }
+
+    /// Keeps the engine's reachability, logging only when it changes.
+    fn note_engine(&mut self, err: Option<&DockerError>) {
+        match err {
+            Some(e) if e.is_engine_down() || matches!(e, DockerError::UnsupportedEngine(_)) => {
+                if self.engine.reachable || self.engine.error.is_none() {
+                    error!("engine unreachable node={} error={}", self.config.name, error_chain(e));
+                }
+                self.engine.reachable = false;
+                self.engine.error = Some(error_chain(e));
+            }
+            Some(_) => {}
+            None => {
+                if !self.engine.reachable {
+                    if self.engine.error.is_some() {
+                        info!("engine reachable again node={}", self.config.name);
+                    }
+                    self.engine.reachable = true;
+                    self.engine.error = None;
+                    if self.engine.version.is_none() {
+                        self.send_op(Op::Version);
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_started(&mut self, id: TaskId, result: Result<ContainerInfo, StartFailure>, now: Timestamp) {
+        let epoch = self.epoch;
+        let Some(entry) = self.entries.get_mut(&id) else { return };
+        entry.op = None;
+        entry.changed_epoch = epoch;
+        let engine_down = match result {
+            Ok(info) => {
+                entry.task.container_id = Some(info.id.clone());
+                entry.task.ports = info.ports.clone();
+                if info.running {
+                    let _ = entry.task.set_state(TaskState::Running, now);
+                    entry.task.started_at = info.started_at.or(Some(now));
+                    info!("task running task_id={id} container={}", short_id(&info.id));
+                } else {
+                    finish_from(&mut entry.task, &info, now);
+                }
+                None
+            }
+            Err(StartFailure::Refused(why)) => {
+                warn!("task failed to start task_id={id} error={why}");
+                entry.task.error = Some(why);
+                let _ = entry.task.set_state(TaskState::Failed, now);
+                entry.container_present = false;
+                None
+            }
+            Err(StartFailure::EngineDown(why)) => Some(why),
+        };
+        if let Some(why) = engine_down {
+            // Not started: forget the task so the manager can place it elsewhere. A container
+            // created before the engine went away carries our labels and is found by the sync.
+            let entry = self.entries.remove(&id).expect("entry exists: checked above");
+            for (w, _) in entry.start_waiters {
+                let _ = w.send(Err(WorkerError::EngineUnreachable(why.clone())));
+            }
+            for w in entry.stop_waiters {
+                let _ = w.send(Err(WorkerError::EngineUnreachable(why.clone())));
+            }
+            if let Err(e) = self.store.delete_task(&id) {
+                error!("store delete failed task_id={id} error={}", error_chain(&e));
+            }
+            self.engine.reachable = false;
+            self.engine.error = Some(why);
+            return;
+        }
+        let task = entry.task.clone();
+        for (w, created) in entry.start_waiters.drain(..) {
+            let _ = w.send(Ok((task.clone(), created)));
+        }
+        self.after_op(id);
+    }
+
+    fn on_stopped(&mut self, id: TaskId, result: Result<(), DockerError>, now: Timestamp) {
+        self.note_engine(result.as_ref().err());
+        let epoch = self.epoch;
+        let Some(entry) = self.entries.get_mut(&id) else { return };
+        entry.op = None;
+        entry.changed_epoch = epoch;
+        match result {
+            Ok(()) => {
+                entry.container_present = false;
+                let _ = entry.task.set_state(TaskState::Stopped, now);
+                info!("task stopped task_id={id}");
+                let task = entry.task.clone();
+                for w in entry.stop_waiters.drain(..) {
+                    let _ = w.send(Ok(task.clone()));
+                }
+            }
+            Err(e) => {
+                let why = error_chain(&e);
+                warn!("stop failed task_id={id} error={why}");
+                entry.task.error = Some(format!("stop failed: {why}"));
+                for w in entry.stop_waiters.drain(..) {
+                    let _ = w.send(Err(WorkerError::EngineUnreachable(why.clone())));
+                }
+            }
+        }
+        self.after_op(id);
+    }
+
+    /// What follows an op: persist, then a pending stop, or the removal of a finished container.
+    fn after_op(&mut self, id: TaskId) {
+        self.persist(&id);
+        let Some(entry) = self.entries.get_mut(&id) else { return };
+        if entry.op.is_some() {
+            return;
+        }
+        let wants_stop = entry.task.desired_state == DesiredState::Stopped && !entry.task.is_terminal();
+        if wants_stop && !entry.stop_waiters.is_empty() {
+            entry.op = Some(OpKind::Stop);
+            let container_id = entry.task.container_id.clone();
+            self.send_op(Op::Stop { id, container_id });
+        } else if entry.task.is_terminal() {
+            for w in entry.stop_waiters.drain(..) {
+                let state = entry.task.state;
+                let _ = w.send(Err(WorkerError::AlreadyFinished { id, state }));
+            }
+            if entry.container_present {
+                if let Some(cid) = entry.task.container_id.clone() {
+                    entry.op = Some(OpKind::Remove);
+                    self.send_op(Op::Remove { id, container_id: cid });
+                } else {
+                    entry.container_present = false;
+                }
+            }
+        }
+    }
+
+    fn on_event(&mut self, ev: EngineEvent) {
+        match ev {
+            EngineEvent::Connected => {
+                self.note_engine(None);
+                self.request_sync();
+            }
+            EngineEvent::Died { container_id } => {
+                let found = self
+                    .entries
+                    .iter_mut()
+                    .find(|(_, e)| e.task.container_id.as_deref() == Some(container_id.as_str()));
+                if let Some((id, entry)) = found {
+                    if entry.op.is_none() && entry.task.state == TaskState::Running {
+                        entry.op = Some(OpKind::Inspect);
+                        let id = *id;
+                        self.send_op(Op::Inspect { id, container_id });
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        if !self.engine.reachable {
+            self.send_op(Op::Version);
+        }
+        self.request_sync();
+        // forget finished tasks once the manager has had ample time to see them
+        let now = Timestamp::now();
+        let keep = self.config.keep_finished.as_millis() as u64;
+        let expired: Vec<TaskId> = self
+            .entries
+            .values()
+            .filter(|e| e.task.is_terminal() && e.op.is_none() && !e.container_present)
+            .filter(|e| now.since(e.task.finished_at.unwrap_or(now)) > keep)
+            .map(|e| e.task.id)
+            .collect();
+        for id in expired {
+            self.entries.remove(&id);
+            if let Err(e) = self.store.delete_task(&id) {
+                error!("store delete failed task_id={id} error={}", error_chain(&e));
+            }
+        }
+    }
+
+    /// Brings the table in line with what the engine has: exits that were missed, containers
+    /// that vanished, and labelled containers the table does not know (adopted or removed).
+    fn on_synced(&mut self, sync_epoch: u64, seen: Vec<Observed>, now: Timestamp) {
+        let mut by_task: HashMap<TaskId, Observed> = HashMap::new();
+        let mut strays: Vec<Observed> = Vec::new();
+        for o in seen {
+            match o
+                .summary
+                .labels
+                .get(LABEL_TASK_ID)
+                .and_then(|v| v.parse::<TaskId>().ok())
+            {
+                Some(id) if !by_task.contains_key(&id) => {
+                    by_task.insert(id, o);
+                }
+                _ => strays.push(o),
+            }
+        }
+        let ids: Vec<TaskId> = self.entries.keys().copied().collect();
+        for id in ids {
+            let seen_now = by_task.remove(&id);
+            let entry = self.entries.get_mut(&id).expect("id taken from the map");
+            if entry.op.is_some() || entry.changed_epoch >= sync_epoch {
+                continue; // the sync's picture is older than what we know
+            }
+            let before = (entry.task.state, entry.container_present);
+            match seen_now {
+                Some(o) if entry.task.is_terminal() => {
+                    // finished, yet its container is still there: remove it
+                    entry.container_present = true;
+                    if entry.task.container_id.is_none() {
+                        entry.task.container_id = Some(o.summary.id.clone());
+                    }
+                }
+                Some(o) => match &o.info {
+                    None => {
+                        if entry.task.state != TaskState::Running {
+                            let _ = entry.task.set_state(TaskState::Running, now);
+                        }
+                        entry.task.container_id = Some(o.summary.id.clone());
+                    }
+                    Some(info) => {
+                        entry.task.container_id = Some(info.id.clone());
+                        finish_from(&mut entry.task, info, now);
+                    }
+                },
+                None if !entry.task.is_terminal() => {
+                    vanished(&mut entry.task, now);
+                    entry.container_present = false;
+                }
+                None => entry.container_present = false,
+            }
+            if before != (entry.task.state, entry.container_present) {
+                self.after_op(id);
+            }
+        }
+        // labelled containers that no entry owns
+        for (id, o) in by_task {
+            self.adopt(id, o, now);
+        }
+        for o in strays {
+            warn!(
+                "removing container with unreadable skiff labels container={}",
+                short_id(&o.summary.id)
+            );
+            self.send_op(Op::Remove {
+                id: TaskId::new_v4(),
+                container_id: o.summary.id,
+            });
+        }
+    }
+
+    /// Takes a labelled container the table does not know back into it (after a restart of the
+    /// worker with a memory store, or a start whose answer was lost).
+    fn adopt(&mut self, id: TaskId, o: Observed, now: Timestamp) {
+        let labels = &o.summary.labels;
+        let spec = labels
+            .get(LABEL_SPEC)
+            .and_then(|s| TaskSpec::from_json(s.as_bytes()).ok());
+        let Some(spec) = spec else {
+            warn!(
+                "removing labelled container without a readable spec container={}",
+                short_id(&o.summary.id)
+            );
+            self.send_op(Op::Remove {
+                id,
+                container_id: o.summary.id,
+            });
+            return;
+        };
+        let created = labels
+            .get(LABEL_CREATED)
+            .and_then(|c| Timestamp::parse(c))
+            .unwrap_or(o.summary.created);
+        let mut task = Task::new(id, spec, created);
+        task.node = Some(self.config.name.clone());
+        task.container_id = Some(o.summary.id.clone());
+        let _ = task.set_state(TaskState::Scheduled, now);
+        match &o.info {
+            None => {
+                let _ = task.set_state(TaskState::Running, now);
+                info!(
+                    "adopted running container task_id={id} container={}",
+                    short_id(&o.summary.id)
+                );
+            }
+            Some(info) => finish_from(&mut task, info, now),
+        }
+        if let Some(info) = &o.info {
+            task.ports = info.ports.clone();
+        }
+        self.entries.insert(
+            id,
+            Entry {
+                task,
+                op: None,
+                start_waiters: Vec::new(),
+                stop_waiters: Vec::new(),
+                container_present: true,
+                changed_epoch: self.epoch,
+            },
+        );
+        if o.info.is_none() {
+            // a running container: ask for its details (ports, start time)
+            let entry = self.entries.get_mut(&id).expect("just inserted");
+            entry.op = Some(OpKind::Inspect);
+            self.send_op(Op::Inspect {
+                id,
+                container_id: o.summary.id,
+            });
+            self.persist(&id);
+        } else {
+            self.after_op(id);
+        }
+    }
+}
+
+/// The labels every container of ours carries; with them a worker can rebuild its table.
+fn labels_for(task: &Task, node: &str) -> BTreeMap<String, String> {
+    let spec = serde_json::to_string(&task.spec).unwrap_or_default();
+    BTreeMap::from([
+        (LABEL_TASK_ID.to_string(), task.id.to_string()),
+        (LABEL_NODE.to_string(), node.to_string()),
+        (LABEL_NAME.to_string(), task.name.clone()),
+        (LABEL_SPEC.to_string(), spec),
+        (LABEL_CREATED.to_string(), task.created_at.to_string()),
+    ])
+}
+
+/// Records how a container ended: exit 0 is Completed, anything else Failed with the reason.
+fn finish_from(task: &mut Task, info: &ContainerInfo, now: Timestamp) {
+    if task.is_terminal() {
+        return;
+    }
+    if task.state == TaskState::Running && task.desired_state == DesiredState::Stopped {
+        // it ended while we were stopping it
+        let _ = task.set_state(TaskState::Stopped, now);
+        task.exit_code = Some(info.exit_code);
+        return;
+    }
+    task.exit_code = Some(info.exit_code);
+    let finished = info.finished_at.unwrap_or(now);
+    if info.status == "created" {
+        task.error = Some(if info.error.is_empty() {
+            "container was created but never started".into()
+        } else {
+            info.error.clone()
+        });
+        let _ = task.set_state(TaskState::Failed, finished);
+    } else if info.exit_code == 0 && !info.oom_killed {
+        let _ = task.set_state(TaskState::Completed, finished);
+    } else {
+        task.error = Some(if info.oom_killed {
+            format!(
+                "killed for using more than its memory limit (exit code {})",
+                info.exit_code
+            )
+        } else if !info.error.is_empty() {
+            format!("exited with code {}: {}", info.exit_code, info.error)
+        } else {
+            format!("exited with code {}", info.exit_code)
+        });
+        let _ = task.set_state(TaskState::Failed, finished);
+    }
+    task.finished_at = Some(finished);
+}
+
+/// The container of a live task is gone (removed behind our back).
+fn vanished(task: &mut Task, now: Timestamp) {
+    if task.is_terminal() {
+        return;
+    }
+    if task.desired_state == DesiredState::Stopped {
+        let _ = task.set_state(TaskState::Stopped, now);
+    } else {
+        task.error = Some("its container disappeared (removed outside skiff)".into());
+        let _ = task.set_state(TaskState::Failed, now);
+    }
+}
+
+fn short_id(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(status: &str, exit_code: i64, oom: bool) -> ContainerInfo {
+        ContainerInfo {
+            id: "c".into(),
+            name: "n".into(),
+            image: "i".into(),
+            status: status.into(),
+            running: status == "running",
+            exit_code,
+            error: String::new(),
+            oom_killed: oom,
+            started_at: Some(Timestamp(5)),
+            finished_at: Some(Timestamp(9)),
+            labels: BTreeMap::new(),
+            ports: vec![],
+        }
+    }
+
+    fn running_task() -> Task {
+        let spec = TaskSpec::from_json(br#"{"name":"a","image":"skiff/busybox"}"#).expect("valid");
+        let mut t = Task::new(TaskId::new_v4(), spec, Timestamp(1));
+        t.set_state(TaskState::Scheduled, Timestamp(2)).expect("allowed");
+        t.set_state(TaskState::Running, Timestamp(3)).expect("allowed");
+        t
+    }
+
+    #[test]
+    fn exit_zero_completes_and_non_zero_fails_with_code() {
+        let mut t = running_task();
+        finish_from(&mut t, &info("exited", 0, false), Timestamp(10));
+        assert_eq!(
+            (t.state, t.exit_code, t.finished_at),
+            (TaskState::Completed, Some(0), Some(Timestamp(9)))
+        );
+        let mut t = running_task();
+        finish_from(&mut t, &info("exited", 3, false), Timestamp(10));
+        assert_eq!((t.state, t.exit_code), (TaskState::Failed, Some(3)));
+        assert_eq!(t.error.as_deref(), Some("exited with code 3"));
+        let mut t = running_task();
+        finish_from(&mut t, &info("exited", 137, true), Timestamp(10));
+        assert!(
+            t.error.as_deref().is_some_and(|e| e.contains("memory limit")),
+            "{:?}",
+            t.error
+        );
+    }
+
+    #[test]
+    fn exit_while_stopping_is_a_stop() {
+        let mut t = running_task();
+        t.desired_state = DesiredState::Stopped;
+        finish_from(&mut t, &info("exited", 143, false), Timestamp(10));
+        assert_eq!(t.state, TaskState::Stopped);
+    }
+
+    #[test]
+    fn vanished_container_fails_a_live_task() {
+        let mut t = running_task();
+        vanished(&mut t, Timestamp(10));
+        assert_eq!(t.state, TaskState::Failed);
+        assert!(t.error.is_some());
+    }
+
+    #[test]
+    fn labels_carry_enough_to_rebuild_the_task() {
+        let t = running_task();
+        let labels = labels_for(&t, "w1");
+        assert_eq!(labels[LABEL_TASK_ID], t.id.to_string());
+        assert_eq!(labels[LABEL_NODE], "w1");
+        let spec = TaskSpec::from_json(labels[LABEL_SPEC].as_bytes()).expect("spec label parses");
+        assert_eq!(spec, t.spec);
+        assert_eq!(Timestamp::parse(&labels[LABEL_CREATED]), Some(t.created_at));
+    }
+}
