@@ -230,6 +230,10 @@ enum ReadFailure {
     Reply(u16, &'static str),
 }
 
+/// How long, and how much, a refused body is read and dropped before the connection closes.
+const LINGER_TIME: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 16 * 1024 * 1024;
+
 /// How often an idle keep-alive connection checks whether it should give way.
 const IDLE_SLICE: Duration = Duration::from_millis(200);
 
@@ -247,6 +251,9 @@ impl Connection<'_> {
                 Err(ReadFailure::Reply(status, message)) => {
                     let _ = write_response(&mut self.stream, &Response::error(status, message), true);
                     debug!("http request refused status={status} reason={message:?}");
+                    if status == 413 {
+                        self.linger();
+                    }
                     break;
                 }
             };
@@ -267,6 +274,27 @@ impl Connection<'_> {
             }
         }
         let _ = self.stream.shutdown(Shutdown::Both);
+    }
+
+    /// After refusing a body unread: most clients send the whole body before they read the
+    /// answer, and a close with unread data resets the connection under them. So the answer's
+    /// side is closed and what keeps coming is read and dropped, for a short, bounded while.
+    fn linger(&mut self) {
+        let _ = self.stream.shutdown(Shutdown::Write);
+        let deadline = Instant::now() + LINGER_TIME;
+        let mut dropped = 0usize;
+        let mut sink = [0u8; 16 * 1024];
+        while dropped < LINGER_BYTES {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            let _ = self.stream.set_read_timeout(Some(deadline - now));
+            match self.stream.read(&mut sink) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => dropped += n,
+            }
+        }
     }
 
     /// Fills `buf` from the socket until `done(buf)` says enough, within the deadline.

@@ -1,0 +1,385 @@
+//! Helpers that make the integration tests read like the scenarios they check: a cluster of real
+//! `manager` and `worker` processes on 127.0.0.1 against the real Docker Engine, the client
+//! binary, polling with deadlines, and clean-up that runs even when a test fails.
+//!
+//! Every worker gets a unique name, so every container a test creates carries
+//! `skiff.node=<that name>`, and the guard removes exactly those.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use skiff::docker_cli::Docker;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+pub const IMAGE: &str = "skiff/busybox:latest";
+
+/// Fails the test (never skips it) when the engine does not answer.
+pub fn require_docker() -> Docker {
+    let docker = Docker::new(skiff::docker_cli::DEFAULT_SOCKET);
+    if let Err(e) = docker.version() {
+        panic!(
+            "the Docker Engine must answer at {} for these tests: {}",
+            skiff::docker_cli::DEFAULT_SOCKET,
+            skiff::docker_cli::error_chain(&e)
+        );
+    }
+    docker
+}
+
+/// Builds the test image once per test process (the script is idempotent and quick when done).
+pub fn require_image() {
+    static BUILD: Once = Once::new();
+    BUILD.call_once(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-image.sh");
+        let out = Command::new(&script).output().expect("scripts/build-image.sh runs");
+        assert!(
+            out.status.success(),
+            "building the image failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+}
+
+/// Polls `check` until it returns `Some`, or fails the test after `limit` with `what`.
+pub fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn unique(prefix: &str) -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("{prefix}-{}", &id[..8])
+}
+
+fn log_dir(test: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("logs").join(test);
+    std::fs::create_dir_all(&dir).expect("log dir");
+    dir
+}
+
+/// A daemon started for a test, its stderr copied to a log file.
+pub struct Daemon {
+    pub child: Child,
+    pub addr: String,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `bin` with `args` (which must include `-p 0 --bind 127.0.0.1`) and waits for the
+    /// address it listens on.
+    fn start(bin: &str, args: &[String], log: PathBuf) -> Daemon {
+        let mut child = Command::new(bin)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, rx) = mpsc::channel();
+        let log_path = log.clone();
+        std::thread::spawn(move || {
+            let mut file = std::fs::File::create(&log_path).expect("log file");
+            let mut sent = false;
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = writeln!(file, "{line}");
+                if !sent && line.contains("listening") {
+                    if let Some(addr) = line.split_whitespace().find_map(|w| w.strip_prefix("addr=")) {
+                        let _ = tx.send(addr.to_string());
+                        sent = true;
+                    }
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("{bin} did not start listening; see {}", log.display()));
+        Daemon { child, addr, log }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse().ok())
+            .expect("addr has a port")
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, and the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        wait_for("the daemon to exit", Duration::from_secs(20), || {
+            self.child.try_wait().ok().flatten()
+        })
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A manager and its workers; removes every container of its workers when dropped.
+pub struct Cluster {
+    pub test: String,
+    pub manager: Option<Daemon>,
+    pub workers: Vec<Daemon>,
+    pub worker_names: Vec<String>,
+    pub docker: Docker,
+    dir: PathBuf,
+}
+
+pub struct ClusterOptions {
+    pub workers: usize,
+    /// Addresses where no worker listens, given to the manager after the live workers.
+    pub dead_workers: usize,
+    pub manager_args: Vec<String>,
+    pub worker_args: Vec<String>,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> ClusterOptions {
+        ClusterOptions {
+            workers: 2,
+            dead_workers: 0,
+            manager_args: Vec::new(),
+            worker_args: Vec::new(),
+        }
+    }
+}
+
+/// A port on 127.0.0.1 where nothing listens (bound, then released).
+pub fn dead_address() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr");
+    drop(l);
+    addr.to_string()
+}
+
+impl Cluster {
+    pub fn start(test: &str, opts: ClusterOptions) -> Cluster {
+        let docker = require_docker();
+        require_image();
+        let dir = log_dir(test);
+        let mut cluster = Cluster {
+            test: test.to_string(),
+            manager: None,
+            workers: Vec::new(),
+            worker_names: Vec::new(),
+            docker,
+            dir,
+        };
+        for i in 1..=opts.workers {
+            let name = unique(&format!("t{i}"));
+            cluster.worker_names.push(name.clone());
+            cluster.start_worker(&name, &opts.worker_args);
+        }
+        let mut args: Vec<String> = ["-p", "0", "--bind", "127.0.0.1", "-st", "memory", "-sct", "roundrobin"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        for w in &cluster.workers {
+            args.extend(["-w".to_string(), w.addr.clone()]);
+        }
+        for _ in 0..opts.dead_workers {
+            args.extend(["-w".to_string(), dead_address()]);
+        }
+        args.extend(opts.manager_args.iter().cloned());
+        let log = cluster.dir.join("manager.log");
+        cluster.manager = Some(Daemon::start(env!("CARGO_BIN_EXE_manager"), &args, log));
+        cluster
+    }
+
+    /// Starts (or restarts) a worker with this name, replacing its entry.
+    pub fn start_worker(&mut self, name: &str, extra: &[String]) -> usize {
+        let mut args: Vec<String> = [
+            "-n",
+            name,
+            "-p",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "-st",
+            "memory",
+            "--stop-grace-s",
+            "2",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().cloned());
+        let log = self.dir.join(format!("{name}.log"));
+        let daemon = Daemon::start(env!("CARGO_BIN_EXE_worker"), &args, log);
+        self.workers.push(daemon);
+        self.workers.len() - 1
+    }
+
+    pub fn manager(&self) -> &Daemon {
+        self.manager.as_ref().expect("manager started")
+    }
+
+    pub fn manager_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.manager().addr)
+    }
+
+    pub fn worker_url(&self, i: usize, path: &str) -> String {
+        format!("http://{}{path}", self.workers[i].addr)
+    }
+
+    /// Runs the client binary with these arguments and this stdin.
+    pub fn client(&self, args: &[&str], stdin: &str) -> Output {
+        let port = self.manager().port().to_string();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_client"))
+            .args(["--host", "127.0.0.1", "-p", &port])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("client starts");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("write stdin");
+        child.wait_with_output().expect("client ends")
+    }
+
+    /// Writes a spec file for the client in this test's directory.
+    pub fn spec_file(&self, name: &str, spec: &Value) -> PathBuf {
+        let path = self.dir.join(format!("{name}.json"));
+        std::fs::write(&path, serde_json::to_vec_pretty(spec).expect("json")).expect("write spec");
+        path
+    }
+
+    pub fn get_task(&self, id: &str) -> Value {
+        let (status, v) = http("GET", &self.manager_url(&format!("/v1/tasks/{id}")), None);
+        assert_eq!(status, 200, "get {id}: {v}");
+        v
+    }
+
+    pub fn submit(&self, spec: &Value) -> String {
+        let (status, v) = http(
+            "POST",
+            &self.manager_url("/v1/tasks"),
+            Some(spec.to_string().as_bytes()),
+        );
+        assert_eq!(status, 201, "submit: {v}");
+        v["id"].as_str().expect("id").to_string()
+    }
+
+    /// Waits until the task reads `state` and returns its record.
+    pub fn wait_state(&self, id: &str, state: &str, limit: Duration) -> Value {
+        wait_for(&format!("task {id} to be {state}"), limit, || {
+            let t = self.get_task(id);
+            (t["state"] == state).then_some(t)
+        })
+    }
+
+    /// Containers carrying the label of one of this cluster's workers.
+    pub fn containers(&self) -> Vec<skiff::docker_cli::ContainerSummary> {
+        let mut all = Vec::new();
+        for name in &self.worker_names {
+            all.extend(
+                self.docker
+                    .list(&[format!("skiff.node={name}")])
+                    .expect("list containers"),
+            );
+        }
+        all
+    }
+
+    pub fn nodes(&self) -> Vec<Value> {
+        let (status, v) = http("GET", &self.manager_url("/v1/nodes"), None);
+        assert_eq!(status, 200);
+        v.as_array().expect("list").clone()
+    }
+
+    /// Waits until every live worker is up in the manager's view.
+    pub fn wait_nodes_up(&self) {
+        let names = self.worker_names.clone();
+        wait_for("every worker to be up", Duration::from_secs(15), || {
+            let nodes = self.nodes();
+            names
+                .iter()
+                .all(|n| nodes.iter().any(|x| x["name"] == n.as_str() && x["status"] == "up"))
+                .then_some(())
+        });
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.manager = None;
+        self.workers.clear();
+        for name in &self.worker_names {
+            if let Ok(list) = self.docker.list(&[format!("skiff.node={name}")]) {
+                for c in list {
+                    let _ = self.docker.remove(&c.id);
+                }
+            }
+        }
+    }
+}
+
+/// One HTTP call with a raw body; returns the status and the JSON answer (Null if not JSON).
+pub fn http(method: &str, url: &str, body: Option<&[u8]>) -> (u16, Value) {
+    let (status, bytes) = http_raw(method, url, body);
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+pub fn http_raw(method: &str, url: &str, body: Option<&[u8]>) -> (u16, Vec<u8>) {
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .new_agent();
+    let req = ureq::http::Request::builder()
+        .method(method)
+        .uri(url)
+        .header("Content-Type", "application/json")
+        .body(body.map(<[u8]>::to_vec).unwrap_or_default())
+        .expect("request");
+    let mut resp = agent.run(req).unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let status = resp.status().as_u16();
+    (status, resp.body_mut().read_to_vec().expect("body"))
+}
+
+/// `docker inspect` through the CLI: an independent view of what the engine holds.
+pub fn docker_inspect(id: &str) -> Value {
+    let out = Command::new("docker")
+        .args(["inspect", id])
+        .output()
+        .expect("docker CLI runs");
+    assert!(
+        out.status.success(),
+        "docker inspect {id}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("inspect JSON");
+    v[0].clone()
+}
