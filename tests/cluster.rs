@@ -160,7 +160,9 @@ fn bad_input_gets_the_right_4xx_and_creates_nothing() {
         },
     );
     let tasks = c.manager_url("/v1/tasks");
-    let cases: Vec<(&str, String, Option<Vec<u8>>, u16, &str)> = vec![
+    // method, url, body, expected status, words the error must contain
+    type Case<'a> = (&'a str, String, Option<Vec<u8>>, u16, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "POST",
             tasks.clone(),
