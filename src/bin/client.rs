@@ -2,9 +2,10 @@
 //! given after the flags). Wiring only; the commands are in `skiff::client`.
 
 use argh::FromArgs;
-use skiff::cli;
+use skiff::cli::{self, LogLevel};
 use skiff::client::{self, Command};
 use skiff::http::ManagerClient;
+use skiff::signals::TerminationSignals;
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
@@ -21,6 +22,9 @@ struct Args {
     /// print the API's JSON instead of tables
     #[argh(switch)]
     json: bool,
+    /// log level: off, error, warn (default), info, debug, trace
+    #[argh(option, default = "LogLevel(log::LevelFilter::Warn)")]
+    log_level: LogLevel,
     /// print the version and exit
     #[argh(switch, short = 'V')]
     #[allow(dead_code)]
@@ -32,6 +36,15 @@ struct Args {
 
 fn main() -> ExitCode {
     let args: Args = cli::parse_args("client");
+    cli::init_logging(args.log_level);
+    // Ctrl-C (or SIGTERM) leaves at once, mid-call included, with the usual exit code 130
+    if let Ok(signals) = TerminationSignals::block() {
+        std::thread::spawn(move || {
+            signals.wait();
+            eprintln!();
+            std::process::exit(130);
+        });
+    }
     let api = ManagerClient::new(&args.host, args.port);
     let mut out = std::io::stdout();
     if !args.command.is_empty() {
