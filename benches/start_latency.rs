@@ -24,12 +24,8 @@ impl Drop for Proc {
 
 /// Starts a daemon on port 0 and returns it with the address it listens on.
 fn daemon(bin: &str, args: &[&str]) -> (Proc, String) {
-    let mut child = Command::new(bin)
-        .args(args)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("daemon starts");
+    let mut child =
+        Command::new(bin).args(args).stderr(Stdio::piped()).stdout(Stdio::null()).spawn().expect("daemon starts");
     let stderr = child.stderr.take().expect("stderr");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -53,13 +49,7 @@ fn agent() -> ureq::Agent {
 }
 
 fn get_json(agent: &ureq::Agent, url: &str) -> Value {
-    agent
-        .get(url)
-        .call()
-        .expect("GET")
-        .body_mut()
-        .read_json()
-        .expect("json")
+    agent.get(url).call().expect("GET").body_mut().read_json().expect("json")
 }
 
 fn stats(name: &str, samples: &mut [f64]) -> f64 {
@@ -76,28 +66,19 @@ fn stats(name: &str, samples: &mut [f64]) -> f64 {
 }
 
 fn main() {
-    let rounds: usize = std::env::var("SKIFF_BENCH_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20);
+    let rounds: usize = std::env::var("SKIFF_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
     let root = env!("CARGO_MANIFEST_DIR");
-    let built = Command::new(format!("{root}/scripts/build-image.sh"))
-        .status()
-        .expect("build-image runs");
+    let built = Command::new(format!("{root}/scripts/build-image.sh")).status().expect("build-image runs");
     assert!(built.success(), "the image must build");
     let docker = Docker::new(skiff::docker_cli::DEFAULT_SOCKET);
     let (version, api) = docker.version().expect("the Docker Engine must answer");
     println!("engine {version} (API {api}), {rounds} rounds");
 
     let node = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let (_worker, worker_addr) = daemon(
-        env!("CARGO_BIN_EXE_worker"),
-        &["-n", &node, "-p", "0", "--bind", "127.0.0.1", "--stop-grace-s", "1"],
-    );
-    let (_manager, manager_addr) = daemon(
-        env!("CARGO_BIN_EXE_manager"),
-        &["-p", "0", "--bind", "127.0.0.1", "-w", &worker_addr],
-    );
+    let (_worker, worker_addr) =
+        daemon(env!("CARGO_BIN_EXE_worker"), &["-n", &node, "-p", "0", "--bind", "127.0.0.1", "--stop-grace-s", "1"]);
+    let (_manager, manager_addr) =
+        daemon(env!("CARGO_BIN_EXE_manager"), &["-p", "0", "--bind", "127.0.0.1", "-w", &worker_addr]);
     let base = format!("http://{manager_addr}");
     let http = agent();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -119,21 +100,11 @@ fn main() {
 
     let (mut raw, mut skiff) = (Vec::new(), Vec::new());
     for round in 0..rounds {
-        for path in if round % 2 == 0 {
-            ["raw", "skiff"]
-        } else {
-            ["skiff", "raw"]
-        } {
+        for path in if round % 2 == 0 { ["raw", "skiff"] } else { ["skiff", "raw"] } {
             if path == "raw" {
                 let name = format!("{node}-raw-{round}");
                 let started = Instant::now();
-                let id = docker
-                    .create(&CreateOptions {
-                        name: &name,
-                        spec: &spec,
-                        labels: &labels,
-                    })
-                    .expect("create");
+                let id = docker.create(&CreateOptions { name: &name, spec: &spec, labels: &labels }).expect("create");
                 docker.start(&id).expect("start");
                 raw.push(started.elapsed().as_secs_f64() * 1000.0);
                 docker.remove(&id).expect("remove");

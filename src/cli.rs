@@ -3,7 +3,10 @@
 //!
 //! argh takes one-letter short flags only, so the arguments are rewritten before argh sees them.
 
+use crate::docker_cli::error_chain;
+use crate::store::{MemoryStore, SqliteStore, Store};
 use log::LevelFilter;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 /// Multi-letter short flags and the long flags they stand for.
@@ -28,10 +31,7 @@ pub fn normalize_args(args: &[String]) -> Vec<String> {
             Some((f, v)) if f.starts_with('-') => (f, Some(v)),
             _ => (arg.as_str(), None),
         };
-        let long = SHORT_FLAGS
-            .iter()
-            .find(|(short, _)| *short == flag)
-            .map(|(_, long)| *long);
+        let long = SHORT_FLAGS.iter().find(|(short, _)| *short == flag).map(|(_, long)| *long);
         match (long, value) {
             (Some(long), None) => out.push(long.to_string()),
             (Some(long), Some(v)) => out.extend([long.to_string(), v.to_string()]),
@@ -44,9 +44,7 @@ pub fn normalize_args(args: &[String]) -> Vec<String> {
 
 /// True when `--version` (or `-V`) is asked for, before any `--`.
 pub fn wants_version(args: &[String]) -> bool {
-    args.iter()
-        .take_while(|a| *a != "--")
-        .any(|a| a == "--version" || a == "-V")
+    args.iter().take_while(|a| *a != "--").any(|a| a == "--version" || a == "-V")
 }
 
 /// Parses the process's arguments into `T`, printing help or errors the way argh does and
@@ -97,13 +95,47 @@ pub fn init_logging(level: LogLevel) {
 
 /// `HOST:PORT` with a port number; hosts are resolved when they are called.
 pub fn check_address(addr: &str) -> Result<(), String> {
-    let (host, port) = addr
-        .rsplit_once(':')
-        .ok_or_else(|| format!("{addr:?} is not HOST:PORT"))?;
+    let (host, port) = addr.rsplit_once(':').ok_or_else(|| format!("{addr:?} is not HOST:PORT"))?;
     if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
         return Err(format!("{addr:?} is not HOST:PORT with a port from 1 to 65535"));
     }
     Ok(())
+}
+
+/// Where persisted stores live unless `--data-dir` says otherwise: `/var/lib/skiff` for root,
+/// else `$XDG_STATE_HOME/skiff`, else `~/.local/state/skiff`.
+pub fn default_data_dir() -> PathBuf {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    data_dir_for(root, std::env::var_os("XDG_STATE_HOME"), std::env::var_os("HOME"))
+}
+
+fn data_dir_for(root: bool, xdg_state: Option<std::ffi::OsString>, home: Option<std::ffi::OsString>) -> PathBuf {
+    if root {
+        return PathBuf::from("/var/lib/skiff");
+    }
+    match (xdg_state.filter(|x| !x.is_empty()), home.filter(|h| !h.is_empty())) {
+        (Some(state), _) => PathBuf::from(state).join("skiff"),
+        (None, Some(home)) => PathBuf::from(home).join(".local/state/skiff"),
+        (None, None) => PathBuf::from("/var/lib/skiff"),
+    }
+}
+
+/// Opens the store `-st` asks for: `memory`, or `persisted` in `dir/file` (the directory is
+/// created if needed). Every failure is an error for the user, never a silent fresh start.
+pub fn open_store(storage: &str, dir: &Path, file: &str) -> Result<Box<dyn Store>, String> {
+    match storage {
+        "memory" => Ok(Box::new(MemoryStore::new())),
+        "persisted" => {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create the data directory {}: {e}", dir.display()))?;
+            let path = dir.join(file);
+            let store = SqliteStore::open(&path)
+                .map_err(|e| format!("cannot open the store {}: {}", path.display(), error_chain(&e)))?;
+            Ok(Box::new(store))
+        }
+        other => Err(format!("-st {other:?}: storage is memory or persisted")),
+    }
 }
 
 #[cfg(test)]
@@ -119,35 +151,20 @@ mod tests {
         let args = strings(&["-p", "8080", "-st", "persisted", "-sct", "epvm", "-w", "worker1:80"]);
         assert_eq!(
             normalize_args(&args),
-            strings(&[
-                "-p",
-                "8080",
-                "--storage",
-                "persisted",
-                "--scheduler",
-                "epvm",
-                "-w",
-                "worker1:80"
-            ])
+            strings(&["-p", "8080", "--storage", "persisted", "--scheduler", "epvm", "-w", "worker1:80"])
         );
     }
 
     #[test]
     fn splits_equals_forms() {
         let args = strings(&["-st=memory", "--port=7001", "--name", "a=b"]);
-        assert_eq!(
-            normalize_args(&args),
-            strings(&["--storage", "memory", "--port", "7001", "--name", "a=b"])
-        );
+        assert_eq!(normalize_args(&args), strings(&["--storage", "memory", "--port", "7001", "--name", "a=b"]));
     }
 
     #[test]
     fn leaves_values_and_rest_alone() {
         let args = strings(&["-n", "-st", "--", "-st", "--x=1"]);
-        assert_eq!(
-            normalize_args(&args),
-            strings(&["-n", "--storage", "--", "-st", "--x=1"])
-        );
+        assert_eq!(normalize_args(&args), strings(&["-n", "--storage", "--", "-st", "--x=1"]));
     }
 
     #[test]
@@ -163,6 +180,23 @@ mod tests {
         for bad in ["worker1", ":80", "w:0", "w:x", "w:70000"] {
             assert!(check_address(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn data_dir_defaults() {
+        let os = |s: &str| Some(std::ffi::OsString::from(s));
+        assert_eq!(data_dir_for(true, os("/x"), os("/home/a")), PathBuf::from("/var/lib/skiff"));
+        assert_eq!(data_dir_for(false, os("/x"), os("/home/a")), PathBuf::from("/x/skiff"));
+        assert_eq!(data_dir_for(false, None, os("/home/a")), PathBuf::from("/home/a/.local/state/skiff"));
+        assert_eq!(data_dir_for(false, os(""), None), PathBuf::from("/var/lib/skiff"));
+    }
+
+    #[test]
+    fn store_choice() {
+        assert!(open_store("memory", Path::new("/nonexistent"), "x.db").is_ok());
+        assert!(open_store("disk", Path::new("/tmp"), "x.db").is_err());
+        let e = open_store("persisted", Path::new("/etc/passwd/sub"), "x.db").err().expect("refused");
+        assert!(e.contains("cannot create the data directory"), "{e}");
     }
 
     #[test]

@@ -81,9 +81,7 @@ pub fn run(cmd: &Command, api: &ManagerClient, json: bool, out: &mut dyn Write) 
             }
         }
         Command::Stop(id) => {
-            let v = api
-                .call_value("DELETE", &format!("/v1/tasks/{}", path_safe(id)?), None)
-                .map_err(shown)?;
+            let v = api.call_value("DELETE", &format!("/v1/tasks/{}", path_safe(id)?), None).map_err(shown)?;
             if json {
                 pretty(&v)
             } else {
@@ -91,9 +89,7 @@ pub fn run(cmd: &Command, api: &ManagerClient, json: bool, out: &mut dyn Write) 
             }
         }
         Command::Get(id) => {
-            let v = api
-                .call_value("GET", &format!("/v1/tasks/{}", path_safe(id)?), None)
-                .map_err(shown)?;
+            let v = api.call_value("GET", &format!("/v1/tasks/{}", path_safe(id)?), None).map_err(shown)?;
             if json {
                 pretty(&v)
             } else {
@@ -122,8 +118,7 @@ pub fn run(cmd: &Command, api: &ManagerClient, json: bool, out: &mut dyn Write) 
         Command::Help => format!("{HELP}\n"),
         Command::Quit => String::new(),
     };
-    out.write_all(text.as_bytes())
-        .map_err(|e| format!("cannot write output: {e}"))
+    out.write_all(text.as_bytes()).map_err(|e| format!("cannot write output: {e}"))
 }
 
 /// Ids go into URL paths: refuse anything that would change the path.
@@ -230,10 +225,7 @@ pub fn task_details(t: &Task) -> String {
     field("state", t.state.to_string());
     field("desired", format!("{:?}", t.desired_state).to_lowercase());
     field("node", opt(t.node.clone()));
-    field(
-        "container",
-        opt(t.container_id.as_ref().map(|c| c[..c.len().min(12)].to_string())),
-    );
+    field("container", opt(t.container_id.as_ref().map(|c| c[..c.len().min(12)].to_string())));
     field("ports", ports_text(t));
     field("exit code", opt(t.exit_code.map(|c| c.to_string())));
     field("error", opt(t.error.clone()));
@@ -252,9 +244,7 @@ pub fn node_table(nodes: &[NodeInfo], now: Timestamp) -> String {
                 n.address.clone(),
                 n.status.as_str().to_string(),
                 n.tasks.to_string(),
-                n.last_contact
-                    .map(|t| format!("{} ago", ago(t, now)))
-                    .unwrap_or_else(|| "never".into()),
+                n.last_contact.map(|t| format!("{} ago", ago(t, now))).unwrap_or_else(|| "never".into()),
                 n.error.clone().unwrap_or_default(),
             ]
         })
@@ -270,10 +260,7 @@ mod tests {
 
     #[test]
     fn parses_commands() {
-        assert_eq!(
-            parse_line("start web.json"),
-            Ok(Some(Command::Start("web.json".into())))
-        );
+        assert_eq!(parse_line("start web.json"), Ok(Some(Command::Start("web.json".into()))));
         assert_eq!(parse_line("  stop  abc "), Ok(Some(Command::Stop("abc".into()))));
         assert_eq!(parse_line("get abc"), Ok(Some(Command::Get("abc".into()))));
         assert_eq!(parse_line("list"), Ok(Some(Command::List)));
@@ -318,12 +305,7 @@ mod tests {
             error: Some("unreachable".into()),
         };
         let text = node_table(&[node], Timestamp(0));
-        assert!(
-            text.lines()
-                .nth(1)
-                .is_some_and(|l| l.contains("down") && l.contains("never")),
-            "{text}"
-        );
+        assert!(text.lines().nth(1).is_some_and(|l| l.contains("down") && l.contains("never")), "{text}");
     }
 
     #[test]

@@ -107,9 +107,7 @@ pub fn socket_path(flag: Option<&Path>, docker_host: Option<&str>) -> Result<Pat
         None => Ok(PathBuf::from(DEFAULT_SOCKET)),
         Some(h) => match h.strip_prefix("unix://") {
             Some(path) if !path.is_empty() => Ok(PathBuf::from(path)),
-            _ => Err(format!(
-                "DOCKER_HOST={h:?} is not supported: skiff talks to the engine over unix:///path"
-            )),
+            _ => Err(format!("DOCKER_HOST={h:?} is not supported: skiff talks to the engine over unix:///path")),
         },
     }
 }
@@ -169,10 +167,7 @@ pub struct ContainerEvent {
 
 impl Docker {
     pub fn new(socket: impl Into<PathBuf>) -> Docker {
-        Docker {
-            socket: socket.into(),
-            prefix: Mutex::new(None),
-        }
+        Docker { socket: socket.into(), prefix: Mutex::new(None) }
     }
 
     pub fn socket(&self) -> &Path {
@@ -193,12 +188,7 @@ impl Docker {
             return Ok(p);
         }
         self.version()?;
-        Ok(self
-            .prefix
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .unwrap_or_default())
+        Ok(self.prefix.lock().unwrap_or_else(|p| p.into_inner()).clone().unwrap_or_default())
     }
 
     fn call(&self, method: &str, path: &str, body: Option<&Value>, timeout: Duration) -> Result<Response, DockerError> {
@@ -208,16 +198,11 @@ impl Docker {
     }
 
     pub fn ping(&self) -> Result<(), DockerError> {
-        self.exchange("GET", "/_ping", None, Duration::from_secs(5))?
-            .ok()
-            .map(drop)
+        self.exchange("GET", "/_ping", None, Duration::from_secs(5))?.ok().map(drop)
     }
 
     pub fn image_exists(&self, image: &str) -> Result<bool, DockerError> {
-        match self
-            .call("GET", &format!("/images/{}/json", encode(image)), None, CALL_TIMEOUT)?
-            .ok()
-        {
+        match self.call("GET", &format!("/images/{}/json", encode(image)), None, CALL_TIMEOUT)?.ok() {
             Ok(_) => Ok(true),
             Err(e) if e.is_not_found() => Ok(false),
             Err(e) => Err(e),
@@ -233,10 +218,7 @@ impl Docker {
         for line in resp.body.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             if let Ok(Value::Object(obj)) = serde_json::from_slice::<Value>(line) {
                 if let Some(message) = obj.get("error").and_then(Value::as_str) {
-                    return Err(DockerError::Api {
-                        status: 500,
-                        message: message.to_string(),
-                    });
+                    return Err(DockerError::Api { status: 500, message: message.to_string() });
                 }
             }
         }
@@ -254,9 +236,7 @@ impl Docker {
 
     /// Starts a container; starting a running one is not an error.
     pub fn start(&self, id: &str) -> Result<(), DockerError> {
-        self.call("POST", &format!("/containers/{}/start", encode(id)), None, CALL_TIMEOUT)?
-            .ok()
-            .map(drop)
+        self.call("POST", &format!("/containers/{}/start", encode(id)), None, CALL_TIMEOUT)?.ok().map(drop)
     }
 
     /// SIGTERM, then SIGKILL after `grace`; stopping a stopped container is not an error.
@@ -267,15 +247,7 @@ impl Docker {
 
     /// Removes a container (killing it if it runs); removing a missing one is not an error.
     pub fn remove(&self, id: &str) -> Result<(), DockerError> {
-        match self
-            .call(
-                "DELETE",
-                &format!("/containers/{}?force=1&v=1", encode(id)),
-                None,
-                CALL_TIMEOUT,
-            )?
-            .ok()
-        {
+        match self.call("DELETE", &format!("/containers/{}?force=1&v=1", encode(id)), None, CALL_TIMEOUT)?.ok() {
             Ok(_) => Ok(()),
             Err(e) if e.is_not_found() => Ok(()),
             // "removal of container ... is already in progress"
@@ -285,9 +257,7 @@ impl Docker {
     }
 
     pub fn inspect(&self, id: &str) -> Result<ContainerInfo, DockerError> {
-        let resp = self
-            .call("GET", &format!("/containers/{}/json", encode(id)), None, CALL_TIMEOUT)?
-            .ok()?;
+        let resp = self.call("GET", &format!("/containers/{}/json", encode(id)), None, CALL_TIMEOUT)?.ok()?;
         parse_inspect(&resp.body)
     }
 
@@ -310,16 +280,12 @@ impl Docker {
             let _ = reader.take(MAX_HEADER_LINE as u64).read_to_end(&mut body);
             return Err(api_error(status, &body));
         }
-        Ok(EventStream {
-            reader: BufReader::new(reader),
-        })
+        Ok(EventStream { reader: BufReader::new(reader) })
     }
 
     fn connect(&self, timeout: Option<Duration>) -> Result<UnixStream, DockerError> {
-        let stream = UnixStream::connect(&self.socket).map_err(|source| DockerError::Unreachable {
-            socket: self.socket.clone(),
-            source,
-        })?;
+        let stream = UnixStream::connect(&self.socket)
+            .map_err(|source| DockerError::Unreachable { socket: self.socket.clone(), source })?;
         stream.set_read_timeout(timeout).map_err(DockerError::Io)?;
         stream.set_write_timeout(Some(CALL_TIMEOUT)).map_err(DockerError::Io)?;
         Ok(stream)
@@ -338,17 +304,11 @@ impl Docker {
         let mut reader = BufReader::new(stream);
         let head = read_head(&mut reader)?;
         let mut body = Vec::new();
-        body_reader(reader, &head)
-            .take(MAX_BODY + 1)
-            .read_to_end(&mut body)
-            .map_err(DockerError::Io)?;
+        body_reader(reader, &head).take(MAX_BODY + 1).read_to_end(&mut body).map_err(DockerError::Io)?;
         if body.len() as u64 > MAX_BODY {
             return Err(DockerError::Protocol(format!("response body over {MAX_BODY} bytes")));
         }
-        Ok(Response {
-            status: head.status,
-            body,
-        })
+        Ok(Response { status: head.status, body })
     }
 
     /// A GET whose body is read as it comes (no read timeout: streams wait for events).
@@ -410,10 +370,7 @@ fn api_error(status: u16, body: &[u8]) -> DockerError {
 fn write_request(stream: &mut UnixStream, method: &str, path: &str, body: Option<&[u8]>) -> io::Result<()> {
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n");
     match body {
-        Some(b) => head.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            b.len()
-        )),
+        Some(b) => head.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n\r\n", b.len())),
         None => head.push_str("Content-Length: 0\r\n\r\n"),
     }
     let mut message = head.into_bytes();
@@ -430,10 +387,7 @@ struct Head {
 
 fn read_line_limited(reader: &mut impl BufRead) -> Result<String, DockerError> {
     let mut line = Vec::new();
-    reader
-        .take(MAX_HEADER_LINE as u64)
-        .read_until(b'\n', &mut line)
-        .map_err(DockerError::Io)?;
+    reader.take(MAX_HEADER_LINE as u64).read_until(b'\n', &mut line).map_err(DockerError::Io)?;
     if !line.ends_with(b"\n") {
         return Err(DockerError::Protocol("header line too long or cut off".into()));
     }
@@ -445,11 +399,7 @@ fn read_line_limited(reader: &mut impl BufRead) -> Result<String, DockerError> {
 fn read_head(reader: &mut impl BufRead) -> Result<Head, DockerError> {
     let status_line = read_line_limited(reader)?;
     let status = parse_status_line(&status_line)?;
-    let mut head = Head {
-        status,
-        content_length: None,
-        chunked: false,
-    };
+    let mut head = Head { status, content_length: None, chunked: false };
     for _ in 0..MAX_HEADERS {
         let line = read_line_limited(reader)?;
         if line.is_empty() {
@@ -459,14 +409,11 @@ fn read_head(reader: &mut impl BufRead) -> Result<Head, DockerError> {
             }
             return Ok(head);
         }
-        let (name, value) = line
-            .split_once(':')
-            .ok_or_else(|| DockerError::Protocol(format!("bad header line {line:?}")))?;
+        let (name, value) =
+            line.split_once(':').ok_or_else(|| DockerError::Protocol(format!("bad header line {line:?}")))?;
         let value = value.trim();
         if name.eq_ignore_ascii_case("content-length") {
-            let n = value
-                .parse()
-                .map_err(|_| DockerError::Protocol(format!("bad content-length {value:?}")))?;
+            let n = value.parse().map_err(|_| DockerError::Protocol(format!("bad content-length {value:?}")))?;
             head.content_length = Some(n);
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             head.chunked = value.to_ascii_lowercase().contains("chunked");
@@ -478,20 +425,16 @@ fn read_head(reader: &mut impl BufRead) -> Result<Head, DockerError> {
 fn parse_status_line(line: &str) -> Result<u16, DockerError> {
     let mut parts = line.splitn(3, ' ');
     match (parts.next(), parts.next()) {
-        (Some(v), Some(code)) if v.starts_with("HTTP/1.") => code
-            .parse()
-            .map_err(|_| DockerError::Protocol(format!("bad status line {line:?}"))),
+        (Some(v), Some(code)) if v.starts_with("HTTP/1.") => {
+            code.parse().map_err(|_| DockerError::Protocol(format!("bad status line {line:?}")))
+        }
         _ => Err(DockerError::Protocol(format!("bad status line {line:?}"))),
     }
 }
 
 fn body_reader<R: BufRead + Send + 'static>(reader: R, head: &Head) -> Box<dyn Read + Send> {
     if head.chunked {
-        Box::new(ChunkedReader {
-            inner: reader,
-            remaining: 0,
-            done: false,
-        })
+        Box::new(ChunkedReader { inner: reader, remaining: 0, done: false })
     } else if let Some(n) = head.content_length {
         Box::new(reader.take(n))
     } else {
@@ -513,10 +456,7 @@ impl<R: BufRead> ChunkedReader<R> {
         let text = std::str::from_utf8(&line).map_err(|_| bad_chunk("chunk size is not text"))?;
         let size_text = text.trim().split(';').next().unwrap_or("");
         if line.is_empty() {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "stream ended inside chunked body",
-            ));
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "stream ended inside chunked body"));
         }
         let size = u64::from_str_radix(size_text, 16).map_err(|_| bad_chunk("bad chunk size"))?;
         if size == 0 {
@@ -553,10 +493,7 @@ impl<R: BufRead> Read for ChunkedReader<R> {
         let max = buf.len().min(self.remaining as usize);
         let n = self.inner.read(&mut buf[..max])?;
         if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "stream ended inside a chunk",
-            ));
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "stream ended inside a chunk"));
         }
         self.remaining -= n as u64;
         if self.remaining == 0 {
@@ -747,12 +684,7 @@ pub fn parse_inspect(body: &[u8]) -> Result<ContainerInfo, DockerError> {
         };
         for h in hosts.unwrap_or_default() {
             if let Ok(host) = h.host_port.parse::<u16>() {
-                ports.push(PortBinding {
-                    container,
-                    protocol,
-                    host_ip: h.host_ip,
-                    host,
-                });
+                ports.push(PortBinding { container, protocol, host_ip: h.host_ip, host });
             }
         }
     }
@@ -802,12 +734,7 @@ pub fn parse_list(body: &[u8]) -> Result<Vec<ContainerSummary>, DockerError> {
         .into_iter()
         .map(|w| ContainerSummary {
             id: w.id,
-            names: w
-                .names
-                .unwrap_or_default()
-                .into_iter()
-                .map(|n| n.trim_start_matches('/').to_string())
-                .collect(),
+            names: w.names.unwrap_or_default().into_iter().map(|n| n.trim_start_matches('/').to_string()).collect(),
             state: w.state,
             labels: w.labels.unwrap_or_default(),
             created: Timestamp(w.created.max(0) as u64 * 1000),
@@ -839,10 +766,7 @@ pub fn parse_event(line: &[u8]) -> Result<ContainerEvent, DockerError> {
     let mut attributes = actor.attributes.unwrap_or_default();
     let exit_code = attributes.remove("exitCode").and_then(|c| c.parse().ok());
     // attributes mix labels with name/image; keep what is ours and the name
-    let labels = attributes
-        .into_iter()
-        .filter(|(k, _)| k.starts_with("skiff.") || k == "name")
-        .collect();
+    let labels = attributes.into_iter().filter(|(k, _)| k.starts_with("skiff.") || k == "name").collect();
     // "exec_start: sh -c ..." style actions carry a suffix; the verb is what matters
     let action = w.action.split(':').next().unwrap_or("").trim().to_string();
     Ok(ContainerEvent {
@@ -863,10 +787,7 @@ mod tests {
     fn socket_path_precedence() {
         let flag = Path::new("/tmp/x.sock");
         assert_eq!(socket_path(Some(flag), Some("unix:///y")), Ok(flag.to_path_buf()));
-        assert_eq!(
-            socket_path(None, Some("unix:///run/d.sock")),
-            Ok(PathBuf::from("/run/d.sock"))
-        );
+        assert_eq!(socket_path(None, Some("unix:///run/d.sock")), Ok(PathBuf::from("/run/d.sock")));
         assert_eq!(socket_path(None, None), Ok(PathBuf::from(DEFAULT_SOCKET)));
         assert_eq!(socket_path(None, Some("")), Ok(PathBuf::from(DEFAULT_SOCKET)));
         assert!(socket_path(None, Some("tcp://1.2.3.4:2375")).is_err());
@@ -876,14 +797,8 @@ mod tests {
     fn api_version_choice() {
         assert_eq!(choose_api_version("1.41", "1.12").unwrap(), "1.41");
         assert_eq!(choose_api_version("1.52", "1.44").unwrap(), "1.47");
-        assert!(matches!(
-            choose_api_version("1.40", "1.12"),
-            Err(DockerError::UnsupportedEngine(_))
-        ));
-        assert!(matches!(
-            choose_api_version("1.60", "1.50"),
-            Err(DockerError::UnsupportedEngine(_))
-        ));
+        assert!(matches!(choose_api_version("1.40", "1.12"), Err(DockerError::UnsupportedEngine(_))));
+        assert!(matches!(choose_api_version("1.60", "1.50"), Err(DockerError::UnsupportedEngine(_))));
         assert!(choose_api_version("x", "1.12").is_err());
     }
 
@@ -897,10 +812,7 @@ mod tests {
 
     #[test]
     fn query_encoding() {
-        assert_eq!(
-            encode(r#"{"label":["skiff.node=w1"]}"#),
-            "%7B%22label%22%3A%5B%22skiff.node%3Dw1%22%5D%7D"
-        );
+        assert_eq!(encode(r#"{"label":["skiff.node=w1"]}"#), "%7B%22label%22%3A%5B%22skiff.node%3Dw1%22%5D%7D");
         assert_eq!(encode("skiff/busybox"), "skiff%2Fbusybox");
     }
 
@@ -908,9 +820,7 @@ mod tests {
         let mut reader = Cursor::new(raw.as_bytes().to_vec());
         let head = read_head(&mut reader)?;
         let mut body = Vec::new();
-        body_reader(reader, &head)
-            .read_to_end(&mut body)
-            .map_err(DockerError::Io)?;
+        body_reader(reader, &head).read_to_end(&mut body).map_err(DockerError::Io)?;
         Ok((head.status, body))
     }
 
@@ -930,18 +840,9 @@ mod tests {
 
     #[test]
     fn refuses_broken_responses() {
-        assert!(matches!(
-            head_and_body("SSH-2.0\r\n\r\n"),
-            Err(DockerError::Protocol(_))
-        ));
-        assert!(matches!(
-            head_and_body("HTTP/1.1 200 OK\r\nNoColon\r\n\r\n"),
-            Err(DockerError::Protocol(_))
-        ));
-        assert!(matches!(
-            head_and_body("HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n"),
-            Err(DockerError::Protocol(_))
-        ));
+        assert!(matches!(head_and_body("SSH-2.0\r\n\r\n"), Err(DockerError::Protocol(_))));
+        assert!(matches!(head_and_body("HTTP/1.1 200 OK\r\nNoColon\r\n\r\n"), Err(DockerError::Protocol(_))));
+        assert!(matches!(head_and_body("HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n"), Err(DockerError::Protocol(_))));
         assert!(head_and_body("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n").is_err());
         assert!(head_and_body("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nshort").is_err());
         assert!(head_and_body("HTTP/1.1 200 OK\r\nContent-Length: 5").is_err());
@@ -966,24 +867,15 @@ mod tests {
         let labels = BTreeMap::from([("skiff.task-id".to_string(), "x".to_string())]);
         let body = create_body(&spec, &labels);
         assert_eq!(body["ExposedPorts"], json!({"8080/tcp": {}, "53/udp": {}}));
-        assert_eq!(
-            body["HostConfig"]["PortBindings"]["8080/tcp"],
-            json!([{"HostIp": "", "HostPort": ""}])
-        );
-        assert_eq!(
-            body["HostConfig"]["PortBindings"]["53/udp"],
-            json!([{"HostIp": "", "HostPort": "5353"}])
-        );
+        assert_eq!(body["HostConfig"]["PortBindings"]["8080/tcp"], json!([{"HostIp": "", "HostPort": ""}]));
+        assert_eq!(body["HostConfig"]["PortBindings"]["53/udp"], json!([{"HostIp": "", "HostPort": "5353"}]));
         assert_eq!(body["HostConfig"]["Memory"], json!(64 * 1024 * 1024));
         assert_eq!(body["HostConfig"]["MemorySwap"], json!(64 * 1024 * 1024));
         assert_eq!(body["HostConfig"]["NanoCpus"], json!(500_000_000));
         assert_eq!(body["Env"], json!(["A=1"]));
         assert_eq!(body["Cmd"], json!(["httpd", "-f"]));
         assert_eq!(body["Labels"], json!({"skiff.task-id": "x"}));
-        assert!(
-            body["HostConfig"].get("RestartPolicy").is_none(),
-            "skiff does its own restarts"
-        );
+        assert!(body["HostConfig"].get("RestartPolicy").is_none(), "skiff does its own restarts");
         assert_eq!(body["HostConfig"]["Init"], json!(true));
     }
 
@@ -995,10 +887,7 @@ mod tests {
             "NetworkSettings":{"Ports":{"8080/tcp":[{"HostIp":"::","HostPort":"32769"},{"HostIp":"0.0.0.0","HostPort":"32768"}],"9/udp":null}}}"#;
         let info = parse_inspect(body).unwrap();
         assert_eq!(info.name, "skiff-web");
-        assert_eq!(
-            (info.status.as_str(), info.running, info.exit_code),
-            ("exited", false, 3)
-        );
+        assert_eq!((info.status.as_str(), info.running, info.exit_code), ("exited", false, 3));
         assert_eq!(info.started_at, Some(Timestamp(1_795_607_674_123)));
         assert_eq!(info.finished_at, None);
         assert_eq!(info.labels.get("skiff.task-id").map(String::as_str), Some("t"));
@@ -1022,16 +911,10 @@ mod tests {
             br#"{"Type":"container","Action":"die","Actor":{"ID":"abc","Attributes":{"exitCode":"137","image":"i","name":"n","skiff.task-id":"t"}},"timeNano":1795607674123456789}"#,
         )
         .unwrap();
-        assert_eq!(
-            (ev.action.as_str(), ev.id.as_str(), ev.exit_code),
-            ("die", "abc", Some(137))
-        );
+        assert_eq!((ev.action.as_str(), ev.id.as_str(), ev.exit_code), ("die", "abc", Some(137)));
         assert_eq!(ev.labels.len(), 2);
         assert_eq!(ev.time, Timestamp(1_795_607_674_123));
-        assert_eq!(
-            parse_event(br#"{"Action":"exec_start: sh -c true"}"#).unwrap().action,
-            "exec_start"
-        );
+        assert_eq!(parse_event(br#"{"Action":"exec_start: sh -c true"}"#).unwrap().action, "exec_start");
         assert!(parse_event(b"not json").is_err());
     }
 }

@@ -173,10 +173,7 @@ fn error_response(e: ApiError) -> Response {
 
 fn json<T: Serialize>(status: u16, value: &T) -> Result<Response, ApiError> {
     // our own types always serialise; an empty body would show the impossible case
-    Ok(Response::json_bytes(
-        status,
-        serde_json::to_vec(value).unwrap_or_default(),
-    ))
+    Ok(Response::json_bytes(status, serde_json::to_vec(value).unwrap_or_default()))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -233,10 +230,7 @@ fn serve_worker(h: &WorkerHandle, route: WorkerRoute, req: &Request) -> Result<R
 
 /// The worker's start body, `{"id": ..., "spec": {...}}`, with spec errors named `spec.field`.
 pub fn parse_start_task(body: &[u8]) -> Result<StartTask, SpecError> {
-    let bad = |field: Option<&str>, message: String| SpecError {
-        field: field.map(str::to_string),
-        message,
-    };
+    let bad = |field: Option<&str>, message: String| SpecError { field: field.map(str::to_string), message };
     let value: Value = serde_json::from_slice(body).map_err(|e| bad(None, format!("malformed JSON: {e}")))?;
     let Value::Object(mut obj) = value else {
         return Err(bad(None, "the body must be a JSON object with id and spec".into()));
@@ -248,9 +242,7 @@ pub fn parse_start_task(body: &[u8]) -> Result<StartTask, SpecError> {
         Some(Value::String(s)) => s.parse::<TaskId>().map_err(|e| bad(Some("id"), e.to_string()))?,
         _ => return Err(bad(Some("id"), "is required and must be a task id string".into())),
     };
-    let spec_value = obj
-        .remove("spec")
-        .ok_or_else(|| bad(Some("spec"), "is required".into()))?;
+    let spec_value = obj.remove("spec").ok_or_else(|| bad(Some("spec"), "is required".into()))?;
     let spec = TaskSpec::from_value(spec_value).map_err(|e| SpecError {
         field: Some(e.field.map(|f| format!("spec.{f}")).unwrap_or_else(|| "spec".into())),
         message: e.message,
@@ -313,18 +305,12 @@ fn call<T: DeserializeOwned>(
     if body.is_some() {
         builder = builder.header("Content-Type", "application/json");
     }
-    let request = builder
-        .body(body.map(<[u8]>::to_vec).unwrap_or_default())
-        .map_err(|e| CallFailure::NotSent(e.to_string()))?;
+    let request =
+        builder.body(body.map(<[u8]>::to_vec).unwrap_or_default()).map_err(|e| CallFailure::NotSent(e.to_string()))?;
     let request = agent.configure_request(request).timeout_global(Some(deadline)).build();
     let mut resp = agent.run(request).map_err(classify)?;
     let status = resp.status().as_u16();
-    let bytes = resp
-        .body_mut()
-        .with_config()
-        .limit(MAX_ANSWER)
-        .read_to_vec()
-        .map_err(classify)?;
+    let bytes = resp.body_mut().with_config().limit(MAX_ANSWER).read_to_vec().map_err(classify)?;
     if !(200..300).contains(&status) {
         let message = serde_json::from_slice::<ErrorBody>(&bytes)
             .map(|e| e.error)
@@ -367,14 +353,12 @@ impl HttpWorkerLink {
         deadline: Duration,
     ) -> Result<T, LinkError> {
         let url = format!("{}{path}", self.base);
-        call(&self.agent, method, &url, body, deadline, &[])
-            .map(|(_, v)| v)
-            .map_err(|f| match f {
-                CallFailure::NotSent(why) => LinkError::Unreachable(why),
-                CallFailure::Lost(why) => LinkError::Lost(why),
-                CallFailure::Status(status, message) => LinkError::Refused { status, message },
-                CallFailure::BadAnswer(why) => LinkError::BadAnswer(why),
-            })
+        call(&self.agent, method, &url, body, deadline, &[]).map(|(_, v)| v).map_err(|f| match f {
+            CallFailure::NotSent(why) => LinkError::Unreachable(why),
+            CallFailure::Lost(why) => LinkError::Lost(why),
+            CallFailure::Status(status, message) => LinkError::Refused { status, message },
+            CallFailure::BadAnswer(why) => LinkError::BadAnswer(why),
+        })
     }
 }
 
@@ -447,16 +431,13 @@ impl ManagerClient {
     /// A call whose answer is returned as raw JSON, for `--json` output and for typed use.
     pub fn call_value(&self, method: &str, path: &str, body: Option<&[u8]>) -> Result<Value, ClientError> {
         let url = format!("{}{path}", self.base);
-        call(&self.agent, method, &url, body, self.deadline, &[])
-            .map(|(_, v)| v)
-            .map_err(|f| match f {
-                CallFailure::NotSent(why) | CallFailure::Lost(why) => ClientError::Unreachable {
-                    address: self.address.clone(),
-                    why,
-                },
-                CallFailure::Status(status, message) => ClientError::Api { status, message },
-                CallFailure::BadAnswer(why) => ClientError::BadAnswer(why),
-            })
+        call(&self.agent, method, &url, body, self.deadline, &[]).map(|(_, v)| v).map_err(|f| match f {
+            CallFailure::NotSent(why) | CallFailure::Lost(why) => {
+                ClientError::Unreachable { address: self.address.clone(), why }
+            }
+            CallFailure::Status(status, message) => ClientError::Api { status, message },
+            CallFailure::BadAnswer(why) => ClientError::BadAnswer(why),
+        })
     }
 
     fn typed<T: DeserializeOwned>(&self, method: &str, path: &str, body: Option<&[u8]>) -> Result<T, ClientError> {
@@ -502,16 +483,10 @@ mod tests {
     #[test]
     fn every_listed_route_is_routed() {
         for (method, pattern) in MANAGER_ROUTES {
-            assert!(
-                manager_route(method, &sample_path(pattern)).is_ok(),
-                "manager {method} {pattern}"
-            );
+            assert!(manager_route(method, &sample_path(pattern)).is_ok(), "manager {method} {pattern}");
         }
         for (method, pattern) in WORKER_ROUTES {
-            assert!(
-                worker_route(method, &sample_path(pattern)).is_ok(),
-                "worker {method} {pattern}"
-            );
+            assert!(worker_route(method, &sample_path(pattern)).is_ok(), "worker {method} {pattern}");
         }
     }
 
@@ -520,10 +495,7 @@ mod tests {
         let spec = std::fs::read_to_string(&path).expect("the API spec exists");
         for (method, pattern) in routes {
             let heading = format!("\n  {pattern}:\n");
-            let section = spec
-                .split(&heading)
-                .nth(1)
-                .unwrap_or_else(|| panic!("{pattern} missing from {file}"));
+            let section = spec.split(&heading).nth(1).unwrap_or_else(|| panic!("{pattern} missing from {file}"));
             let section = format!("\n{}", section.split("\n  /").next().unwrap_or(""));
             let op = format!("\n    {}:", method.to_lowercase());
             assert!(section.contains(&op), "{method} {pattern} missing from {file}");
@@ -539,27 +511,12 @@ mod tests {
     #[test]
     fn routes_map_methods_and_ids() {
         let id: TaskId = ID.parse().expect("valid id");
-        assert_eq!(
-            manager_route("GET", &format!("/v1/tasks/{ID}")),
-            Ok(ManagerRoute::GetTask(id))
-        );
-        assert_eq!(
-            manager_route("DELETE", &format!("/v1/tasks/{ID}/")),
-            Ok(ManagerRoute::StopTask(id))
-        );
+        assert_eq!(manager_route("GET", &format!("/v1/tasks/{ID}")), Ok(ManagerRoute::GetTask(id)));
+        assert_eq!(manager_route("DELETE", &format!("/v1/tasks/{ID}/")), Ok(ManagerRoute::StopTask(id)));
         assert_eq!(manager_route("GET", "/v1/tasks/"), Ok(ManagerRoute::ListTasks));
-        assert!(matches!(
-            manager_route("GET", "/v1/tasks/nope"),
-            Err(RouteError::BadId(_))
-        ));
-        assert_eq!(
-            manager_route("PUT", "/v1/tasks"),
-            Err(RouteError::MethodNotAllowed("GET, POST"))
-        );
-        assert_eq!(
-            manager_route("POST", "/v1/nodes"),
-            Err(RouteError::MethodNotAllowed("GET"))
-        );
+        assert!(matches!(manager_route("GET", "/v1/tasks/nope"), Err(RouteError::BadId(_))));
+        assert_eq!(manager_route("PUT", "/v1/tasks"), Err(RouteError::MethodNotAllowed("GET, POST")));
+        assert_eq!(manager_route("POST", "/v1/nodes"), Err(RouteError::MethodNotAllowed("GET")));
         assert_eq!(manager_route("GET", "/v2/tasks"), Err(RouteError::NotFound));
         assert_eq!(manager_route("GET", "/"), Err(RouteError::NotFound));
         assert_eq!(worker_route("GET", "/v1/nodes"), Err(RouteError::NotFound));
@@ -573,21 +530,9 @@ mod tests {
             (ApiError::Route(RouteError::NotFound), 404),
             (ApiError::Route(RouteError::MethodNotAllowed("GET")), 405),
             (ApiError::Route(RouteError::BadId(InvalidTaskId("x".into()))), 400),
-            (
-                ApiError::Spec(SpecError {
-                    field: Some("image".into()),
-                    message: "is required".into(),
-                }),
-                400,
-            ),
+            (ApiError::Spec(SpecError { field: Some("image".into()), message: "is required".into() }), 400),
             (ApiError::Manager(ManagerError::NotFound(id)), 404),
-            (
-                ApiError::Manager(ManagerError::AlreadyFinished {
-                    id,
-                    state: crate::task::TaskState::Completed,
-                }),
-                409,
-            ),
+            (ApiError::Manager(ManagerError::AlreadyFinished { id, state: crate::task::TaskState::Completed }), 409),
             (ApiError::Manager(ManagerError::Unavailable), 503),
             (ApiError::Worker(WorkerError::EngineUnreachable("down".into())), 503),
             (ApiError::Worker(WorkerError::TimedOut), 504),
@@ -601,10 +546,8 @@ mod tests {
         }
         let resp = error_response(ApiError::Route(RouteError::MethodNotAllowed("GET, POST")));
         assert!(resp.headers.contains(&("Allow".to_string(), "GET, POST".to_string())));
-        let resp = error_response(ApiError::Spec(SpecError {
-            field: Some("image".into()),
-            message: "is required".into(),
-        }));
+        let resp =
+            error_response(ApiError::Spec(SpecError { field: Some("image".into()), message: "is required".into() }));
         let body: ErrorBody = serde_json::from_slice(&resp.body).expect("error shape");
         assert_eq!(body.field.as_deref(), Some("image"));
     }

@@ -12,7 +12,7 @@ use crate::api::{ManagerHealth, NodeInfo, NodeStatus, StartTask, WorkerHealth};
 use crate::docker_cli::error_chain;
 use crate::reconcile::{self, Action, NodeObs, Report, TaskView};
 use crate::sched::{NodeView, Scheduler, SchedulerKind};
-use crate::store::{Store, StoreError};
+use crate::store::{NodeRecord, Store, StoreError};
 use crate::task::{DesiredState, SpecError, Task, TaskId, TaskSpec, TaskState};
 use crate::time::Timestamp;
 use crossbeam_channel::{bounded, select, tick, unbounded, Receiver, Sender, TrySendError};
@@ -208,21 +208,9 @@ impl Drop for Manager {
 
 /// What the dispatcher threads report back.
 enum Observation {
-    Started {
-        node: usize,
-        id: TaskId,
-        result: Result<Task, LinkError>,
-    },
-    Stopped {
-        node: usize,
-        id: TaskId,
-        result: Result<Task, LinkError>,
-    },
-    Polled {
-        node: usize,
-        epoch: u64,
-        result: Result<(WorkerHealth, Vec<Task>), LinkError>,
-    },
+    Started { node: usize, id: TaskId, result: Result<Task, LinkError> },
+    Stopped { node: usize, id: TaskId, result: Result<Task, LinkError> },
+    Polled { node: usize, epoch: u64, result: Result<(WorkerHealth, Vec<Task>), LinkError> },
 }
 
 enum Job {
@@ -240,22 +228,20 @@ pub fn spawn(
     let (obs_tx, obs_rx) = unbounded();
     let mut nodes = Vec::with_capacity(links.len());
     for (index, link) in links.into_iter().enumerate() {
-        nodes.push(
-            Node::spawn(index, link, config.dispatch_threads, obs_tx.clone()).map_err(|e| {
-                error!("cannot start dispatcher threads error={e}");
-                ManagerError::Unavailable
-            })?,
-        );
+        nodes.push(Node::spawn(index, link, config.dispatch_threads, obs_tx.clone()).map_err(|e| {
+            error!("cannot start dispatcher threads error={e}");
+            ManagerError::Unavailable
+        })?);
     }
     let mut state = State::new(config.clone(), store, nodes)?;
+    // the control thread keeps a sender so its observation channel never disconnects (with no
+    // workers, a disconnected channel would be ready forever and spin the loop)
+    state.observations = Some(obs_tx);
     let control = std::thread::Builder::new()
         .name("manager-control".into())
         .spawn(move || state.run(cmd_rx, obs_rx))
         .map_err(|_| ManagerError::Unavailable)?;
-    Ok(Manager {
-        handle: ManagerHandle { tx: cmd_tx },
-        control: Some(control),
-    })
+    Ok(Manager { handle: ManagerHandle { tx: cmd_tx }, control: Some(control) })
 }
 
 /// One worker: its link, the dispatcher's queues and what the manager knows of it.
@@ -286,47 +272,28 @@ impl Node {
         let (jobs_tx, jobs_rx) = unbounded::<Job>();
         for t in 0..threads.max(1) {
             let (jobs_rx, link, obs) = (jobs_rx.clone(), link.clone(), obs.clone());
-            std::thread::Builder::new()
-                .name(format!("dispatch-{index}-{t}"))
-                .spawn(move || {
-                    for job in jobs_rx.iter() {
-                        let observation = match job {
-                            Job::Start(req) => Observation::Started {
-                                node: index,
-                                id: req.id,
-                                result: link.start(&req),
-                            },
-                            Job::Stop(id) => Observation::Stopped {
-                                node: index,
-                                id,
-                                result: link.stop(id),
-                            },
-                        };
-                        if obs.send(observation).is_err() {
-                            return;
-                        }
-                    }
-                })?;
-        }
-        // one poll at a time per node; the control thread skips a poll while one is in flight
-        let (polls_tx, polls_rx) = bounded::<u64>(1);
-        std::thread::Builder::new()
-            .name(format!("poll-{index}"))
-            .spawn(move || {
-                for epoch in polls_rx.iter() {
-                    let result = link.health().and_then(|h| link.tasks().map(|t| (h, t)));
-                    if obs
-                        .send(Observation::Polled {
-                            node: index,
-                            epoch,
-                            result,
-                        })
-                        .is_err()
-                    {
+            std::thread::Builder::new().name(format!("dispatch-{index}-{t}")).spawn(move || {
+                for job in jobs_rx.iter() {
+                    let observation = match job {
+                        Job::Start(req) => Observation::Started { node: index, id: req.id, result: link.start(&req) },
+                        Job::Stop(id) => Observation::Stopped { node: index, id, result: link.stop(id) },
+                    };
+                    if obs.send(observation).is_err() {
                         return;
                     }
                 }
             })?;
+        }
+        // one poll at a time per node; the control thread skips a poll while one is in flight
+        let (polls_tx, polls_rx) = bounded::<u64>(1);
+        std::thread::Builder::new().name(format!("poll-{index}")).spawn(move || {
+            for epoch in polls_rx.iter() {
+                let result = link.health().and_then(|h| link.tasks().map(|t| (h, t)));
+                if obs.send(Observation::Polled { node: index, epoch, result }).is_err() {
+                    return;
+                }
+            }
+        })?;
         Ok(Node {
             address,
             name: None,
@@ -375,31 +342,27 @@ struct State {
     tasks: HashMap<TaskId, Tracked>,
     /// Counts events; tells reports requested before an answer from those requested after.
     epoch: u64,
+    observations: Option<Sender<Observation>>,
 }
 
 impl State {
-    fn new(config: ManagerConfig, store: Box<dyn Store>, nodes: Vec<Node>) -> Result<State, ManagerError> {
+    fn new(config: ManagerConfig, mut store: Box<dyn Store>, mut nodes: Vec<Node>) -> Result<State, ManagerError> {
+        // the names workers reported before a restart, so tasks map to their nodes at once
+        let known = store.list_nodes().map_err(ManagerError::Store)?;
+        for node in &mut nodes {
+            match known.iter().find(|k| k.address == node.address) {
+                Some(record) => node.name = record.name.clone(),
+                None => store
+                    .put_node(&NodeRecord { address: node.address.clone(), name: None })
+                    .map_err(ManagerError::Store)?,
+            }
+        }
         let mut tasks = HashMap::new();
         for task in store.list_tasks().map_err(ManagerError::Store)? {
-            tasks.insert(
-                task.id,
-                Tracked {
-                    task,
-                    op_in_flight: false,
-                    settled_epoch: 0,
-                    not_before: Timestamp(0),
-                },
-            );
+            tasks.insert(task.id, Tracked { task, op_in_flight: false, settled_epoch: 0, not_before: Timestamp(0) });
         }
         let scheduler = config.scheduler.build();
-        Ok(State {
-            config,
-            store,
-            scheduler,
-            nodes,
-            tasks,
-            epoch: 1,
-        })
+        Ok(State { config, store, scheduler, nodes, tasks, epoch: 1, observations: None })
     }
 
     fn run(&mut self, cmd_rx: Receiver<Command>, obs_rx: Receiver<Observation>) {
@@ -453,15 +416,8 @@ impl State {
             Some(t) => t.task = task,
             None => {
                 let id = task.id;
-                self.tasks.insert(
-                    id,
-                    Tracked {
-                        task,
-                        op_in_flight: false,
-                        settled_epoch: 0,
-                        not_before: Timestamp(0),
-                    },
-                );
+                self.tasks
+                    .insert(id, Tracked { task, op_in_flight: false, settled_epoch: 0, not_before: Timestamp(0) });
             }
         }
         Ok(())
@@ -479,12 +435,7 @@ impl State {
                 let _ = reply.send(self.submit(spec));
             }
             Command::Get { id, reply } => {
-                let _ = reply.send(
-                    self.tasks
-                        .get(&id)
-                        .map(|t| t.task.clone())
-                        .ok_or(ManagerError::NotFound(id)),
-                );
+                let _ = reply.send(self.tasks.get(&id).map(|t| t.task.clone()).ok_or(ManagerError::NotFound(id)));
             }
             Command::List { reply } => {
                 let mut all: Vec<Task> = self.tasks.values().map(|t| t.task.clone()).collect();
@@ -499,11 +450,8 @@ impl State {
             }
             Command::Health { reply } => {
                 let now = Self::now();
-                let up = self
-                    .nodes
-                    .iter()
-                    .filter(|n| n.status(now, self.config.node_timeout) == NodeStatus::Up)
-                    .count();
+                let up =
+                    self.nodes.iter().filter(|n| n.status(now, self.config.node_timeout) == NodeStatus::Up).count();
                 let _ = reply.send(Ok(ManagerHealth {
                     status: "ok".into(),
                     version: env!("CARGO_PKG_VERSION").into(),
@@ -534,10 +482,7 @@ impl State {
             return Err(ManagerError::NotFound(id));
         };
         if t.task.is_terminal() {
-            return Err(ManagerError::AlreadyFinished {
-                id,
-                state: t.task.state,
-            });
+            return Err(ManagerError::AlreadyFinished { id, state: t.task.state });
         }
         let mut task = t.task.clone();
         task.desired_state = DesiredState::Stopped;
@@ -594,10 +539,7 @@ impl State {
                     NodeStatus::Up if n.engine_reachable == Some(false) => Some("engine unreachable".to_string()),
                     NodeStatus::Up => None,
                 };
-                NodeView {
-                    name: n.display_name().to_string(),
-                    unavailable,
-                }
+                NodeView { name: n.display_name().to_string(), unavailable }
             })
             .collect()
     }
@@ -760,15 +702,18 @@ impl State {
                 if node.unreachable || node.last_contact.is_none() {
                     info!("worker answers address={} name={}", node.address, health.name);
                 }
+                if node.name.as_deref() != Some(health.name.as_str()) {
+                    let record = NodeRecord { address: node.address.clone(), name: Some(health.name.clone()) };
+                    if let Err(e) = self.store.put_node(&record) {
+                        error!("store write failed address={} error={}", record.address, error_chain(&e));
+                    }
+                }
                 node.name = Some(health.name);
                 node.last_contact = Some(now);
                 node.unreachable = false;
                 node.engine_reachable = Some(health.engine.reachable);
                 node.error = health.engine.error.map(|e| format!("engine unreachable: {e}"));
-                node.report = Some(Report {
-                    epoch,
-                    tasks: tasks.into_iter().map(|t| (t.id, t)).collect(),
-                });
+                node.report = Some(Report { epoch, tasks: tasks.into_iter().map(|t| (t.id, t)).collect() });
             }
             Err(e) => {
                 if !node.unreachable {
@@ -801,11 +746,7 @@ impl State {
                 .nodes
                 .iter()
                 .filter_map(|n| {
-                    Some(NodeObs {
-                        name: n.name.as_deref()?,
-                        reachable: !n.unreachable,
-                        report: n.report.as_ref(),
-                    })
+                    Some(NodeObs { name: n.name.as_deref()?, reachable: !n.unreachable, report: n.report.as_ref() })
                 })
                 .collect();
             reconcile::plan(&views, &nodes, now)

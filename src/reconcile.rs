@@ -72,9 +72,7 @@ pub fn plan(tasks: &[TaskView], nodes: &[NodeObs], now: Timestamp) -> Vec<Action
                 let Some(node) = t.node.as_deref().and_then(node_of) else {
                     continue;
                 };
-                let fresh = node
-                    .report
-                    .filter(|r| r.epoch > view.settled_epoch && !view.op_in_flight);
+                let fresh = node.report.filter(|r| r.epoch > view.settled_epoch && !view.op_in_flight);
                 if let Some(report) = fresh {
                     match report.tasks.get(&t.id) {
                         Some(seen) => {
@@ -82,10 +80,7 @@ pub fn plan(tasks: &[TaskView], nodes: &[NodeObs], now: Timestamp) -> Vec<Action
                                 let stop_after = merged.desired_state == DesiredState::Stopped && !merged.is_terminal();
                                 actions.push(Action::Update(Box::new(merged)));
                                 if stop_after && ready && node.reachable {
-                                    actions.push(Action::SendStop {
-                                        id: t.id,
-                                        node: node.name.to_string(),
-                                    });
+                                    actions.push(Action::SendStop { id: t.id, node: node.name.to_string() });
                                 }
                                 continue;
                             }
@@ -103,10 +98,7 @@ pub fn plan(tasks: &[TaskView], nodes: &[NodeObs], now: Timestamp) -> Vec<Action
                     }
                 }
                 if t.desired_state == DesiredState::Stopped && ready && node.reachable {
-                    actions.push(Action::SendStop {
-                        id: t.id,
-                        node: node.name.to_string(),
-                    });
+                    actions.push(Action::SendStop { id: t.id, node: node.name.to_string() });
                 }
             }
             TaskState::Stopped | TaskState::Completed | TaskState::Failed => {}
@@ -153,42 +145,24 @@ mod tests {
     }
 
     fn view(t: &Task) -> TaskView<'_> {
-        TaskView {
-            task: t,
-            op_in_flight: false,
-            settled_epoch: 0,
-            not_before: Timestamp(0),
-        }
+        TaskView { task: t, op_in_flight: false, settled_epoch: 0, not_before: Timestamp(0) }
     }
 
     fn report(epoch: u64, tasks: &[Task]) -> Report {
-        Report {
-            epoch,
-            tasks: tasks.iter().map(|t| (t.id, t.clone())).collect(),
-        }
+        Report { epoch, tasks: tasks.iter().map(|t| (t.id, t.clone())).collect() }
     }
 
     fn node<'a>(name: &'a str, report: Option<&'a Report>) -> NodeObs<'a> {
-        NodeObs {
-            name,
-            reachable: true,
-            report,
-        }
+        NodeObs { name, reachable: true, report }
     }
 
     #[test]
     fn pending_tasks_are_placed_unless_waiting_or_busy() {
         let t = task(TaskState::Pending, None);
         assert_eq!(plan(&[view(&t)], &[], Timestamp(10)), vec![Action::Place(t.id)]);
-        let waiting = TaskView {
-            not_before: Timestamp(11),
-            ..view(&t)
-        };
+        let waiting = TaskView { not_before: Timestamp(11), ..view(&t) };
         assert_eq!(plan(&[waiting], &[], Timestamp(10)), vec![]);
-        let busy = TaskView {
-            op_in_flight: true,
-            ..view(&t)
-        };
+        let busy = TaskView { op_in_flight: true, ..view(&t) };
         assert_eq!(plan(&[busy], &[], Timestamp(10)), vec![]);
     }
 
@@ -204,11 +178,7 @@ mod tests {
         for state in [TaskState::Stopped, TaskState::Completed, TaskState::Failed] {
             let t = task(state, Some("w1"));
             let r = report(5, &[]);
-            assert_eq!(
-                plan(&[view(&t)], &[node("w1", Some(&r))], Timestamp(10)),
-                vec![],
-                "{state}"
-            );
+            assert_eq!(plan(&[view(&t)], &[node("w1", Some(&r))], Timestamp(10)), vec![], "{state}");
         }
     }
 
@@ -220,13 +190,8 @@ mod tests {
         seen.container_id = Some("c1".into());
         let r = report(5, &[seen]);
         let actions = plan(&[view(&t)], &[node("w1", Some(&r))], Timestamp(10));
-        let [Action::Update(merged)] = actions.as_slice() else {
-            panic!("{actions:?}")
-        };
-        assert_eq!(
-            (merged.state, merged.container_id.as_deref()),
-            (TaskState::Running, Some("c1"))
-        );
+        let [Action::Update(merged)] = actions.as_slice() else { panic!("{actions:?}") };
+        assert_eq!((merged.state, merged.container_id.as_deref()), (TaskState::Running, Some("c1")));
         assert_eq!(merged.started_at, Some(Timestamp(10)));
     }
 
@@ -241,15 +206,9 @@ mod tests {
     fn stale_reports_are_ignored() {
         let t = task(TaskState::Running, Some("w1"));
         let r = report(5, &[]);
-        let settled_later = TaskView {
-            settled_epoch: 5,
-            ..view(&t)
-        };
+        let settled_later = TaskView { settled_epoch: 5, ..view(&t) };
         assert_eq!(plan(&[settled_later], &[node("w1", Some(&r))], Timestamp(10)), vec![]);
-        let busy = TaskView {
-            op_in_flight: true,
-            ..view(&t)
-        };
+        let busy = TaskView { op_in_flight: true, ..view(&t) };
         assert_eq!(plan(&[busy], &[node("w1", Some(&r))], Timestamp(10)), vec![]);
     }
 
@@ -259,10 +218,7 @@ mod tests {
             let t = task(state, Some("w1"));
             let r = report(5, &[]);
             let actions = plan(&[view(&t)], &[node("w1", Some(&r))], Timestamp(10));
-            assert!(
-                matches!(actions.as_slice(), [Action::Requeue { id, .. }] if *id == t.id),
-                "{state}: {actions:?}"
-            );
+            assert!(matches!(actions.as_slice(), [Action::Requeue { id, .. }] if *id == t.id), "{state}: {actions:?}");
         }
     }
 
@@ -271,20 +227,11 @@ mod tests {
         let mut t = task(TaskState::Running, Some("w1"));
         t.desired_state = DesiredState::Stopped;
         let r = report(5, std::slice::from_ref(&t));
-        let expected = vec![Action::SendStop {
-            id: t.id,
-            node: "w1".into(),
-        }];
+        let expected = vec![Action::SendStop { id: t.id, node: "w1".into() }];
         assert_eq!(plan(&[view(&t)], &[node("w1", Some(&r))], Timestamp(10)), expected);
-        let unreachable = NodeObs {
-            reachable: false,
-            ..node("w1", Some(&r))
-        };
+        let unreachable = NodeObs { reachable: false, ..node("w1", Some(&r)) };
         assert_eq!(plan(&[view(&t)], &[unreachable], Timestamp(10)), vec![]);
-        let waiting = TaskView {
-            not_before: Timestamp(20),
-            ..view(&t)
-        };
+        let waiting = TaskView { not_before: Timestamp(20), ..view(&t) };
         assert_eq!(plan(&[waiting], &[node("w1", Some(&r))], Timestamp(10)), vec![]);
     }
 
@@ -293,10 +240,7 @@ mod tests {
         let mut t = task(TaskState::Running, Some("w1"));
         t.desired_state = DesiredState::Stopped;
         let r = report(5, &[]);
-        assert_eq!(
-            plan(&[view(&t)], &[node("w1", Some(&r))], Timestamp(10)),
-            vec![Action::MarkStopped(t.id)]
-        );
+        assert_eq!(plan(&[view(&t)], &[node("w1", Some(&r))], Timestamp(10)), vec![Action::MarkStopped(t.id)]);
     }
 
     #[test]
@@ -312,10 +256,7 @@ mod tests {
         let merged = merge_report(&ours, &seen, Timestamp(10)).expect("changed");
         assert_eq!((merged.state, merged.exit_code), (TaskState::Failed, Some(3)));
         assert_eq!(merged.finished_at, Some(Timestamp(9)));
-        assert_eq!(
-            (merged.desired_state, merged.node.as_deref()),
-            (DesiredState::Running, Some("w1"))
-        );
+        assert_eq!((merged.desired_state, merged.node.as_deref()), (DesiredState::Running, Some("w1")));
     }
 
     #[test]

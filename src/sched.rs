@@ -61,10 +61,8 @@ pub trait Scheduler: Send {
 pub fn candidates(_spec: &TaskSpec, nodes: &[NodeView]) -> Result<Vec<usize>, NoFeasibleNode> {
     let ok: Vec<usize> = (0..nodes.len()).filter(|i| nodes[*i].unavailable.is_none()).collect();
     if ok.is_empty() {
-        let reasons = nodes
-            .iter()
-            .map(|n| format!("{} {}", n.name, n.unavailable.as_deref().unwrap_or("unavailable")))
-            .collect();
+        let reasons =
+            nodes.iter().map(|n| format!("{} {}", n.name, n.unavailable.as_deref().unwrap_or("unavailable"))).collect();
         return Err(NoFeasibleNode { reasons });
     }
     Ok(ok)
@@ -99,10 +97,7 @@ mod tests {
         states
             .iter()
             .enumerate()
-            .map(|(i, s)| NodeView {
-                name: format!("w{}", i + 1),
-                unavailable: s.map(str::to_string),
-            })
+            .map(|(i, s)| NodeView { name: format!("w{}", i + 1), unavailable: s.map(str::to_string) })
             .collect()
     }
 
@@ -133,9 +128,7 @@ mod tests {
     #[test]
     fn no_node_says_why_for_each() {
         let mut rr = RoundRobin::default();
-        let e = rr
-            .pick(&spec(), &nodes(&[Some("down"), Some("engine unreachable")]))
-            .unwrap_err();
+        let e = rr.pick(&spec(), &nodes(&[Some("down"), Some("engine unreachable")])).unwrap_err();
         assert_eq!(e.to_string(), "no node fits: w1 down, w2 engine unreachable");
         let e = rr.pick(&spec(), &[]).unwrap_err();
         assert_eq!(e.to_string(), "no node fits: the manager has no workers");

@@ -1,26 +1,39 @@
-//! Where a daemon keeps its task records: the `Store` trait and its in-memory implementation.
+//! Where a daemon keeps its records: the `Store` trait, in memory (`MemoryStore`) or in SQLite
+//! (`SqliteStore`), and the contract suite both must pass.
 //!
-//! The control thread that owns a store is its only user, so stores need no locking of their own.
-//! A store holds records, not rules: it never decides a task's state.
+//! The control thread that owns a store is its only user (there are no concurrent readers), so
+//! stores need no locking of their own. A store holds records, not rules: it never decides a
+//! task's state. The SQLite store commits every write before it returns (WAL, `synchronous =
+//! NORMAL`: a commit survives a crash of the process; only a crash of the machine may lose the
+//! last ones), takes an exclusive lock on its file (a second daemon on the same file is refused),
+//! and writes nothing when it is not asked to.
 
 use crate::task::{Task, TaskId};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::{Path, PathBuf};
 
-/// A store failed to read or write.
+/// A store failed to open, read or write.
 #[derive(Debug)]
 pub enum StoreError {
     /// The storage medium failed (disk, database).
     Io(Box<dyn std::error::Error + Send + Sync>),
-    /// A stored record could not be decoded.
+    /// The file is damaged, or a stored record cannot be decoded.
     Corrupt(String),
+    /// The file is not one of ours, or from a schema this build does not know.
+    Schema(String),
+    /// Another process holds the file.
+    InUse(PathBuf),
 }
 
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StoreError::Io(_) => f.write_str("store i/o failed"),
-            StoreError::Corrupt(what) => write!(f, "store holds a corrupt record: {what}"),
+            StoreError::Corrupt(what) => write!(f, "store is corrupt: {what}"),
+            StoreError::Schema(what) => write!(f, "{what}"),
+            StoreError::InUse(path) => write!(f, "{} is in use by another process", path.display()),
         }
     }
 }
@@ -29,9 +42,16 @@ impl std::error::Error for StoreError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             StoreError::Io(e) => Some(e.as_ref()),
-            StoreError::Corrupt(_) => None,
+            _ => None,
         }
     }
+}
+
+/// A worker as the manager remembers it across restarts: its address and the name it reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRecord {
+    pub address: String,
+    pub name: Option<String>,
 }
 
 /// Task records by id. `put_task` returns only once the record is kept (for a durable store:
@@ -45,14 +65,19 @@ pub trait Store: Send {
     fn list_tasks(&self) -> Result<Vec<Task>, StoreError>;
     /// Returns whether there was such a task.
     fn delete_task(&mut self, id: &TaskId) -> Result<bool, StoreError>;
+    /// Inserts or replaces the node with this address.
+    fn put_node(&mut self, node: &NodeRecord) -> Result<(), StoreError>;
+    /// Every node, by address.
+    fn list_nodes(&self) -> Result<Vec<NodeRecord>, StoreError>;
     /// "memory" or "persisted", for health answers and logs.
     fn kind(&self) -> &'static str;
 }
 
-/// Records in a map; gone when the process ends.
+/// Records in maps; gone when the process ends.
 #[derive(Default)]
 pub struct MemoryStore {
     tasks: BTreeMap<TaskId, Task>,
+    nodes: BTreeMap<String, NodeRecord>,
 }
 
 impl MemoryStore {
@@ -81,8 +106,186 @@ impl Store for MemoryStore {
         Ok(self.tasks.remove(id).is_some())
     }
 
+    fn put_node(&mut self, node: &NodeRecord) -> Result<(), StoreError> {
+        self.nodes.insert(node.address.clone(), node.clone());
+        Ok(())
+    }
+
+    fn list_nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
+        Ok(self.nodes.values().cloned().collect())
+    }
+
     fn kind(&self) -> &'static str {
         "memory"
+    }
+}
+
+/// The schema version this build writes and reads (`PRAGMA user_version`). A later version adds a
+/// migration from each older one; a file from a newer version is refused.
+pub const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA_V1: &str = "
+    CREATE TABLE tasks (
+        id TEXT PRIMARY KEY NOT NULL,
+        created_at INTEGER NOT NULL,
+        record TEXT NOT NULL
+    );
+    CREATE INDEX tasks_by_age ON tasks (created_at, id);
+    CREATE TABLE nodes (
+        address TEXT PRIMARY KEY NOT NULL,
+        name TEXT
+    );
+";
+
+/// Records in an SQLite file, one JSON record per row.
+pub struct SqliteStore {
+    conn: Connection,
+    path: PathBuf,
+}
+
+fn io(e: rusqlite::Error) -> StoreError {
+    StoreError::Io(Box::new(e))
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the store at `path`. Refuses, with a clear error, a file that is not an
+    /// SQLite database, is damaged, is not Skiff's, is from a newer schema, or is held by another
+    /// process; never starts afresh over old data.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| classify(e, path))?;
+        let store = SqliteStore { conn, path: path.to_path_buf() };
+        store.prepare().map_err(|e| classify_store(e, path))?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn prepare(&self) -> Result<(), StoreError> {
+        // the only other user can be another daemon on the same file: fail at once, do not wait
+        self.conn.busy_timeout(std::time::Duration::ZERO).map_err(io)?;
+        // Exclusive: the lock is taken at the first access below and held until we close, so a
+        // second daemon on this file fails here. It also keeps the WAL index in our memory rather
+        // than in a -shm file.
+        self.conn.pragma_update(None, "locking_mode", "EXCLUSIVE").map_err(io)?;
+        let mode: String = self.conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0)).map_err(io)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Io(format!("cannot use WAL mode (got {mode})").into()));
+        }
+        // NORMAL in WAL mode: a commit is in the WAL file before it returns, so it survives a
+        // crash of the process; fewer syncs than FULL (flash storage wears out).
+        self.conn.pragma_update(None, "synchronous", "NORMAL").map_err(io)?;
+        let check: String = self.conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(io)?;
+        if check != "ok" {
+            return Err(StoreError::Corrupt(check));
+        }
+        let version: i64 = self.conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(io)?;
+        let tables: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM sqlite_schema WHERE type = 'table'", [], |r| r.get(0))
+            .map_err(io)?;
+        match version {
+            0 if tables == 0 => {
+                let sql = format!("BEGIN; {SCHEMA_V1} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;");
+                self.conn.execute_batch(&sql).map_err(io)
+            }
+            0 => Err(StoreError::Schema("the file holds tables but is not a Skiff store".into())),
+            SCHEMA_VERSION => Ok(()),
+            v if v > SCHEMA_VERSION => Err(StoreError::Schema(format!(
+                "the store was written by a newer Skiff (schema {v}; this build knows {SCHEMA_VERSION} and older)"
+            ))),
+            v => Err(StoreError::Schema(format!("unknown store schema {v}"))),
+        }
+    }
+}
+
+/// SQLite's own errors at open, in our terms.
+fn classify(e: rusqlite::Error, path: &Path) -> StoreError {
+    use rusqlite::ErrorCode;
+    match e.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase) => StoreError::Corrupt("the file is not an SQLite database".into()),
+        Some(ErrorCode::DatabaseCorrupt) => StoreError::Corrupt("the database file is damaged".into()),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::InUse(path.to_path_buf()),
+        _ => io(e),
+    }
+}
+
+fn classify_store(e: StoreError, path: &Path) -> StoreError {
+    match e {
+        StoreError::Io(inner) => match inner.downcast::<rusqlite::Error>() {
+            Ok(sqlite) => classify(*sqlite, path),
+            Err(other) => StoreError::Io(other),
+        },
+        other => other,
+    }
+}
+
+fn decode(id: &str, record: &str) -> Result<Task, StoreError> {
+    serde_json::from_str(record).map_err(|e| StoreError::Corrupt(format!("task {id}: {e}")))
+}
+
+impl Store for SqliteStore {
+    fn put_task(&mut self, task: &Task) -> Result<(), StoreError> {
+        let record = serde_json::to_string(task).map_err(|e| StoreError::Io(Box::new(e)))?;
+        self.conn
+            .execute(
+                "INSERT INTO tasks (id, created_at, record) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at, record = excluded.record",
+                rusqlite::params![task.id.to_string(), task.created_at.millis() as i64, record],
+            )
+            .map_err(io)?;
+        Ok(())
+    }
+
+    fn get_task(&self, id: &TaskId) -> Result<Option<Task>, StoreError> {
+        let key = id.to_string();
+        let record: Option<String> = self
+            .conn
+            .query_row("SELECT record FROM tasks WHERE id = ?1", [&key], |r| r.get(0))
+            .optional()
+            .map_err(io)?;
+        record.map(|r| decode(&key, &r)).transpose()
+    }
+
+    fn list_tasks(&self) -> Result<Vec<Task>, StoreError> {
+        let mut stmt = self.conn.prepare("SELECT id, record FROM tasks ORDER BY created_at, id").map_err(io)?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).map_err(io)?;
+        let mut tasks = Vec::new();
+        for row in rows {
+            let (id, record) = row.map_err(io)?;
+            tasks.push(decode(&id, &record)?);
+        }
+        // the index orders by the text of ids; ties broken like the memory store
+        tasks.sort_by_key(|t| (t.created_at, t.id));
+        Ok(tasks)
+    }
+
+    fn delete_task(&mut self, id: &TaskId) -> Result<bool, StoreError> {
+        let n = self.conn.execute("DELETE FROM tasks WHERE id = ?1", [id.to_string()]).map_err(io)?;
+        Ok(n > 0)
+    }
+
+    fn put_node(&mut self, node: &NodeRecord) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO nodes (address, name) VALUES (?1, ?2)
+                 ON CONFLICT (address) DO UPDATE SET name = excluded.name",
+                rusqlite::params![node.address, node.name],
+            )
+            .map_err(io)?;
+        Ok(())
+    }
+
+    fn list_nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
+        let mut stmt = self.conn.prepare("SELECT address, name FROM nodes ORDER BY address").map_err(io)?;
+        let rows = stmt.query_map([], |r| Ok(NodeRecord { address: r.get(0)?, name: r.get(1)? })).map_err(io)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(io)
+    }
+
+    fn kind(&self) -> &'static str {
+        "persisted"
     }
 }
 
@@ -105,6 +308,42 @@ pub(crate) mod contract {
         list_is_oldest_first(make());
         delete_reports_presence(make());
         missing_is_none_not_error(make());
+        nodes_are_kept_by_address(make());
+        every_field_survives(make());
+    }
+
+    fn nodes_are_kept_by_address(mut s: Box<dyn Store>) {
+        assert!(s.list_nodes().expect("list").is_empty());
+        let a = NodeRecord { address: "10.0.0.2:80".into(), name: None };
+        let b = NodeRecord { address: "10.0.0.1:80".into(), name: Some("w1".into()) };
+        s.put_node(&a).expect("put");
+        s.put_node(&b).expect("put");
+        let named = NodeRecord { name: Some("w2".into()), ..a.clone() };
+        s.put_node(&named).expect("put again");
+        assert_eq!(s.list_nodes().expect("list"), vec![b, named]);
+    }
+
+    fn every_field_survives(mut s: Box<dyn Store>) {
+        let spec = TaskSpec::from_json(
+            br#"{"name":"web","image":"skiff/busybox","cmd":["httpd","-f"],"env":{"A":"1"},"cpus":0.5,
+                "memory_mb":64,"disk_mb":10,"ports":[{"container":8080,"host":0}]}"#,
+        )
+        .expect("valid spec");
+        let mut t = Task::new(TaskId::new_v4(), spec, Timestamp(7));
+        t.set_state(TaskState::Scheduled, Timestamp(8)).expect("allowed");
+        t.set_state(TaskState::Running, Timestamp(9)).expect("allowed");
+        t.node = Some("w1".into());
+        t.container_id = Some("abc".into());
+        t.ports = vec![crate::task::PortBinding {
+            container: 8080,
+            protocol: crate::task::Protocol::Tcp,
+            host_ip: "0.0.0.0".into(),
+            host: 32768,
+        }];
+        t.desired_state = crate::task::DesiredState::Stopped;
+        t.error = Some("why".into());
+        s.put_task(&t).expect("put");
+        assert_eq!(s.get_task(&t.id).expect("get"), Some(t));
     }
 
     fn put_then_get(mut s: Box<dyn Store>) {
@@ -153,5 +392,72 @@ mod tests {
     #[test]
     fn memory_store_keeps_the_contract() {
         contract::run_all(&mut || Box::new(MemoryStore::new()));
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("skiff-store-{}-{}", std::process::id(), uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        dir.join(name)
+    }
+
+    #[test]
+    fn sqlite_store_keeps_the_contract() {
+        contract::run_all(&mut || Box::new(SqliteStore::open(&scratch("t.db")).expect("opens")));
+    }
+
+    #[test]
+    fn sqlite_store_keeps_records_across_reopening() {
+        let path = scratch("t.db");
+        let t = Task::new(
+            TaskId::new_v4(),
+            crate::task::TaskSpec::from_json(br#"{"name":"a","image":"b"}"#).expect("valid"),
+            crate::time::Timestamp(1),
+        );
+        {
+            let mut s = SqliteStore::open(&path).expect("opens");
+            s.put_task(&t).expect("put");
+        }
+        let s = SqliteStore::open(&path).expect("reopens");
+        assert_eq!(s.list_tasks().expect("list"), vec![t]);
+    }
+
+    #[test]
+    fn sqlite_store_refuses_a_second_process_on_the_same_file() {
+        let path = scratch("t.db");
+        let _first = SqliteStore::open(&path).expect("opens");
+        assert!(matches!(SqliteStore::open(&path), Err(StoreError::InUse(_))));
+    }
+
+    #[test]
+    fn sqlite_store_refuses_garbage_newer_schemas_and_foreign_files() {
+        let garbage = scratch("garbage.db");
+        std::fs::write(&garbage, vec![0x42u8; 8192]).expect("write");
+        assert!(matches!(SqliteStore::open(&garbage), Err(StoreError::Corrupt(_))), "garbage");
+
+        let newer = scratch("newer.db");
+        drop(SqliteStore::open(&newer).expect("opens"));
+        Connection::open(&newer).expect("raw").pragma_update(None, "user_version", 99).expect("bump");
+        let e = SqliteStore::open(&newer).err().expect("refused");
+        assert!(matches!(e, StoreError::Schema(_)) && e.to_string().contains("newer"), "{e}");
+
+        let foreign = scratch("foreign.db");
+        Connection::open(&foreign).expect("raw").execute_batch("CREATE TABLE x (y)").expect("table");
+        assert!(matches!(SqliteStore::open(&foreign), Err(StoreError::Schema(_))));
+    }
+
+    #[test]
+    fn sqlite_store_refuses_a_damaged_record() {
+        let path = scratch("t.db");
+        let s = SqliteStore::open(&path).expect("opens");
+        s.conn.execute("INSERT INTO tasks VALUES ('x', 1, '{not json')", []).expect("raw insert");
+        assert!(matches!(s.list_tasks(), Err(StoreError::Corrupt(_))));
+    }
+
+    #[test]
+    fn sqlite_failure_is_an_error_not_a_missing_record() {
+        let s = SqliteStore::open(&scratch("t.db")).expect("opens");
+        s.conn.execute_batch("DROP TABLE tasks").expect("break it");
+        assert!(s.get_task(&TaskId::new_v4()).is_err());
+        assert!(s.list_tasks().is_err());
     }
 }

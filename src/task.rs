@@ -44,10 +44,7 @@ pub struct InvalidTaskId(pub String);
 impl fmt::Display for InvalidTaskId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let shown: String = self.0.chars().take(64).collect();
-        write!(
-            f,
-            "{shown:?} is not a task id (a UUID such as 3f2b9c1e-8d4a-4f6b-9a7e-1c2d3e4f5a6b)"
-        )
+        write!(f, "{shown:?} is not a task id (a UUID such as 3f2b9c1e-8d4a-4f6b-9a7e-1c2d3e4f5a6b)")
     }
 }
 
@@ -254,18 +251,8 @@ pub struct TaskSpec {
 }
 
 /// The fields of a spec, in the order the docs list them.
-pub const SPEC_FIELDS: [&str; 10] = [
-    "name",
-    "image",
-    "cmd",
-    "env",
-    "cpus",
-    "memory_mb",
-    "disk_mb",
-    "ports",
-    "restart_policy",
-    "health_check",
-];
+pub const SPEC_FIELDS: [&str; 10] =
+    ["name", "image", "cmd", "env", "cpus", "memory_mb", "disk_mb", "ports", "restart_policy", "health_check"];
 
 /// Limits that keep one spec from being absurd; each is far above any real use.
 pub const MAX_NAME_LEN: usize = 63;
@@ -288,10 +275,7 @@ pub struct SpecError {
 
 impl SpecError {
     fn at(field: impl Into<String>, message: impl Into<String>) -> SpecError {
-        SpecError {
-            field: Some(field.into()),
-            message: message.into(),
-        }
+        SpecError { field: Some(field.into()), message: message.into() }
     }
 }
 
@@ -309,10 +293,8 @@ impl std::error::Error for SpecError {}
 impl TaskSpec {
     /// Parses and validates a spec from JSON bytes.
     pub fn from_json(bytes: &[u8]) -> Result<TaskSpec, SpecError> {
-        let value: Value = serde_json::from_slice(bytes).map_err(|e| SpecError {
-            field: None,
-            message: format!("malformed JSON: {e}"),
-        })?;
+        let value: Value = serde_json::from_slice(bytes)
+            .map_err(|e| SpecError { field: None, message: format!("malformed JSON: {e}") })?;
         TaskSpec::from_value(value)
     }
 
@@ -320,10 +302,7 @@ impl TaskSpec {
     /// its field (serde alone says "invalid type" without saying where).
     pub fn from_value(value: Value) -> Result<TaskSpec, SpecError> {
         let Value::Object(mut obj) = value else {
-            return Err(SpecError {
-                field: None,
-                message: "a task spec must be a JSON object".into(),
-            });
+            return Err(SpecError { field: None, message: "a task spec must be a JSON object".into() });
         };
         if let Some(unknown) = obj.keys().find(|k| !SPEC_FIELDS.contains(&k.as_str())) {
             return Err(SpecError::at(
@@ -363,18 +342,12 @@ impl TaskSpec {
         for (key, val) in &self.env {
             check_env_key(key).map_err(|m| SpecError::at(format!("env.{key}"), m))?;
             if val.contains('\0') {
-                return Err(SpecError::at(
-                    format!("env.{key}"),
-                    "value must not contain NUL characters",
-                ));
+                return Err(SpecError::at(format!("env.{key}"), "value must not contain NUL characters"));
             }
         }
         if let Some(cpus) = self.cpus {
             if !cpus.is_finite() || cpus <= 0.0 || cpus > MAX_CPUS {
-                return Err(SpecError::at(
-                    "cpus",
-                    format!("must be more than 0 and at most {MAX_CPUS}"),
-                ));
+                return Err(SpecError::at("cpus", format!("must be more than 0 and at most {MAX_CPUS}")));
             }
         }
         if let Some(mb) = self.memory_mb {
@@ -408,26 +381,17 @@ impl TaskSpec {
         }
         for (i, port) in self.ports.iter().enumerate() {
             if port.container == 0 {
-                return Err(SpecError::at(
-                    format!("ports[{i}].container"),
-                    "must be from 1 to 65535",
-                ));
+                return Err(SpecError::at(format!("ports[{i}].container"), "must be from 1 to 65535"));
             }
             let earlier = &self.ports[..i];
-            if earlier
-                .iter()
-                .any(|p| p.container == port.container && p.protocol == port.protocol)
-            {
+            if earlier.iter().any(|p| p.container == port.container && p.protocol == port.protocol) {
                 return Err(SpecError::at(
                     format!("ports[{i}].container"),
                     format!("port {}/{} is listed twice", port.container, port.protocol.as_str()),
                 ));
             }
             if let Some(host) = port.host.filter(|h| *h != 0) {
-                if earlier
-                    .iter()
-                    .any(|p| p.host == Some(host) && p.protocol == port.protocol)
-                {
+                if earlier.iter().any(|p| p.host == Some(host) && p.protocol == port.protocol) {
                     return Err(SpecError::at(
                         format!("ports[{i}].host"),
                         format!("host port {host}/{} is listed twice", port.protocol.as_str()),
@@ -448,10 +412,7 @@ impl TaskSpec {
                 "must be a URL path starting with / (at most 1024 characters, no spaces)",
             ));
         }
-        let published = self
-            .ports
-            .iter()
-            .any(|p| p.container == check.port && p.protocol == Protocol::Tcp);
+        let published = self.ports.iter().any(|p| p.container == check.port && p.protocol == Protocol::Tcp);
         if !published {
             return Err(SpecError::at(
                 "health_check.port",
@@ -465,10 +426,7 @@ impl TaskSpec {
             return Err(SpecError::at("health_check.interval_s", "must be from 1 to 3600"));
         }
         if check.timeout_s == 0 || check.timeout_s > check.interval_s {
-            return Err(SpecError::at(
-                "health_check.timeout_s",
-                "must be at least 1 and at most interval_s",
-            ));
+            return Err(SpecError::at("health_check.timeout_s", "must be at least 1 and at most interval_s"));
         }
         if !(1..=100).contains(&check.failures) {
             return Err(SpecError::at("health_check.failures", "must be from 1 to 100"));
@@ -480,16 +438,10 @@ impl TaskSpec {
     /// ignoring them silently.
     pub fn check_supported(&self) -> Result<(), SpecError> {
         if self.restart_policy.is_some() {
-            return Err(SpecError::at(
-                "restart_policy",
-                "not supported yet (self-healing is not built)",
-            ));
+            return Err(SpecError::at("restart_policy", "not supported yet (self-healing is not built)"));
         }
         if self.health_check.is_some() {
-            return Err(SpecError::at(
-                "health_check",
-                "not supported yet (self-healing is not built)",
-            ));
+            return Err(SpecError::at("health_check", "not supported yet (self-healing is not built)"));
         }
         Ok(())
     }
@@ -503,9 +455,7 @@ fn required<T: DeserializeOwned>(obj: &mut Map<String, Value>, key: &str) -> Res
 fn optional<T: DeserializeOwned>(obj: &mut Map<String, Value>, key: &str) -> Result<Option<T>, SpecError> {
     match obj.remove(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(v) => serde_json::from_value(v)
-            .map(Some)
-            .map_err(|e| SpecError::at(key, e.to_string())),
+        Some(v) => serde_json::from_value(v).map(Some).map_err(|e| SpecError::at(key, e.to_string())),
     }
 }
 
@@ -525,9 +475,7 @@ fn list<T: DeserializeOwned>(obj: &mut Map<String, Value>, key: &str) -> Result<
 /// Task names become part of container names: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, at most 63 characters.
 pub fn check_name(name: &str) -> Result<(), String> {
     let ok_start = name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
-    let ok_rest = name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    let ok_rest = name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
     if !ok_start || !ok_rest || name.len() > MAX_NAME_LEN {
         return Err(format!(
             "must be 1 to {MAX_NAME_LEN} characters of letters, digits, '_', '.' or '-', starting with a letter or digit"
@@ -569,15 +517,10 @@ pub fn check_image(image: &str) -> Result<(), String> {
         _ => (rest, None),
     };
     if let Some(tag) = tag {
-        let ok_start = tag
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+        let ok_start = tag.chars().next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
         if !ok_start
             || tag.len() > 128
-            || !tag
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+            || !tag.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
         {
             return bad("a tag is 1 to 128 of letters, digits, '_', '.' or '-', not starting with '.' or '-'");
         }
@@ -775,20 +718,10 @@ mod tests {
         let spec = TaskSpec::from_value(web_spec()).expect("valid");
         assert_eq!(spec.name, "web");
         assert_eq!(spec.cpus, Some(0.5));
-        assert_eq!(
-            spec.ports,
-            vec![PortSpec {
-                container: 8080,
-                host: Some(0),
-                protocol: Protocol::Tcp
-            }]
-        );
+        assert_eq!(spec.ports, vec![PortSpec { container: 8080, host: Some(0), protocol: Protocol::Tcp }]);
         assert_eq!(spec.restart_policy.map(|p| p.mode), Some(RestartMode::OnFailure));
         // valid, but refused until self-healing exists
-        assert_eq!(
-            spec.check_supported().unwrap_err().field.as_deref(),
-            Some("restart_policy")
-        );
+        assert_eq!(spec.check_supported().unwrap_err().field.as_deref(), Some("restart_policy"));
     }
 
     #[test]
@@ -817,35 +750,17 @@ mod tests {
             (json!({"name": "a", "image": "b", "env": {"1X": "y"}}), "env.1X"),
             (json!({"name": "a", "image": "b", "env": {"X": 1}}), "env"),
             (json!({"name": "a", "image": "b", "cmd": "sleep 1"}), "cmd"),
-            (
-                json!({"name": "a", "image": "b", "ports": [{"container": 0}]}),
-                "ports[0].container",
-            ),
-            (
-                json!({"name": "a", "image": "b", "ports": [{"container": 80}, {"container": 70000}]}),
-                "ports[1]",
-            ),
-            (
-                json!({"name": "a", "image": "b", "ports": [{"container": 80, "hots": 1}]}),
-                "ports[0]",
-            ),
-            (
-                json!({"name": "a", "image": "b", "ports": [{"container": 80}, {"container": 80}]}),
-                "ports[1].container",
-            ),
+            (json!({"name": "a", "image": "b", "ports": [{"container": 0}]}), "ports[0].container"),
+            (json!({"name": "a", "image": "b", "ports": [{"container": 80}, {"container": 70000}]}), "ports[1]"),
+            (json!({"name": "a", "image": "b", "ports": [{"container": 80, "hots": 1}]}), "ports[0]"),
+            (json!({"name": "a", "image": "b", "ports": [{"container": 80}, {"container": 80}]}), "ports[1].container"),
             (
                 json!({"name": "a", "image": "b", "ports": [{"container": 80, "host": 9000}, {"container": 81, "host": 9000}]}),
                 "ports[1].host",
             ),
             (json!({"name": "a", "image": "b", "ports": {"container": 80}}), "ports"),
-            (
-                json!({"name": "a", "image": "b", "restart_policy": {"mode": "sometimes"}}),
-                "restart_policy",
-            ),
-            (
-                json!({"name": "a", "image": "b", "health_check": {"path": "/", "port": 80}}),
-                "health_check.port",
-            ),
+            (json!({"name": "a", "image": "b", "restart_policy": {"mode": "sometimes"}}), "restart_policy"),
+            (json!({"name": "a", "image": "b", "health_check": {"path": "/", "port": 80}}), "health_check.port"),
             (
                 json!({"name": "a", "image": "b", "ports": [{"container": 80}], "health_check": {"path": "x", "port": 80}}),
                 "health_check.path",
@@ -912,13 +827,7 @@ mod tests {
         assert_eq!(task.started_at, Some(Timestamp(3)));
         task.set_state(Completed, Timestamp(5)).expect("allowed");
         assert_eq!(task.finished_at, Some(Timestamp(5)));
-        assert_eq!(
-            task.set_state(Running, Timestamp(6)),
-            Err(InvalidTransition {
-                from: Completed,
-                to: Running
-            })
-        );
+        assert_eq!(task.set_state(Running, Timestamp(6)), Err(InvalidTransition { from: Completed, to: Running }));
     }
 
     #[test]
@@ -934,10 +843,7 @@ mod tests {
         let spec = TaskSpec::from_value(web_spec()).expect("valid");
         let task = Task::new(TaskId::new_v4(), spec, Timestamp(1_795_607_674_123));
         let text = serde_json::to_string(&task).expect("serialises");
-        assert!(
-            text.contains("\"state\":\"Pending\"") && text.contains("\"desired_state\":\"running\""),
-            "{text}"
-        );
+        assert!(text.contains("\"state\":\"Pending\"") && text.contains("\"desired_state\":\"running\""), "{text}");
         assert!(text.contains("\"created_at\":\"2026-11-25T11:54:34.123Z\""), "{text}");
         let back: Task = serde_json::from_str(&text).expect("parses");
         assert_eq!(back, task);

@@ -14,10 +14,7 @@ pub struct Timestamp(pub u64);
 
 impl Timestamp {
     pub fn now() -> Timestamp {
-        let ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
+        let ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
         Timestamp(ms)
     }
 
@@ -91,14 +88,7 @@ impl fmt::Display for Timestamp {
         let secs = (self.0 / 1000) as i64;
         let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
         let (y, m, d) = civil_from_days(days);
-        write!(
-            f,
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-            rem / 3600,
-            rem % 3600 / 60,
-            rem % 60,
-            self.0 % 1000
-        )
+        write!(f, "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z", rem / 3600, rem % 3600 / 60, rem % 60, self.0 % 1000)
     }
 }
 
@@ -135,11 +125,7 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let month_from_march = (5 * day_of_year + 2) / 153;
     let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
-    let month = if month_from_march < 10 {
-        month_from_march + 3
-    } else {
-        month_from_march - 9
-    };
+    let month = if month_from_march < 10 { month_from_march + 3 } else { month_from_march - 9 };
     let year = year_of_era + era * 400 + i64::from(month <= 2);
     (year, month, day)
 }
@@ -161,10 +147,7 @@ mod tests {
         assert_eq!(Timestamp::parse(&ours.to_string()), Some(ours));
         assert_eq!(Timestamp::parse("2026-11-25T11:54:34.123456789Z"), Some(ours));
         assert_eq!(Timestamp::parse("2026-11-25T12:54:34.123+01:00"), Some(ours));
-        assert_eq!(
-            Timestamp::parse("2026-11-25T11:54:34Z"),
-            Some(Timestamp(1_795_607_674_000))
-        );
+        assert_eq!(Timestamp::parse("2026-11-25T11:54:34Z"), Some(Timestamp(1_795_607_674_000)));
         assert_eq!(Timestamp::parse("0001-01-01T00:00:00Z"), Some(Timestamp(0)));
     }
 

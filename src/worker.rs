@@ -100,24 +100,11 @@ impl std::error::Error for WorkerError {
 type Reply<T> = Sender<Result<T, WorkerError>>;
 
 enum Command {
-    Start {
-        req: Box<StartTask>,
-        reply: Reply<(Task, bool)>,
-    },
-    Stop {
-        id: TaskId,
-        reply: Reply<Task>,
-    },
-    Get {
-        id: TaskId,
-        reply: Reply<Task>,
-    },
-    List {
-        reply: Reply<Vec<Task>>,
-    },
-    Health {
-        reply: Reply<WorkerHealth>,
-    },
+    Start { req: Box<StartTask>, reply: Reply<(Task, bool)> },
+    Stop { id: TaskId, reply: Reply<Task> },
+    Get { id: TaskId, reply: Reply<Task> },
+    List { reply: Reply<Vec<Task>> },
+    Health { reply: Reply<WorkerHealth> },
     Shutdown,
 }
 
@@ -145,13 +132,7 @@ impl WorkerHandle {
     /// Starts a task (idempotent per id) and answers once its container runs or has failed;
     /// the flag says whether this call created it.
     pub fn start(&self, req: StartTask) -> Result<(Task, bool), WorkerError> {
-        self.ask(
-            |reply| Command::Start {
-                req: Box::new(req),
-                reply,
-            },
-            self.start_wait,
-        )
+        self.ask(|reply| Command::Start { req: Box::new(req), reply }, self.start_wait)
     }
 
     /// Stops a task and removes its container, answering when that is done.
@@ -233,6 +214,7 @@ pub fn spawn(config: WorkerConfig, docker: Arc<Docker>, store: Box<dyn Store>) -
         .name("worker-control".into())
         .spawn(move || {
             state.send_op(Op::Version);
+            state.resume();
             state.request_sync();
             loop {
                 select! {
@@ -249,41 +231,18 @@ pub fn spawn(config: WorkerConfig, docker: Arc<Docker>, store: Box<dyn Store>) -
         })
         .map_err(|e| WorkerError::EngineUnreachable(format!("cannot start the control thread: {e}")))?;
     let stop_wait = config.stop_grace + Duration::from_secs(60);
-    Ok(Worker {
-        handle: WorkerHandle {
-            tx: cmd_tx,
-            start_wait: config.start_wait,
-            stop_wait,
-        },
-        control: Some(control),
-    })
+    Ok(Worker { handle: WorkerHandle { tx: cmd_tx, start_wait: config.start_wait, stop_wait }, control: Some(control) })
 }
 
 // ---------------------------------------------------------------------------------------------
 // Engine operations, run on the pool
 
 enum Op {
-    Start {
-        id: TaskId,
-        spec: Box<TaskSpec>,
-        container_name: String,
-        labels: BTreeMap<String, String>,
-    },
-    Stop {
-        id: TaskId,
-        container_id: Option<String>,
-    },
-    Remove {
-        id: TaskId,
-        container_id: String,
-    },
-    Inspect {
-        id: TaskId,
-        container_id: String,
-    },
-    Sync {
-        epoch: u64,
-    },
+    Start { id: TaskId, spec: Box<TaskSpec>, container_name: String, labels: BTreeMap<String, String> },
+    Stop { id: TaskId, container_id: Option<String> },
+    Remove { id: TaskId, container_id: String },
+    Inspect { id: TaskId, container_id: String },
+    Sync { epoch: u64 },
     Version,
 }
 
@@ -296,29 +255,12 @@ enum StartFailure {
 }
 
 enum OpResult {
-    Started {
-        id: TaskId,
-        result: Result<ContainerInfo, StartFailure>,
-    },
-    Stopped {
-        id: TaskId,
-        result: Result<(), DockerError>,
-    },
-    Removed {
-        id: TaskId,
-        result: Result<(), DockerError>,
-    },
-    Inspected {
-        id: TaskId,
-        result: Result<ContainerInfo, DockerError>,
-    },
-    Synced {
-        epoch: u64,
-        result: Result<Vec<Observed>, DockerError>,
-    },
-    Version {
-        result: Result<(String, String), DockerError>,
-    },
+    Started { id: TaskId, result: Result<ContainerInfo, StartFailure> },
+    Stopped { id: TaskId, result: Result<(), DockerError> },
+    Removed { id: TaskId, result: Result<(), DockerError> },
+    Inspected { id: TaskId, result: Result<ContainerInfo, DockerError> },
+    Synced { epoch: u64, result: Result<Vec<Observed>, DockerError> },
+    Version { result: Result<(String, String), DockerError> },
 }
 
 /// A labelled container as a sync saw it; `info` is filled for containers that are not running.
@@ -329,40 +271,23 @@ struct Observed {
 
 fn run_op(docker: &Docker, cfg: &WorkerConfig, op: Op) -> OpResult {
     match op {
-        Op::Start {
-            id,
-            spec,
-            container_name,
-            labels,
-        } => {
+        Op::Start { id, spec, container_name, labels } => {
             let result = start_container(docker, cfg, &spec, &container_name, &labels, &id);
             OpResult::Started { id, result }
         }
         Op::Stop { id, container_id } => {
             let result = match container_id {
-                Some(cid) => docker
-                    .stop(&cid, cfg.stop_grace)
-                    .or_else(not_found_is_ok)
-                    .and_then(|_| docker.remove(&cid)),
+                Some(cid) => {
+                    docker.stop(&cid, cfg.stop_grace).or_else(not_found_is_ok).and_then(|_| docker.remove(&cid))
+                }
                 None => Ok(()),
             };
             OpResult::Stopped { id, result }
         }
-        Op::Remove { id, container_id } => OpResult::Removed {
-            id,
-            result: docker.remove(&container_id),
-        },
-        Op::Inspect { id, container_id } => OpResult::Inspected {
-            id,
-            result: docker.inspect(&container_id),
-        },
-        Op::Sync { epoch } => OpResult::Synced {
-            epoch,
-            result: observe(docker, &cfg.name),
-        },
-        Op::Version => OpResult::Version {
-            result: docker.version(),
-        },
+        Op::Remove { id, container_id } => OpResult::Removed { id, result: docker.remove(&container_id) },
+        Op::Inspect { id, container_id } => OpResult::Inspected { id, result: docker.inspect(&container_id) },
+        Op::Sync { epoch } => OpResult::Synced { epoch, result: observe(docker, &cfg.name) },
+        Op::Version => OpResult::Version { result: docker.version() },
     }
 }
 
@@ -516,6 +441,10 @@ struct Entry {
     container_present: bool,
     /// The epoch of the last op result that changed this entry; syncs older than it are ignored.
     changed_epoch: u64,
+    /// The last op failed: follow-ups wait for the next tick instead of retrying at once.
+    backoff: bool,
+    /// Digest of the record as last written to the store.
+    saved: Option<u64>,
 }
 
 struct State {
@@ -533,6 +462,7 @@ impl State {
         let mut entries = HashMap::new();
         for task in store.list_tasks().map_err(WorkerError::Store)? {
             let container_present = task.container_id.is_some();
+            let saved = Some(record_digest(&task));
             entries.insert(
                 task.id,
                 Entry {
@@ -542,24 +472,13 @@ impl State {
                     stop_waiters: Vec::new(),
                     container_present,
                     changed_epoch: 0,
+                    backoff: false,
+                    saved,
                 },
             );
         }
-        let engine = EngineStatus {
-            reachable: false,
-            version: None,
-            api_version: None,
-            error: None,
-        };
-        Ok(State {
-            config,
-            store,
-            ops,
-            entries,
-            engine,
-            sync_in_flight: false,
-            epoch: 1,
-        })
+        let engine = EngineStatus { reachable: false, version: None, api_version: None, error: None };
+        Ok(State { config, store, ops, entries, engine, sync_in_flight: false, epoch: 1 })
     }
 
     fn send_op(&self, op: Op) {
@@ -574,11 +493,17 @@ impl State {
         }
     }
 
+    /// Writes the entry's record if it changed since it was last written (nothing is written
+    /// when nothing changes).
     fn persist(&mut self, id: &TaskId) {
-        if let Some(e) = self.entries.get(id) {
-            if let Err(err) = self.store.put_task(&e.task) {
-                error!("store write failed task_id={id} error={}", error_chain(&err));
-            }
+        let Some(e) = self.entries.get_mut(id) else { return };
+        let digest = record_digest(&e.task);
+        if e.saved == Some(digest) {
+            return;
+        }
+        match self.store.put_task(&e.task) {
+            Ok(()) => e.saved = Some(digest),
+            Err(err) => error!("store write failed task_id={id} error={}", error_chain(&err)),
         }
     }
 
@@ -587,11 +512,7 @@ impl State {
             Command::Start { req, reply } => self.start(req, reply),
             Command::Stop { id, reply } => self.stop(id, reply),
             Command::Get { id, reply } => {
-                let r = self
-                    .entries
-                    .get(&id)
-                    .map(|e| e.task.clone())
-                    .ok_or(WorkerError::NotFound(id));
+                let r = self.entries.get(&id).map(|e| e.task.clone()).ok_or(WorkerError::NotFound(id));
                 let _ = reply.send(r);
             }
             Command::List { reply } => {
@@ -640,16 +561,8 @@ impl State {
         let _ = task.set_state(TaskState::Scheduled, now);
         let container_name = format!("skiff-{}-{}-{}", self.config.name, task.name, task.id.short());
         let labels = labels_for(&task, &self.config.name);
-        info!(
-            "starting task task_id={} name={} image={}",
-            task.id, task.name, task.spec.image
-        );
-        self.send_op(Op::Start {
-            id: task.id,
-            spec: Box::new(task.spec.clone()),
-            container_name,
-            labels,
-        });
+        info!("starting task task_id={} name={} image={}", task.id, task.name, task.spec.image);
+        self.send_op(Op::Start { id: task.id, spec: Box::new(task.spec.clone()), container_name, labels });
         let id = task.id;
         self.entries.insert(
             id,
@@ -660,6 +573,8 @@ impl State {
                 stop_waiters: Vec::new(),
                 container_present: true,
                 changed_epoch: self.epoch,
+                backoff: false,
+                saved: None,
             },
         );
         self.persist(&id);
@@ -700,7 +615,10 @@ impl State {
                     entry.changed_epoch = self.epoch;
                     match result {
                         Ok(()) => entry.container_present = false,
-                        Err(e) => warn!("container removal failed task_id={id} error={}", error_chain(&e)),
+                        Err(e) => {
+                            entry.backoff = true;
+                            warn!("container removal failed task_id={id} error={}", error_chain(&e));
+                        }
                     }
                     self.after_op(id);
                 }
@@ -811,7 +729,10 @@ impl State {
             return;
         }
         let task = entry.task.clone();
-        for (w, created) in entry.start_waiters.drain(..) {
+        let waiters = std::mem::take(&mut entry.start_waiters);
+        // committed before it is acknowledged
+        self.persist(&id);
+        for (w, created) in waiters {
             let _ = w.send(Ok((task.clone(), created)));
         }
         self.after_op(id);
@@ -829,13 +750,17 @@ impl State {
                 let _ = entry.task.set_state(TaskState::Stopped, now);
                 info!("task stopped task_id={id}");
                 let task = entry.task.clone();
-                for w in entry.stop_waiters.drain(..) {
+                let waiters = std::mem::take(&mut entry.stop_waiters);
+                // committed before it is acknowledged
+                self.persist(&id);
+                for w in waiters {
                     let _ = w.send(Ok(task.clone()));
                 }
             }
             Err(e) => {
                 let why = error_chain(&e);
                 warn!("stop failed task_id={id} error={why}");
+                entry.backoff = true;
                 entry.task.error = Some(format!("stop failed: {why}"));
                 for w in entry.stop_waiters.drain(..) {
                     let _ = w.send(Err(WorkerError::EngineUnreachable(why.clone())));
@@ -848,12 +773,20 @@ impl State {
     /// What follows an op: persist, then a pending stop, or the removal of a finished container.
     fn after_op(&mut self, id: TaskId) {
         self.persist(&id);
+        if self.entries.get(&id).is_some_and(|e| !e.backoff) {
+            self.follow_up(id);
+        }
+    }
+
+    /// The op an idle entry needs next, if any: a stop that is wanted, or the removal of a
+    /// finished task's container.
+    fn follow_up(&mut self, id: TaskId) {
         let Some(entry) = self.entries.get_mut(&id) else { return };
         if entry.op.is_some() {
             return;
         }
         let wants_stop = entry.task.desired_state == DesiredState::Stopped && !entry.task.is_terminal();
-        if wants_stop && !entry.stop_waiters.is_empty() {
+        if wants_stop {
             entry.op = Some(OpKind::Stop);
             let container_id = entry.task.container_id.clone();
             self.send_op(Op::Stop { id, container_id });
@@ -895,11 +828,36 @@ impl State {
         }
     }
 
+    /// Carries on after a restart: starts that were cut off are made again (the start op adopts
+    /// a container the first attempt left), then every entry gets its follow-up.
+    fn resume(&mut self) {
+        let ids: Vec<TaskId> = self.entries.keys().copied().collect();
+        for id in ids {
+            let entry = self.entries.get_mut(&id).expect("id taken from the map");
+            if entry.task.state == TaskState::Scheduled && entry.task.desired_state == DesiredState::Running {
+                entry.op = Some(OpKind::Start);
+                let op = start_op(&entry.task, &self.config.name);
+                info!("resuming start task_id={id}");
+                self.send_op(op);
+            } else {
+                self.follow_up(id);
+            }
+        }
+    }
+
     fn on_tick(&mut self) {
         if !self.engine.reachable {
             self.send_op(Op::Version);
         }
         self.request_sync();
+        // retry what failed since the last tick
+        let ids: Vec<TaskId> = self.entries.keys().copied().collect();
+        for id in ids {
+            if let Some(e) = self.entries.get_mut(&id) {
+                e.backoff = false;
+            }
+            self.follow_up(id);
+        }
         // forget finished tasks once the manager has had ample time to see them
         let now = Timestamp::now();
         let keep = self.config.keep_finished.as_millis() as u64;
@@ -924,12 +882,7 @@ impl State {
         let mut by_task: HashMap<TaskId, Observed> = HashMap::new();
         let mut strays: Vec<Observed> = Vec::new();
         for o in seen {
-            match o
-                .summary
-                .labels
-                .get(LABEL_TASK_ID)
-                .and_then(|v| v.parse::<TaskId>().ok())
-            {
+            match o.summary.labels.get(LABEL_TASK_ID).and_then(|v| v.parse::<TaskId>().ok()) {
                 Some(id) if !by_task.contains_key(&id) => {
                     by_task.insert(id, o);
                 }
@@ -979,14 +932,8 @@ impl State {
             self.adopt(id, o, now);
         }
         for o in strays {
-            warn!(
-                "removing container with unreadable skiff labels container={}",
-                short_id(&o.summary.id)
-            );
-            self.send_op(Op::Remove {
-                id: TaskId::new_v4(),
-                container_id: o.summary.id,
-            });
+            warn!("removing container with unreadable skiff labels container={}", short_id(&o.summary.id));
+            self.send_op(Op::Remove { id: TaskId::new_v4(), container_id: o.summary.id });
         }
     }
 
@@ -994,24 +941,13 @@ impl State {
     /// worker with a memory store, or a start whose answer was lost).
     fn adopt(&mut self, id: TaskId, o: Observed, now: Timestamp) {
         let labels = &o.summary.labels;
-        let spec = labels
-            .get(LABEL_SPEC)
-            .and_then(|s| TaskSpec::from_json(s.as_bytes()).ok());
+        let spec = labels.get(LABEL_SPEC).and_then(|s| TaskSpec::from_json(s.as_bytes()).ok());
         let Some(spec) = spec else {
-            warn!(
-                "removing labelled container without a readable spec container={}",
-                short_id(&o.summary.id)
-            );
-            self.send_op(Op::Remove {
-                id,
-                container_id: o.summary.id,
-            });
+            warn!("removing labelled container without a readable spec container={}", short_id(&o.summary.id));
+            self.send_op(Op::Remove { id, container_id: o.summary.id });
             return;
         };
-        let created = labels
-            .get(LABEL_CREATED)
-            .and_then(|c| Timestamp::parse(c))
-            .unwrap_or(o.summary.created);
+        let created = labels.get(LABEL_CREATED).and_then(|c| Timestamp::parse(c)).unwrap_or(o.summary.created);
         let mut task = Task::new(id, spec, created);
         task.node = Some(self.config.name.clone());
         task.container_id = Some(o.summary.id.clone());
@@ -1019,10 +955,7 @@ impl State {
         match &o.info {
             None => {
                 let _ = task.set_state(TaskState::Running, now);
-                info!(
-                    "adopted running container task_id={id} container={}",
-                    short_id(&o.summary.id)
-                );
+                info!("adopted running container task_id={id} container={}", short_id(&o.summary.id));
             }
             Some(info) => finish_from(&mut task, info, now),
         }
@@ -1038,21 +971,38 @@ impl State {
                 stop_waiters: Vec::new(),
                 container_present: true,
                 changed_epoch: self.epoch,
+                backoff: false,
+                saved: None,
             },
         );
         if o.info.is_none() {
             // a running container: ask for its details (ports, start time)
             let entry = self.entries.get_mut(&id).expect("just inserted");
             entry.op = Some(OpKind::Inspect);
-            self.send_op(Op::Inspect {
-                id,
-                container_id: o.summary.id,
-            });
+            self.send_op(Op::Inspect { id, container_id: o.summary.id });
             self.persist(&id);
         } else {
             self.after_op(id);
         }
     }
+}
+
+/// The op that starts a task's container (also used to resume a start cut off by a restart).
+fn start_op(task: &Task, node: &str) -> Op {
+    Op::Start {
+        id: task.id,
+        spec: Box::new(task.spec.clone()),
+        container_name: format!("skiff-{node}-{}-{}", task.name, task.id.short()),
+        labels: labels_for(task, node),
+    }
+}
+
+/// A digest of a record, to tell whether it changed since it was written.
+fn record_digest(task: &Task) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_string(task).unwrap_or_default().hash(&mut h);
+    h.finish()
 }
 
 /// The labels every container of ours carries; with them a worker can rebuild its table.
@@ -1091,10 +1041,7 @@ fn finish_from(task: &mut Task, info: &ContainerInfo, now: Timestamp) {
         let _ = task.set_state(TaskState::Completed, finished);
     } else {
         task.error = Some(if info.oom_killed {
-            format!(
-                "killed for using more than its memory limit (exit code {})",
-                info.exit_code
-            )
+            format!("killed for using more than its memory limit (exit code {})", info.exit_code)
         } else if !info.error.is_empty() {
             format!("exited with code {}: {}", info.exit_code, info.error)
         } else {
@@ -1155,21 +1102,14 @@ mod tests {
     fn exit_zero_completes_and_non_zero_fails_with_code() {
         let mut t = running_task();
         finish_from(&mut t, &info("exited", 0, false), Timestamp(10));
-        assert_eq!(
-            (t.state, t.exit_code, t.finished_at),
-            (TaskState::Completed, Some(0), Some(Timestamp(9)))
-        );
+        assert_eq!((t.state, t.exit_code, t.finished_at), (TaskState::Completed, Some(0), Some(Timestamp(9))));
         let mut t = running_task();
         finish_from(&mut t, &info("exited", 3, false), Timestamp(10));
         assert_eq!((t.state, t.exit_code), (TaskState::Failed, Some(3)));
         assert_eq!(t.error.as_deref(), Some("exited with code 3"));
         let mut t = running_task();
         finish_from(&mut t, &info("exited", 137, true), Timestamp(10));
-        assert!(
-            t.error.as_deref().is_some_and(|e| e.contains("memory limit")),
-            "{:?}",
-            t.error
-        );
+        assert!(t.error.as_deref().is_some_and(|e| e.contains("memory limit")), "{:?}", t.error);
     }
 
     #[test]

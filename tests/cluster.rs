@@ -34,21 +34,11 @@ fn round_robin_places_four_tasks_two_per_node_and_stop_removes_the_container() {
         .collect();
     let script: String = files.iter().map(|f| format!("start {}\n", f.display())).collect();
     let out = c.client(&[], &script);
-    assert!(
-        out.status.success(),
-        "client failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect();
+    assert!(out.status.success(), "client failed: {}", String::from_utf8_lossy(&out.stderr));
+    let ids: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
     assert_eq!(ids.len(), 4, "start prints one id per task: {ids:?}");
 
-    let tasks: Vec<Value> = ids
-        .iter()
-        .map(|id| c.wait_state(id, "Running", Duration::from_secs(30)))
-        .collect();
+    let tasks: Vec<Value> = ids.iter().map(|id| c.wait_state(id, "Running", Duration::from_secs(30))).collect();
     for name in &c.worker_names {
         let on_node = tasks.iter().filter(|t| t["node"] == name.as_str()).count();
         assert_eq!(on_node, 2, "round-robin puts two tasks on {name}");
@@ -81,17 +71,11 @@ fn round_robin_places_four_tasks_two_per_node_and_stop_removes_the_container() {
     for id in &ids {
         assert!(listing.contains(id.as_str()), "list shows {id}:\n{listing}");
     }
-    assert!(
-        listing.contains(&format!("{port}->8080/tcp")),
-        "list shows the web port:\n{listing}"
-    );
+    assert!(listing.contains(&format!("{port}->8080/tcp")), "list shows the web port:\n{listing}");
     let out = c.client(&["list-nodes"], "");
     let nodes = String::from_utf8_lossy(&out.stdout);
     for name in &c.worker_names {
-        let line = nodes
-            .lines()
-            .find(|l| l.starts_with(name.as_str()))
-            .expect("node listed");
+        let line = nodes.lines().find(|l| l.starts_with(name.as_str())).expect("node listed");
         assert!(line.contains(" up ") && line.contains(" 2 "), "{line}");
     }
 
@@ -102,30 +86,18 @@ fn round_robin_places_four_tasks_two_per_node_and_stop_removes_the_container() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stopped = c.wait_state(web_id, "Stopped", Duration::from_secs(15));
     assert_eq!(stopped["desired_state"], "stopped");
-    assert!(
-        c.docker.inspect(&container).unwrap_err().is_not_found(),
-        "the container is removed"
-    );
+    assert!(c.docker.inspect(&container).unwrap_err().is_not_found(), "the container is removed");
     assert_eq!(c.containers().len(), 3, "the three sleepers still run");
 
     // stopping it again is a clear 409
     let (status, body) = http("DELETE", &c.manager_url(&format!("/v1/tasks/{web_id}")), None);
     assert_eq!(status, 409, "{body}");
-    assert!(
-        body["error"].as_str().is_some_and(|e| e.contains("already finished")),
-        "{body}"
-    );
+    assert!(body["error"].as_str().is_some_and(|e| e.contains("already finished")), "{body}");
 }
 
 #[test]
 fn tasks_end_completed_or_failed_with_exit_code_and_engine_message() {
-    let c = Cluster::start(
-        "exits",
-        ClusterOptions {
-            workers: 1,
-            ..ClusterOptions::default()
-        },
-    );
+    let c = Cluster::start("exits", ClusterOptions { workers: 1, ..ClusterOptions::default() });
     c.wait_nodes_up();
     let ok = c.submit(&json!({"name": "ok", "image": IMAGE, "cmd": ["sh", "-c", "exit 0"]}));
     let three = c.submit(&json!({"name": "three", "image": IMAGE, "cmd": ["sh", "-c", "sleep 0.2; exit 3"]}));
@@ -145,46 +117,20 @@ fn tasks_end_completed_or_failed_with_exit_code_and_engine_message() {
     assert!(error.contains("could not be pulled"), "{error}");
 
     // finished tasks leave no container behind
-    wait_for("finished containers to be removed", Duration::from_secs(10), || {
-        c.containers().is_empty().then_some(())
-    });
+    wait_for("finished containers to be removed", Duration::from_secs(10), || c.containers().is_empty().then_some(()));
 }
 
 #[test]
 fn bad_input_gets_the_right_4xx_and_creates_nothing() {
-    let c = Cluster::start(
-        "bad_input",
-        ClusterOptions {
-            workers: 1,
-            ..ClusterOptions::default()
-        },
-    );
+    let c = Cluster::start("bad_input", ClusterOptions { workers: 1, ..ClusterOptions::default() });
     let tasks = c.manager_url("/v1/tasks");
     // method, url, body, expected status, words the error must contain
     type Case<'a> = (&'a str, String, Option<Vec<u8>>, u16, &'a str);
     let cases: Vec<Case> = vec![
-        (
-            "POST",
-            tasks.clone(),
-            Some(b"{\"name\": \"a\", ".to_vec()),
-            400,
-            "malformed JSON",
-        ),
-        (
-            "POST",
-            tasks.clone(),
-            Some(br#"{"name":"a","image":"b","colour":"red"}"#.to_vec()),
-            400,
-            "colour",
-        ),
+        ("POST", tasks.clone(), Some(b"{\"name\": \"a\", ".to_vec()), 400, "malformed JSON"),
+        ("POST", tasks.clone(), Some(br#"{"name":"a","image":"b","colour":"red"}"#.to_vec()), 400, "colour"),
         ("POST", tasks.clone(), Some(br#"{"name":"a"}"#.to_vec()), 400, "image"),
-        (
-            "POST",
-            tasks.clone(),
-            Some(br#"{"name":"a","image":"b","memory_mb":"lots"}"#.to_vec()),
-            400,
-            "memory_mb",
-        ),
+        ("POST", tasks.clone(), Some(br#"{"name":"a","image":"b","memory_mb":"lots"}"#.to_vec()), 400, "memory_mb"),
         (
             "POST",
             tasks.clone(),
@@ -193,20 +139,8 @@ fn bad_input_gets_the_right_4xx_and_creates_nothing() {
             "ports[0].container",
         ),
         ("POST", tasks.clone(), Some(br#"[]"#.to_vec()), 400, "JSON object"),
-        (
-            "GET",
-            c.manager_url("/v1/tasks/3f2b9c1e-8d4a-4f6b-9a7e-1c2d3e4f5a6b"),
-            None,
-            404,
-            "no task",
-        ),
-        (
-            "DELETE",
-            c.manager_url("/v1/tasks/3f2b9c1e-8d4a-4f6b-9a7e-1c2d3e4f5a6b"),
-            None,
-            404,
-            "no task",
-        ),
+        ("GET", c.manager_url("/v1/tasks/3f2b9c1e-8d4a-4f6b-9a7e-1c2d3e4f5a6b"), None, 404, "no task"),
+        ("DELETE", c.manager_url("/v1/tasks/3f2b9c1e-8d4a-4f6b-9a7e-1c2d3e4f5a6b"), None, 404, "no task"),
         ("GET", c.manager_url("/v1/tasks/not-a-uuid"), None, 400, "not a task id"),
         ("PUT", tasks.clone(), Some(b"{}".to_vec()), 405, "method not allowed"),
         ("GET", c.manager_url("/v1/nothing"), None, 404, "no such route"),
@@ -214,24 +148,15 @@ fn bad_input_gets_the_right_4xx_and_creates_nothing() {
     for (method, url, body, status, words) in cases {
         let (got, answer) = http(method, &url, body.as_deref());
         assert_eq!(got, status, "{method} {url}: {answer}");
-        let error = answer["error"]
-            .as_str()
-            .unwrap_or_else(|| panic!("error shape: {answer}"));
-        assert!(
-            error.contains(words),
-            "{method} {url}: {error:?} should mention {words:?}"
-        );
+        let error = answer["error"].as_str().unwrap_or_else(|| panic!("error shape: {answer}"));
+        assert!(error.contains(words), "{method} {url}: {error:?} should mention {words:?}");
     }
     // a body over the limit is refused before it is read
     let big = vec![b' '; 2 * 1024 * 1024];
     let (got, _) = http("POST", &tasks, Some(&big));
     assert_eq!(got, 413);
     // restart policies are valid but not built yet: refused, not ignored
-    let (got, answer) = http(
-        "POST",
-        &tasks,
-        Some(br#"{"name":"a","image":"b","restart_policy":{"mode":"always"}}"#),
-    );
+    let (got, answer) = http("POST", &tasks, Some(br#"{"name":"a","image":"b","restart_policy":{"mode":"always"}}"#));
     assert_eq!(got, 400);
     assert_eq!(answer["field"], "restart_policy");
 
@@ -262,19 +187,11 @@ fn assert_prompt(c: &Cluster, what: &str) {
 
 #[test]
 fn dead_and_killed_workers_never_block_the_manager() {
-    let mut c = Cluster::start(
-        "dead_workers",
-        ClusterOptions {
-            workers: 1,
-            dead_workers: 1,
-            ..ClusterOptions::default()
-        },
-    );
+    let mut c =
+        Cluster::start("dead_workers", ClusterOptions { workers: 1, dead_workers: 1, ..ClusterOptions::default() });
     c.wait_nodes_up();
     let node_status = |c: &Cluster, i: usize| c.nodes()[i]["status"].as_str().unwrap_or("").to_string();
-    wait_for("the dead worker to show down", Duration::from_secs(10), || {
-        (node_status(&c, 1) == "down").then_some(())
-    });
+    wait_for("the dead worker to show down", Duration::from_secs(10), || (node_status(&c, 1) == "down").then_some(()));
     assert_prompt(&c, "with a worker down since start");
 
     // every task goes to the live worker
@@ -296,21 +213,12 @@ fn dead_and_killed_workers_never_block_the_manager() {
     let t = c.get_task(&id);
     assert_eq!(t["state"], "Pending");
     let reason = t["error"].as_str().expect("reason");
-    assert!(
-        reason.starts_with("no node fits:") && reason.contains("down"),
-        "{reason}"
-    );
+    assert!(reason.starts_with("no node fits:") && reason.contains("down"), "{reason}");
 }
 
 #[test]
 fn worker_api_is_idempotent_per_task_id() {
-    let c = Cluster::start(
-        "worker_api",
-        ClusterOptions {
-            workers: 1,
-            ..ClusterOptions::default()
-        },
-    );
+    let c = Cluster::start("worker_api", ClusterOptions { workers: 1, ..ClusterOptions::default() });
     let id = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d";
     let body = json!({"id": id, "spec": sleeper("direct")}).to_string();
     let (status, first) = http("POST", &c.worker_url(0, "/v1/tasks"), Some(body.as_bytes()));
@@ -339,13 +247,7 @@ fn worker_api_is_idempotent_per_task_id() {
 
 #[test]
 fn client_json_output_and_one_shot_commands() {
-    let c = Cluster::start(
-        "client_json",
-        ClusterOptions {
-            workers: 1,
-            ..ClusterOptions::default()
-        },
-    );
+    let c = Cluster::start("client_json", ClusterOptions { workers: 1, ..ClusterOptions::default() });
     c.wait_nodes_up();
     let file = c.spec_file("s", &sleeper("s"));
     let out = c.client(&["--json", "start", file.to_str().expect("utf-8 path")], "");
@@ -358,22 +260,13 @@ fn client_json_output_and_one_shot_commands() {
     assert_eq!(got["state"], "Running");
     let out = c.client(&[], &format!("get {id}\nhelp\nquit\nlist\n"));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("state         Running") && text.contains("list-nodes"),
-        "{text}"
-    );
+    assert!(text.contains("state         Running") && text.contains("list-nodes"), "{text}");
     assert!(!text.contains("NAME  STATE"), "nothing runs after quit: {text}");
 }
 
 #[test]
 fn daemons_exit_cleanly_on_sigterm_and_refuse_unbuilt_choices() {
-    let mut c = Cluster::start(
-        "signals",
-        ClusterOptions {
-            workers: 1,
-            ..ClusterOptions::default()
-        },
-    );
+    let mut c = Cluster::start("signals", ClusterOptions { workers: 1, ..ClusterOptions::default() });
     c.wait_nodes_up();
     let id = c.submit(&sleeper("survivor"));
     c.wait_state(&id, "Running", Duration::from_secs(30));
@@ -385,20 +278,13 @@ fn daemons_exit_cleanly_on_sigterm_and_refuse_unbuilt_choices() {
 
     for (bin, args) in [
         (env!("CARGO_BIN_EXE_manager"), vec!["-p", "0", "-sct", "epvm"]),
-        (env!("CARGO_BIN_EXE_manager"), vec!["-p", "0", "-st", "persisted"]),
-        (
-            env!("CARGO_BIN_EXE_worker"),
-            vec!["-n", "x", "-p", "0", "-st", "persisted"],
-        ),
+        (env!("CARGO_BIN_EXE_manager"), vec!["-p", "0", "-st", "disk"]),
         (env!("CARGO_BIN_EXE_worker"), vec!["-n", "bad name", "-p", "0"]),
     ] {
         let out = std::process::Command::new(bin).args(&args).output().expect("runs");
         assert!(!out.status.success(), "{args:?} must be refused");
         assert!(!out.stderr.is_empty(), "{args:?} says why");
     }
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_manager"))
-        .arg("--version")
-        .output()
-        .expect("runs");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_manager")).arg("--version").output().expect("runs");
     assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).starts_with("manager "));
 }

@@ -8,8 +8,8 @@ use skiff::http::{self, HttpWorkerLink, Limits, Server};
 use skiff::manager::{self, ManagerConfig, WorkerLink};
 use skiff::sched::SchedulerKind;
 use skiff::signals::TerminationSignals;
-use skiff::store::{MemoryStore, Store};
 use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,13 +20,17 @@ struct Args {
     /// port to serve the API on
     #[argh(option, short = 'p')]
     port: u16,
-    /// where tasks are kept: memory (default)
+    /// where tasks are kept: memory (default) or persisted (SQLite in --data-dir)
     #[argh(option, default = "String::from(\"memory\")")]
     storage: String,
+    /// directory of the persisted store (default /var/lib/skiff for root, else ~/.local/state/skiff)
+    #[argh(option)]
+    data_dir: Option<PathBuf>,
     /// placement: roundrobin (default)
     #[argh(option, default = "String::from(\"roundrobin\")")]
     scheduler: String,
-    /// a worker's HOST:PORT; repeat for each worker
+    /// a worker's HOST:PORT; repeat for each worker (with a persisted store and no -w, the
+    /// workers of the last run)
     #[argh(option, short = 'w')]
     worker: Vec<String>,
     /// address to listen on (default 0.0.0.0)
@@ -65,15 +69,19 @@ fn run(args: Args) -> Result<(), String> {
         "epvm" => return Err("-sct epvm is not built yet; use -sct roundrobin".into()),
         other => return Err(format!("-sct {other:?}: the scheduler is roundrobin or epvm")),
     };
-    let store: Box<dyn Store> = match args.storage.as_str() {
-        "memory" => Box::new(MemoryStore::new()),
-        "persisted" => return Err("-st persisted is not built yet; use -st memory".into()),
-        other => return Err(format!("-st {other:?}: storage is memory or persisted")),
-    };
     for w in &args.worker {
         cli::check_address(w).map_err(|m| format!("-w: {m}"))?;
     }
-    if args.worker.is_empty() {
+    let data_dir = args.data_dir.clone().unwrap_or_else(cli::default_data_dir);
+    let store = cli::open_store(&args.storage, &data_dir, "manager.db")?;
+    let mut workers = args.worker.clone();
+    if workers.is_empty() {
+        workers = store.list_nodes().map_err(|e| error_chain(&e))?.into_iter().map(|n| n.address).collect();
+        if !workers.is_empty() {
+            log::info!("no -w given: using the workers of the last run workers={}", workers.join(","));
+        }
+    }
+    if workers.is_empty() {
         log::warn!("no workers given (-w HOST:PORT): tasks will stay Pending");
     }
     if args.poll_interval_ms == 0 || args.node_timeout_ms < args.poll_interval_ms {
@@ -82,11 +90,8 @@ fn run(args: Args) -> Result<(), String> {
     let signals = TerminationSignals::block().map_err(|e| format!("cannot block signals: {e}"))?;
     let addr = SocketAddr::new(args.bind, args.port);
     let listener = TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    let links: Vec<Arc<dyn WorkerLink>> = args
-        .worker
-        .iter()
-        .map(|w| Arc::new(HttpWorkerLink::new(w)) as Arc<dyn WorkerLink>)
-        .collect();
+    let links: Vec<Arc<dyn WorkerLink>> =
+        args.worker.iter().map(|w| Arc::new(HttpWorkerLink::new(w)) as Arc<dyn WorkerLink>).collect();
     let config = ManagerConfig {
         scheduler,
         poll_interval: Duration::from_millis(args.poll_interval_ms),
@@ -101,7 +106,7 @@ fn run(args: Args) -> Result<(), String> {
         server.local_addr(),
         args.storage,
         args.scheduler,
-        args.worker.join(",")
+        workers.join(",")
     );
     let signal = signals.wait();
     log::info!("shutting down signal={signal}");

@@ -6,7 +6,6 @@ use skiff::cli::{self, LogLevel};
 use skiff::docker_cli::{self, error_chain, Docker};
 use skiff::http::{self, Limits, Server};
 use skiff::signals::TerminationSignals;
-use skiff::store::{MemoryStore, Store};
 use skiff::task::check_name;
 use skiff::worker::{self, WorkerConfig};
 use std::net::{IpAddr, SocketAddr, TcpListener};
@@ -24,15 +23,22 @@ struct Args {
     /// port to serve the API on
     #[argh(option, short = 'p')]
     port: u16,
-    /// where tasks are kept: memory (default)
+    /// where tasks are kept: memory (default) or persisted (SQLite in --data-dir)
     #[argh(option, default = "String::from(\"memory\")")]
     storage: String,
+    /// directory of the persisted store (default /var/lib/skiff for root, else ~/.local/state/skiff)
+    #[argh(option)]
+    data_dir: Option<PathBuf>,
     /// address to listen on (default 0.0.0.0)
     #[argh(option, default = "IpAddr::from([0, 0, 0, 0])")]
     bind: IpAddr,
     /// the Docker Engine's socket (default: DOCKER_HOST if unix://, else /var/run/docker.sock)
     #[argh(option)]
     docker_socket: Option<PathBuf>,
+    /// milliseconds between checks of the table against the engine, the safety net behind the
+    /// engine's event stream (default 5000)
+    #[argh(option, default = "5000")]
+    sync_interval_ms: u64,
     /// seconds a stopped container gets between SIGTERM and SIGKILL (default 10)
     #[argh(option, default = "10")]
     stop_grace_s: u64,
@@ -59,39 +65,28 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> Result<(), String> {
     check_name(&args.name).map_err(|m| format!("-n {:?}: {m}", args.name))?;
-    let store: Box<dyn Store> = match args.storage.as_str() {
-        "memory" => Box::new(MemoryStore::new()),
-        "persisted" => return Err("-st persisted is not built yet; use -st memory".into()),
-        other => return Err(format!("-st {other:?}: storage is memory or persisted")),
-    };
-    let socket = docker_cli::socket_path(
-        args.docker_socket.as_deref(),
-        std::env::var("DOCKER_HOST").ok().as_deref(),
-    )?;
+    let data_dir = args.data_dir.clone().unwrap_or_else(cli::default_data_dir);
+    let store = cli::open_store(&args.storage, &data_dir, &format!("worker-{}.db", args.name))?;
+    let socket = docker_cli::socket_path(args.docker_socket.as_deref(), std::env::var("DOCKER_HOST").ok().as_deref())?;
     let signals = TerminationSignals::block().map_err(|e| format!("cannot block signals: {e}"))?;
     let docker = Arc::new(Docker::new(socket.clone()));
     match docker.version() {
         Ok((version, api)) => log::info!("engine found socket={} version={version} api={api}", socket.display()),
         // not fatal: the worker reports the engine as unreachable and recovers when it answers
-        Err(e) => log::warn!(
-            "engine not answering yet socket={} error={}",
-            socket.display(),
-            error_chain(&e)
-        ),
+        Err(e) => log::warn!("engine not answering yet socket={} error={}", socket.display(), error_chain(&e)),
     }
     let addr = SocketAddr::new(args.bind, args.port);
     let listener = TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let mut config = WorkerConfig::new(&args.name);
     config.stop_grace = Duration::from_secs(args.stop_grace_s);
+    if args.sync_interval_ms == 0 {
+        return Err("--sync-interval-ms must be above 0".into());
+    }
+    config.sync_interval = Duration::from_millis(args.sync_interval_ms);
     let worker = worker::spawn(config, docker, store).map_err(|e| error_chain(&e))?;
     let server = Server::start(listener, Limits::default(), http::worker_handler(worker.handle()))
         .map_err(|e| format!("cannot start the API server: {e}"))?;
-    log::info!(
-        "worker listening name={} addr={} storage={}",
-        args.name,
-        server.local_addr(),
-        args.storage
-    );
+    log::info!("worker listening name={} addr={} storage={}", args.name, server.local_addr(), args.storage);
     let signal = signals.wait();
     log::info!("shutting down signal={signal}; containers keep running");
     server.shutdown();

@@ -71,10 +71,7 @@ pub struct Request {
 
 impl Request {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 }
 
@@ -91,12 +88,7 @@ pub struct Response {
 
 impl Response {
     pub fn json_bytes(status: u16, body: Vec<u8>) -> Response {
-        Response {
-            status,
-            body,
-            close: false,
-            headers: Vec::new(),
-        }
+        Response { status, body, close: false, headers: Vec::new() }
     }
 
     /// The one error shape of every API: `{"error": "..."}`.
@@ -133,13 +125,8 @@ impl Server {
             let (rx, limits, handler, stopping) = (rx.clone(), limits.clone(), handler.clone(), stopping.clone());
             let worker = std::thread::Builder::new().name(format!("http-{i}")).spawn(move || {
                 for stream in rx.iter() {
-                    let conn = Connection {
-                        stream,
-                        limits: &limits,
-                        handler: &*handler,
-                        stopping: &stopping,
-                        queue: &rx,
-                    };
+                    let conn =
+                        Connection { stream, limits: &limits, handler: &*handler, stopping: &stopping, queue: &rx };
                     conn.serve();
                 }
             })?;
@@ -168,12 +155,7 @@ impl Server {
             }
             // dropping `tx` lets the workers finish the queue and exit
         })?;
-        Ok(Server {
-            addr,
-            stopping,
-            acceptor: Some(acceptor),
-            workers,
-        })
+        Ok(Server { addr, stopping, acceptor: Some(acceptor), workers })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -190,11 +172,7 @@ impl Server {
         // wake the accepting thread with a connection of our own
         let mut wake = self.addr;
         if wake.ip().is_unspecified() {
-            wake.set_ip(if wake.is_ipv4() {
-                [127, 0, 0, 1].into()
-            } else {
-                std::net::Ipv6Addr::LOCALHOST.into()
-            });
+            wake.set_ip(if wake.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
         }
         let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
         if let Some(a) = self.acceptor.take() {
@@ -380,23 +358,12 @@ impl Connection<'_> {
                 .to_string();
             headers.push((h.name.to_string(), value));
         }
-        let header = |name: &str| {
-            headers
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.as_str())
-        };
+        let header = |name: &str| headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str());
         if header("transfer-encoding").is_some() {
-            return Err(ReadFailure::Reply(
-                411,
-                "chunked request bodies are not accepted; send Content-Length",
-            ));
+            return Err(ReadFailure::Reply(411, "chunked request bodies are not accepted; send Content-Length"));
         }
-        let lengths: Vec<&str> = headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-            .map(|(_, v)| v.as_str())
-            .collect();
+        let lengths: Vec<&str> =
+            headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("content-length")).map(|(_, v)| v.as_str()).collect();
         let content_length: u64 = match lengths.as_slice() {
             [] => 0,
             [one] if !one.is_empty() && one.bytes().all(|c| c.is_ascii_digit()) => one.parse().unwrap_or(u64::MAX),
@@ -406,11 +373,7 @@ impl Connection<'_> {
             return Err(ReadFailure::Reply(413, "request body too large"));
         }
         let connection = header("connection").map(str::to_ascii_lowercase).unwrap_or_default();
-        let keep_alive = if version == 0 {
-            connection.contains("keep-alive")
-        } else {
-            !connection.contains("close")
-        };
+        let keep_alive = if version == 0 { connection.contains("keep-alive") } else { !connection.contains("close") };
         let expects_continue = header("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
         // the body
         buf.drain(..head_len);
@@ -422,17 +385,7 @@ impl Connection<'_> {
             self.read_more(buf, deadline)?;
         }
         let body: Vec<u8> = buf.drain(..body_len).collect();
-        Ok((
-            Request {
-                method,
-                path,
-                query,
-                headers,
-                body,
-                remote,
-            },
-            keep_alive,
-        ))
+        Ok((Request { method, path, query, headers, body, remote }, keep_alive))
     }
 }
 
@@ -511,10 +464,8 @@ mod tests {
     #[test]
     fn serves_and_parses_a_request() {
         let server = echo_server(Limits::default());
-        let out = raw(
-            &server,
-            b"POST /v1/x?y=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
-        );
+        let out =
+            raw(&server, b"POST /v1/x?y=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc");
         assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
         assert!(out.contains(r#""path":"/v1/x""#) && out.contains(r#""query":"y=1""#) && out.contains(r#""len":3"#));
         server.shutdown();
@@ -524,8 +475,7 @@ mod tests {
     fn keeps_alive_and_serves_pipelined_requests() {
         let server = echo_server(Limits::default());
         let mut s = TcpStream::connect(server.local_addr()).expect("connect");
-        s.write_all(b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\nConnection: close\r\n\r\n")
-            .expect("write");
+        s.write_all(b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\nConnection: close\r\n\r\n").expect("write");
         let mut out = String::new();
         std::io::BufReader::new(s).read_to_string(&mut out).expect("read");
         assert_eq!(out.matches("HTTP/1.1 200 OK").count(), 2, "{out}");
@@ -535,15 +485,9 @@ mod tests {
     #[test]
     fn huge_declared_body_gets_413_without_reading_it() {
         let server = echo_server(Limits::default());
-        let out = raw(
-            &server,
-            b"POST / HTTP/1.1\r\nContent-Length: 100000000000000\r\n\r\nabc",
-        );
+        let out = raw(&server, b"POST / HTTP/1.1\r\nContent-Length: 100000000000000\r\n\r\nabc");
         assert!(out.starts_with("HTTP/1.1 413"), "{out}");
-        let out = raw(
-            &server,
-            b"POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n",
-        );
+        let out = raw(&server, b"POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n");
         assert!(out.starts_with("HTTP/1.1 413"), "{out}");
         // and it still serves
         assert!(raw(&server, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n").starts_with("HTTP/1.1 200"));
@@ -553,17 +497,12 @@ mod tests {
     fn bad_heads_are_refused() {
         let server = echo_server(Limits::default());
         assert!(raw(&server, b"NONSENSE\r\n\r\n").starts_with("HTTP/1.1 400"));
-        assert!(raw(
-            &server,
-            b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"
-        )
-        .starts_with("HTTP/1.1 400"));
+        assert!(raw(&server, b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")
+            .starts_with("HTTP/1.1 400"));
         assert!(raw(&server, b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n").starts_with("HTTP/1.1 400"));
-        assert!(raw(
-            &server,
-            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
-        )
-        .starts_with("HTTP/1.1 411"));
+        assert!(
+            raw(&server, b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n").starts_with("HTTP/1.1 411")
+        );
         let mut long = b"GET / HTTP/1.1\r\nX: ".to_vec();
         long.extend(std::iter::repeat_n(b'a', 64 * 1024));
         assert!(raw(&server, &long).starts_with("HTTP/1.1 431"));
@@ -577,10 +516,7 @@ mod tests {
 
     #[test]
     fn slow_senders_get_408_within_the_deadline() {
-        let limits = Limits {
-            request_deadline: Duration::from_millis(300),
-            ..Limits::default()
-        };
+        let limits = Limits { request_deadline: Duration::from_millis(300), ..Limits::default() };
         let server = echo_server(limits);
         let started = Instant::now();
         let out = raw(&server, b"POST / HTTP/1.1\r\nContent-Length: 1000000\r\n\r\nonly nine");
@@ -590,19 +526,13 @@ mod tests {
 
     #[test]
     fn idle_connections_give_way_to_waiting_ones() {
-        let limits = Limits {
-            threads: 1,
-            idle_timeout: Duration::from_secs(30),
-            ..Limits::default()
-        };
+        let limits = Limits { threads: 1, idle_timeout: Duration::from_secs(30), ..Limits::default() };
         let server = echo_server(limits);
         // one idle keep-alive connection holds the only thread...
         let mut idle = TcpStream::connect(server.local_addr()).expect("connect");
         idle.write_all(b"GET /idle HTTP/1.1\r\n\r\n").expect("write");
         let mut line = String::new();
-        std::io::BufReader::new(idle.try_clone().expect("clone"))
-            .read_line(&mut line)
-            .expect("read");
+        std::io::BufReader::new(idle.try_clone().expect("clone")).read_line(&mut line).expect("read");
         assert!(line.starts_with("HTTP/1.1 200"));
         // ...and a second connection is still served promptly
         let started = Instant::now();
@@ -613,18 +543,12 @@ mod tests {
 
     #[test]
     fn full_queue_gets_503() {
-        let limits = Limits {
-            threads: 1,
-            queue: 1,
-            request_deadline: Duration::from_secs(10),
-            ..Limits::default()
-        };
+        let limits = Limits { threads: 1, queue: 1, request_deadline: Duration::from_secs(10), ..Limits::default() };
         let server = echo_server(limits);
         // the only thread is held by a half-sent request; then connections pile up until the
         // queue is full and the next one is refused at once
         let mut busy = TcpStream::connect(server.local_addr()).expect("connect");
-        busy.write_all(b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\n")
-            .expect("write");
+        busy.write_all(b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\n").expect("write");
         let mut held = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
@@ -642,16 +566,11 @@ mod tests {
 
     #[test]
     fn shutdown_joins_with_idle_connections_open() {
-        let server = echo_server(Limits {
-            idle_timeout: Duration::from_secs(60),
-            ..Limits::default()
-        });
+        let server = echo_server(Limits { idle_timeout: Duration::from_secs(60), ..Limits::default() });
         let mut idle = TcpStream::connect(server.local_addr()).expect("connect");
         idle.write_all(b"GET / HTTP/1.1\r\n\r\n").expect("write");
         let mut line = String::new();
-        std::io::BufReader::new(idle.try_clone().expect("clone"))
-            .read_line(&mut line)
-            .expect("read");
+        std::io::BufReader::new(idle.try_clone().expect("clone")).read_line(&mut line).expect("read");
         let started = Instant::now();
         server.shutdown();
         assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());

@@ -52,10 +52,7 @@ pub fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Optio
         if let Some(v) = check() {
             return v;
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
+        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -112,10 +109,7 @@ impl Daemon {
     }
 
     pub fn port(&self) -> u16 {
-        self.addr
-            .rsplit_once(':')
-            .and_then(|(_, p)| p.parse().ok())
-            .expect("addr has a port")
+        self.addr.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).expect("addr has a port")
     }
 
     /// SIGKILL, as a crash would.
@@ -126,13 +120,8 @@ impl Daemon {
 
     /// SIGTERM, and the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        wait_for("the daemon to exit", Duration::from_secs(20), || {
-            self.child.try_wait().ok().flatten()
-        })
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        wait_for("the daemon to exit", Duration::from_secs(20), || self.child.try_wait().ok().flatten())
     }
 }
 
@@ -149,7 +138,10 @@ pub struct Cluster {
     pub workers: Vec<Daemon>,
     pub worker_names: Vec<String>,
     pub docker: Docker,
-    dir: PathBuf,
+    pub dir: PathBuf,
+    /// The command lines, to start a daemon again exactly as before (on the port it had).
+    manager_args: Vec<String>,
+    worker_args: Vec<Vec<String>>,
 }
 
 pub struct ClusterOptions {
@@ -158,6 +150,9 @@ pub struct ClusterOptions {
     pub dead_workers: usize,
     pub manager_args: Vec<String>,
     pub worker_args: Vec<String>,
+    /// `memory` or `persisted` (then in `<test dir>/data`).
+    pub manager_store: &'static str,
+    pub worker_store: &'static str,
 }
 
 impl Default for ClusterOptions {
@@ -167,8 +162,14 @@ impl Default for ClusterOptions {
             dead_workers: 0,
             manager_args: Vec::new(),
             worker_args: Vec::new(),
+            manager_store: "memory",
+            worker_store: "memory",
         }
     }
+}
+
+pub fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
 }
 
 /// A port on 127.0.0.1 where nothing listens (bound, then released).
@@ -184,6 +185,8 @@ impl Cluster {
         let docker = require_docker();
         require_image();
         let dir = log_dir(test);
+        let _ = std::fs::remove_dir_all(dir.join("data"));
+        let data = dir.join("data").display().to_string();
         let mut cluster = Cluster {
             test: test.to_string(),
             manager: None,
@@ -191,16 +194,18 @@ impl Cluster {
             worker_names: Vec::new(),
             docker,
             dir,
+            manager_args: Vec::new(),
+            worker_args: Vec::new(),
         };
+        let mut worker_args = strings(&["-st", opts.worker_store, "--data-dir", &data]);
+        worker_args.extend(opts.worker_args.iter().cloned());
         for i in 1..=opts.workers {
             let name = unique(&format!("t{i}"));
             cluster.worker_names.push(name.clone());
-            cluster.start_worker(&name, &opts.worker_args);
+            cluster.start_worker(&name, &worker_args);
         }
-        let mut args: Vec<String> = ["-p", "0", "--bind", "127.0.0.1", "-st", "memory", "-sct", "roundrobin"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let mut args = strings(&["-p", "0", "--bind", "127.0.0.1", "-st", opts.manager_store, "--data-dir", &data]);
+        args.extend(strings(&["-sct", "roundrobin", "--log-level", "debug"]));
         for w in &cluster.workers {
             args.extend(["-w".to_string(), w.addr.clone()]);
         }
@@ -208,33 +213,40 @@ impl Cluster {
             args.extend(["-w".to_string(), dead_address()]);
         }
         args.extend(opts.manager_args.iter().cloned());
-        let log = cluster.dir.join("manager.log");
-        cluster.manager = Some(Daemon::start(env!("CARGO_BIN_EXE_manager"), &args, log));
+        cluster.manager_args = args;
+        cluster.restart_manager();
         cluster
     }
 
-    /// Starts (or restarts) a worker with this name, replacing its entry.
-    pub fn start_worker(&mut self, name: &str, extra: &[String]) -> usize {
-        let mut args: Vec<String> = [
-            "-n",
-            name,
-            "-p",
-            "0",
-            "--bind",
-            "127.0.0.1",
-            "-st",
-            "memory",
-            "--stop-grace-s",
-            "2",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    /// Starts a worker with this name; it keeps its port when it is started again.
+    fn start_worker(&mut self, name: &str, extra: &[String]) {
+        let mut args = strings(&["-n", name, "-p", "0", "--bind", "127.0.0.1", "--stop-grace-s", "2"]);
+        args.extend(strings(&["--log-level", "debug"]));
         args.extend(extra.iter().cloned());
         let log = self.dir.join(format!("{name}.log"));
         let daemon = Daemon::start(env!("CARGO_BIN_EXE_worker"), &args, log);
+        pin_port(&mut args, daemon.port());
+        self.worker_args.push(args);
         self.workers.push(daemon);
-        self.workers.len() - 1
+    }
+
+    /// Starts worker `i` again with the same command line (after `kill` or `terminate`).
+    pub fn restart_worker(&mut self, i: usize) {
+        let log = self.dir.join(format!("{}.restarted.log", self.worker_names[i]));
+        self.workers[i] = Daemon::start(env!("CARGO_BIN_EXE_worker"), &self.worker_args[i], log);
+    }
+
+    /// Starts the manager (again) with the same command line, on the same port.
+    pub fn restart_manager(&mut self) {
+        let log = self.dir.join(if self.manager.is_some() { "manager.restarted.log" } else { "manager.log" });
+        self.manager = None;
+        let daemon = Daemon::start(env!("CARGO_BIN_EXE_manager"), &self.manager_args, log);
+        pin_port(&mut self.manager_args, daemon.port());
+        self.manager = Some(daemon);
+    }
+
+    pub fn manager_mut(&mut self) -> &mut Daemon {
+        self.manager.as_mut().expect("manager started")
     }
 
     pub fn manager(&self) -> &Daemon {
@@ -260,12 +272,7 @@ impl Cluster {
             .stderr(Stdio::piped())
             .spawn()
             .expect("client starts");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(stdin.as_bytes())
-            .expect("write stdin");
+        child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
         child.wait_with_output().expect("client ends")
     }
 
@@ -283,11 +290,7 @@ impl Cluster {
     }
 
     pub fn submit(&self, spec: &Value) -> String {
-        let (status, v) = http(
-            "POST",
-            &self.manager_url("/v1/tasks"),
-            Some(spec.to_string().as_bytes()),
-        );
+        let (status, v) = http("POST", &self.manager_url("/v1/tasks"), Some(spec.to_string().as_bytes()));
         assert_eq!(status, 201, "submit: {v}");
         v["id"].as_str().expect("id").to_string()
     }
@@ -304,11 +307,7 @@ impl Cluster {
     pub fn containers(&self) -> Vec<skiff::docker_cli::ContainerSummary> {
         let mut all = Vec::new();
         for name in &self.worker_names {
-            all.extend(
-                self.docker
-                    .list(&[format!("skiff.node={name}")])
-                    .expect("list containers"),
-            );
+            all.extend(self.docker.list(&[format!("skiff.node={name}")]).expect("list containers"));
         }
         all
     }
@@ -324,10 +323,7 @@ impl Cluster {
         let names = self.worker_names.clone();
         wait_for("every worker to be up", Duration::from_secs(15), || {
             let nodes = self.nodes();
-            names
-                .iter()
-                .all(|n| nodes.iter().any(|x| x["name"] == n.as_str() && x["status"] == "up"))
-                .then_some(())
+            names.iter().all(|n| nodes.iter().any(|x| x["name"] == n.as_str() && x["status"] == "up")).then_some(())
         });
     }
 }
@@ -343,6 +339,13 @@ impl Drop for Cluster {
                 }
             }
         }
+    }
+}
+
+/// Replaces `-p 0` by the port the daemon got, so that a restart uses the same one.
+fn pin_port(args: &mut [String], port: u16) {
+    if let Some(i) = args.iter().position(|a| a == "-p") {
+        args[i + 1] = port.to_string();
     }
 }
 
@@ -371,15 +374,8 @@ pub fn http_raw(method: &str, url: &str, body: Option<&[u8]>) -> (u16, Vec<u8>) 
 
 /// `docker inspect` through the CLI: an independent view of what the engine holds.
 pub fn docker_inspect(id: &str) -> Value {
-    let out = Command::new("docker")
-        .args(["inspect", id])
-        .output()
-        .expect("docker CLI runs");
-    assert!(
-        out.status.success(),
-        "docker inspect {id}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new("docker").args(["inspect", id]).output().expect("docker CLI runs");
+    assert!(out.status.success(), "docker inspect {id}: {}", String::from_utf8_lossy(&out.stderr));
     let v: Value = serde_json::from_slice(&out.stdout).expect("inspect JSON");
     v[0].clone()
 }
