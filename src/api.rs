@@ -35,6 +35,9 @@ pub struct WorkerHealth {
     pub name: String,
     pub version: String,
     pub engine: EngineStatus,
+    /// The worker has checked its containers since it started: its task list is complete, so a
+    /// task it does not list is not on this node.
+    pub synced: bool,
     /// Tasks not finished yet.
     pub tasks: usize,
 }

@@ -225,7 +225,7 @@ pub fn task_details(t: &Task) -> String {
     field("state", t.state.to_string());
     field("desired", format!("{:?}", t.desired_state).to_lowercase());
     field("node", opt(t.node.clone()));
-    field("container", opt(t.container_id.as_ref().map(|c| c[..c.len().min(12)].to_string())));
+    field("container", opt(t.container_id.as_ref().map(|c| c.chars().take(12).collect())));
     field("ports", ports_text(t));
     field("exit code", opt(t.exit_code.map(|c| c.to_string())));
     field("error", opt(t.error.clone()));

@@ -291,7 +291,7 @@ impl Docker {
         Ok(stream)
     }
 
-    /// One request and its whole response, within `timeout` per socket operation.
+    /// One request and its whole response, all within `timeout`.
     fn exchange(
         &self,
         method: &str,
@@ -301,7 +301,7 @@ impl Docker {
     ) -> Result<Response, DockerError> {
         let mut stream = self.connect(Some(timeout))?;
         write_request(&mut stream, method, path, body).map_err(DockerError::Io)?;
-        let mut reader = BufReader::new(stream);
+        let mut reader = BufReader::new(Deadlined { stream, deadline: std::time::Instant::now() + timeout });
         let head = read_head(&mut reader)?;
         let mut body = Vec::new();
         body_reader(reader, &head).take(MAX_BODY + 1).read_to_end(&mut body).map_err(DockerError::Io)?;
@@ -318,6 +318,24 @@ impl Docker {
         let mut reader = BufReader::new(stream);
         let head = read_head(&mut reader)?;
         Ok((head.status, body_reader(reader, &head)))
+    }
+}
+
+/// A socket whose reads share one deadline: a response trickling in cannot hold a thread for
+/// longer than its call's timeout.
+struct Deadlined {
+    stream: UnixStream,
+    deadline: std::time::Instant,
+}
+
+impl Read for Deadlined {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "the engine did not answer in time"));
+        }
+        self.stream.set_read_timeout(Some(left))?;
+        self.stream.read(buf)
     }
 }
 

@@ -149,7 +149,8 @@ pub fn status_of(e: &ApiError) -> u16 {
         ApiError::Manager(ManagerError::Store(_)) | ApiError::Worker(WorkerError::Store(_)) => 500,
         ApiError::Manager(ManagerError::Unavailable)
         | ApiError::Worker(WorkerError::EngineUnreachable(_) | WorkerError::ShuttingDown) => 503,
-        ApiError::Worker(WorkerError::TimedOut) => 504,
+        ApiError::Worker(WorkerError::TimedOut | WorkerError::OutcomeUnknown(_)) => 504,
+        ApiError::Worker(WorkerError::NotReady) => 503,
     }
 }
 

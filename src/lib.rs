@@ -22,6 +22,7 @@ pub mod api;
 pub mod cli;
 pub mod client;
 pub mod docker_cli;
+pub mod guard;
 pub mod http;
 pub mod manager;
 pub mod reconcile;

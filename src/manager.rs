@@ -10,6 +10,7 @@
 
 use crate::api::{ManagerHealth, NodeInfo, NodeStatus, StartTask, WorkerHealth};
 use crate::docker_cli::error_chain;
+use crate::guard::survive;
 use crate::reconcile::{self, Action, NodeObs, Report, TaskView};
 use crate::sched::{NodeView, Scheduler, SchedulerKind};
 use crate::store::{NodeRecord, Store, StoreError};
@@ -17,7 +18,7 @@ use crate::task::{DesiredState, SpecError, Task, TaskId, TaskSpec, TaskState};
 use crate::time::Timestamp;
 use crossbeam_channel::{bounded, select, tick, unbounded, Receiver, Sender, TrySendError};
 use log::{debug, error, info, warn};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -210,12 +211,51 @@ impl Drop for Manager {
 enum Observation {
     Started { node: usize, id: TaskId, result: Result<Task, LinkError> },
     Stopped { node: usize, id: TaskId, result: Result<Task, LinkError> },
+    StrayStopped { node: usize, id: TaskId, result: Result<Task, LinkError> },
     Polled { node: usize, epoch: u64, result: Result<(WorkerHealth, Vec<Task>), LinkError> },
 }
 
 enum Job {
     Start(Box<StartTask>),
     Stop(TaskId),
+    StopStray(TaskId),
+}
+
+/// A call to a worker, with a panic (a bug) turned into an error rather than a lost answer.
+fn guarded<T>(call: impl FnOnce() -> Result<T, LinkError>) -> Result<T, LinkError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(call))
+        .unwrap_or_else(|_| Err(LinkError::BadAnswer("internal error while calling the worker".into())))
+}
+
+/// Threads that take jobs from `rx` and report what happened.
+fn dispatchers(
+    label: &str,
+    count: usize,
+    rx: &Receiver<Job>,
+    link: &Arc<dyn WorkerLink>,
+    obs: &Sender<Observation>,
+    index: usize,
+) -> std::io::Result<()> {
+    for t in 0..count.max(1) {
+        let (rx, link, obs) = (rx.clone(), link.clone(), obs.clone());
+        std::thread::Builder::new().name(format!("{label}-{index}-{t}")).spawn(move || {
+            for job in rx.iter() {
+                let observation = match job {
+                    Job::Start(req) => {
+                        Observation::Started { node: index, id: req.id, result: guarded(|| link.start(&req)) }
+                    }
+                    Job::Stop(id) => Observation::Stopped { node: index, id, result: guarded(|| link.stop(id)) },
+                    Job::StopStray(id) => {
+                        Observation::StrayStopped { node: index, id, result: guarded(|| link.stop(id)) }
+                    }
+                };
+                if obs.send(observation).is_err() {
+                    return;
+                }
+            }
+        })?;
+    }
+    Ok(())
 }
 
 /// Starts the manager's threads over the tasks already in `store`.
@@ -223,6 +263,17 @@ pub fn spawn(
     config: ManagerConfig,
     store: Box<dyn Store>,
     links: Vec<Arc<dyn WorkerLink>>,
+) -> Result<Manager, ManagerError> {
+    let ticks = tick(config.poll_interval);
+    spawn_with_ticks(config, store, links, ticks)
+}
+
+/// `spawn`, with the ticks that drive polling given by the caller (tests send them by hand).
+pub fn spawn_with_ticks(
+    config: ManagerConfig,
+    store: Box<dyn Store>,
+    links: Vec<Arc<dyn WorkerLink>>,
+    ticks: Receiver<std::time::Instant>,
 ) -> Result<Manager, ManagerError> {
     let (cmd_tx, cmd_rx) = unbounded();
     let (obs_tx, obs_rx) = unbounded();
@@ -239,7 +290,7 @@ pub fn spawn(
     state.observations = Some(obs_tx);
     let control = std::thread::Builder::new()
         .name("manager-control".into())
-        .spawn(move || state.run(cmd_rx, obs_rx))
+        .spawn(move || state.run(cmd_rx, obs_rx, ticks))
         .map_err(|_| ManagerError::Unavailable)?;
     Ok(Manager { handle: ManagerHandle { tx: cmd_tx }, control: Some(control) })
 }
@@ -249,7 +300,9 @@ struct Node {
     address: String,
     /// The name the worker reported; its address until then.
     name: Option<String>,
-    jobs: Sender<Job>,
+    /// Starts may take minutes (an image pull), so stops have their own queue and threads.
+    starts: Sender<Job>,
+    stops: Sender<Job>,
     polls: Sender<u64>,
     poll_in_flight: bool,
     last_contact: Option<Timestamp>,
@@ -259,6 +312,8 @@ struct Node {
     engine_reachable: Option<bool>,
     error: Option<String>,
     report: Option<Report>,
+    /// Tasks whose stray copy on this node is being stopped.
+    stray_stops: HashSet<TaskId>,
 }
 
 impl Node {
@@ -269,26 +324,15 @@ impl Node {
         obs: Sender<Observation>,
     ) -> std::io::Result<Node> {
         let address = link.address().to_string();
-        let (jobs_tx, jobs_rx) = unbounded::<Job>();
-        for t in 0..threads.max(1) {
-            let (jobs_rx, link, obs) = (jobs_rx.clone(), link.clone(), obs.clone());
-            std::thread::Builder::new().name(format!("dispatch-{index}-{t}")).spawn(move || {
-                for job in jobs_rx.iter() {
-                    let observation = match job {
-                        Job::Start(req) => Observation::Started { node: index, id: req.id, result: link.start(&req) },
-                        Job::Stop(id) => Observation::Stopped { node: index, id, result: link.stop(id) },
-                    };
-                    if obs.send(observation).is_err() {
-                        return;
-                    }
-                }
-            })?;
-        }
+        let (starts_tx, starts_rx) = unbounded::<Job>();
+        dispatchers("start", threads, &starts_rx, &link, &obs, index)?;
+        let (stops_tx, stops_rx) = unbounded::<Job>();
+        dispatchers("stop", 2, &stops_rx, &link, &obs, index)?;
         // one poll at a time per node; the control thread skips a poll while one is in flight
         let (polls_tx, polls_rx) = bounded::<u64>(1);
         std::thread::Builder::new().name(format!("poll-{index}")).spawn(move || {
             for epoch in polls_rx.iter() {
-                let result = link.health().and_then(|h| link.tasks().map(|t| (h, t)));
+                let result = guarded(|| link.health().and_then(|h| link.tasks().map(|t| (h, t))));
                 if obs.send(Observation::Polled { node: index, epoch, result }).is_err() {
                     return;
                 }
@@ -297,7 +341,8 @@ impl Node {
         Ok(Node {
             address,
             name: None,
-            jobs: jobs_tx,
+            starts: starts_tx,
+            stops: stops_tx,
             polls: polls_tx,
             poll_in_flight: false,
             last_contact: None,
@@ -306,6 +351,7 @@ impl Node {
             engine_reachable: None,
             error: None,
             report: None,
+            stray_stops: HashSet::new(),
         })
     }
 
@@ -365,20 +411,19 @@ impl State {
         Ok(State { config, store, scheduler, nodes, tasks, epoch: 1, observations: None })
     }
 
-    fn run(&mut self, cmd_rx: Receiver<Command>, obs_rx: Receiver<Observation>) {
-        let ticker = tick(self.config.poll_interval);
+    fn run(&mut self, cmd_rx: Receiver<Command>, obs_rx: Receiver<Observation>, ticker: Receiver<std::time::Instant>) {
         self.poll_all();
         loop {
             select! {
                 recv(cmd_rx) -> cmd => match cmd {
                     Ok(Command::Shutdown) | Err(_) => break,
-                    Ok(cmd) => self.on_command(cmd),
+                    Ok(cmd) => survive("a command", || self.on_command(cmd)),
                 },
-                recv(obs_rx) -> obs => if let Ok(obs) = obs { self.on_observation(obs) },
+                recv(obs_rx) -> obs => if let Ok(obs) = obs { survive("an observation", || self.on_observation(obs)) },
                 recv(ticker) -> _ => self.poll_all(),
             }
             self.epoch += 1;
-            self.reconcile();
+            survive("the plan", || self.reconcile());
         }
         info!("manager control loop stopped");
     }
@@ -563,7 +608,7 @@ impl State {
                 }
                 debug!("task placed task_id={id} node={name}");
                 let req = StartTask { id, spec: task.spec };
-                if self.nodes[index].jobs.send(Job::Start(Box::new(req))).is_ok() {
+                if self.nodes[index].starts.send(Job::Start(Box::new(req))).is_ok() {
                     if let Some(t) = self.tasks.get_mut(&id) {
                         t.op_in_flight = true;
                     }
@@ -585,6 +630,16 @@ impl State {
         match obs {
             Observation::Started { node, id, result } => self.on_started(node, id, result, now),
             Observation::Stopped { node, id, result } => self.on_stopped(node, id, result, now),
+            Observation::StrayStopped { node, id, result } => {
+                let n = &mut self.nodes[node];
+                n.stray_stops.remove(&id);
+                match result {
+                    Ok(_) | Err(LinkError::Refused { status: 404 | 409, .. }) => {
+                        info!("stray copy stopped task_id={id} node={}", n.display_name())
+                    }
+                    Err(e) => warn!("stray copy not stopped task_id={id} node={} error={e}", n.display_name()),
+                }
+            }
             Observation::Polled { node, epoch, result } => self.on_polled(node, epoch, result, now),
         }
     }
@@ -713,7 +768,11 @@ impl State {
                 node.unreachable = false;
                 node.engine_reachable = Some(health.engine.reachable);
                 node.error = health.engine.error.map(|e| format!("engine unreachable: {e}"));
-                node.report = Some(Report { epoch, tasks: tasks.into_iter().map(|t| (t.id, t)).collect() });
+                node.report = Some(Report {
+                    epoch,
+                    complete: health.synced,
+                    tasks: tasks.into_iter().map(|t| (t.id, t)).collect(),
+                });
             }
             Err(e) => {
                 if !node.unreachable {
@@ -742,11 +801,16 @@ impl State {
                 .collect();
             // oldest first: placement order is submission order
             views.sort_by_key(|v| (v.task.created_at, v.task.id));
+            let timeout = self.config.node_timeout;
             let nodes: Vec<NodeObs> = self
                 .nodes
                 .iter()
-                .filter_map(|n| {
-                    Some(NodeObs { name: n.name.as_deref()?, reachable: !n.unreachable, report: n.report.as_ref() })
+                .map(|n| NodeObs {
+                    name: n.name.as_deref(),
+                    reachable: !n.unreachable,
+                    down: n.status(now, timeout) == NodeStatus::Down,
+                    report: n.report.as_ref(),
+                    stopping: &n.stray_stops,
                 })
                 .collect();
             reconcile::plan(&views, &nodes, now)
@@ -784,14 +848,244 @@ impl State {
                     self.commit_quietly(task);
                 }
             }
+            Action::StopStray { id, node } => {
+                let Some(index) = self.node_index(&node) else { return };
+                warn!("stopping a stray copy task_id={id} node={node}");
+                if self.nodes[index].stops.send(Job::StopStray(id)).is_ok() {
+                    self.nodes[index].stray_stops.insert(id);
+                }
+            }
+            Action::Adopt { node, task } => {
+                if !self.tasks.contains_key(&task.id) {
+                    info!("adopting a task the manager did not know task_id={} node={node}", task.id);
+                    self.commit_quietly(*task);
+                }
+            }
             Action::SendStop { id, node } => {
                 let Some(index) = self.node_index(&node) else { return };
-                if self.nodes[index].jobs.send(Job::Stop(id)).is_ok() {
+                if self.nodes[index].stops.send(Job::Stop(id)).is_ok() {
                     if let Some(t) = self.tasks.get_mut(&id) {
                         t.op_in_flight = true;
                     }
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The control loop driven by hand: fake workers, ticks sent by the test.
+    use super::*;
+    use crate::api::EngineStatus;
+    use crate::store::MemoryStore;
+    use std::sync::Mutex;
+    use std::time::Instant;
+
+    /// A worker in memory: runs whatever it is given, can be made unreachable.
+    struct FakeWorker {
+        name: String,
+        address: String,
+        tasks: Mutex<HashMap<TaskId, Task>>,
+        reachable: Mutex<bool>,
+        synced: Mutex<bool>,
+        stops: Mutex<Vec<TaskId>>,
+    }
+
+    impl FakeWorker {
+        fn new(name: &str) -> Arc<FakeWorker> {
+            Arc::new(FakeWorker {
+                name: name.into(),
+                address: format!("{name}:80"),
+                tasks: Mutex::new(HashMap::new()),
+                reachable: Mutex::new(true),
+                synced: Mutex::new(true),
+                stops: Mutex::new(Vec::new()),
+            })
+        }
+
+        fn check(&self) -> Result<(), LinkError> {
+            if *self.reachable.lock().expect("lock") {
+                Ok(())
+            } else {
+                Err(LinkError::Unreachable("connection refused".into()))
+            }
+        }
+
+        /// Puts a running copy of `task` here, as if started behind the manager's back.
+        fn run_copy(&self, task: &Task) {
+            let mut copy = task.clone();
+            copy.state = TaskState::Running;
+            copy.node = Some(self.name.clone());
+            self.tasks.lock().expect("lock").insert(copy.id, copy);
+        }
+    }
+
+    impl WorkerLink for FakeWorker {
+        fn address(&self) -> &str {
+            &self.address
+        }
+        fn start(&self, req: &StartTask) -> Result<Task, LinkError> {
+            self.check()?;
+            let mut t = Task::new(req.id, req.spec.clone(), Timestamp::now());
+            t.state = TaskState::Running;
+            t.node = Some(self.name.clone());
+            t.container_id = Some(format!("c-{}", req.id.short()));
+            self.tasks.lock().expect("lock").insert(t.id, t.clone());
+            Ok(t)
+        }
+        fn stop(&self, id: TaskId) -> Result<Task, LinkError> {
+            self.check()?;
+            self.stops.lock().expect("lock").push(id);
+            let mut tasks = self.tasks.lock().expect("lock");
+            let t = tasks.get_mut(&id).ok_or(LinkError::Refused { status: 404, message: "no task".into() })?;
+            t.state = TaskState::Stopped;
+            Ok(t.clone())
+        }
+        fn tasks(&self) -> Result<Vec<Task>, LinkError> {
+            self.check()?;
+            Ok(self.tasks.lock().expect("lock").values().cloned().collect())
+        }
+        fn health(&self) -> Result<WorkerHealth, LinkError> {
+            self.check()?;
+            Ok(WorkerHealth {
+                status: "ok".into(),
+                name: self.name.clone(),
+                version: "test".into(),
+                engine: EngineStatus { reachable: true, version: None, api_version: None, error: None },
+                synced: *self.synced.lock().expect("lock"),
+                tasks: 0,
+            })
+        }
+    }
+
+    struct Rig {
+        manager: Manager,
+        ticks: Sender<Instant>,
+        workers: Vec<Arc<FakeWorker>>,
+    }
+
+    fn rig(names: &[&str]) -> Rig {
+        let workers: Vec<Arc<FakeWorker>> = names.iter().map(|n| FakeWorker::new(n)).collect();
+        let links = workers.iter().map(|w| w.clone() as Arc<dyn WorkerLink>).collect();
+        let (ticks, rx) = unbounded();
+        let config = ManagerConfig { node_timeout: Duration::from_millis(300), ..ManagerConfig::default() };
+        let manager = spawn_with_ticks(config, Box::new(MemoryStore::new()), links, rx).expect("spawns");
+        let rig = Rig { manager, ticks, workers };
+        rig.until("every node up", |h| h.nodes().ok()?.iter().all(|n| n.status == NodeStatus::Up).then_some(()));
+        rig
+    }
+
+    impl Rig {
+        fn handle(&self) -> ManagerHandle {
+            self.manager.handle()
+        }
+
+        /// Sends ticks until `check` says yes (each tick polls every worker once).
+        fn until<T>(&self, what: &str, check: impl Fn(&ManagerHandle) -> Option<T>) -> T {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                if let Some(v) = check(&self.handle()) {
+                    return v;
+                }
+                assert!(Instant::now() < deadline, "timed out waiting for {what}");
+                let _ = self.ticks.send(Instant::now());
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+
+        fn submit(&self, name: &str) -> Task {
+            let spec = TaskSpec::from_json(format!(r#"{{"name":"{name}","image":"b"}}"#).as_bytes()).expect("valid");
+            self.handle().submit(spec).expect("accepted")
+        }
+
+        fn state_of(&self, id: TaskId) -> (TaskState, Option<String>) {
+            let t = self.handle().get(id).expect("known");
+            (t.state, t.node)
+        }
+    }
+
+    #[test]
+    fn the_start_answer_makes_a_task_running_without_a_poll() {
+        let r = rig(&["w1", "w2"]);
+        let a = r.submit("a");
+        let b = r.submit("b");
+        // no tick is sent: the answers to the starts are enough
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while r.state_of(a.id).0 != TaskState::Running || r.state_of(b.id).0 != TaskState::Running {
+            assert!(Instant::now() < deadline, "never Running");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_ne!(r.state_of(a.id).1, r.state_of(b.id).1, "round-robin over the two nodes");
+    }
+
+    #[test]
+    fn a_start_that_never_arrived_is_placed_on_another_node() {
+        let r = rig(&["w1", "w2"]);
+        *r.workers[0].reachable.lock().expect("lock") = false;
+        let t = r.submit("a");
+        let (state, node) = r.until("the task to run elsewhere", |h| {
+            let t = h.get(t.id).ok()?;
+            (t.state == TaskState::Running).then_some((t.state, t.node))
+        });
+        assert_eq!((state, node.as_deref()), (TaskState::Running, Some("w2")));
+    }
+
+    #[test]
+    fn a_copy_on_the_wrong_node_is_stopped_there() {
+        let r = rig(&["w1", "w2"]);
+        let t = r.submit("a");
+        let placed = r.until("running", |h| h.get(t.id).ok().filter(|t| t.state == TaskState::Running));
+        let other = if placed.node.as_deref() == Some("w1") { 1 } else { 0 };
+        r.workers[other].run_copy(&placed);
+        r.until("the stray to be stopped", |_| {
+            r.workers[other].stops.lock().expect("lock").contains(&t.id).then_some(())
+        });
+        assert_eq!(r.state_of(t.id), (TaskState::Running, placed.node), "the real one is untouched");
+    }
+
+    #[test]
+    fn a_task_only_a_worker_knows_is_adopted() {
+        let r = rig(&["w1"]);
+        let spec = TaskSpec::from_json(br#"{"name":"orphan","image":"b"}"#).expect("valid");
+        let orphan = Task::new(TaskId::new_v4(), spec, Timestamp::now());
+        r.workers[0].run_copy(&orphan);
+        r.until("adoption", |h| h.get(orphan.id).ok().filter(|t| t.state == TaskState::Running));
+        assert!(r.workers[0].stops.lock().expect("lock").is_empty(), "adopted, not killed");
+    }
+
+    #[test]
+    fn tasks_missing_from_an_unsynced_worker_are_not_placed_again() {
+        let r = rig(&["w1"]);
+        let t = r.submit("a");
+        r.until("running", |h| h.get(t.id).ok().filter(|t| t.state == TaskState::Running));
+        // the worker restarts with nothing in its table and has not checked its containers yet
+        *r.workers[0].synced.lock().expect("lock") = false;
+        r.workers[0].tasks.lock().expect("lock").clear();
+        for _ in 0..3 {
+            let before = r.handle().nodes().expect("nodes")[0].last_contact;
+            r.until("a new poll", |h| h.nodes().ok()?.first()?.last_contact.filter(|t| Some(*t) != before));
+        }
+        assert_eq!(r.state_of(t.id).0, TaskState::Running);
+        assert!(r.workers[0].tasks.lock().expect("lock").is_empty(), "not started again");
+        // once it has checked, a task it does not have is placed again
+        *r.workers[0].synced.lock().expect("lock") = true;
+        r.until("the task to be started again", |_| r.workers[0].tasks.lock().expect("lock").get(&t.id).map(|_| ()));
+        r.until("running again", |h| h.get(t.id).ok().filter(|t| t.state == TaskState::Running));
+    }
+
+    #[test]
+    fn a_stop_for_a_task_on_a_down_node_takes_effect() {
+        let r = rig(&["w1"]);
+        let t = r.submit("a");
+        r.until("running", |h| h.get(t.id).ok().filter(|t| t.state == TaskState::Running));
+        *r.workers[0].reachable.lock().expect("lock") = false;
+        r.until("the node to be down", |h| (h.nodes().ok()?[0].status == NodeStatus::Down).then_some(()));
+        let answer = r.handle().stop(t.id).expect("accepted");
+        assert_eq!(answer.desired_state, DesiredState::Stopped);
+        r.until("Stopped", |h| h.get(t.id).ok().filter(|t| t.state == TaskState::Stopped));
+        // when the node returns, the copy it still runs is stopped
+        *r.workers[0].reachable.lock().expect("lock") = true;
+        r.until("the copy to be stopped", |_| r.workers[0].stops.lock().expect("lock").contains(&t.id).then_some(()));
     }
 }

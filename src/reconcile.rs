@@ -6,7 +6,7 @@
 
 use crate::task::{DesiredState, Task, TaskId, TaskState};
 use crate::time::Timestamp;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// A task as the plan sees it, with the manager's bookkeeping.
 #[derive(Debug, Clone, Copy)]
@@ -26,16 +26,23 @@ pub struct TaskView<'a> {
 pub struct Report {
     /// The manager's event counter when the report was requested.
     pub epoch: u64,
+    /// The worker had checked its containers: a task it does not list is not there.
+    pub complete: bool,
     pub tasks: HashMap<TaskId, Task>,
 }
 
 /// A node as the plan sees it.
 #[derive(Debug, Clone, Copy)]
 pub struct NodeObs<'a> {
-    pub name: &'a str,
+    /// The name it reported (or was known by before a restart); `None` until then.
+    pub name: Option<&'a str>,
     /// Its last poll succeeded: calls to it are worth making.
     pub reachable: bool,
+    /// Not heard from for longer than the node timeout.
+    pub down: bool,
     pub report: Option<&'a Report>,
+    /// Tasks whose stray copy on this node is being stopped already.
+    pub stopping: &'a HashSet<TaskId>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -46,22 +53,30 @@ pub enum Action {
     Requeue { id: TaskId, reason: String },
     /// Choose a node and send the task there.
     Place(TaskId),
-    /// A task stopped before it was placed.
+    /// The task is stopped as far as anyone can tell (never placed, gone from its node, or its
+    /// node is down: a copy found there later is a stray).
     MarkStopped(TaskId),
     /// Ask the task's node to stop it.
     SendStop { id: TaskId, node: String },
+    /// A node runs a copy of a task that belongs elsewhere or is finished: stop that copy.
+    StopStray { id: TaskId, node: String },
+    /// A node runs a task the manager does not know (a store lost, or a task started on the
+    /// worker directly): take it into the table as it is.
+    Adopt { node: String, task: Box<Task> },
 }
 
 /// Everything to do now, in order: take in reports first, then act on the updated picture.
 pub fn plan(tasks: &[TaskView], nodes: &[NodeObs], now: Timestamp) -> Vec<Action> {
     let mut actions = Vec::new();
-    let node_of = |name: &str| nodes.iter().find(|n| n.name == name);
+    let node_of = |name: &str| nodes.iter().find(|n| n.name == Some(name));
+    let all_named = nodes.iter().all(|n| n.name.is_some());
     for view in tasks {
         let t = view.task;
         if t.is_terminal() {
             continue;
         }
         let ready = !view.op_in_flight && now >= view.not_before;
+        let stopped_wanted = t.desired_state == DesiredState::Stopped;
         match t.state {
             TaskState::Pending => match t.desired_state {
                 DesiredState::Stopped => actions.push(Action::MarkStopped(t.id)),
@@ -69,7 +84,15 @@ pub fn plan(tasks: &[TaskView], nodes: &[NodeObs], now: Timestamp) -> Vec<Action
                 DesiredState::Running => {}
             },
             TaskState::Scheduled | TaskState::Running => {
-                let Some(node) = t.node.as_deref().and_then(node_of) else {
+                let Some(name) = t.node.as_deref() else { continue };
+                let Some(node) = node_of(name) else {
+                    // its node is no longer one of ours (gone from -w, or renamed)
+                    if stopped_wanted {
+                        actions.push(Action::MarkStopped(t.id));
+                    } else if all_named && ready {
+                        let reason = format!("node {name} is no longer a worker of this manager; placing it again");
+                        actions.push(Action::Requeue { id: t.id, reason });
+                    }
                     continue;
                 };
                 let fresh = node.report.filter(|r| r.epoch > view.settled_epoch && !view.op_in_flight);
@@ -80,31 +103,68 @@ pub fn plan(tasks: &[TaskView], nodes: &[NodeObs], now: Timestamp) -> Vec<Action
                                 let stop_after = merged.desired_state == DesiredState::Stopped && !merged.is_terminal();
                                 actions.push(Action::Update(Box::new(merged)));
                                 if stop_after && ready && node.reachable {
-                                    actions.push(Action::SendStop { id: t.id, node: node.name.to_string() });
+                                    actions.push(Action::SendStop { id: t.id, node: name.to_string() });
                                 }
                                 continue;
                             }
                         }
-                        None if t.desired_state == DesiredState::Stopped => {
+                        None if !report.complete => {}
+                        None if stopped_wanted => {
                             // nothing runs there: the stop is done
                             actions.push(Action::MarkStopped(t.id));
                             continue;
                         }
                         None => {
-                            let reason = format!("node {} does not have the task; placing it again", node.name);
+                            let reason = format!("node {name} does not have the task; placing it again");
                             actions.push(Action::Requeue { id: t.id, reason });
                             continue;
                         }
                     }
                 }
-                if t.desired_state == DesiredState::Stopped && ready && node.reachable {
-                    actions.push(Action::SendStop { id: t.id, node: node.name.to_string() });
+                if stopped_wanted && node.down {
+                    // nobody can stop it now; a copy found there when the node returns is a stray
+                    actions.push(Action::MarkStopped(t.id));
+                } else if stopped_wanted && ready && node.reachable {
+                    actions.push(Action::SendStop { id: t.id, node: name.to_string() });
                 }
             }
             TaskState::Stopped | TaskState::Completed | TaskState::Failed => {}
         }
     }
+    strays(tasks, nodes, &mut actions);
     actions
+}
+
+/// Copies that nodes run but should not: of tasks placed on another node, or finished. Tasks a
+/// node runs that the manager does not know at all are adopted rather than killed.
+fn strays(tasks: &[TaskView], nodes: &[NodeObs], actions: &mut Vec<Action>) {
+    let by_id: HashMap<TaskId, &TaskView> = tasks.iter().map(|v| (v.task.id, v)).collect();
+    for node in nodes {
+        let (Some(name), Some(report)) = (node.name, node.report) else { continue };
+        if !node.reachable {
+            continue;
+        }
+        let mut running: Vec<&Task> = report.tasks.values().filter(|t| !t.is_terminal()).collect();
+        running.sort_by_key(|t| (t.created_at, t.id));
+        for theirs in running {
+            match by_id.get(&theirs.id) {
+                None => {
+                    let mut task = theirs.clone();
+                    task.node = Some(name.to_string());
+                    actions.push(Action::Adopt { node: name.to_string(), task: Box::new(task) });
+                }
+                Some(ours) => {
+                    let elsewhere = ours.task.node.as_deref() != Some(name);
+                    // a copy on the right node is only a stray once the manager has settled the
+                    // task as finished after this report was asked for
+                    let finished_here = !elsewhere && ours.task.is_terminal() && report.epoch > ours.settled_epoch;
+                    if (elsewhere || finished_here) && !node.stopping.contains(&theirs.id) {
+                        actions.push(Action::StopStray { id: theirs.id, node: name.to_string() });
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// The manager's record with the worker's picture of the task taken in, or `None` if the
@@ -149,11 +209,13 @@ mod tests {
     }
 
     fn report(epoch: u64, tasks: &[Task]) -> Report {
-        Report { epoch, tasks: tasks.iter().map(|t| (t.id, t.clone())).collect() }
+        Report { epoch, complete: true, tasks: tasks.iter().map(|t| (t.id, t.clone())).collect() }
     }
 
+    static NONE: std::sync::LazyLock<HashSet<TaskId>> = std::sync::LazyLock::new(HashSet::new);
+
     fn node<'a>(name: &'a str, report: Option<&'a Report>) -> NodeObs<'a> {
-        NodeObs { name, reachable: true, report }
+        NodeObs { name: Some(name), reachable: true, down: false, report, stopping: &NONE }
     }
 
     #[test]
@@ -241,6 +303,69 @@ mod tests {
         t.desired_state = DesiredState::Stopped;
         let r = report(5, &[]);
         assert_eq!(plan(&[view(&t)], &[node("w1", Some(&r))], Timestamp(10)), vec![Action::MarkStopped(t.id)]);
+    }
+
+    #[test]
+    fn an_incomplete_report_proves_nothing_missing() {
+        let t = task(TaskState::Running, Some("w1"));
+        let r = Report { complete: false, ..report(5, &[]) };
+        assert_eq!(plan(&[view(&t)], &[node("w1", Some(&r))], Timestamp(10)), vec![]);
+    }
+
+    #[test]
+    fn stop_wanted_on_a_down_node_is_marked_stopped() {
+        let mut t = task(TaskState::Running, Some("w1"));
+        t.desired_state = DesiredState::Stopped;
+        let down = NodeObs { reachable: false, down: true, ..node("w1", None) };
+        assert_eq!(plan(&[view(&t)], &[down], Timestamp(10)), vec![Action::MarkStopped(t.id)]);
+    }
+
+    #[test]
+    fn task_of_a_node_no_longer_listed_is_placed_again_once_names_are_known() {
+        let t = task(TaskState::Running, Some("gone"));
+        let actions = plan(&[view(&t)], &[node("w1", None)], Timestamp(10));
+        assert!(matches!(actions.as_slice(), [Action::Requeue { id, .. }] if *id == t.id), "{actions:?}");
+        let unnamed = NodeObs { name: None, ..node("w1", None) };
+        assert_eq!(plan(&[view(&t)], &[unnamed], Timestamp(10)), vec![], "an unnamed node may be it");
+        let mut stopping = t.clone();
+        stopping.desired_state = DesiredState::Stopped;
+        assert_eq!(plan(&[view(&stopping)], &[unnamed], Timestamp(10)), vec![Action::MarkStopped(t.id)]);
+    }
+
+    #[test]
+    fn copies_on_the_wrong_node_are_strays_and_unknown_tasks_are_adopted() {
+        let ours = task(TaskState::Running, Some("w2"));
+        let copy = ours.clone();
+        let unknown = task(TaskState::Running, Some("w1"));
+        let r = report(5, &[copy, unknown.clone()]);
+        let r2 = report(5, std::slice::from_ref(&ours));
+        let actions = plan(&[view(&ours)], &[node("w1", Some(&r)), node("w2", Some(&r2))], Timestamp(10));
+        assert!(actions.contains(&Action::StopStray { id: ours.id, node: "w1".into() }), "{actions:?}");
+        assert!(
+            actions.iter().any(|a| matches!(a, Action::Adopt { node, task } if node == "w1" && task.id == unknown.id)),
+            "{actions:?}"
+        );
+        assert_eq!(actions.len(), 2, "{actions:?}");
+        // a stray already being stopped is not stopped twice
+        let stopping: HashSet<TaskId> = [ours.id].into();
+        let w1 = NodeObs { stopping: &stopping, ..node("w1", Some(&r)) };
+        let actions = plan(&[view(&ours)], &[w1, node("w2", Some(&r2))], Timestamp(10));
+        assert!(!actions.iter().any(|a| matches!(a, Action::StopStray { .. })), "{actions:?}");
+    }
+
+    #[test]
+    fn a_copy_of_a_task_finished_here_is_a_stray_only_on_a_newer_report() {
+        let mut ours = task(TaskState::Running, Some("w1"));
+        let copy = ours.clone();
+        ours.state = TaskState::Stopped;
+        let r = report(5, &[copy]);
+        let settled_before = TaskView { settled_epoch: 4, ..view(&ours) };
+        assert_eq!(
+            plan(&[settled_before], &[node("w1", Some(&r))], Timestamp(10)),
+            vec![Action::StopStray { id: ours.id, node: "w1".into() }]
+        );
+        let settled_after = TaskView { settled_epoch: 5, ..view(&ours) };
+        assert_eq!(plan(&[settled_after], &[node("w1", Some(&r))], Timestamp(10)), vec![]);
     }
 
     #[test]

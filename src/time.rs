@@ -65,9 +65,10 @@ impl Timestamp {
         }
         let offset_s = match rest {
             "Z" | "z" => 0,
-            _ if rest.len() == 6 && (rest.starts_with('+') || rest.starts_with('-')) && &rest[3..4] == ":" => {
-                let h: i64 = rest[1..3].parse().ok()?;
-                let m: i64 = rest[4..6].parse().ok()?;
+            _ if rest.len() == 6 && (rest.starts_with('+') || rest.starts_with('-')) && rest.get(3..4) == Some(":") => {
+                // get(): a multi-byte character must not make us slice inside it
+                let h: i64 = rest.get(1..3)?.parse().ok()?;
+                let m: i64 = rest.get(4..6)?.parse().ok()?;
                 let sign = if rest.starts_with('-') { -1 } else { 1 };
                 sign * (h * 3600 + m * 60)
             }
@@ -154,6 +155,8 @@ mod tests {
     #[test]
     fn rejects_malformed_times() {
         for bad in [
+            "2026-11-25T11:54:34+0é00",
+            "2026-11-25T11:54:34+é:00",
             "",
             "2026-11-25",
             "2026-13-01T00:00:00Z",

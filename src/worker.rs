@@ -12,6 +12,7 @@
 
 use crate::api::{EngineStatus, StartTask, WorkerHealth};
 use crate::docker_cli::{error_chain, ContainerInfo, ContainerSummary, CreateOptions, Docker, DockerError};
+use crate::guard::survive;
 use crate::store::{Store, StoreError};
 use crate::task::{DesiredState, Task, TaskId, TaskSpec, TaskState};
 use crate::time::Timestamp;
@@ -53,7 +54,8 @@ impl WorkerConfig {
             sync_interval: Duration::from_secs(5),
             engine_threads: 4,
             pull_timeout: Duration::from_secs(300),
-            keep_finished: Duration::from_secs(600),
+            // long enough for a manager cut off for a while to still learn how a task ended
+            keep_finished: Duration::from_secs(24 * 3600),
             start_wait: Duration::from_secs(330),
         }
     }
@@ -71,6 +73,12 @@ pub enum WorkerError {
     EngineUnreachable(String),
     /// The answer did not come in time; the operation may still complete.
     TimedOut,
+    /// The engine stopped answering mid-way: whether the container runs is not known yet (the
+    /// worker finds out and carries on by itself).
+    OutcomeUnknown(String),
+    /// The worker has not checked its containers since it started, so it cannot say yet that
+    /// it does not have a task.
+    NotReady,
     ShuttingDown,
     Store(StoreError),
 }
@@ -82,6 +90,10 @@ impl fmt::Display for WorkerError {
             WorkerError::AlreadyFinished { id, state } => write!(f, "task {id} is already finished ({state})"),
             WorkerError::EngineUnreachable(why) => write!(f, "{why}"),
             WorkerError::TimedOut => f.write_str("the worker did not finish in time; the operation goes on"),
+            WorkerError::OutcomeUnknown(why) => {
+                write!(f, "the engine stopped answering mid-way ({why}); the worker carries on")
+            }
+            WorkerError::NotReady => f.write_str("the worker has not checked its containers since it started; retry"),
             WorkerError::ShuttingDown => f.write_str("the worker is shutting down"),
             WorkerError::Store(_) => f.write_str("the worker's store failed"),
         }
@@ -186,21 +198,11 @@ impl Drop for Worker {
 /// Starts the worker's threads. Tasks in `store` are loaded, then checked against the engine.
 pub fn spawn(config: WorkerConfig, docker: Arc<Docker>, store: Box<dyn Store>) -> Result<Worker, WorkerError> {
     let (cmd_tx, cmd_rx) = unbounded();
-    let (ops_tx, ops_rx) = unbounded::<Op>();
     let (results_tx, results_rx) = unbounded::<OpResult>();
-    for i in 0..config.engine_threads.max(1) {
-        let (ops_rx, results_tx, docker, cfg) = (ops_rx.clone(), results_tx.clone(), docker.clone(), config.clone());
-        std::thread::Builder::new()
-            .name(format!("engine-{i}"))
-            .spawn(move || {
-                for op in ops_rx.iter() {
-                    if results_tx.send(run_op(&docker, &cfg, op)).is_err() {
-                        break;
-                    }
-                }
-            })
-            .map_err(|e| WorkerError::EngineUnreachable(format!("cannot start engine threads: {e}")))?;
-    }
+    // Starts may take minutes (an image pull): they have their own threads, so that stops,
+    // removals, inspects and syncs never wait behind them.
+    let starts = engine_pool("engine-start", config.engine_threads, &docker, &config, &results_tx)?;
+    let others = engine_pool("engine", config.engine_threads, &docker, &config, &results_tx)?;
     let (events_tx, events_rx) = unbounded::<EngineEvent>();
     let (ev_docker, ev_name) = (docker.clone(), config.name.clone());
     std::thread::Builder::new()
@@ -208,7 +210,7 @@ pub fn spawn(config: WorkerConfig, docker: Arc<Docker>, store: Box<dyn Store>) -
         .spawn(move || follow_events(&ev_docker, &ev_name, &events_tx))
         .map_err(|e| WorkerError::EngineUnreachable(format!("cannot start the events thread: {e}")))?;
 
-    let mut state = State::new(config.clone(), store, ops_tx)?;
+    let mut state = State::new(config.clone(), store, Pools { starts, others })?;
     let ticker = tick(config.sync_interval);
     let control = std::thread::Builder::new()
         .name("worker-control".into())
@@ -220,11 +222,11 @@ pub fn spawn(config: WorkerConfig, docker: Arc<Docker>, store: Box<dyn Store>) -
                 select! {
                     recv(cmd_rx) -> cmd => match cmd {
                         Ok(Command::Shutdown) | Err(_) => break,
-                        Ok(cmd) => state.on_command(cmd),
+                        Ok(cmd) => survive("a command", || state.on_command(cmd)),
                     },
-                    recv(results_rx) -> res => if let Ok(res) = res { state.on_result(res) },
-                    recv(events_rx) -> ev => if let Ok(ev) = ev { state.on_event(ev) },
-                    recv(ticker) -> _ => state.on_tick(),
+                    recv(results_rx) -> res => if let Ok(res) = res { survive("an engine result", || state.on_result(res)) },
+                    recv(events_rx) -> ev => if let Ok(ev) = ev { survive("an engine event", || state.on_event(ev)) },
+                    recv(ticker) -> _ => survive("a tick", || state.on_tick()),
                 }
             }
             info!("worker control loop stopped node={}", state.config.name);
@@ -234,8 +236,41 @@ pub fn spawn(config: WorkerConfig, docker: Arc<Docker>, store: Box<dyn Store>) -
     Ok(Worker { handle: WorkerHandle { tx: cmd_tx, start_wait: config.start_wait, stop_wait }, control: Some(control) })
 }
 
+/// The two sets of engine threads: one for starts, one for everything else.
+struct Pools {
+    starts: Sender<Op>,
+    others: Sender<Op>,
+}
+
+fn engine_pool(
+    label: &str,
+    threads: usize,
+    docker: &Arc<Docker>,
+    config: &WorkerConfig,
+    results: &Sender<OpResult>,
+) -> Result<Sender<Op>, WorkerError> {
+    let (tx, rx) = unbounded::<Op>();
+    for i in 0..threads.max(1) {
+        let (rx, results, docker, cfg) = (rx.clone(), results.clone(), docker.clone(), config.clone());
+        std::thread::Builder::new()
+            .name(format!("{label}-{i}"))
+            .spawn(move || {
+                for op in rx.iter() {
+                    let failed = op.failed();
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_op(&docker, &cfg, op)))
+                        .unwrap_or(failed);
+                    if results.send(result).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| WorkerError::EngineUnreachable(format!("cannot start engine threads: {e}")))?;
+    }
+    Ok(tx)
+}
+
 // ---------------------------------------------------------------------------------------------
-// Engine operations, run on the pool
+// Engine operations, run on the pools
 
 enum Op {
     Start { id: TaskId, spec: Box<TaskSpec>, container_name: String, labels: BTreeMap<String, String> },
@@ -246,12 +281,31 @@ enum Op {
     Version,
 }
 
+impl Op {
+    /// The result to report if running this op panics (a bug): a failure that clears the op.
+    fn failed(&self) -> OpResult {
+        let e = || DockerError::Protocol("internal error during the engine call".into());
+        match self {
+            Op::Start { id, .. } => OpResult::Started { id: *id, result: Err(StartFailure::Unknown(e().to_string())) },
+            Op::Stop { id, .. } => OpResult::Stopped { id: *id, result: Err(e()) },
+            Op::Remove { id, .. } => OpResult::Removed { id: *id, result: Err(e()) },
+            Op::Inspect { id, .. } => OpResult::Inspected { id: *id, result: Err(e()) },
+            Op::Sync { epoch } => OpResult::Synced { epoch: *epoch, result: Err(e()) },
+            Op::Version => OpResult::Version { result: Err(e()) },
+        }
+    }
+}
+
 /// Why a start did not produce a running container.
 enum StartFailure {
-    /// The engine is unreachable: the task was not started and may be placed elsewhere.
-    EngineDown(String),
+    /// The engine could not be reached before anything was created: nothing happened, and the
+    /// task may be placed elsewhere.
+    NotStarted(String),
     /// The engine refused (no such image, bad config, port taken): the task fails.
     Refused(String),
+    /// The engine stopped answering once a container may exist: what runs is unknown until the
+    /// next sync, and the start is made again (it adopts what the first attempt left).
+    Unknown(String),
 }
 
 enum OpResult {
@@ -299,9 +353,19 @@ fn not_found_is_ok(e: DockerError) -> Result<(), DockerError> {
     }
 }
 
-fn engine_failure(e: DockerError) -> StartFailure {
+/// A failure before any container exists: an engine out of reach means nothing happened.
+fn before_create(e: DockerError) -> StartFailure {
     if e.is_engine_down() {
-        StartFailure::EngineDown(error_chain(&e))
+        StartFailure::NotStarted(error_chain(&e))
+    } else {
+        StartFailure::Refused(error_chain(&e))
+    }
+}
+
+/// A failure once a container may exist: an engine out of reach leaves the outcome unknown.
+fn after_create(e: DockerError) -> StartFailure {
+    if e.is_engine_down() {
+        StartFailure::Unknown(error_chain(&e))
     } else {
         StartFailure::Refused(error_chain(&e))
     }
@@ -317,11 +381,11 @@ fn start_container(
     labels: &BTreeMap<String, String>,
     id: &TaskId,
 ) -> Result<ContainerInfo, StartFailure> {
-    if !docker.image_exists(&spec.image).map_err(engine_failure)? {
+    if !docker.image_exists(&spec.image).map_err(before_create)? {
         // No registry may be reachable: a pull failure is the task's failure, with the engine's words.
         if let Err(e) = docker.pull(&spec.image, cfg.pull_timeout) {
             if e.is_engine_down() {
-                return Err(StartFailure::EngineDown(error_chain(&e)));
+                return Err(StartFailure::NotStarted(error_chain(&e)));
             }
             let message = match &e {
                 DockerError::Api { message, .. } => message.clone(),
@@ -337,7 +401,7 @@ fn start_container(
     let container_id = match docker.create(&opts) {
         Ok(cid) => cid,
         Err(DockerError::Api { status: 409, .. }) => {
-            let existing = docker.inspect(name).map_err(engine_failure)?;
+            let existing = docker.inspect(name).map_err(after_create)?;
             let ours = existing.labels.get(LABEL_TASK_ID).map(String::as_str) == Some(id.to_string().as_str());
             if ours && existing.running {
                 return Ok(existing);
@@ -347,18 +411,22 @@ fn start_container(
                     "a container named {name} exists and does not belong to this task"
                 )));
             }
-            docker.remove(&existing.id).map_err(engine_failure)?;
-            docker.create(&opts).map_err(engine_failure)?
+            docker.remove(&existing.id).map_err(after_create)?;
+            docker.create(&opts).map_err(after_create)?
         }
-        Err(e) => return Err(engine_failure(e)),
+        // the request never arrived: nothing was created
+        Err(e @ DockerError::Unreachable { .. }) => return Err(before_create(e)),
+        Err(e) => return Err(after_create(e)),
     };
     if let Err(e) = docker.start(&container_id) {
-        let failure = engine_failure(e);
-        // leave nothing behind; if this fails too, the sync removes it later
-        let _ = docker.remove(&container_id);
+        let failure = after_create(e);
+        if let StartFailure::Refused(_) = failure {
+            // leave nothing behind; if this fails too, the sync removes it later
+            let _ = docker.remove(&container_id);
+        }
         return Err(failure);
     }
-    docker.inspect(&container_id).map_err(engine_failure)
+    docker.inspect(&container_id).map_err(|e| StartFailure::Unknown(error_chain(&e)))
 }
 
 /// Every container labelled with this node, with inspect details for those not running.
@@ -385,6 +453,7 @@ enum EngineEvent {
     Connected,
     Died {
         container_id: String,
+        task_id: Option<TaskId>,
     },
 }
 
@@ -401,7 +470,8 @@ fn follow_events(docker: &Docker, node: &str, tx: &Sender<EngineEvent>) {
                 for ev in stream {
                     match ev {
                         Ok(ev) if ev.action == "die" => {
-                            if tx.send(EngineEvent::Died { container_id: ev.id }).is_err() {
+                            let task_id = ev.labels.get(LABEL_TASK_ID).and_then(|v| v.parse().ok());
+                            if tx.send(EngineEvent::Died { container_id: ev.id, task_id }).is_err() {
                                 return;
                             }
                         }
@@ -443,6 +513,8 @@ struct Entry {
     changed_epoch: u64,
     /// The last op failed: follow-ups wait for the next tick instead of retrying at once.
     backoff: bool,
+    /// Its container died while an op was under way; inspect it when the op is done.
+    exit_seen: bool,
     /// Digest of the record as last written to the store.
     saved: Option<u64>,
 }
@@ -450,15 +522,18 @@ struct Entry {
 struct State {
     config: WorkerConfig,
     store: Box<dyn Store>,
-    ops: Sender<Op>,
+    pools: Pools,
     entries: HashMap<TaskId, Entry>,
     engine: EngineStatus,
     sync_in_flight: bool,
     epoch: u64,
+    /// A sync has completed since start: the table holds every container of this node, so "not
+    /// in the table" means "not here".
+    synced: bool,
 }
 
 impl State {
-    fn new(config: WorkerConfig, store: Box<dyn Store>, ops: Sender<Op>) -> Result<State, WorkerError> {
+    fn new(config: WorkerConfig, store: Box<dyn Store>, pools: Pools) -> Result<State, WorkerError> {
         let mut entries = HashMap::new();
         for task in store.list_tasks().map_err(WorkerError::Store)? {
             let container_present = task.container_id.is_some();
@@ -473,17 +548,19 @@ impl State {
                     container_present,
                     changed_epoch: 0,
                     backoff: false,
+                    exit_seen: false,
                     saved,
                 },
             );
         }
         let engine = EngineStatus { reachable: false, version: None, api_version: None, error: None };
-        Ok(State { config, store, ops, entries, engine, sync_in_flight: false, epoch: 1 })
+        Ok(State { config, store, pools, entries, engine, sync_in_flight: false, epoch: 1, synced: false })
     }
 
     fn send_op(&self, op: Op) {
-        // the pool outlives the control loop, so this cannot fail while we run
-        let _ = self.ops.send(op);
+        // the pools outlive the control loop, so this cannot fail while we run
+        let pool = if matches!(op, Op::Start { .. }) { &self.pools.starts } else { &self.pools.others };
+        let _ = pool.send(op);
     }
 
     fn request_sync(&mut self) {
@@ -512,7 +589,7 @@ impl State {
             Command::Start { req, reply } => self.start(req, reply),
             Command::Stop { id, reply } => self.stop(id, reply),
             Command::Get { id, reply } => {
-                let r = self.entries.get(&id).map(|e| e.task.clone()).ok_or(WorkerError::NotFound(id));
+                let r = self.entries.get(&id).map(|e| e.task.clone()).ok_or_else(|| self.missing(id));
                 let _ = reply.send(r);
             }
             Command::List { reply } => {
@@ -528,6 +605,7 @@ impl State {
                     name: self.config.name.clone(),
                     version: env!("CARGO_PKG_VERSION").into(),
                     engine: self.engine.clone(),
+                    synced: self.synced,
                     tasks,
                 }));
             }
@@ -574,15 +652,26 @@ impl State {
                 container_present: true,
                 changed_epoch: self.epoch,
                 backoff: false,
+                exit_seen: false,
                 saved: None,
             },
         );
         self.persist(&id);
     }
 
+    /// The error for an id the table does not hold: not found, once the table is known complete.
+    fn missing(&self, id: TaskId) -> WorkerError {
+        if self.synced {
+            WorkerError::NotFound(id)
+        } else {
+            WorkerError::NotReady
+        }
+    }
+
     fn stop(&mut self, id: TaskId, reply: Reply<Task>) {
+        let missing = self.missing(id);
         let Some(entry) = self.entries.get_mut(&id) else {
-            let _ = reply.send(Err(WorkerError::NotFound(id)));
+            let _ = reply.send(Err(missing));
             return;
         };
         if entry.task.is_terminal() {
@@ -689,7 +778,7 @@ impl State {
         let Some(entry) = self.entries.get_mut(&id) else { return };
         entry.op = None;
         entry.changed_epoch = epoch;
-        let engine_down = match result {
+        let failure = match result {
             Ok(info) => {
                 entry.task.container_id = Some(info.id.clone());
                 entry.task.ports = info.ports.clone();
@@ -709,31 +798,42 @@ impl State {
                 entry.container_present = false;
                 None
             }
-            Err(StartFailure::EngineDown(why)) => Some(why),
+            Err(StartFailure::Unknown(why)) => {
+                // Keep the task: the next tick makes the start again, which adopts a container
+                // the first attempt left; the caller hears that the outcome is not known yet.
+                warn!("task start outcome unknown task_id={id} error={why}");
+                entry.backoff = true;
+                Some(WorkerError::OutcomeUnknown(why))
+            }
+            Err(StartFailure::NotStarted(why)) => {
+                // Nothing was created: forget the task so the manager can place it elsewhere.
+                warn!("task not started, engine unreachable task_id={id} error={why}");
+                let entry = self.entries.remove(&id).expect("entry exists: checked above");
+                for (w, _) in entry.start_waiters {
+                    let _ = w.send(Err(WorkerError::EngineUnreachable(why.clone())));
+                }
+                for w in entry.stop_waiters {
+                    let _ = w.send(Err(WorkerError::EngineUnreachable(why.clone())));
+                }
+                if let Err(e) = self.store.delete_task(&id) {
+                    error!("store delete failed task_id={id} error={}", error_chain(&e));
+                }
+                self.engine.reachable = false;
+                self.engine.error = Some(why);
+                return;
+            }
         };
-        if let Some(why) = engine_down {
-            // Not started: forget the task so the manager can place it elsewhere. A container
-            // created before the engine went away carries our labels and is found by the sync.
-            let entry = self.entries.remove(&id).expect("entry exists: checked above");
-            for (w, _) in entry.start_waiters {
-                let _ = w.send(Err(WorkerError::EngineUnreachable(why.clone())));
-            }
-            for w in entry.stop_waiters {
-                let _ = w.send(Err(WorkerError::EngineUnreachable(why.clone())));
-            }
-            if let Err(e) = self.store.delete_task(&id) {
-                error!("store delete failed task_id={id} error={}", error_chain(&e));
-            }
-            self.engine.reachable = false;
-            self.engine.error = Some(why);
-            return;
-        }
         let task = entry.task.clone();
         let waiters = std::mem::take(&mut entry.start_waiters);
         // committed before it is acknowledged
         self.persist(&id);
         for (w, created) in waiters {
-            let _ = w.send(Ok((task.clone(), created)));
+            let answer = match &failure {
+                None => Ok((task.clone(), created)),
+                Some(WorkerError::OutcomeUnknown(why)) => Err(WorkerError::OutcomeUnknown(why.clone())),
+                Some(_) => Err(WorkerError::TimedOut),
+            };
+            let _ = w.send(answer);
         }
         self.after_op(id);
     }
@@ -790,6 +890,18 @@ impl State {
             entry.op = Some(OpKind::Stop);
             let container_id = entry.task.container_id.clone();
             self.send_op(Op::Stop { id, container_id });
+        } else if entry.exit_seen && entry.task.state == TaskState::Running {
+            // its container died while another op was under way
+            entry.exit_seen = false;
+            if let Some(container_id) = entry.task.container_id.clone() {
+                entry.op = Some(OpKind::Inspect);
+                self.send_op(Op::Inspect { id, container_id });
+            }
+        } else if entry.task.state == TaskState::Scheduled {
+            // a start whose outcome was unknown (or cut off by a restart): make it again
+            entry.op = Some(OpKind::Start);
+            let op = start_op(&entry.task, &self.config.name);
+            self.send_op(op);
         } else if entry.task.is_terminal() {
             for w in entry.stop_waiters.drain(..) {
                 let state = entry.task.state;
@@ -812,17 +924,22 @@ impl State {
                 self.note_engine(None);
                 self.request_sync();
             }
-            EngineEvent::Died { container_id } => {
-                let found = self
-                    .entries
-                    .iter_mut()
-                    .find(|(_, e)| e.task.container_id.as_deref() == Some(container_id.as_str()));
-                if let Some((id, entry)) = found {
-                    if entry.op.is_none() && entry.task.state == TaskState::Running {
-                        entry.op = Some(OpKind::Inspect);
-                        let id = *id;
-                        self.send_op(Op::Inspect { id, container_id });
-                    }
+            EngineEvent::Died { container_id, task_id } => {
+                // by the task's label: a start in flight has not recorded the container id yet
+                let Some(id) = task_id.or_else(|| {
+                    self.entries
+                        .iter()
+                        .find(|(_, e)| e.task.container_id.as_deref() == Some(container_id.as_str()))
+                        .map(|(id, _)| *id)
+                }) else {
+                    return;
+                };
+                let Some(entry) = self.entries.get_mut(&id) else { return };
+                if entry.op.is_some() {
+                    entry.exit_seen = true;
+                } else if entry.task.state == TaskState::Running {
+                    entry.op = Some(OpKind::Inspect);
+                    self.send_op(Op::Inspect { id, container_id });
                 }
             }
         }
@@ -882,11 +999,24 @@ impl State {
         let mut by_task: HashMap<TaskId, Observed> = HashMap::new();
         let mut strays: Vec<Observed> = Vec::new();
         for o in seen {
-            match o.summary.labels.get(LABEL_TASK_ID).and_then(|v| v.parse::<TaskId>().ok()) {
-                Some(id) if !by_task.contains_key(&id) => {
+            let Some(id) = o.summary.labels.get(LABEL_TASK_ID).and_then(|v| v.parse::<TaskId>().ok()) else {
+                strays.push(o);
+                continue;
+            };
+            // two containers for one task: keep the one the table knows, remove the other
+            let known = self.entries.get(&id).and_then(|e| e.task.container_id.as_deref());
+            match by_task.remove(&id) {
+                None => {
                     by_task.insert(id, o);
                 }
-                _ => strays.push(o),
+                Some(first) if known == Some(o.summary.id.as_str()) => {
+                    strays.push(first);
+                    by_task.insert(id, o);
+                }
+                Some(first) => {
+                    strays.push(o);
+                    by_task.insert(id, first);
+                }
             }
         }
         let ids: Vec<TaskId> = self.entries.keys().copied().collect();
@@ -898,6 +1028,14 @@ impl State {
             }
             let before = (entry.task.state, entry.container_present);
             match seen_now {
+                // a start to be made again (its follow-up does it) unless the container runs
+                Some(o) if entry.task.state == TaskState::Scheduled => {
+                    if o.info.is_none() {
+                        let _ = entry.task.set_state(TaskState::Running, now);
+                        entry.task.container_id = Some(o.summary.id.clone());
+                    }
+                }
+                None if entry.task.state == TaskState::Scheduled => {}
                 Some(o) if entry.task.is_terminal() => {
                     // finished, yet its container is still there: remove it
                     entry.container_present = true;
@@ -932,8 +1070,12 @@ impl State {
             self.adopt(id, o, now);
         }
         for o in strays {
-            warn!("removing container with unreadable skiff labels container={}", short_id(&o.summary.id));
+            warn!("removing a container no task owns container={}", short_id(&o.summary.id));
             self.send_op(Op::Remove { id: TaskId::new_v4(), container_id: o.summary.id });
+        }
+        if !self.synced {
+            info!("containers checked node={} tasks={}", self.config.name, self.entries.len());
+            self.synced = true;
         }
     }
 
@@ -972,6 +1114,7 @@ impl State {
                 container_present: true,
                 changed_epoch: self.epoch,
                 backoff: false,
+                exit_seen: false,
                 saved: None,
             },
         );
@@ -1066,7 +1209,7 @@ fn vanished(task: &mut Task, now: Timestamp) {
 }
 
 fn short_id(id: &str) -> &str {
-    &id[..id.len().min(12)]
+    id.get(..12).unwrap_or(id)
 }
 
 #[cfg(test)]

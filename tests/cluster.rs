@@ -114,7 +114,9 @@ fn tasks_end_completed_or_failed_with_exit_code_and_engine_message() {
     let t = c.wait_state(&missing, "Failed", Duration::from_secs(30));
     let error = t["error"].as_str().expect("an error");
     assert!(error.contains("skiff/does-not-exist:1"), "{error}");
-    assert!(error.contains("could not be pulled"), "{error}");
+    // after our words come the engine's own (no registry here, or no such repository there)
+    let engine_words = error.split("could not be pulled: ").nth(1).unwrap_or_default();
+    assert!(engine_words.len() > 10, "the engine's message is kept: {error}");
 
     // finished tasks leave no container behind
     wait_for("finished containers to be removed", Duration::from_secs(10), || c.containers().is_empty().then_some(()));
@@ -181,7 +183,8 @@ fn assert_prompt(c: &Cluster, what: &str) {
         let (status, _) = http("GET", &c.manager_url("/v1/tasks"), None);
         assert_eq!(status, 200);
         let took = started.elapsed();
-        assert!(took < Duration::from_millis(250), "{what}: two API calls took {took:?}");
+        // a manager waiting on a dead worker would take seconds (connect and poll deadlines)
+        assert!(took < Duration::from_secs(1), "{what}: two API calls took {took:?}");
     }
 }
 

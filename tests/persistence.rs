@@ -152,6 +152,42 @@ fn worker_restart_with_a_persisted_store_readopts_without_restarting() {
     c.wait_state(&ids[0], "Stopped", RUN);
 }
 
+#[test]
+fn a_worker_back_without_its_engine_keeps_its_tasks_and_later_readopts_them() {
+    let mut c = Cluster::start("worker_without_engine", ClusterOptions::default());
+    c.wait_nodes_up();
+    let ids: Vec<String> = (0..2).map(|i| c.submit(&sleeper(&format!("s{i}")))).collect();
+    let tasks: Vec<Value> = ids.iter().map(|id| c.wait_state(id, "Running", RUN)).collect();
+    let first = c.worker_names[0].clone();
+    let mine = tasks.iter().find(|t| t["node"] == first.as_str()).expect("a task on the first worker").clone();
+    let id = mine["id"].as_str().expect("id").to_string();
+
+    // the worker comes back, but cannot reach its engine: it cannot say what runs
+    c.workers[0].kill();
+    c.restart_worker_with(0, &["--docker-socket", "/nonexistent/docker.sock"]);
+    let contact = |c: &Cluster| c.nodes()[0]["last_contact"].as_str().unwrap_or_default().to_string();
+    let mut seen = contact(&c);
+    for _ in 0..3 {
+        seen = wait_for("a poll of the worker", Duration::from_secs(10), || Some(contact(&c)).filter(|x| *x != seen));
+    }
+    let now = c.get_task(&id);
+    assert_eq!((now["state"].as_str(), now["node"].as_str()), (Some("Running"), Some(first.as_str())), "not moved");
+    assert_eq!(c.nodes()[0]["engine_reachable"], false);
+
+    // with its engine back, it takes its container again: one container for the task, the same one
+    c.workers[0].kill();
+    c.restart_worker(0);
+    wait_for("the worker to list the task again", RUN, || {
+        let (_, list) = http("GET", &c.worker_url(0, "/v1/tasks"), None);
+        list.as_array().is_some_and(|l| l.iter().any(|t| t["id"] == id.as_str())).then_some(())
+    });
+    let copies: Vec<_> = c.containers().into_iter().filter(|s| s.labels["skiff.task-id"] == id).collect();
+    assert_eq!(copies.len(), 1, "exactly one container for the task");
+    assert_eq!(copies[0].id, mine["container_id"].as_str().expect("container id"));
+    assert_eq!(c.get_task(&id)["state"], "Running");
+    assert_one_container_per_running_task(&c);
+}
+
 /// `write_bytes` of /proc/PID/io: bytes this process sent towards storage.
 fn write_bytes(pid: u32) -> u64 {
     let io = std::fs::read_to_string(format!("/proc/{pid}/io")).expect("/proc/PID/io");

@@ -149,7 +149,7 @@ impl Server {
                 };
                 if let Err(crossbeam_channel::TrySendError::Full(mut stream)) = tx.try_send(stream) {
                     let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
-                    let _ = write_response(&mut stream, &Response::error(503, "server busy, retry later"), true);
+                    let _ = write_response(&mut stream, &Response::error(503, "server busy, retry later"), true, false);
                     let _ = stream.shutdown(Shutdown::Both);
                 }
             }
@@ -227,7 +227,7 @@ impl Connection<'_> {
                 Ok(r) => r,
                 Err(ReadFailure::Gone) => break,
                 Err(ReadFailure::Reply(status, message)) => {
-                    let _ = write_response(&mut self.stream, &Response::error(status, message), true);
+                    let _ = write_response(&mut self.stream, &Response::error(status, message), true, false);
                     debug!("http request refused status={status} reason={message:?}");
                     if status == 413 {
                         self.linger();
@@ -239,7 +239,8 @@ impl Connection<'_> {
                 .unwrap_or_else(|_| Response::error(500, "internal error: the handler panicked"));
             // Close when asked, when stopping, or when other connections wait for a thread.
             let close = !keep_alive || resp.close || self.stopping.load(Ordering::SeqCst) || !self.queue.is_empty();
-            let written = write_response(&mut self.stream, &resp, close);
+            // a HEAD answer has the head of the GET answer and no body
+            let written = write_response(&mut self.stream, &resp, close, req.method == "HEAD");
             debug!(
                 "http method={} path={} status={} latency_us={}",
                 req.method,
@@ -419,7 +420,7 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-fn write_response(stream: &mut TcpStream, resp: &Response, close: bool) -> io::Result<()> {
+fn write_response(stream: &mut TcpStream, resp: &Response, close: bool, head_only: bool) -> io::Result<()> {
     let mut out = format!(
         "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: {}\r\n",
         resp.status,
@@ -432,7 +433,9 @@ fn write_response(stream: &mut TcpStream, resp: &Response, close: bool) -> io::R
     }
     out.push_str("\r\n");
     let mut bytes = out.into_bytes();
-    bytes.extend_from_slice(&resp.body);
+    if !head_only {
+        bytes.extend_from_slice(&resp.body);
+    }
     stream.write_all(&bytes)?;
     stream.flush()
 }
@@ -480,6 +483,14 @@ mod tests {
         std::io::BufReader::new(s).read_to_string(&mut out).expect("read");
         assert_eq!(out.matches("HTTP/1.1 200 OK").count(), 2, "{out}");
         assert!(out.contains(r#""path":"/a""#) && out.contains(r#""path":"/b""#));
+    }
+
+    #[test]
+    fn head_answers_carry_no_body() {
+        let server = echo_server(Limits::default());
+        let out = raw(&server, b"HEAD /x HTTP/1.1\r\nConnection: close\r\n\r\n");
+        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+        assert!(out.ends_with("\r\n\r\n"), "no body after the head: {out:?}");
     }
 
     #[test]

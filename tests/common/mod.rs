@@ -102,10 +102,12 @@ impl Daemon {
                 }
             }
         });
-        let addr = rx
+        let mut daemon = Daemon { child, addr: String::new(), log };
+        // if it never listens, the panic drops `daemon`, which kills the process
+        daemon.addr = rx
             .recv_timeout(Duration::from_secs(20))
-            .unwrap_or_else(|_| panic!("{bin} did not start listening; see {}", log.display()));
-        Daemon { child, addr, log }
+            .unwrap_or_else(|_| panic!("{bin} did not start listening; see {}", daemon.log.display()));
+        daemon
     }
 
     pub fn port(&self) -> u16 {
@@ -232,8 +234,15 @@ impl Cluster {
 
     /// Starts worker `i` again with the same command line (after `kill` or `terminate`).
     pub fn restart_worker(&mut self, i: usize) {
-        let log = self.dir.join(format!("{}.restarted.log", self.worker_names[i]));
-        self.workers[i] = Daemon::start(env!("CARGO_BIN_EXE_worker"), &self.worker_args[i], log);
+        self.restart_worker_with(i, &[]);
+    }
+
+    /// Starts worker `i` again with the same command line and, this time only, `extra` too.
+    pub fn restart_worker_with(&mut self, i: usize, extra: &[&str]) {
+        let log = self.dir.join(format!("{}.restarted-{}.log", self.worker_names[i], uuid::Uuid::new_v4().simple()));
+        let mut args = self.worker_args[i].clone();
+        args.extend(strings(extra));
+        self.workers[i] = Daemon::start(env!("CARGO_BIN_EXE_worker"), &args, log);
     }
 
     /// Starts the manager (again) with the same command line, on the same port.
