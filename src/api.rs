@@ -3,6 +3,7 @@
 //!
 //! Plain data, no behaviour; `docs/openapi.yaml` documents each of them.
 
+use crate::stats::{NodeStats, Resources};
 use crate::task::{TaskId, TaskSpec};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -88,6 +89,12 @@ pub struct NodeInfo {
     pub engine_reachable: Option<bool>,
     /// The last failure to reach the worker, or of its engine.
     pub error: Option<String>,
+    /// What Skiff may place there (the worker's caps and what the node has), once known.
+    pub capacity: Option<Resources>,
+    /// What the unfinished tasks placed there request.
+    pub allocated: Resources,
+    /// The worker's last statistics.
+    pub stats: Option<NodeStats>,
 }
 
 /// The error shape of every API.

@@ -235,21 +235,66 @@ pub fn task_details(t: &Task) -> String {
     out
 }
 
+/// Megabytes in the largest unit that keeps a number above 1: 512M, 1.5G, 2.1T.
+pub fn size_mb(mb: u64) -> String {
+    let mb = mb as f64;
+    if mb >= 1024.0 * 1024.0 {
+        format!("{:.1}T", mb / (1024.0 * 1024.0))
+    } else if mb >= 1024.0 {
+        format!("{:.1}G", mb / 1024.0)
+    } else {
+        format!("{mb:.0}M")
+    }
+}
+
+fn cores(x: f64) -> String {
+    let s = format!("{x:.2}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
 pub fn node_table(nodes: &[NodeInfo], now: Timestamp) -> String {
     let rows: Vec<Vec<String>> = nodes
         .iter()
         .map(|n| {
+            let a = &n.allocated;
+            let (cpu, memory, disk) = match (&n.stats, n.capacity) {
+                (Some(s), Some(cap)) => (
+                    format!("{}/{} cores, {:.0}% busy", cores(a.cpus), cores(cap.cpus), s.cpu_usage_pct),
+                    format!(
+                        "{} / {} / {}",
+                        size_mb(a.memory_mb),
+                        size_mb(s.memory_total_mb.saturating_sub(s.memory_available_mb)),
+                        size_mb(cap.memory_mb)
+                    ),
+                    format!("{} / {} / {}", size_mb(a.disk_mb), size_mb(s.disk_free_mb), size_mb(cap.disk_mb)),
+                ),
+                _ => ("-".into(), "-".into(), "-".into()),
+            };
             vec![
                 n.name.clone(),
                 n.address.clone(),
                 n.status.as_str().to_string(),
                 n.tasks.to_string(),
+                cpu,
+                memory,
+                disk,
                 n.last_contact.map(|t| format!("{} ago", ago(t, now))).unwrap_or_else(|| "never".into()),
                 n.error.clone().unwrap_or_default(),
             ]
         })
         .collect();
-    table(&["NAME", "ADDRESS", "STATUS", "TASKS", "LAST CONTACT", "ERROR"], &rows)
+    let headers = [
+        "NAME",
+        "ADDRESS",
+        "STATUS",
+        "TASKS",
+        "CPU (alloc/cap)",
+        "MEMORY (alloc / used / cap)",
+        "DISK (alloc / free / cap)",
+        "LAST CONTACT",
+        "ERROR",
+    ];
+    table(&headers, &rows)
 }
 
 #[cfg(test)]
@@ -303,9 +348,21 @@ mod tests {
             tasks: 0,
             engine_reachable: None,
             error: Some("unreachable".into()),
+            capacity: None,
+            allocated: Default::default(),
+            stats: None,
         };
         let text = node_table(&[node], Timestamp(0));
         assert!(text.lines().nth(1).is_some_and(|l| l.contains("down") && l.contains("never")), "{text}");
+    }
+
+    #[test]
+    fn sizes_in_human_units() {
+        assert_eq!(size_mb(64), "64M");
+        assert_eq!(size_mb(1536), "1.5G");
+        assert_eq!(size_mb(3 * 1024 * 1024), "3.0T");
+        assert_eq!(cores(0.5), "0.5");
+        assert_eq!(cores(2.0), "2");
     }
 
     #[test]

@@ -183,6 +183,13 @@ impl Docker {
         Ok((v.version, chosen))
     }
 
+    /// Where the engine keeps its data (`DockerRootDir`): the disk that containers fill.
+    pub fn root_dir(&self) -> Result<PathBuf, DockerError> {
+        let resp = self.call("GET", "/info", None, CALL_TIMEOUT)?.ok()?;
+        let info: InfoWire = parse_json(&resp.body)?;
+        Ok(PathBuf::from(info.root_dir))
+    }
+
     fn prefix(&self) -> Result<String, DockerError> {
         if let Some(p) = self.prefix.lock().unwrap_or_else(|p| p.into_inner()).clone() {
             return Ok(p);
@@ -624,6 +631,12 @@ struct VersionWire {
     api_version: String,
     #[serde(rename = "MinAPIVersion", default)]
     min_api_version: String,
+}
+
+#[derive(Deserialize)]
+struct InfoWire {
+    #[serde(rename = "DockerRootDir", default)]
+    root_dir: String,
 }
 
 #[derive(Deserialize)]

@@ -12,6 +12,7 @@ pub use server::{Handler, Limits, Request, Response, Server};
 use crate::api::{ErrorBody, ManagerHealth, NodeInfo, StartTask, WorkerHealth};
 use crate::docker_cli::error_chain;
 use crate::manager::{LinkError, ManagerError, ManagerHandle, WorkerLink};
+use crate::stats::NodeStats;
 use crate::task::{InvalidTaskId, SpecError, Task, TaskId, TaskSpec};
 use crate::worker::{WorkerError, WorkerHandle};
 use serde::de::DeserializeOwned;
@@ -34,8 +35,9 @@ pub const MANAGER_ROUTES: [(&str, &str); 6] = [
 ];
 
 /// Every route of the worker.
-pub const WORKER_ROUTES: [(&str, &str); 5] = [
+pub const WORKER_ROUTES: [(&str, &str); 6] = [
     ("GET", "/v1/health"),
+    ("GET", "/v1/stats"),
     ("GET", "/v1/tasks"),
     ("POST", "/v1/tasks"),
     ("GET", "/v1/tasks/{id}"),
@@ -55,6 +57,7 @@ pub enum ManagerRoute {
 #[derive(Debug, Clone, PartialEq)]
 pub enum WorkerRoute {
     Health,
+    Stats,
     ListTasks,
     StartTask,
     GetTask(TaskId),
@@ -97,11 +100,12 @@ pub fn worker_route(method: &str, path: &str) -> Result<WorkerRoute, RouteError>
     use WorkerRoute::*;
     match (method, segments(path).as_slice()) {
         ("GET", ["v1", "health"]) => Ok(Health),
+        ("GET", ["v1", "stats"]) => Ok(Stats),
         ("GET", ["v1", "tasks"]) => Ok(ListTasks),
         ("POST", ["v1", "tasks"]) => Ok(StartTask),
         ("GET", ["v1", "tasks", id]) => Ok(GetTask(task_id(id)?)),
         ("DELETE", ["v1", "tasks", id]) => Ok(StopTask(task_id(id)?)),
-        (_, ["v1", "health"]) => Err(RouteError::MethodNotAllowed("GET")),
+        (_, ["v1", "health"] | ["v1", "stats"]) => Err(RouteError::MethodNotAllowed("GET")),
         (_, ["v1", "tasks"]) => Err(RouteError::MethodNotAllowed("GET, POST")),
         (_, ["v1", "tasks", _]) => Err(RouteError::MethodNotAllowed("GET, DELETE")),
         _ => Err(RouteError::NotFound),
@@ -218,6 +222,7 @@ pub fn worker_handler(handle: WorkerHandle) -> Arc<Handler> {
 fn serve_worker(h: &WorkerHandle, route: WorkerRoute, req: &Request) -> Result<Response, ApiError> {
     match route {
         WorkerRoute::Health => json(200, &h.health()?),
+        WorkerRoute::Stats => json(200, &h.stats()?),
         WorkerRoute::ListTasks => json(200, &h.list()?),
         WorkerRoute::StartTask => {
             let start = parse_start_task(&req.body).map_err(ApiError::Spec)?;
@@ -383,6 +388,10 @@ impl WorkerLink for HttpWorkerLink {
 
     fn health(&self) -> Result<WorkerHealth, LinkError> {
         self.call("GET", "/v1/health", None, self.poll_deadline)
+    }
+
+    fn stats(&self) -> Result<NodeStats, LinkError> {
+        self.call("GET", "/v1/stats", None, self.poll_deadline)
     }
 }
 

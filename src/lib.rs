@@ -28,6 +28,7 @@ pub mod manager;
 pub mod reconcile;
 pub mod sched;
 pub mod signals;
+pub mod stats;
 pub mod store;
 pub mod task;
 pub mod time;

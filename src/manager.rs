@@ -12,7 +12,8 @@ use crate::api::{ManagerHealth, NodeInfo, NodeStatus, StartTask, WorkerHealth};
 use crate::docker_cli::error_chain;
 use crate::guard::survive;
 use crate::reconcile::{self, Action, NodeObs, Report, TaskView};
-use crate::sched::{NodeView, Scheduler, SchedulerKind};
+use crate::sched::{NodeState, NodeTable, Request, Scheduler, SchedulerKind, Usage};
+use crate::stats::{NodeStats, Resources};
 use crate::store::{NodeRecord, Store, StoreError};
 use crate::task::{DesiredState, SpecError, Task, TaskId, TaskSpec, TaskState};
 use crate::time::Timestamp;
@@ -60,6 +61,7 @@ pub trait WorkerLink: Send + Sync {
     fn stop(&self, id: TaskId) -> Result<Task, LinkError>;
     fn tasks(&self) -> Result<Vec<Task>, LinkError>;
     fn health(&self) -> Result<WorkerHealth, LinkError>;
+    fn stats(&self) -> Result<NodeStats, LinkError>;
 }
 
 #[derive(Debug, Clone)]
@@ -212,7 +214,15 @@ enum Observation {
     Started { node: usize, id: TaskId, result: Result<Task, LinkError> },
     Stopped { node: usize, id: TaskId, result: Result<Task, LinkError> },
     StrayStopped { node: usize, id: TaskId, result: Result<Task, LinkError> },
-    Polled { node: usize, epoch: u64, result: Result<(WorkerHealth, Vec<Task>), LinkError> },
+    Polled { node: usize, epoch: u64, result: Result<Poll, LinkError> },
+}
+
+/// What one poll of a worker brings back; statistics are optional (a worker without them still
+/// runs its tasks).
+struct Poll {
+    health: WorkerHealth,
+    tasks: Vec<Task>,
+    stats: Option<NodeStats>,
 }
 
 enum Job {
@@ -314,6 +324,8 @@ struct Node {
     report: Option<Report>,
     /// Tasks whose stray copy on this node is being stopped.
     stray_stops: HashSet<TaskId>,
+    /// The worker's last statistics (capacity, usage).
+    stats: Option<NodeStats>,
 }
 
 impl Node {
@@ -332,7 +344,13 @@ impl Node {
         let (polls_tx, polls_rx) = bounded::<u64>(1);
         std::thread::Builder::new().name(format!("poll-{index}")).spawn(move || {
             for epoch in polls_rx.iter() {
-                let result = guarded(|| link.health().and_then(|h| link.tasks().map(|t| (h, t))));
+                let result = guarded(|| {
+                    let health = link.health()?;
+                    let tasks = link.tasks()?;
+                    let stats =
+                        link.stats().map_err(|e| debug!("no statistics from {} error={e}", link.address())).ok();
+                    Ok(Poll { health, tasks, stats })
+                });
                 if obs.send(Observation::Polled { node: index, epoch, result }).is_err() {
                     return;
                 }
@@ -352,6 +370,7 @@ impl Node {
             error: None,
             report: None,
             stray_stops: HashSet::new(),
+            stats: None,
         })
     }
 
@@ -518,7 +537,7 @@ impl State {
         self.commit(task)?;
         info!("task accepted task_id={id}");
         // place it now rather than at the next tick
-        self.place(id);
+        self.place(&[id]);
         Ok(self.tasks[&id].task.clone())
     }
 
@@ -546,23 +565,23 @@ impl State {
 
     fn node_infos(&self) -> Vec<NodeInfo> {
         let now = Self::now();
+        let allocations = self.allocations();
         self.nodes
             .iter()
             .map(|n| {
                 let name = n.display_name().to_string();
-                let tasks = self
-                    .tasks
-                    .values()
-                    .filter(|t| !t.task.is_terminal() && t.task.node.as_deref() == Some(name.as_str()))
-                    .count();
+                let (allocated, tasks) = allocations.get(name.as_str()).copied().unwrap_or_default();
                 NodeInfo {
                     name,
                     address: n.address.clone(),
                     status: n.status(now, self.config.node_timeout),
                     last_contact: n.last_contact,
-                    tasks,
+                    tasks: tasks as usize,
                     engine_reachable: n.engine_reachable,
                     error: n.error.clone(),
+                    capacity: n.stats.as_ref().map(|s| s.capacity),
+                    allocated,
+                    stats: n.stats.clone(),
                 }
             })
             .collect()
@@ -572,9 +591,27 @@ impl State {
         self.nodes.iter().position(|n| n.name.as_deref() == Some(name))
     }
 
-    fn node_views(&self) -> Vec<NodeView> {
+    /// What every node has placed on it: the requests of its unfinished tasks, and their count.
+    fn allocations(&self) -> HashMap<&str, (Resources, u32)> {
+        let mut by_node: HashMap<&str, (Resources, u32)> = HashMap::new();
+        for t in self.tasks.values().filter(|t| !t.task.is_terminal()) {
+            let Some(node) = t.task.node.as_deref() else { continue };
+            let req = Request::of(&t.task.spec);
+            let entry = by_node.entry(node).or_default();
+            entry.0.cpus += req.cpus;
+            entry.0.memory_mb += req.memory_mb;
+            entry.0.disk_mb += req.disk_mb;
+            entry.1 += 1;
+        }
+        by_node
+    }
+
+    /// The node table placement works on, built afresh from the node and task tables.
+    fn node_table(&self) -> NodeTable {
         let now = Self::now();
-        self.nodes
+        let allocations = self.allocations();
+        let states = self
+            .nodes
             .iter()
             .map(|n| {
                 let unavailable = match n.status(now, self.config.node_timeout) {
@@ -584,42 +621,67 @@ impl State {
                     NodeStatus::Up if n.engine_reachable == Some(false) => Some("engine unreachable".to_string()),
                     NodeStatus::Up => None,
                 };
-                NodeView { name: n.display_name().to_string(), unavailable }
+                let name = n.display_name();
+                let (allocated, tasks) = allocations.get(name).copied().unwrap_or_default();
+                let usage = n.stats.as_ref().map_or(Usage::default(), |s| Usage {
+                    cpu: s.cpu_usage_pct / 100.0,
+                    memory: if s.memory_total_mb > 0 {
+                        1.0 - s.memory_available_mb as f64 / s.memory_total_mb as f64
+                    } else {
+                        0.0
+                    },
+                });
+                NodeState {
+                    name: name.to_string(),
+                    unavailable,
+                    capacity: n.stats.as_ref().map(|s| s.capacity),
+                    allocated,
+                    usage,
+                    tasks,
+                    disk_free_mb: n.stats.as_ref().map(|s| s.disk_free_mb),
+                }
             })
-            .collect()
+            .collect();
+        NodeTable::new(states)
     }
 
-    /// Chooses a node for a Pending task and sends it there; or records why no node can take it.
-    fn place(&mut self, id: TaskId) {
-        let Some(t) = self.tasks.get(&id) else { return };
-        if t.task.state != TaskState::Pending || t.task.desired_state != DesiredState::Running || t.op_in_flight {
-            return;
-        }
-        let views = self.node_views();
-        let mut task = t.task.clone();
-        match self.scheduler.pick(&task.spec, &views) {
-            Ok(index) => {
-                let node = &self.nodes[index];
-                let name = node.display_name().to_string();
-                let _ = task.set_state(TaskState::Scheduled, Self::now());
-                task.node = Some(name.clone());
-                if self.commit(task.clone()).is_err() {
-                    return;
-                }
-                debug!("task placed task_id={id} node={name}");
-                let req = StartTask { id, spec: task.spec };
-                if self.nodes[index].starts.send(Job::Start(Box::new(req))).is_ok() {
-                    if let Some(t) = self.tasks.get_mut(&id) {
-                        t.op_in_flight = true;
+    /// Chooses nodes for Pending tasks, oldest first, and sends them there; or records why no node
+    /// can take a task. One table serves the whole batch, each placement counted in it.
+    fn place(&mut self, ids: &[TaskId]) {
+        let mut table: Option<NodeTable> = None;
+        for &id in ids {
+            let Some(t) = self.tasks.get(&id) else { continue };
+            if t.task.state != TaskState::Pending || t.task.desired_state != DesiredState::Running || t.op_in_flight {
+                continue;
+            }
+            let mut task = t.task.clone();
+            let req = Request::of(&task.spec);
+            let table = table.get_or_insert_with(|| self.node_table());
+            match self.scheduler.pick(&req, table) {
+                Ok(index) => {
+                    let name = table.nodes()[index].name.clone();
+                    let _ = task.set_state(TaskState::Scheduled, Self::now());
+                    task.node = Some(name.clone());
+                    task.error = None;
+                    if self.commit(task.clone()).is_err() {
+                        continue;
+                    }
+                    table.allocate(index, &req);
+                    debug!("task placed task_id={id} node={name}");
+                    let start = StartTask { id, spec: task.spec };
+                    if self.nodes[index].starts.send(Job::Start(Box::new(start))).is_ok() {
+                        if let Some(t) = self.tasks.get_mut(&id) {
+                            t.op_in_flight = true;
+                        }
                     }
                 }
-            }
-            Err(why) => {
-                let reason = why.to_string();
-                if task.error.as_deref() != Some(reason.as_str()) {
-                    debug!("task not placed task_id={id} reason={reason}");
-                    task.error = Some(reason);
-                    self.commit_quietly(task);
+                Err(why) => {
+                    let reason = why.to_string();
+                    if task.error.as_deref() != Some(reason.as_str()) {
+                        info!("task not placed task_id={id} reason={reason}");
+                        task.error = Some(reason);
+                        self.commit_quietly(task);
+                    }
                 }
             }
         }
@@ -727,15 +789,9 @@ impl State {
         }
     }
 
-    fn on_polled(
-        &mut self,
-        index: usize,
-        epoch: u64,
-        result: Result<(WorkerHealth, Vec<Task>), LinkError>,
-        now: Timestamp,
-    ) {
+    fn on_polled(&mut self, index: usize, epoch: u64, result: Result<Poll, LinkError>, now: Timestamp) {
         let clash = match &result {
-            Ok((health, _)) => self
+            Ok(Poll { health, .. }) => self
                 .nodes
                 .iter()
                 .enumerate()
@@ -753,7 +809,8 @@ impl State {
                 node.ever_failed = true;
                 node.error = Some("another worker already uses this name; give each worker its own -n".into());
             }
-            Ok((health, tasks)) => {
+            Ok(Poll { health, tasks, stats }) => {
+                node.stats = stats;
                 if node.unreachable || node.last_contact.is_none() {
                     info!("worker answers address={} name={}", node.address, health.name);
                 }
@@ -815,8 +872,16 @@ impl State {
                 .collect();
             reconcile::plan(&views, &nodes, now)
         };
+        // placements last and together: one node table serves them all
+        let mut places = Vec::new();
         for action in actions {
-            self.apply(action, now);
+            match action {
+                Action::Place(id) => places.push(id),
+                other => self.apply(other, now),
+            }
+        }
+        if !places.is_empty() {
+            self.place(&places);
         }
     }
 
@@ -840,7 +905,7 @@ impl State {
                     self.requeue(task, reason, now);
                 }
             }
-            Action::Place(id) => self.place(id),
+            Action::Place(id) => self.place(&[id]),
             Action::MarkStopped(id) => {
                 if let Some(t) = self.tasks.get(&id) {
                     let mut task = t.task.clone();
@@ -890,6 +955,7 @@ mod tests {
         reachable: Mutex<bool>,
         synced: Mutex<bool>,
         stops: Mutex<Vec<TaskId>>,
+        capacity: Mutex<Resources>,
     }
 
     impl FakeWorker {
@@ -901,6 +967,7 @@ mod tests {
                 reachable: Mutex::new(true),
                 synced: Mutex::new(true),
                 stops: Mutex::new(Vec::new()),
+                capacity: Mutex::new(Resources { cpus: 64.0, memory_mb: 1 << 20, disk_mb: 1 << 20 }),
             })
         }
 
@@ -957,6 +1024,26 @@ mod tests {
                 tasks: 0,
             })
         }
+        fn stats(&self) -> Result<NodeStats, LinkError> {
+            self.check()?;
+            let capacity = *self.capacity.lock().expect("lock");
+            Ok(NodeStats {
+                node: self.name.clone(),
+                sampled_at: Timestamp::now(),
+                cpu_count: capacity.cpus as u32,
+                cpu_usage_pct: 0.0,
+                load_1: 0.0,
+                load_5: 0.0,
+                load_15: 0.0,
+                memory_total_mb: capacity.memory_mb,
+                memory_available_mb: capacity.memory_mb,
+                disk_path: "/".into(),
+                disk_total_mb: capacity.disk_mb,
+                disk_free_mb: capacity.disk_mb,
+                capacity,
+                tasks: 0,
+            })
+        }
     }
 
     struct Rig {
@@ -966,10 +1053,20 @@ mod tests {
     }
 
     fn rig(names: &[&str]) -> Rig {
+        rig_with(names, SchedulerKind::RoundRobin, None)
+    }
+
+    /// A rig whose workers offer `memory_mb` each, if given.
+    fn rig_with(names: &[&str], scheduler: SchedulerKind, memory_mb: Option<u64>) -> Rig {
         let workers: Vec<Arc<FakeWorker>> = names.iter().map(|n| FakeWorker::new(n)).collect();
+        if let Some(mb) = memory_mb {
+            for w in &workers {
+                w.capacity.lock().expect("lock").memory_mb = mb;
+            }
+        }
         let links = workers.iter().map(|w| w.clone() as Arc<dyn WorkerLink>).collect();
         let (ticks, rx) = unbounded();
-        let config = ManagerConfig { node_timeout: Duration::from_millis(300), ..ManagerConfig::default() };
+        let config = ManagerConfig { node_timeout: Duration::from_millis(300), scheduler, ..ManagerConfig::default() };
         let manager = spawn_with_ticks(config, Box::new(MemoryStore::new()), links, rx).expect("spawns");
         let rig = Rig { manager, ticks, workers };
         rig.until("every node up", |h| h.nodes().ok()?.iter().all(|n| n.status == NodeStatus::Up).then_some(()));
@@ -999,6 +1096,12 @@ mod tests {
             self.handle().submit(spec).expect("accepted")
         }
 
+        fn submit_mb(&self, name: &str, memory_mb: u64) -> Task {
+            let text = format!(r#"{{"name":"{name}","image":"b","memory_mb":{memory_mb}}}"#);
+            let spec = TaskSpec::from_json(text.as_bytes()).expect("valid");
+            self.handle().submit(spec).expect("accepted")
+        }
+
         fn state_of(&self, id: TaskId) -> (TaskState, Option<String>) {
             let t = self.handle().get(id).expect("known");
             (t.state, t.node)
@@ -1017,6 +1120,35 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         }
         assert_ne!(r.state_of(a.id).1, r.state_of(b.id).1, "round-robin over the two nodes");
+    }
+
+    #[test]
+    fn a_task_that_fits_nowhere_waits_with_its_reason_and_runs_when_room_appears() {
+        let r = rig_with(&["w1"], SchedulerKind::Epvm, Some(512));
+        r.until("statistics", |h| h.nodes().ok()?[0].capacity);
+        let big = r.submit_mb("big", 400);
+        r.until("big running", |h| h.get(big.id).ok().filter(|t| t.state == TaskState::Running));
+        let late = r.submit_mb("late", 300);
+        assert_eq!(late.state, TaskState::Pending, "accepted all the same");
+        assert_eq!(late.error.as_deref(), Some("no node fits: w1 memory 400/512 MB allocated, needs 300"));
+        let nodes = r.handle().nodes().expect("nodes");
+        assert_eq!(nodes[0].allocated.memory_mb, 400);
+        r.handle().stop(big.id).expect("stop accepted");
+        let placed = r.until("late running", |h| h.get(late.id).ok().filter(|t| t.state == TaskState::Running));
+        assert_eq!((placed.node.as_deref(), placed.error), (Some("w1"), None));
+    }
+
+    #[test]
+    fn epvm_sends_new_tasks_to_the_node_with_room() {
+        let r = rig_with(&["w1", "w2"], SchedulerKind::Epvm, Some(512));
+        r.until("statistics", |h| h.nodes().ok()?.iter().all(|n| n.capacity.is_some()).then_some(()));
+        let fill = r.submit_mb("fill", 480);
+        let filled = r.until("fill running", |h| h.get(fill.id).ok().filter(|t| t.state == TaskState::Running));
+        for i in 0..3 {
+            let t = r.submit_mb(&format!("small{i}"), 16);
+            let t = r.until("running", |h| h.get(t.id).ok().filter(|t| t.state == TaskState::Running));
+            assert_ne!(t.node, filled.node, "E-PVM avoids the filled node");
+        }
     }
 
     #[test]

@@ -13,13 +13,15 @@
 use crate::api::{EngineStatus, StartTask, WorkerHealth};
 use crate::docker_cli::{error_chain, ContainerInfo, ContainerSummary, CreateOptions, Docker, DockerError};
 use crate::guard::survive;
+use crate::stats::{self, Caps, CpuTicks, NodeStats, ProcSample};
 use crate::store::{Store, StoreError};
 use crate::task::{DesiredState, Task, TaskId, TaskSpec, TaskState};
 use crate::time::Timestamp;
-use crossbeam_channel::{bounded, select, tick, unbounded, Sender};
+use crossbeam_channel::{bounded, select, tick, unbounded, Receiver, Sender};
 use log::{debug, error, info, warn};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -44,6 +46,10 @@ pub struct WorkerConfig {
     pub keep_finished: Duration,
     /// How long an HTTP thread waits for a start to finish before answering 504.
     pub start_wait: Duration,
+    /// How often the node's statistics are sampled (CPU usage is measured between samples).
+    pub stats_interval: Duration,
+    /// What the operator lets Skiff use of this node.
+    pub caps: Caps,
 }
 
 impl WorkerConfig {
@@ -57,6 +63,8 @@ impl WorkerConfig {
             // long enough for a manager cut off for a while to still learn how a task ended
             keep_finished: Duration::from_secs(24 * 3600),
             start_wait: Duration::from_secs(330),
+            stats_interval: Duration::from_secs(2),
+            caps: Caps::default(),
         }
     }
 }
@@ -117,6 +125,7 @@ enum Command {
     Get { id: TaskId, reply: Reply<Task> },
     List { reply: Reply<Vec<Task>> },
     Health { reply: Reply<WorkerHealth> },
+    Stats { reply: Reply<NodeStats> },
     Shutdown,
 }
 
@@ -163,6 +172,11 @@ impl WorkerHandle {
     pub fn health(&self) -> Result<WorkerHealth, WorkerError> {
         self.ask(|reply| Command::Health { reply }, QUICK_WAIT)
     }
+
+    /// The node's last statistics sample (cheap: no measurement happens in the call).
+    pub fn stats(&self) -> Result<NodeStats, WorkerError> {
+        self.ask(|reply| Command::Stats { reply }, QUICK_WAIT)
+    }
 }
 
 /// A running worker: its handle and its threads.
@@ -203,6 +217,13 @@ pub fn spawn(config: WorkerConfig, docker: Arc<Docker>, store: Box<dyn Store>) -
     // removals, inspects and syncs never wait behind them.
     let starts = engine_pool("engine-start", config.engine_threads, &docker, &config, &results_tx)?;
     let others = engine_pool("engine", config.engine_threads, &docker, &config, &results_tx)?;
+    let (samples_tx, samples_rx) = unbounded::<Sample>();
+    let (disk_tx, disk_rx) = unbounded::<PathBuf>();
+    let interval = config.stats_interval;
+    std::thread::Builder::new()
+        .name("stats".into())
+        .spawn(move || sample_node(interval, &disk_rx, &samples_tx))
+        .map_err(|e| WorkerError::EngineUnreachable(format!("cannot start the stats thread: {e}")))?;
     let (events_tx, events_rx) = unbounded::<EngineEvent>();
     let (ev_docker, ev_name) = (docker.clone(), config.name.clone());
     std::thread::Builder::new()
@@ -210,7 +231,7 @@ pub fn spawn(config: WorkerConfig, docker: Arc<Docker>, store: Box<dyn Store>) -
         .spawn(move || follow_events(&ev_docker, &ev_name, &events_tx))
         .map_err(|e| WorkerError::EngineUnreachable(format!("cannot start the events thread: {e}")))?;
 
-    let mut state = State::new(config.clone(), store, Pools { starts, others })?;
+    let mut state = State::new(config.clone(), store, Pools { starts, others }, disk_tx)?;
     let ticker = tick(config.sync_interval);
     let control = std::thread::Builder::new()
         .name("worker-control".into())
@@ -226,6 +247,7 @@ pub fn spawn(config: WorkerConfig, docker: Arc<Docker>, store: Box<dyn Store>) -
                     },
                     recv(results_rx) -> res => if let Ok(res) = res { survive("an engine result", || state.on_result(res)) },
                     recv(events_rx) -> ev => if let Ok(ev) = ev { survive("an engine event", || state.on_event(ev)) },
+                    recv(samples_rx) -> s => if let Ok(s) = s { survive("a stats sample", || state.on_sample(s)) },
                     recv(ticker) -> _ => survive("a tick", || state.on_tick()),
                 }
             }
@@ -309,12 +331,30 @@ enum StartFailure {
 }
 
 enum OpResult {
-    Started { id: TaskId, result: Result<ContainerInfo, StartFailure> },
-    Stopped { id: TaskId, result: Result<(), DockerError> },
-    Removed { id: TaskId, result: Result<(), DockerError> },
-    Inspected { id: TaskId, result: Result<ContainerInfo, DockerError> },
-    Synced { epoch: u64, result: Result<Vec<Observed>, DockerError> },
-    Version { result: Result<(String, String), DockerError> },
+    Started {
+        id: TaskId,
+        result: Result<ContainerInfo, StartFailure>,
+    },
+    Stopped {
+        id: TaskId,
+        result: Result<(), DockerError>,
+    },
+    Removed {
+        id: TaskId,
+        result: Result<(), DockerError>,
+    },
+    Inspected {
+        id: TaskId,
+        result: Result<ContainerInfo, DockerError>,
+    },
+    Synced {
+        epoch: u64,
+        result: Result<Vec<Observed>, DockerError>,
+    },
+    /// The engine's version, the API version spoken, and its data root (if /info answered).
+    Version {
+        result: Result<(String, String, Option<PathBuf>), DockerError>,
+    },
 }
 
 /// A labelled container as a sync saw it; `info` is filled for containers that are not running.
@@ -341,7 +381,9 @@ fn run_op(docker: &Docker, cfg: &WorkerConfig, op: Op) -> OpResult {
         Op::Remove { id, container_id } => OpResult::Removed { id, result: docker.remove(&container_id) },
         Op::Inspect { id, container_id } => OpResult::Inspected { id, result: docker.inspect(&container_id) },
         Op::Sync { epoch } => OpResult::Synced { epoch, result: observe(docker, &cfg.name) },
-        Op::Version => OpResult::Version { result: docker.version() },
+        Op::Version => {
+            OpResult::Version { result: docker.version().map(|(version, api)| (version, api, docker.root_dir().ok())) }
+        }
     }
 }
 
@@ -448,6 +490,35 @@ fn observe(docker: &Docker, node: &str) -> Result<Vec<Observed>, DockerError> {
     Ok(seen)
 }
 
+/// One reading of the node, taken on the stats thread.
+struct Sample {
+    at: Timestamp,
+    proc: Result<ProcSample, String>,
+    disk_path: PathBuf,
+    disk: Result<(u64, u64), String>,
+}
+
+/// Samples /proc and the engine's disk every `interval`, on its own thread (reading /proc is I/O,
+/// however quick, and a statvfs on a hung filesystem could block).
+fn sample_node(interval: Duration, disk_path: &Receiver<PathBuf>, out: &Sender<Sample>) {
+    let ticker = tick(interval);
+    let mut path = PathBuf::from("/");
+    loop {
+        while let Ok(p) = disk_path.try_recv() {
+            path = p;
+        }
+        let sample = Sample {
+            at: Timestamp::now(),
+            proc: stats::read_proc(),
+            disk: stats::disk(&path),
+            disk_path: path.clone(),
+        };
+        if out.send(sample).is_err() || ticker.recv().is_err() {
+            return;
+        }
+    }
+}
+
 enum EngineEvent {
     /// The stream is (re)connected: events may have been missed, so check everything.
     Connected,
@@ -530,10 +601,19 @@ struct State {
     /// A sync has completed since start: the table holds every container of this node, so "not
     /// in the table" means "not here".
     synced: bool,
+    /// Where the stats thread should measure the disk (the engine's data root, once known).
+    disk_path: Sender<PathBuf>,
+    last_cpu: Option<CpuTicks>,
+    stats: Option<NodeStats>,
 }
 
 impl State {
-    fn new(config: WorkerConfig, store: Box<dyn Store>, pools: Pools) -> Result<State, WorkerError> {
+    fn new(
+        config: WorkerConfig,
+        store: Box<dyn Store>,
+        pools: Pools,
+        disk_path: Sender<PathBuf>,
+    ) -> Result<State, WorkerError> {
         let mut entries = HashMap::new();
         for task in store.list_tasks().map_err(WorkerError::Store)? {
             let container_present = task.container_id.is_some();
@@ -554,7 +634,19 @@ impl State {
             );
         }
         let engine = EngineStatus { reachable: false, version: None, api_version: None, error: None };
-        Ok(State { config, store, pools, entries, engine, sync_in_flight: false, epoch: 1, synced: false })
+        Ok(State {
+            config,
+            store,
+            pools,
+            entries,
+            engine,
+            sync_in_flight: false,
+            epoch: 1,
+            synced: false,
+            disk_path,
+            last_cpu: None,
+            stats: None,
+        })
     }
 
     fn send_op(&self, op: Op) {
@@ -598,7 +690,7 @@ impl State {
                 let _ = reply.send(Ok(tasks));
             }
             Command::Health { reply } => {
-                let tasks = self.entries.values().filter(|e| !e.task.is_terminal()).count();
+                let tasks = self.unfinished();
                 let status = if self.engine.reachable { "ok" } else { "degraded" };
                 let _ = reply.send(Ok(WorkerHealth {
                     status: status.into(),
@@ -609,8 +701,51 @@ impl State {
                     tasks,
                 }));
             }
+            Command::Stats { reply } => {
+                let tasks = self.unfinished();
+                let answer = self.stats.clone().map(|s| NodeStats { tasks, ..s }).ok_or(WorkerError::NotReady);
+                let _ = reply.send(answer);
+            }
             Command::Shutdown => {}
         }
+    }
+
+    fn unfinished(&self) -> usize {
+        self.entries.values().filter(|e| !e.task.is_terminal()).count()
+    }
+
+    /// Keeps the latest statistics; CPU usage is measured against the previous sample.
+    fn on_sample(&mut self, s: Sample) {
+        let proc = match s.proc {
+            Ok(p) => p,
+            Err(e) => {
+                if self.stats.is_some() {
+                    warn!("node statistics unreadable error={e}");
+                }
+                self.stats = None;
+                return;
+            }
+        };
+        let usage = self.last_cpu.map_or(0.0, |before| stats::cpu_usage_pct(before, proc.cpu));
+        self.last_cpu = Some(proc.cpu);
+        let (disk_total_mb, disk_free_mb) = s.disk.unwrap_or((0, 0));
+        let capacity = stats::capacity(self.config.caps, proc.cpu.count, proc.memory_total_mb, disk_total_mb);
+        self.stats = Some(NodeStats {
+            node: self.config.name.clone(),
+            sampled_at: s.at,
+            cpu_count: proc.cpu.count,
+            cpu_usage_pct: (usage * 10.0).round() / 10.0,
+            load_1: proc.load[0],
+            load_5: proc.load[1],
+            load_15: proc.load[2],
+            memory_total_mb: proc.memory_total_mb,
+            memory_available_mb: proc.memory_available_mb,
+            disk_path: s.disk_path.display().to_string(),
+            disk_total_mb,
+            disk_free_mb,
+            capacity,
+            tasks: self.unfinished(),
+        });
     }
 
     fn start(&mut self, req: Box<StartTask>, reply: Reply<(Task, bool)>) {
@@ -736,8 +871,12 @@ impl State {
                 }
             }
             OpResult::Version { result } => match result {
-                Ok((version, api)) => {
+                Ok((version, api, root)) => {
                     info!("engine answers version={version} api={api}");
+                    if let Some(root) = root {
+                        // the disk to measure is the one containers fill
+                        let _ = self.disk_path.send(root);
+                    }
                     self.engine.version = Some(version);
                     self.engine.api_version = Some(api);
                     self.note_engine(None);

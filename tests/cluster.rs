@@ -280,7 +280,7 @@ fn daemons_exit_cleanly_on_sigterm_and_refuse_unbuilt_choices() {
     assert_eq!(c.containers().len(), 1, "containers outlive their worker process");
 
     for (bin, args) in [
-        (env!("CARGO_BIN_EXE_manager"), vec!["-p", "0", "-sct", "epvm"]),
+        (env!("CARGO_BIN_EXE_manager"), vec!["-p", "0", "-sct", "binpack"]),
         (env!("CARGO_BIN_EXE_manager"), vec!["-p", "0", "-st", "disk"]),
         (env!("CARGO_BIN_EXE_worker"), vec!["-n", "bad name", "-p", "0"]),
     ] {

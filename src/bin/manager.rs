@@ -26,7 +26,7 @@ struct Args {
     /// directory of the persisted store (default /var/lib/skiff for root, else ~/.local/state/skiff)
     #[argh(option)]
     data_dir: Option<PathBuf>,
-    /// placement: roundrobin (default)
+    /// placement: roundrobin (default) or epvm (least marginal cost over CPU, memory and tasks)
     #[argh(option, default = "String::from(\"roundrobin\")")]
     scheduler: String,
     /// a worker's HOST:PORT; repeat for each worker (with a persisted store and no -w, the
@@ -64,11 +64,8 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<(), String> {
-    let scheduler = match args.scheduler.as_str() {
-        "roundrobin" => SchedulerKind::RoundRobin,
-        "epvm" => return Err("-sct epvm is not built yet; use -sct roundrobin".into()),
-        other => return Err(format!("-sct {other:?}: the scheduler is roundrobin or epvm")),
-    };
+    let scheduler = SchedulerKind::parse(&args.scheduler)
+        .ok_or_else(|| format!("-sct {:?}: the scheduler is roundrobin or epvm", args.scheduler))?;
     for w in &args.worker {
         cli::check_address(w).map_err(|m| format!("-w: {m}"))?;
     }

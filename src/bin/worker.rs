@@ -6,6 +6,7 @@ use skiff::cli::{self, LogLevel};
 use skiff::docker_cli::{self, error_chain, Docker};
 use skiff::http::{self, Limits, Server};
 use skiff::signals::TerminationSignals;
+use skiff::stats::Caps;
 use skiff::task::check_name;
 use skiff::worker::{self, WorkerConfig};
 use std::net::{IpAddr, SocketAddr, TcpListener};
@@ -39,6 +40,15 @@ struct Args {
     /// engine's event stream (default 5000)
     #[argh(option, default = "5000")]
     sync_interval_ms: u64,
+    /// cores Skiff may place on this node (default: all of them)
+    #[argh(option)]
+    max_cpus: Option<f64>,
+    /// megabytes of memory Skiff may place on this node (default: all of it)
+    #[argh(option)]
+    max_memory_mb: Option<u64>,
+    /// megabytes of the engine's disk Skiff may place on this node (default: all of it)
+    #[argh(option)]
+    max_disk_mb: Option<u64>,
     /// seconds a stopped container gets between SIGTERM and SIGKILL (default 10)
     #[argh(option, default = "10")]
     stop_grace_s: u64,
@@ -83,6 +93,10 @@ fn run(args: Args) -> Result<(), String> {
         return Err("--sync-interval-ms must be above 0".into());
     }
     config.sync_interval = Duration::from_millis(args.sync_interval_ms);
+    if args.max_cpus.is_some_and(|c| !c.is_finite() || c <= 0.0) {
+        return Err("--max-cpus must be more than 0".into());
+    }
+    config.caps = Caps { cpus: args.max_cpus, memory_mb: args.max_memory_mb, disk_mb: args.max_disk_mb };
     let worker = worker::spawn(config, docker, store).map_err(|e| error_chain(&e))?;
     let server = Server::start(listener, Limits::default(), http::worker_handler(worker.handle()))
         .map_err(|e| format!("cannot start the API server: {e}"))?;

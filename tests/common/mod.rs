@@ -155,6 +155,8 @@ pub struct ClusterOptions {
     /// `memory` or `persisted` (then in `<test dir>/data`).
     pub manager_store: &'static str,
     pub worker_store: &'static str,
+    /// `-sct` of the manager.
+    pub scheduler: &'static str,
 }
 
 impl Default for ClusterOptions {
@@ -166,6 +168,7 @@ impl Default for ClusterOptions {
             worker_args: Vec::new(),
             manager_store: "memory",
             worker_store: "memory",
+            scheduler: "roundrobin",
         }
     }
 }
@@ -207,7 +210,7 @@ impl Cluster {
             cluster.start_worker(&name, &worker_args);
         }
         let mut args = strings(&["-p", "0", "--bind", "127.0.0.1", "-st", opts.manager_store, "--data-dir", &data]);
-        args.extend(strings(&["-sct", "roundrobin", "--log-level", "debug"]));
+        args.extend(strings(&["-sct", opts.scheduler, "--log-level", "debug"]));
         for w in &cluster.workers {
             args.extend(["-w".to_string(), w.addr.clone()]);
         }
