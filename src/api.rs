@@ -14,6 +14,10 @@ use serde::{Deserialize, Serialize};
 pub struct StartTask {
     pub id: TaskId,
     pub spec: TaskSpec,
+    /// Restarts in place so far (on this node or others): they count towards the spec's
+    /// `max_restarts` wherever the task runs.
+    #[serde(default)]
+    pub restart_count: u32,
 }
 
 /// The engine as a worker last saw it.

@@ -85,10 +85,15 @@ impl FromStr for LogLevel {
 
 /// Logs to stderr with UTC RFC 3339 times. Call once, before any thread starts.
 pub fn init_logging(level: LogLevel) {
+    // our own lines only: the HTTP client's debug chatter would drown them
     let config = simplelog::ConfigBuilder::new()
         .set_time_format_rfc3339()
         .set_thread_level(LevelFilter::Off)
         .set_target_level(LevelFilter::Off)
+        .add_filter_allow_str("skiff")
+        .add_filter_allow_str("manager")
+        .add_filter_allow_str("worker")
+        .add_filter_allow_str("client")
         .build();
     let _ = simplelog::WriteLogger::init(level.0, config, std::io::stderr());
 }

@@ -228,10 +228,20 @@ pub fn task_details(t: &Task) -> String {
     field("container", opt(t.container_id.as_ref().map(|c| c.chars().take(12).collect())));
     field("ports", ports_text(t));
     field("exit code", opt(t.exit_code.map(|c| c.to_string())));
+    field("restarts", t.restart_count.to_string());
+    field("healthy", opt(t.healthy.map(|h| if h { "yes".to_string() } else { "no".to_string() })));
     field("error", opt(t.error.clone()));
     field("created", t.created_at.to_string());
     field("started", time(t.started_at));
     field("finished", time(t.finished_at));
+    if !t.events.is_empty() {
+        out.push_str("events:\n");
+        for e in t.events.iter().rev().take(10).rev() {
+            let from = e.from.map(|f| format!("{f} -> ")).unwrap_or_default();
+            let node = e.node.as_deref().map(|n| format!(" [{n}]")).unwrap_or_default();
+            out.push_str(&format!("  {}  {from}{}{node}: {}\n", e.at, e.to, e.reason));
+        }
+    }
     out
 }
 

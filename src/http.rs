@@ -241,9 +241,13 @@ pub fn parse_start_task(body: &[u8]) -> Result<StartTask, SpecError> {
     let Value::Object(mut obj) = value else {
         return Err(bad(None, "the body must be a JSON object with id and spec".into()));
     };
-    if let Some(unknown) = obj.keys().find(|k| *k != "id" && *k != "spec") {
-        return Err(bad(Some(unknown), "unknown field; the fields are: id, spec".into()));
+    if let Some(unknown) = obj.keys().find(|k| !["id", "spec", "restart_count"].contains(&k.as_str())) {
+        return Err(bad(Some(unknown), "unknown field; the fields are: id, spec, restart_count".into()));
     }
+    let restart_count = match obj.remove("restart_count") {
+        None | Some(Value::Null) => 0,
+        Some(v) => serde_json::from_value::<u32>(v).map_err(|e| bad(Some("restart_count"), e.to_string()))?,
+    };
     let id = match obj.remove("id") {
         Some(Value::String(s)) => s.parse::<TaskId>().map_err(|e| bad(Some("id"), e.to_string()))?,
         _ => return Err(bad(Some("id"), "is required and must be a task id string".into())),
@@ -253,7 +257,7 @@ pub fn parse_start_task(body: &[u8]) -> Result<StartTask, SpecError> {
         field: Some(e.field.map(|f| format!("spec.{f}")).unwrap_or_else(|| "spec".into())),
         message: e.message,
     })?;
-    Ok(StartTask { id, spec })
+    Ok(StartTask { id, spec, restart_count })
 }
 
 // ---------------------------------------------------------------------------------------------

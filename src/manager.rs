@@ -11,7 +11,7 @@
 use crate::api::{ManagerHealth, NodeInfo, NodeStatus, StartTask, WorkerHealth};
 use crate::docker_cli::error_chain;
 use crate::guard::survive;
-use crate::reconcile::{self, Action, NodeObs, Report, TaskView};
+use crate::reconcile::{self, Action, NodeObs, PlanConfig, Report, TaskView};
 use crate::sched::{NodeState, NodeTable, Request, Scheduler, SchedulerKind, Usage};
 use crate::stats::{NodeStats, Resources};
 use crate::store::{NodeRecord, Store, StoreError};
@@ -73,6 +73,8 @@ pub struct ManagerConfig {
     pub node_timeout: Duration,
     /// Calls in flight to one worker at once (starts and stops; polls have their own thread).
     pub dispatch_threads: usize,
+    /// A container no task owns is stopped after this (see `PlanConfig`).
+    pub orphan_grace: Duration,
 }
 
 impl Default for ManagerConfig {
@@ -80,8 +82,9 @@ impl Default for ManagerConfig {
         ManagerConfig {
             scheduler: SchedulerKind::RoundRobin,
             poll_interval: Duration::from_secs(1),
-            node_timeout: Duration::from_secs(5),
+            node_timeout: Duration::from_secs(4),
             dispatch_threads: 4,
+            orphan_grace: Duration::from_secs(30),
         }
     }
 }
@@ -326,6 +329,8 @@ struct Node {
     stray_stops: HashSet<TaskId>,
     /// The worker's last statistics (capacity, usage).
     stats: Option<NodeStats>,
+    /// Tasks this node runs that the manager does not know, and when each was first seen.
+    orphans: HashMap<TaskId, Timestamp>,
 }
 
 impl Node {
@@ -371,6 +376,7 @@ impl Node {
             report: None,
             stray_stops: HashSet::new(),
             stats: None,
+            orphans: HashMap::new(),
         })
     }
 
@@ -391,7 +397,8 @@ impl Node {
 /// The manager's own bookkeeping next to each task record.
 struct Tracked {
     task: Task,
-    op_in_flight: bool,
+    /// The node a start or stop for it is under way on; its answer is awaited.
+    op_on: Option<usize>,
     settled_epoch: u64,
     not_before: Timestamp,
 }
@@ -424,7 +431,7 @@ impl State {
         }
         let mut tasks = HashMap::new();
         for task in store.list_tasks().map_err(ManagerError::Store)? {
-            tasks.insert(task.id, Tracked { task, op_in_flight: false, settled_epoch: 0, not_before: Timestamp(0) });
+            tasks.insert(task.id, Tracked { task, op_on: None, settled_epoch: 0, not_before: Timestamp(0) });
         }
         let scheduler = config.scheduler.build();
         Ok(State { config, store, scheduler, nodes, tasks, epoch: 1, observations: None })
@@ -466,11 +473,13 @@ impl State {
     }
 
     /// Writes a task's record, then keeps it in the table. On a store failure nothing changes.
-    fn commit(&mut self, task: Task) -> Result<(), ManagerError> {
-        if let Some(t) = self.tasks.get(&task.id) {
-            if t.task == task {
-                return Ok(()); // nothing changed: nothing written
-            }
+    fn commit(&mut self, mut task: Task) -> Result<(), ManagerError> {
+        let old = self.tasks.get(&task.id).map(|t| &t.task);
+        if old == Some(&task) {
+            return Ok(()); // nothing changed: nothing written
+        }
+        if let Some((from, reason)) = task.change_since(old) {
+            task.record(from, reason, Self::now());
         }
         self.store.put_task(&task).map_err(|e| {
             error!("store write failed task_id={} error={}", task.id, error_chain(&e));
@@ -480,8 +489,7 @@ impl State {
             Some(t) => t.task = task,
             None => {
                 let id = task.id;
-                self.tasks
-                    .insert(id, Tracked { task, op_in_flight: false, settled_epoch: 0, not_before: Timestamp(0) });
+                self.tasks.insert(id, Tracked { task, op_on: None, settled_epoch: 0, not_before: Timestamp(0) });
             }
         }
         Ok(())
@@ -531,7 +539,6 @@ impl State {
     }
 
     fn submit(&mut self, spec: TaskSpec) -> Result<Task, ManagerError> {
-        spec.check_supported().map_err(ManagerError::InvalidSpec)?;
         let task = Task::new(TaskId::new_v4(), spec, Self::now());
         let id = task.id;
         self.commit(task)?;
@@ -651,7 +658,8 @@ impl State {
         let mut table: Option<NodeTable> = None;
         for &id in ids {
             let Some(t) = self.tasks.get(&id) else { continue };
-            if t.task.state != TaskState::Pending || t.task.desired_state != DesiredState::Running || t.op_in_flight {
+            if t.task.state != TaskState::Pending || t.task.desired_state != DesiredState::Running || t.op_on.is_some()
+            {
                 continue;
             }
             let mut task = t.task.clone();
@@ -668,10 +676,11 @@ impl State {
                     }
                     table.allocate(index, &req);
                     debug!("task placed task_id={id} node={name}");
-                    let start = StartTask { id, spec: task.spec };
+                    // restarts in place carry over to the new node; the move itself is not one
+                    let start = StartTask { id, spec: task.spec, restart_count: task.restart_count };
                     if self.nodes[index].starts.send(Job::Start(Box::new(start))).is_ok() {
                         if let Some(t) = self.tasks.get_mut(&id) {
-                            t.op_in_flight = true;
+                            t.op_on = Some(index);
                         }
                     }
                 }
@@ -706,11 +715,20 @@ impl State {
         }
     }
 
-    /// Marks a task's op as answered and returns a copy of it to work on.
-    fn settle(&mut self, id: TaskId) -> Option<Task> {
+    /// Marks a task's op as answered and returns a copy of it to work on; `None` when the answer
+    /// comes from a node the task is no longer on (it was moved meanwhile: a copy there is a
+    /// stray, found and stopped from that node's reports).
+    fn settle(&mut self, id: TaskId, node: usize) -> Option<Task> {
         let epoch = self.epoch;
+        let name = self.nodes[node].display_name().to_string();
         let t = self.tasks.get_mut(&id)?;
-        t.op_in_flight = false;
+        if t.op_on == Some(node) {
+            t.op_on = None;
+        }
+        if t.task.node.as_deref() != Some(name.as_str()) {
+            debug!("late answer from a node the task left task_id={id} node={name}");
+            return None;
+        }
         t.settled_epoch = epoch;
         Some(t.task.clone())
     }
@@ -722,7 +740,7 @@ impl State {
     }
 
     fn on_started(&mut self, node: usize, id: TaskId, result: Result<Task, LinkError>, now: Timestamp) {
-        let Some(task) = self.settle(id) else { return };
+        let Some(task) = self.settle(id, node) else { return };
         let node_name = self.nodes[node].display_name().to_string();
         match result {
             Ok(seen) => {
@@ -756,6 +774,10 @@ impl State {
     }
 
     fn requeue(&mut self, mut task: Task, reason: String, now: Timestamp) {
+        if let Some(t) = self.tasks.get_mut(&task.id) {
+            // an answer still awaited from the old node no longer holds the task back
+            t.op_on = None;
+        }
         if task.state == TaskState::Scheduled || task.state == TaskState::Running {
             let _ = task.set_state(TaskState::Pending, now);
             task.node = None;
@@ -767,7 +789,7 @@ impl State {
     }
 
     fn on_stopped(&mut self, node: usize, id: TaskId, result: Result<Task, LinkError>, now: Timestamp) {
-        let Some(task) = self.settle(id) else { return };
+        let Some(task) = self.settle(id, node) else { return };
         let node_name = self.nodes[node].display_name().to_string();
         match result {
             Ok(seen) => {
@@ -825,11 +847,11 @@ impl State {
                 node.unreachable = false;
                 node.engine_reachable = Some(health.engine.reachable);
                 node.error = health.engine.error.map(|e| format!("engine unreachable: {e}"));
-                node.report = Some(Report {
-                    epoch,
-                    complete: health.synced,
-                    tasks: tasks.into_iter().map(|t| (t.id, t)).collect(),
-                });
+                let report: HashMap<TaskId, Task> = tasks.into_iter().map(|t| (t.id, t)).collect();
+                let known = &self.tasks;
+                node.orphans
+                    .retain(|id, _| report.get(id).is_some_and(|t| !t.is_terminal()) && !known.contains_key(id));
+                node.report = Some(Report { epoch, complete: health.synced, tasks: report });
             }
             Err(e) => {
                 if !node.unreachable {
@@ -851,7 +873,7 @@ impl State {
                 .values()
                 .map(|t| TaskView {
                     task: &t.task,
-                    op_in_flight: t.op_in_flight,
+                    op_in_flight: t.op_on.is_some(),
                     settled_epoch: t.settled_epoch,
                     not_before: t.not_before,
                 })
@@ -868,9 +890,12 @@ impl State {
                     down: n.status(now, timeout) == NodeStatus::Down,
                     report: n.report.as_ref(),
                     stopping: &n.stray_stops,
+                    orphans: &n.orphans,
+                    silent_ms: n.last_contact.map_or(0, |t| now.since(t)),
                 })
                 .collect();
-            reconcile::plan(&views, &nodes, now)
+            let config = PlanConfig { orphan_grace_ms: self.config.orphan_grace.as_millis() as u64 };
+            reconcile::plan(&views, &nodes, now, &config)
         };
         // placements last and together: one node table serves them all
         let mut places = Vec::new();
@@ -920,17 +945,30 @@ impl State {
                     self.nodes[index].stray_stops.insert(id);
                 }
             }
-            Action::Adopt { node, task } => {
-                if !self.tasks.contains_key(&task.id) {
-                    info!("adopting a task the manager did not know task_id={} node={node}", task.id);
-                    self.commit_quietly(*task);
+            Action::Reclaim { node, seen } => {
+                let Some(t) = self.tasks.get(&seen.id) else { return };
+                if t.task.state != TaskState::Pending || t.op_on.is_some() {
+                    return;
+                }
+                let mut task = t.task.clone();
+                let _ = task.set_state(TaskState::Scheduled, now);
+                task.node = Some(node.clone());
+                task.error = None;
+                let task = reconcile::merge_report(&task, &seen, now).unwrap_or(task);
+                info!("task found running where it was task_id={} node={node}", seen.id);
+                self.commit_quietly(task);
+            }
+            Action::NoteOrphan { node, id } => {
+                if let Some(index) = self.node_index(&node) {
+                    warn!("a container no task owns task_id={id} node={node}; stopped after the grace period");
+                    self.nodes[index].orphans.insert(id, now);
                 }
             }
             Action::SendStop { id, node } => {
                 let Some(index) = self.node_index(&node) else { return };
                 if self.nodes[index].stops.send(Job::Stop(id)).is_ok() {
                     if let Some(t) = self.tasks.get_mut(&id) {
-                        t.op_in_flight = true;
+                        t.op_on = Some(index);
                     }
                 }
             }
@@ -1066,7 +1104,12 @@ mod tests {
         }
         let links = workers.iter().map(|w| w.clone() as Arc<dyn WorkerLink>).collect();
         let (ticks, rx) = unbounded();
-        let config = ManagerConfig { node_timeout: Duration::from_millis(300), scheduler, ..ManagerConfig::default() };
+        let config = ManagerConfig {
+            node_timeout: Duration::from_millis(300),
+            orphan_grace: Duration::from_millis(200),
+            scheduler,
+            ..ManagerConfig::default()
+        };
         let manager = spawn_with_ticks(config, Box::new(MemoryStore::new()), links, rx).expect("spawns");
         let rig = Rig { manager, ticks, workers };
         rig.until("every node up", |h| h.nodes().ok()?.iter().all(|n| n.status == NodeStatus::Up).then_some(()));
@@ -1177,13 +1220,17 @@ mod tests {
     }
 
     #[test]
-    fn a_task_only_a_worker_knows_is_adopted() {
+    fn a_container_no_task_owns_is_stopped_after_the_grace_period() {
         let r = rig(&["w1"]);
         let spec = TaskSpec::from_json(br#"{"name":"orphan","image":"b"}"#).expect("valid");
         let orphan = Task::new(TaskId::new_v4(), spec, Timestamp::now());
+        let seen_at = Instant::now();
         r.workers[0].run_copy(&orphan);
-        r.until("adoption", |h| h.get(orphan.id).ok().filter(|t| t.state == TaskState::Running));
-        assert!(r.workers[0].stops.lock().expect("lock").is_empty(), "adopted, not killed");
+        r.until("the orphan to be stopped", |_| {
+            r.workers[0].stops.lock().expect("lock").contains(&orphan.id).then_some(())
+        });
+        assert!(seen_at.elapsed() >= Duration::from_millis(200), "not before the grace period");
+        assert!(r.handle().get(orphan.id).is_err(), "not taken into the table");
     }
 
     #[test]

@@ -43,6 +43,24 @@ pub struct NodeObs<'a> {
     pub report: Option<&'a Report>,
     /// Tasks whose stray copy on this node is being stopped already.
     pub stopping: &'a HashSet<TaskId>,
+    /// Tasks this node runs that no task of the manager owns, with when they were first seen.
+    pub orphans: &'a HashMap<TaskId, Timestamp>,
+    /// How long the node has not answered, for the reason of a move.
+    pub silent_ms: u64,
+}
+
+/// The plan's settings.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanConfig {
+    /// A container no task owns is left alone this long before it is stopped: a start whose
+    /// answer was lost must not be killed before its task shows up.
+    pub orphan_grace_ms: u64,
+}
+
+impl Default for PlanConfig {
+    fn default() -> PlanConfig {
+        PlanConfig { orphan_grace_ms: 30_000 }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -60,13 +78,16 @@ pub enum Action {
     SendStop { id: TaskId, node: String },
     /// A node runs a copy of a task that belongs elsewhere or is finished: stop that copy.
     StopStray { id: TaskId, node: String },
-    /// A node runs a task the manager does not know (a store lost, or a task started on the
-    /// worker directly): take it into the table as it is.
-    Adopt { node: String, task: Box<Task> },
+    /// A node runs a task no task of the manager owns: note when it was first seen; after the
+    /// grace period it is stopped (`StopStray`).
+    NoteOrphan { node: String, id: TaskId },
+    /// A task waiting to be placed again runs on a node that came back: keep that container
+    /// rather than stop it and start another (the worker's picture comes along).
+    Reclaim { node: String, seen: Box<Task> },
 }
 
 /// Everything to do now, in order: take in reports first, then act on the updated picture.
-pub fn plan(tasks: &[TaskView], nodes: &[NodeObs], now: Timestamp) -> Vec<Action> {
+pub fn plan(tasks: &[TaskView], nodes: &[NodeObs], now: Timestamp, config: &PlanConfig) -> Vec<Action> {
     let mut actions = Vec::new();
     let node_of = |name: &str| nodes.iter().find(|n| n.name == Some(name));
     let all_named = nodes.iter().all(|n| n.name.is_some());
@@ -95,6 +116,14 @@ pub fn plan(tasks: &[TaskView], nodes: &[NodeObs], now: Timestamp) -> Vec<Action
                     }
                     continue;
                 };
+                if node.down && !stopped_wanted {
+                    // the node is lost: its tasks go elsewhere with a new container (a copy it
+                    // still runs when it returns is a stray); a start still awaited there too
+                    let reason =
+                        format!("node {name} lost (no answer for {} s); placing the task again", node.silent_ms / 1000);
+                    actions.push(Action::Requeue { id: t.id, reason });
+                    continue;
+                }
                 let fresh = node.report.filter(|r| r.epoch > view.settled_epoch && !view.op_in_flight);
                 if let Some(report) = fresh {
                     match report.tasks.get(&t.id) {
@@ -131,14 +160,15 @@ pub fn plan(tasks: &[TaskView], nodes: &[NodeObs], now: Timestamp) -> Vec<Action
             TaskState::Stopped | TaskState::Completed | TaskState::Failed => {}
         }
     }
-    strays(tasks, nodes, &mut actions);
+    strays(tasks, nodes, now, config, &mut actions);
     actions
 }
 
-/// Copies that nodes run but should not: of tasks placed on another node, or finished. Tasks a
-/// node runs that the manager does not know at all are adopted rather than killed.
-fn strays(tasks: &[TaskView], nodes: &[NodeObs], actions: &mut Vec<Action>) {
+/// Copies that nodes run but should not: of tasks placed on another node, or finished; and,
+/// after a grace period, containers of tasks the manager does not know at all.
+fn strays(tasks: &[TaskView], nodes: &[NodeObs], now: Timestamp, config: &PlanConfig, actions: &mut Vec<Action>) {
     let by_id: HashMap<TaskId, &TaskView> = tasks.iter().map(|v| (v.task.id, v)).collect();
+    let mut reclaimed: HashSet<TaskId> = HashSet::new();
     for node in nodes {
         let (Some(name), Some(report)) = (node.name, node.report) else { continue };
         if !node.reachable {
@@ -148,10 +178,28 @@ fn strays(tasks: &[TaskView], nodes: &[NodeObs], actions: &mut Vec<Action>) {
         running.sort_by_key(|t| (t.created_at, t.id));
         for theirs in running {
             match by_id.get(&theirs.id) {
-                None => {
-                    let mut task = theirs.clone();
-                    task.node = Some(name.to_string());
-                    actions.push(Action::Adopt { node: name.to_string(), task: Box::new(task) });
+                None => match node.orphans.get(&theirs.id) {
+                    None => actions.push(Action::NoteOrphan { node: name.to_string(), id: theirs.id }),
+                    Some(since)
+                        if now.since(*since) >= config.orphan_grace_ms && !node.stopping.contains(&theirs.id) =>
+                    {
+                        actions.push(Action::StopStray { id: theirs.id, node: name.to_string() })
+                    }
+                    Some(_) => {}
+                },
+                Some(ours)
+                    if ours.task.state == TaskState::Pending
+                        && ours.task.desired_state == DesiredState::Running
+                        && !ours.op_in_flight
+                        && reclaimed.insert(theirs.id) =>
+                {
+                    actions.push(Action::Reclaim { node: name.to_string(), seen: Box::new(theirs.clone()) });
+                }
+                Some(ours) if reclaimed.contains(&theirs.id) && ours.task.state == TaskState::Pending => {
+                    // taken back from another node in this plan: this copy is a stray
+                    if !node.stopping.contains(&theirs.id) {
+                        actions.push(Action::StopStray { id: theirs.id, node: name.to_string() });
+                    }
                 }
                 Some(ours) => {
                     let elsewhere = ours.task.node.as_deref() != Some(name);
@@ -185,6 +233,9 @@ pub fn merge_report(ours: &Task, seen: &Task, now: Timestamp) -> Option<Task> {
         merged.error = None;
     }
     merged.started_at = seen.started_at.or(merged.started_at);
+    // the worker counts restarts in place; it was told the count so far when the task came
+    merged.restart_count = merged.restart_count.max(seen.restart_count);
+    merged.healthy = seen.healthy;
     if merged.is_terminal() {
         merged.finished_at = seen.finished_at.or(merged.finished_at);
     }
@@ -213,9 +264,22 @@ mod tests {
     }
 
     static NONE: std::sync::LazyLock<HashSet<TaskId>> = std::sync::LazyLock::new(HashSet::new);
+    static NO_ORPHANS: std::sync::LazyLock<HashMap<TaskId, Timestamp>> = std::sync::LazyLock::new(HashMap::new);
 
     fn node<'a>(name: &'a str, report: Option<&'a Report>) -> NodeObs<'a> {
-        NodeObs { name: Some(name), reachable: true, down: false, report, stopping: &NONE }
+        NodeObs {
+            name: Some(name),
+            reachable: true,
+            down: false,
+            report,
+            stopping: &NONE,
+            orphans: &NO_ORPHANS,
+            silent_ms: 0,
+        }
+    }
+
+    fn plan(tasks: &[TaskView], nodes: &[NodeObs], now: Timestamp) -> Vec<Action> {
+        super::plan(tasks, nodes, now, &PlanConfig { orphan_grace_ms: 1000 })
     }
 
     #[test]
@@ -333,24 +397,75 @@ mod tests {
     }
 
     #[test]
-    fn copies_on_the_wrong_node_are_strays_and_unknown_tasks_are_adopted() {
+    fn copies_on_the_wrong_node_are_strays() {
         let ours = task(TaskState::Running, Some("w2"));
         let copy = ours.clone();
-        let unknown = task(TaskState::Running, Some("w1"));
-        let r = report(5, &[copy, unknown.clone()]);
+        let r = report(5, &[copy]);
         let r2 = report(5, std::slice::from_ref(&ours));
         let actions = plan(&[view(&ours)], &[node("w1", Some(&r)), node("w2", Some(&r2))], Timestamp(10));
-        assert!(actions.contains(&Action::StopStray { id: ours.id, node: "w1".into() }), "{actions:?}");
-        assert!(
-            actions.iter().any(|a| matches!(a, Action::Adopt { node, task } if node == "w1" && task.id == unknown.id)),
-            "{actions:?}"
-        );
-        assert_eq!(actions.len(), 2, "{actions:?}");
+        assert_eq!(actions, vec![Action::StopStray { id: ours.id, node: "w1".into() }]);
         // a stray already being stopped is not stopped twice
         let stopping: HashSet<TaskId> = [ours.id].into();
         let w1 = NodeObs { stopping: &stopping, ..node("w1", Some(&r)) };
-        let actions = plan(&[view(&ours)], &[w1, node("w2", Some(&r2))], Timestamp(10));
-        assert!(!actions.iter().any(|a| matches!(a, Action::StopStray { .. })), "{actions:?}");
+        assert_eq!(plan(&[view(&ours)], &[w1, node("w2", Some(&r2))], Timestamp(10)), vec![]);
+    }
+
+    #[test]
+    fn containers_no_task_owns_are_stopped_after_a_grace_period() {
+        let unknown = task(TaskState::Running, Some("w1"));
+        let r = report(5, std::slice::from_ref(&unknown));
+        // first seen: noted, not touched
+        assert_eq!(
+            plan(&[], &[node("w1", Some(&r))], Timestamp(10)),
+            vec![Action::NoteOrphan { node: "w1".into(), id: unknown.id }]
+        );
+        // within the grace period: left alone (a start whose answer was lost may own it)
+        let seen: HashMap<TaskId, Timestamp> = [(unknown.id, Timestamp(10))].into();
+        let w1 = NodeObs { orphans: &seen, ..node("w1", Some(&r)) };
+        assert_eq!(plan(&[], &[w1], Timestamp(500)), vec![]);
+        // after it: stopped and removed
+        assert_eq!(plan(&[], &[w1], Timestamp(1010)), vec![Action::StopStray { id: unknown.id, node: "w1".into() }]);
+    }
+
+    #[test]
+    fn tasks_of_a_lost_node_are_placed_again_and_stops_there_are_done() {
+        let running = task(TaskState::Running, Some("w1"));
+        let scheduled = task(TaskState::Scheduled, Some("w1"));
+        let mut stopping = task(TaskState::Running, Some("w1"));
+        stopping.desired_state = DesiredState::Stopped;
+        let r = report(5, &[running.clone(), scheduled.clone(), stopping.clone()]);
+        let lost = NodeObs { down: true, reachable: false, silent_ms: 4200, ..node("w1", Some(&r)) };
+        // a start still awaited on the lost node does not hold the task back
+        let awaited = TaskView { op_in_flight: true, ..view(&scheduled) };
+        let actions = plan(&[view(&running), awaited, view(&stopping)], &[lost], Timestamp(10));
+        let reason = "node w1 lost (no answer for 4 s); placing the task again".to_string();
+        assert_eq!(
+            actions,
+            vec![
+                Action::Requeue { id: running.id, reason: reason.clone() },
+                Action::Requeue { id: scheduled.id, reason },
+                Action::MarkStopped(stopping.id),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_task_waiting_for_a_node_is_taken_back_where_it_still_runs() {
+        let waiting = task(TaskState::Pending, None);
+        let mut there = waiting.clone();
+        there.state = TaskState::Running;
+        there.node = Some("w1".into());
+        let r1 = report(5, std::slice::from_ref(&there));
+        let r2 = report(5, std::slice::from_ref(&there));
+        let actions = plan(&[view(&waiting)], &[node("w1", Some(&r1)), node("w2", Some(&r2))], Timestamp(10));
+        assert_eq!(
+            actions,
+            vec![
+                Action::Place(waiting.id),
+                Action::Reclaim { node: "w1".into(), seen: Box::new(there.clone()) },
+                Action::StopStray { id: waiting.id, node: "w2".into() },
+            ]
+        );
     }
 
     #[test]

@@ -434,16 +434,9 @@ impl TaskSpec {
         Ok(())
     }
 
-    /// Refuses the parts of a valid spec that this version cannot carry out yet, rather than
-    /// ignoring them silently.
-    pub fn check_supported(&self) -> Result<(), SpecError> {
-        if self.restart_policy.is_some() {
-            return Err(SpecError::at("restart_policy", "not supported yet (self-healing is not built)"));
-        }
-        if self.health_check.is_some() {
-            return Err(SpecError::at("health_check", "not supported yet (self-healing is not built)"));
-        }
-        Ok(())
+    /// The restart policy in force: the spec's, or `never`.
+    pub fn restart(&self) -> RestartPolicy {
+        self.restart_policy.unwrap_or(RestartPolicy { mode: RestartMode::Never, max_restarts: 0 })
     }
 }
 
@@ -601,9 +594,66 @@ pub struct Task {
     pub created_at: Timestamp,
     pub started_at: Option<Timestamp>,
     pub finished_at: Option<Timestamp>,
+    /// Restarts in place by the worker (after an exit or failed health checks). Moves to another
+    /// node after a node loss are not restarts.
+    #[serde(default)]
+    pub restart_count: u32,
+    /// The last health check's verdict; `None` without a health check or before the first one.
+    #[serde(default)]
+    pub healthy: Option<bool>,
+    /// Recent changes, oldest first (the last `MAX_EVENTS`).
+    #[serde(default)]
+    pub events: Vec<TaskEvent>,
+}
+
+/// How many events a task keeps.
+pub const MAX_EVENTS: usize = 30;
+
+/// A change in a task's life: a state change, a restart in place, or a move to another node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskEvent {
+    pub at: Timestamp,
+    /// The state before (`None` for the task's creation).
+    pub from: Option<TaskState>,
+    pub to: TaskState,
+    pub reason: String,
+    pub node: Option<String>,
 }
 
 impl Task {
+    /// Adds an event, keeping the last `MAX_EVENTS`.
+    pub fn record(&mut self, from: Option<TaskState>, reason: String, at: Timestamp) {
+        self.events.push(TaskEvent { at, from, to: self.state, reason, node: self.node.clone() });
+        if self.events.len() > MAX_EVENTS {
+            let extra = self.events.len() - MAX_EVENTS;
+            self.events.drain(..extra);
+        }
+    }
+
+    /// The event that the change from `old` to `self` makes, if it is one worth recording: a new
+    /// state, a restart in place, or a move to another node. The reason is worked out from the
+    /// records themselves.
+    pub fn change_since(&self, old: Option<&Task>) -> Option<(Option<TaskState>, String)> {
+        let Some(old) = old else {
+            return Some((None, "accepted".into()));
+        };
+        if self.restart_count > old.restart_count {
+            let why = self.error.clone().unwrap_or_else(|| "restarted".into());
+            return Some((Some(old.state), format!("restarted in place ({} so far): {why}", self.restart_count)));
+        }
+        if self.state == old.state {
+            return None;
+        }
+        let node = self.node.as_deref().unwrap_or("-");
+        let reason = match self.state {
+            TaskState::Scheduled => format!("placed on {node}"),
+            TaskState::Running => format!("running on {node}"),
+            TaskState::Completed => "exited with code 0".into(),
+            TaskState::Stopped if self.desired_state == DesiredState::Stopped => "stopped as asked".into(),
+            _ => self.error.clone().unwrap_or_else(|| self.state.to_string()),
+        };
+        Some((Some(old.state), reason))
+    }
     pub fn new(id: TaskId, spec: TaskSpec, now: Timestamp) -> Task {
         Task {
             id,
@@ -619,6 +669,9 @@ impl Task {
             created_at: now,
             started_at: None,
             finished_at: None,
+            restart_count: 0,
+            healthy: None,
+            events: Vec::new(),
         }
     }
 
@@ -720,8 +773,7 @@ mod tests {
         assert_eq!(spec.cpus, Some(0.5));
         assert_eq!(spec.ports, vec![PortSpec { container: 8080, host: Some(0), protocol: Protocol::Tcp }]);
         assert_eq!(spec.restart_policy.map(|p| p.mode), Some(RestartMode::OnFailure));
-        // valid, but refused until self-healing exists
-        assert_eq!(spec.check_supported().unwrap_err().field.as_deref(), Some("restart_policy"));
+        assert_eq!(spec.restart().max_restarts, 3);
     }
 
     #[test]
@@ -729,7 +781,7 @@ mod tests {
         let spec = TaskSpec::from_value(json!({"name": "a", "image": "busybox"})).expect("valid");
         assert!(spec.cmd.is_empty() && spec.env.is_empty() && spec.ports.is_empty());
         assert_eq!((spec.cpus, spec.memory_mb, spec.disk_mb), (None, None, None));
-        assert!(spec.check_supported().is_ok());
+        assert_eq!(spec.restart().mode, RestartMode::Never, "no policy means no restarts");
     }
 
     #[test]
@@ -828,6 +880,33 @@ mod tests {
         task.set_state(Completed, Timestamp(5)).expect("allowed");
         assert_eq!(task.finished_at, Some(Timestamp(5)));
         assert_eq!(task.set_state(Running, Timestamp(6)), Err(InvalidTransition { from: Completed, to: Running }));
+    }
+
+    #[test]
+    fn changes_become_events_with_reasons() {
+        let spec = TaskSpec::from_value(json!({"name": "a", "image": "b"})).expect("valid");
+        let mut t = Task::new(TaskId::new_v4(), spec, Timestamp(1));
+        assert_eq!(t.change_since(None), Some((None, "accepted".to_string())));
+        let old = t.clone();
+        t.set_state(Scheduled, Timestamp(2)).expect("allowed");
+        t.node = Some("w1".into());
+        assert_eq!(t.change_since(Some(&old)), Some((Some(Pending), "placed on w1".to_string())));
+        assert_eq!(t.change_since(Some(&t.clone())), None, "no change, no event");
+        let old = t.clone();
+        t.restart_count = 1;
+        t.error = Some("exited with code 1".into());
+        let (_, reason) = t.change_since(Some(&old)).expect("an event");
+        assert_eq!(reason, "restarted in place (1 so far): exited with code 1");
+        // a move after a node loss: the reason given when the task is taken off its node
+        let old = t.clone();
+        t.set_state(Pending, Timestamp(3)).expect("allowed");
+        t.error = Some("node w1 lost; placing the task again".into());
+        assert_eq!(t.change_since(Some(&old)).map(|e| e.1), Some("node w1 lost; placing the task again".to_string()));
+        for i in 0..(MAX_EVENTS + 5) {
+            t.record(None, format!("e{i}"), Timestamp(i as u64));
+        }
+        assert_eq!(t.events.len(), MAX_EVENTS);
+        assert_eq!(t.events.last().map(|e| e.reason.as_str()), Some("e34"));
     }
 
     #[test]

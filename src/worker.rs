@@ -15,7 +15,7 @@ use crate::docker_cli::{error_chain, ContainerInfo, ContainerSummary, CreateOpti
 use crate::guard::survive;
 use crate::stats::{self, Caps, CpuTicks, NodeStats, ProcSample};
 use crate::store::{Store, StoreError};
-use crate::task::{DesiredState, Task, TaskId, TaskSpec, TaskState};
+use crate::task::{DesiredState, HealthCheck, RestartMode, Task, TaskId, TaskSpec, TaskState};
 use crate::time::Timestamp;
 use crossbeam_channel::{bounded, select, tick, unbounded, Receiver, Sender};
 use log::{debug, error, info, warn};
@@ -31,6 +31,8 @@ pub const LABEL_NODE: &str = "skiff.node";
 pub const LABEL_NAME: &str = "skiff.name";
 pub const LABEL_SPEC: &str = "skiff.spec";
 pub const LABEL_CREATED: &str = "skiff.created-at";
+/// How a task's error starts while its node's engine does not answer.
+const ENGINE_AWAY: &str = "engine unreachable, state not confirmed";
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -50,6 +52,11 @@ pub struct WorkerConfig {
     pub stats_interval: Duration,
     /// What the operator lets Skiff use of this node.
     pub caps: Caps,
+    /// Back-off before the first restart in place; it doubles with each restart, up to the cap.
+    pub restart_backoff: Duration,
+    pub restart_backoff_max: Duration,
+    /// A run this long without trouble gives a task its restart budget and back-off back.
+    pub restart_reset_after: Duration,
 }
 
 impl WorkerConfig {
@@ -65,6 +72,9 @@ impl WorkerConfig {
             start_wait: Duration::from_secs(330),
             stats_interval: Duration::from_secs(2),
             caps: Caps::default(),
+            restart_backoff: Duration::from_secs(1),
+            restart_backoff_max: Duration::from_secs(30),
+            restart_reset_after: Duration::from_secs(60),
         }
     }
 }
@@ -231,7 +241,8 @@ pub fn spawn(config: WorkerConfig, docker: Arc<Docker>, store: Box<dyn Store>) -
         .spawn(move || follow_events(&ev_docker, &ev_name, &events_tx))
         .map_err(|e| WorkerError::EngineUnreachable(format!("cannot start the events thread: {e}")))?;
 
-    let mut state = State::new(config.clone(), store, Pools { starts, others }, disk_tx)?;
+    let (health_tx, health_rx) = unbounded::<HealthResult>();
+    let mut state = State::new(config.clone(), store, Pools { starts, others }, disk_tx, health_tx)?;
     let ticker = tick(config.sync_interval);
     let control = std::thread::Builder::new()
         .name("worker-control".into())
@@ -240,11 +251,15 @@ pub fn spawn(config: WorkerConfig, docker: Arc<Docker>, store: Box<dyn Store>) -
             state.resume();
             state.request_sync();
             loop {
+                // restarts in place are due at their own times, not at the next tick
+                let timer = state.next_restart().map_or_else(crossbeam_channel::never, crossbeam_channel::at);
                 select! {
                     recv(cmd_rx) -> cmd => match cmd {
                         Ok(Command::Shutdown) | Err(_) => break,
                         Ok(cmd) => survive("a command", || state.on_command(cmd)),
                     },
+                    recv(timer) -> _ => survive("a restart", || state.on_restart_due()),
+                    recv(health_rx) -> h => if let Ok(h) = h { survive("a health check", || state.on_health(h)) },
                     recv(results_rx) -> res => if let Ok(res) = res { survive("an engine result", || state.on_result(res)) },
                     recv(events_rx) -> ev => if let Ok(ev) = ev { survive("an engine event", || state.on_event(ev)) },
                     recv(samples_rx) -> s => if let Ok(s) = s { survive("a stats sample", || state.on_sample(s)) },
@@ -295,11 +310,41 @@ fn engine_pool(
 // Engine operations, run on the pools
 
 enum Op {
-    Start { id: TaskId, spec: Box<TaskSpec>, container_name: String, labels: BTreeMap<String, String> },
-    Stop { id: TaskId, container_id: Option<String> },
-    Remove { id: TaskId, container_id: String },
-    Inspect { id: TaskId, container_id: String },
-    Sync { epoch: u64 },
+    Start {
+        id: TaskId,
+        spec: Box<TaskSpec>,
+        container_name: String,
+        labels: BTreeMap<String, String>,
+    },
+    /// Starts the task's exited container again (a restart in place); creates a new one if it
+    /// is gone.
+    Restart {
+        id: TaskId,
+        container_id: String,
+        spec: Box<TaskSpec>,
+        container_name: String,
+        labels: BTreeMap<String, String>,
+    },
+    /// Stops a container that failed its health checks, then inspects it (answered as Inspected).
+    Kill {
+        id: TaskId,
+        container_id: String,
+    },
+    Stop {
+        id: TaskId,
+        container_id: Option<String>,
+    },
+    Remove {
+        id: TaskId,
+        container_id: String,
+    },
+    Inspect {
+        id: TaskId,
+        container_id: String,
+    },
+    Sync {
+        epoch: u64,
+    },
     Version,
 }
 
@@ -309,6 +354,10 @@ impl Op {
         let e = || DockerError::Protocol("internal error during the engine call".into());
         match self {
             Op::Start { id, .. } => OpResult::Started { id: *id, result: Err(StartFailure::Unknown(e().to_string())) },
+            Op::Restart { id, .. } => {
+                OpResult::Started { id: *id, result: Err(StartFailure::Unknown(e().to_string())) }
+            }
+            Op::Kill { id, .. } => OpResult::Inspected { id: *id, result: Err(e()) },
             Op::Stop { id, .. } => OpResult::Stopped { id: *id, result: Err(e()) },
             Op::Remove { id, .. } => OpResult::Removed { id: *id, result: Err(e()) },
             Op::Inspect { id, .. } => OpResult::Inspected { id: *id, result: Err(e()) },
@@ -368,6 +417,20 @@ fn run_op(docker: &Docker, cfg: &WorkerConfig, op: Op) -> OpResult {
         Op::Start { id, spec, container_name, labels } => {
             let result = start_container(docker, cfg, &spec, &container_name, &labels, &id);
             OpResult::Started { id, result }
+        }
+        Op::Restart { id, container_id, spec, container_name, labels } => {
+            let result = match docker.start(&container_id) {
+                // the container is gone: a new one
+                Err(e) if e.is_not_found() => start_container(docker, cfg, &spec, &container_name, &labels, &id),
+                other => other
+                    .map_err(after_create)
+                    .and_then(|_| docker.inspect(&container_id).map_err(|e| StartFailure::Unknown(error_chain(&e)))),
+            };
+            OpResult::Started { id, result }
+        }
+        Op::Kill { id, container_id } => {
+            let result = docker.stop(&container_id, cfg.stop_grace).and_then(|_| docker.inspect(&container_id));
+            OpResult::Inspected { id, result }
         }
         Op::Stop { id, container_id } => {
             let result = match container_id {
@@ -519,6 +582,62 @@ fn sample_node(interval: Duration, disk_path: &Receiver<PathBuf>, out: &Sender<S
     }
 }
 
+/// A health checker's verdict on one check of one run of a task's container.
+struct HealthResult {
+    id: TaskId,
+    run: u64,
+    ok: bool,
+    detail: String,
+}
+
+/// Checks one run of a container every `interval_s` until told to stop (its sender dropped): an
+/// HTTP GET of the path on the published host port, from this host, within `timeout_s`; a 2xx or
+/// 3xx answer is healthy. One thread per checked container, so a slow one delays no other.
+fn health_loop(id: TaskId, run: u64, check: &HealthCheck, port: u16, stop: &Receiver<()>, out: &Sender<HealthResult>) {
+    let url = format!("http://127.0.0.1:{port}{}", check.path);
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(u64::from(check.timeout_s))))
+        .build()
+        .new_agent();
+    let interval = Duration::from_secs(u64::from(check.interval_s));
+    loop {
+        match stop.recv_timeout(interval) {
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            _ => return,
+        }
+        let (ok, detail) = match agent.get(&url).call() {
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                ((200..400).contains(&status), format!("{url} answered {status}"))
+            }
+            Err(e) => (false, format!("{url}: {e}")),
+        };
+        if out.send(HealthResult { id, run, ok, detail }).is_err() {
+            return;
+        }
+    }
+}
+
+/// Why a container stopped, in words.
+fn exit_reason(info: &ContainerInfo, unhealthy_after: Option<u32>) -> String {
+    if let Some(n) = unhealthy_after {
+        format!("unhealthy after {n} failed health checks")
+    } else if info.status == "created" {
+        if info.error.is_empty() {
+            "container was created but never started".into()
+        } else {
+            info.error.clone()
+        }
+    } else if info.oom_killed {
+        format!("killed for using more than its memory limit (exit code {})", info.exit_code)
+    } else if !info.error.is_empty() {
+        format!("exited with code {}: {}", info.exit_code, info.error)
+    } else {
+        format!("exited with code {}", info.exit_code)
+    }
+}
+
 enum EngineEvent {
     /// The stream is (re)connected: events may have been missed, so check everything.
     Connected,
@@ -588,6 +707,43 @@ struct Entry {
     exit_seen: bool,
     /// Digest of the record as last written to the store.
     saved: Option<u64>,
+    /// A restart in place is due at this time (the container exited; the policy says again).
+    restart_at: Option<std::time::Instant>,
+    /// Restarts used of the policy's `max_restarts`; back to 0 after a healthy run.
+    budget_used: u32,
+    /// When the current run of the container began.
+    run_started: Option<std::time::Instant>,
+    /// Counts runs, so that health results of an earlier run are told apart.
+    run: u64,
+    /// The running health checker of the current run (dropping it stops the checker).
+    checker: Option<Sender<()>>,
+    /// Consecutive failed health checks in the current run.
+    health_failures: u32,
+    /// The container is being stopped because it failed its health checks.
+    unhealthy: bool,
+}
+
+impl Entry {
+    fn new(task: Task, op: Option<OpKind>, container_present: bool, changed_epoch: u64) -> Entry {
+        Entry {
+            task,
+            op,
+            start_waiters: Vec::new(),
+            stop_waiters: Vec::new(),
+            container_present,
+            changed_epoch,
+            backoff: false,
+            exit_seen: false,
+            saved: None,
+            restart_at: None,
+            budget_used: 0,
+            run_started: None,
+            run: 0,
+            checker: None,
+            health_failures: 0,
+            unhealthy: false,
+        }
+    }
 }
 
 struct State {
@@ -605,6 +761,8 @@ struct State {
     disk_path: Sender<PathBuf>,
     last_cpu: Option<CpuTicks>,
     stats: Option<NodeStats>,
+    /// Where health checkers send their verdicts.
+    health: Sender<HealthResult>,
 }
 
 impl State {
@@ -613,25 +771,16 @@ impl State {
         store: Box<dyn Store>,
         pools: Pools,
         disk_path: Sender<PathBuf>,
+        health: Sender<HealthResult>,
     ) -> Result<State, WorkerError> {
         let mut entries = HashMap::new();
         for task in store.list_tasks().map_err(WorkerError::Store)? {
             let container_present = task.container_id.is_some();
             let saved = Some(record_digest(&task));
-            entries.insert(
-                task.id,
-                Entry {
-                    task,
-                    op: None,
-                    start_waiters: Vec::new(),
-                    stop_waiters: Vec::new(),
-                    container_present,
-                    changed_epoch: 0,
-                    backoff: false,
-                    exit_seen: false,
-                    saved,
-                },
-            );
+            let id = task.id;
+            let mut entry = Entry::new(task, None, container_present, 0);
+            entry.saved = saved;
+            entries.insert(id, entry);
         }
         let engine = EngineStatus { reachable: false, version: None, api_version: None, error: None };
         Ok(State {
@@ -646,12 +795,14 @@ impl State {
             disk_path,
             last_cpu: None,
             stats: None,
+            health,
         })
     }
 
     fn send_op(&self, op: Op) {
         // the pools outlive the control loop, so this cannot fail while we run
-        let pool = if matches!(op, Op::Start { .. }) { &self.pools.starts } else { &self.pools.others };
+        let pool =
+            if matches!(op, Op::Start { .. } | Op::Restart { .. }) { &self.pools.starts } else { &self.pools.others };
         let _ = pool.send(op);
     }
 
@@ -770,27 +921,15 @@ impl State {
         let now = Timestamp::now();
         let mut task = Task::new(req.id, req.spec, now);
         task.node = Some(self.config.name.clone());
+        task.restart_count = req.restart_count;
         // "sent to a node": on the worker a new task starts as Scheduled
         let _ = task.set_state(TaskState::Scheduled, now);
-        let container_name = format!("skiff-{}-{}-{}", self.config.name, task.name, task.id.short());
-        let labels = labels_for(&task, &self.config.name);
         info!("starting task task_id={} name={} image={}", task.id, task.name, task.spec.image);
-        self.send_op(Op::Start { id: task.id, spec: Box::new(task.spec.clone()), container_name, labels });
+        self.send_op(start_op(&task, &self.config.name));
         let id = task.id;
-        self.entries.insert(
-            id,
-            Entry {
-                task,
-                op: Some(OpKind::Start),
-                start_waiters: vec![(reply, true)],
-                stop_waiters: Vec::new(),
-                container_present: true,
-                changed_epoch: self.epoch,
-                backoff: false,
-                exit_seen: false,
-                saved: None,
-            },
-        );
+        let mut entry = Entry::new(task, Some(OpKind::Start), true, self.epoch);
+        entry.start_waiters.push((reply, true));
+        self.entries.insert(id, entry);
         self.persist(&id);
     }
 
@@ -853,11 +992,26 @@ impl State {
                 if let Some(entry) = self.entries.get_mut(&id) {
                     entry.op = None;
                     entry.changed_epoch = epoch;
+                    let adopted = entry.run_started.is_none() && entry.restart_at.is_none();
                     match result {
-                        Ok(info) if !info.running => finish_from(&mut entry.task, &info, now),
-                        Ok(_) => {}
-                        Err(e) if e.is_not_found() => vanished(&mut entry.task, now),
-                        Err(e) => debug!("inspect failed task_id={id} error={}", error_chain(&e)),
+                        Ok(info) if !info.running => self.on_exit(id, &info, now),
+                        Ok(info) => {
+                            // running: an adopted container's details, or a stop that did not take
+                            entry.task.ports = info.ports.clone();
+                            entry.task.started_at = info.started_at.or(entry.task.started_at);
+                            entry.unhealthy = false;
+                            if adopted && entry.task.state == TaskState::Running {
+                                self.begin_run(id);
+                            }
+                        }
+                        Err(e) if e.is_not_found() => {
+                            entry.unhealthy = false;
+                            vanished(&mut entry.task, now)
+                        }
+                        Err(e) => {
+                            entry.unhealthy = false;
+                            debug!("inspect failed task_id={id} error={}", error_chain(&e))
+                        }
                     }
                     self.after_op(id);
                 }
@@ -892,6 +1046,7 @@ impl State {
             Some(e) if e.is_engine_down() || matches!(e, DockerError::UnsupportedEngine(_)) => {
                 if self.engine.reachable || self.engine.error.is_none() {
                     error!("engine unreachable node={} error={}", self.config.name, error_chain(e));
+                    self.mark_tasks(Some(&format!("{ENGINE_AWAY}: {}", error_chain(e))));
                 }
                 self.engine.reachable = false;
                 self.engine.error = Some(error_chain(e));
@@ -901,14 +1056,34 @@ impl State {
                 if !self.engine.reachable {
                     if self.engine.error.is_some() {
                         info!("engine reachable again node={}", self.config.name);
+                        self.mark_tasks(None);
                     }
                     self.engine.reachable = true;
                     self.engine.error = None;
                     if self.engine.version.is_none() {
                         self.send_op(Op::Version);
                     }
+                    // what happened while it was away
+                    self.request_sync();
                 }
             }
+        }
+    }
+
+    /// While the engine is away, every unfinished task says so in its `error` (its state cannot
+    /// be confirmed); when it answers again, those words go.
+    fn mark_tasks(&mut self, away: Option<&str>) {
+        let ids: Vec<TaskId> = self.entries.iter().filter(|(_, e)| !e.task.is_terminal()).map(|(id, _)| *id).collect();
+        for id in ids {
+            let Some(entry) = self.entries.get_mut(&id) else { continue };
+            match away {
+                Some(why) if entry.task.error.is_none() => entry.task.error = Some(why.to_string()),
+                None if entry.task.error.as_deref().is_some_and(|e| e.starts_with(ENGINE_AWAY)) => {
+                    entry.task.error = None
+                }
+                _ => continue,
+            }
+            self.persist(&id);
         }
     }
 
@@ -917,24 +1092,37 @@ impl State {
         let Some(entry) = self.entries.get_mut(&id) else { return };
         entry.op = None;
         entry.changed_epoch = epoch;
+        // a restart in place (the task was Running) never gives the task up for placement elsewhere
+        let restarting = entry.task.state == TaskState::Running;
         let failure = match result {
-            Ok(info) => {
+            Ok(info) if info.running => {
                 entry.task.container_id = Some(info.id.clone());
                 entry.task.ports = info.ports.clone();
-                if info.running {
-                    let _ = entry.task.set_state(TaskState::Running, now);
-                    entry.task.started_at = info.started_at.or(Some(now));
-                    info!("task running task_id={id} container={}", short_id(&info.id));
-                } else {
-                    finish_from(&mut entry.task, &info, now);
-                }
+                let _ = entry.task.set_state(TaskState::Running, now);
+                entry.task.started_at = info.started_at.or(Some(now));
+                entry.task.error = None;
+                info!("task running task_id={id} container={}", short_id(&info.id));
+                self.begin_run(id);
+                None
+            }
+            Ok(info) => {
+                entry.task.container_id = Some(info.id.clone());
+                entry.task.ports.clear();
+                self.on_exit(id, &info, now);
                 None
             }
             Err(StartFailure::Refused(why)) => {
                 warn!("task failed to start task_id={id} error={why}");
-                entry.task.error = Some(why);
+                entry.task.error = Some(if restarting { format!("restart failed: {why}") } else { why });
                 let _ = entry.task.set_state(TaskState::Failed, now);
-                entry.container_present = false;
+                entry.container_present = restarting;
+                None
+            }
+            Err(StartFailure::Unknown(why) | StartFailure::NotStarted(why)) if restarting => {
+                // the engine is away: try the restart again later
+                warn!("task restart not done task_id={id} error={why}");
+                entry.task.error = Some(format!("restart not done yet: {why}"));
+                entry.restart_at = Some(std::time::Instant::now() + self.config.sync_interval);
                 None
             }
             Err(StartFailure::Unknown(why)) => {
@@ -962,6 +1150,7 @@ impl State {
                 return;
             }
         };
+        let Some(entry) = self.entries.get_mut(&id) else { return };
         let task = entry.task.clone();
         let waiters = std::mem::take(&mut entry.start_waiters);
         // committed before it is acknowledged
@@ -975,6 +1164,154 @@ impl State {
             let _ = w.send(answer);
         }
         self.after_op(id);
+    }
+
+    /// A new run of a task's container has begun: its health checks start over.
+    fn begin_run(&mut self, id: TaskId) {
+        let Some(entry) = self.entries.get_mut(&id) else { return };
+        entry.run += 1;
+        entry.run_started = Some(std::time::Instant::now());
+        entry.health_failures = 0;
+        entry.unhealthy = false;
+        entry.checker = None;
+        entry.task.healthy = None;
+        let Some(check) = entry.task.spec.health_check.clone() else { return };
+        // the check goes to the published host port, from this host
+        let port = entry
+            .task
+            .ports
+            .iter()
+            .find(|p| p.container == check.port && p.protocol == crate::task::Protocol::Tcp)
+            .map(|p| p.host);
+        let Some(port) = port else {
+            warn!("no published port for the health check task_id={id} port={}", check.port);
+            return;
+        };
+        let (stop_tx, stop_rx) = bounded::<()>(0);
+        let (tx, run) = (self.health.clone(), entry.run);
+        let spawned = std::thread::Builder::new()
+            .name(format!("health-{}", id.short()))
+            .spawn(move || health_loop(id, run, &check, port, &stop_rx, &tx));
+        match spawned {
+            Ok(_) => entry.checker = Some(stop_tx),
+            Err(e) => error!("cannot start a health checker task_id={id} error={e}"),
+        }
+    }
+
+    /// A container of a live task stopped by itself (or for failing its health checks): restart
+    /// it in place if its policy says so and its budget allows, after a back-off; otherwise the
+    /// task ends, Completed or Failed, with the reason.
+    fn on_exit(&mut self, id: TaskId, info: &ContainerInfo, now: Timestamp) {
+        let (backoff, backoff_max, reset_after) =
+            (self.config.restart_backoff, self.config.restart_backoff_max, self.config.restart_reset_after);
+        let Some(entry) = self.entries.get_mut(&id) else { return };
+        entry.exit_seen = false;
+        entry.checker = None;
+        let unhealthy = std::mem::take(&mut entry.unhealthy);
+        let task = &mut entry.task;
+        if task.is_terminal() {
+            return;
+        }
+        task.exit_code = Some(info.exit_code);
+        task.ports.clear();
+        if task.desired_state == DesiredState::Stopped {
+            finish_from(task, info, now);
+            return;
+        }
+        let policy = task.spec.restart();
+        let failed = unhealthy || info.exit_code != 0 || info.oom_killed || info.status == "created";
+        let wanted = match policy.mode {
+            RestartMode::Never => false,
+            RestartMode::OnFailure => failed,
+            RestartMode::Always => true,
+        };
+        if entry.run_started.is_some_and(|t| t.elapsed() >= reset_after) {
+            entry.budget_used = 0;
+        }
+        entry.run_started = None;
+        let why = exit_reason(info, unhealthy.then_some(entry.health_failures));
+        if wanted && entry.budget_used < policy.max_restarts {
+            entry.budget_used += 1;
+            task.restart_count += 1;
+            let delay = backoff.saturating_mul(1 << (entry.budget_used - 1).min(20)).min(backoff_max);
+            task.error = Some(format!(
+                "{why}; restart {} of {} in {} s",
+                entry.budget_used,
+                policy.max_restarts,
+                delay.as_secs_f64()
+            ));
+            task.healthy = None;
+            entry.restart_at = Some(std::time::Instant::now() + delay);
+            info!("task restarting task_id={id} in_ms={} restart={}", delay.as_millis(), task.restart_count);
+            return;
+        }
+        let reason = if wanted { format!("{why}, {} restarts used", entry.budget_used) } else { why };
+        let finished = info.finished_at.unwrap_or(now);
+        if failed {
+            task.error = Some(reason);
+            let _ = task.set_state(TaskState::Failed, finished);
+        } else {
+            let _ = task.set_state(TaskState::Completed, finished);
+        }
+        task.finished_at = Some(finished);
+        info!("task ended task_id={id} state={}", task.state);
+    }
+
+    /// When the next restart in place is due, if any.
+    fn next_restart(&self) -> Option<std::time::Instant> {
+        self.entries.values().filter(|e| e.op.is_none()).filter_map(|e| e.restart_at).min()
+    }
+
+    /// Starts the containers whose restart is due.
+    fn on_restart_due(&mut self) {
+        let now = std::time::Instant::now();
+        let due: Vec<TaskId> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.op.is_none() && e.restart_at.is_some_and(|t| t <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            let name = self.config.name.clone();
+            let Some(entry) = self.entries.get_mut(&id) else { continue };
+            entry.restart_at = None;
+            if entry.task.desired_state == DesiredState::Stopped || entry.task.is_terminal() {
+                continue;
+            }
+            let Op::Start { spec, container_name, labels, .. } = start_op(&entry.task, &name) else { continue };
+            let Some(container_id) = entry.task.container_id.clone() else { continue };
+            entry.op = Some(OpKind::Start);
+            info!("restarting task task_id={id} restart={}", entry.task.restart_count);
+            self.send_op(Op::Restart { id, container_id, spec, container_name, labels });
+        }
+    }
+
+    /// A health checker's verdict: after `failures` failures in a row the container is stopped
+    /// and its exit handled like any other (restart or failure).
+    fn on_health(&mut self, h: HealthResult) {
+        let Some(entry) = self.entries.get_mut(&h.id) else { return };
+        if h.run != entry.run || entry.task.state != TaskState::Running || entry.unhealthy {
+            return; // a verdict on an earlier run, or the container is already being stopped
+        }
+        let threshold = entry.task.spec.health_check.as_ref().map_or(u32::MAX, |c| c.failures);
+        if h.ok {
+            entry.health_failures = 0;
+            entry.task.healthy = Some(true);
+        } else {
+            entry.health_failures += 1;
+            entry.task.healthy = Some(false);
+            debug!("health check failed task_id={} failures={} detail={}", h.id, entry.health_failures, h.detail);
+        }
+        if entry.health_failures >= threshold && entry.op.is_none() {
+            if let Some(container_id) = entry.task.container_id.clone() {
+                warn!("task unhealthy task_id={} failures={} detail={}", h.id, entry.health_failures, h.detail);
+                entry.unhealthy = true;
+                entry.checker = None;
+                entry.op = Some(OpKind::Inspect);
+                self.send_op(Op::Kill { id: h.id, container_id });
+            }
+        }
+        self.persist(&h.id);
     }
 
     fn on_stopped(&mut self, id: TaskId, result: Result<(), DockerError>, now: Timestamp) {
@@ -1074,7 +1411,9 @@ impl State {
                     return;
                 };
                 let Some(entry) = self.entries.get_mut(&id) else { return };
-                if entry.op.is_some() {
+                if entry.restart_at.is_some() {
+                    // the exit is known and a restart is due
+                } else if entry.op.is_some() {
                     entry.exit_seen = true;
                 } else if entry.task.state == TaskState::Running {
                     entry.op = Some(OpKind::Inspect);
@@ -1162,8 +1501,8 @@ impl State {
         for id in ids {
             let seen_now = by_task.remove(&id);
             let entry = self.entries.get_mut(&id).expect("id taken from the map");
-            if entry.op.is_some() || entry.changed_epoch >= sync_epoch {
-                continue; // the sync's picture is older than what we know
+            if entry.op.is_some() || entry.changed_epoch >= sync_epoch || entry.restart_at.is_some() {
+                continue; // the sync's picture is older than what we know, or the exit is handled
             }
             let before = (entry.task.state, entry.container_present);
             match seen_now {
@@ -1190,8 +1529,12 @@ impl State {
                         entry.task.container_id = Some(o.summary.id.clone());
                     }
                     Some(info) => {
+                        // an exit the event stream did not bring (the engine was away, say)
                         entry.task.container_id = Some(info.id.clone());
-                        finish_from(&mut entry.task, info, now);
+                        let info = info.clone();
+                        self.on_exit(id, &info, now);
+                        self.after_op(id);
+                        continue;
                     }
                 },
                 None if !entry.task.is_terminal() => {
@@ -1243,20 +1586,7 @@ impl State {
         if let Some(info) = &o.info {
             task.ports = info.ports.clone();
         }
-        self.entries.insert(
-            id,
-            Entry {
-                task,
-                op: None,
-                start_waiters: Vec::new(),
-                stop_waiters: Vec::new(),
-                container_present: true,
-                changed_epoch: self.epoch,
-                backoff: false,
-                exit_seen: false,
-                saved: None,
-            },
-        );
+        self.entries.insert(id, Entry::new(task, None, true, self.epoch));
         if o.info.is_none() {
             // a running container: ask for its details (ports, start time)
             let entry = self.entries.get_mut(&id).expect("just inserted");
@@ -1299,36 +1629,23 @@ fn labels_for(task: &Task, node: &str) -> BTreeMap<String, String> {
     ])
 }
 
-/// Records how a container ended: exit 0 is Completed, anything else Failed with the reason.
+/// Records how a container ended, with no restart: exit 0 is Completed, anything else Failed
+/// with the reason. A task being stopped ends Stopped.
 fn finish_from(task: &mut Task, info: &ContainerInfo, now: Timestamp) {
     if task.is_terminal() {
         return;
     }
+    task.exit_code = Some(info.exit_code);
     if task.state == TaskState::Running && task.desired_state == DesiredState::Stopped {
         // it ended while we were stopping it
         let _ = task.set_state(TaskState::Stopped, now);
-        task.exit_code = Some(info.exit_code);
         return;
     }
-    task.exit_code = Some(info.exit_code);
     let finished = info.finished_at.unwrap_or(now);
-    if info.status == "created" {
-        task.error = Some(if info.error.is_empty() {
-            "container was created but never started".into()
-        } else {
-            info.error.clone()
-        });
-        let _ = task.set_state(TaskState::Failed, finished);
-    } else if info.exit_code == 0 && !info.oom_killed {
+    if info.exit_code == 0 && !info.oom_killed && info.status != "created" {
         let _ = task.set_state(TaskState::Completed, finished);
     } else {
-        task.error = Some(if info.oom_killed {
-            format!("killed for using more than its memory limit (exit code {})", info.exit_code)
-        } else if !info.error.is_empty() {
-            format!("exited with code {}: {}", info.exit_code, info.error)
-        } else {
-            format!("exited with code {}", info.exit_code)
-        });
+        task.error = Some(exit_reason(info, None));
         let _ = task.set_state(TaskState::Failed, finished);
     }
     task.finished_at = Some(finished);

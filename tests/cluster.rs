@@ -157,8 +157,13 @@ fn bad_input_gets_the_right_4xx_and_creates_nothing() {
     let big = vec![b' '; 2 * 1024 * 1024];
     let (got, _) = http("POST", &tasks, Some(&big));
     assert_eq!(got, 413);
-    // restart policies are valid but not built yet: refused, not ignored
-    let (got, answer) = http("POST", &tasks, Some(br#"{"name":"a","image":"b","restart_policy":{"mode":"always"}}"#));
+    // a health check on a port the task does not publish cannot be made: refused, naming the field
+    let body = br#"{"name":"a","image":"b","health_check":{"path":"/","port":8080}}"#;
+    let (got, answer) = http("POST", &tasks, Some(body));
+    assert_eq!(got, 400);
+    assert_eq!(answer["field"], "health_check.port");
+    let (got, answer) =
+        http("POST", &tasks, Some(br#"{"name":"a","image":"b","restart_policy":{"mode":"sometimes"}}"#));
     assert_eq!(got, 400);
     assert_eq!(answer["field"], "restart_policy");
 

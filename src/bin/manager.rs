@@ -39,9 +39,13 @@ struct Args {
     /// milliseconds between polls of each worker (default 1000)
     #[argh(option, default = "1000")]
     poll_interval_ms: u64,
-    /// milliseconds without an answer after which a worker is down (default 5000)
-    #[argh(option, default = "5000")]
+    /// milliseconds without an answer after which a worker is down and its tasks are placed
+    /// elsewhere (default 4000)
+    #[argh(option, default = "4000")]
     node_timeout_ms: u64,
+    /// seconds a container no task owns is left alone before it is stopped (default 30)
+    #[argh(option, default = "30")]
+    orphan_grace_s: u64,
     /// log level: error, warn, info (default), debug, trace
     #[argh(option, default = "LogLevel(log::LevelFilter::Info)")]
     log_level: LogLevel,
@@ -93,6 +97,7 @@ fn run(args: Args) -> Result<(), String> {
         scheduler,
         poll_interval: Duration::from_millis(args.poll_interval_ms),
         node_timeout: Duration::from_millis(args.node_timeout_ms),
+        orphan_grace: Duration::from_secs(args.orphan_grace_s),
         ..ManagerConfig::default()
     };
     let manager = manager::spawn(config, store, links).map_err(|e| error_chain(&e))?;

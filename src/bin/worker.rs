@@ -49,6 +49,10 @@ struct Args {
     /// megabytes of the engine's disk Skiff may place on this node (default: all of it)
     #[argh(option)]
     max_disk_mb: Option<u64>,
+    /// the longest back-off between restarts in place, in seconds (it starts at 1 and doubles;
+    /// default 30)
+    #[argh(option, default = "30")]
+    restart_backoff_max_s: u64,
     /// seconds a stopped container gets between SIGTERM and SIGKILL (default 10)
     #[argh(option, default = "10")]
     stop_grace_s: u64,
@@ -96,6 +100,7 @@ fn run(args: Args) -> Result<(), String> {
     if args.max_cpus.is_some_and(|c| !c.is_finite() || c <= 0.0) {
         return Err("--max-cpus must be more than 0".into());
     }
+    config.restart_backoff_max = Duration::from_secs(args.restart_backoff_max_s.max(1));
     config.caps = Caps { cpus: args.max_cpus, memory_mb: args.max_memory_mb, disk_mb: args.max_disk_mb };
     let worker = worker::spawn(config, docker, store).map_err(|e| error_chain(&e))?;
     let server = Server::start(listener, Limits::default(), http::worker_handler(worker.handle()))

@@ -391,3 +391,82 @@ pub fn docker_inspect(id: &str) -> Value {
     let v: Value = serde_json::from_slice(&out.stdout).expect("inspect JSON");
     v[0].clone()
 }
+
+/// A stand-in for the engine's socket: forwards connections to the real one until it is closed,
+/// and can be opened again. Lets a test cut a worker off its engine without touching the
+/// machine's own daemon.
+pub struct EngineProxy {
+    pub path: PathBuf,
+    state: std::sync::Arc<std::sync::Mutex<ProxyState>>,
+}
+
+#[derive(Default)]
+struct ProxyState {
+    open: bool,
+    conns: Vec<std::os::unix::net::UnixStream>,
+    generation: u64,
+}
+
+impl EngineProxy {
+    pub fn new(dir: &Path) -> EngineProxy {
+        let path = dir.join(format!("engine-{}.sock", uuid::Uuid::new_v4().simple()));
+        let proxy = EngineProxy { path, state: Default::default() };
+        proxy.open();
+        proxy
+    }
+
+    /// Starts accepting again (a new listener on the same path).
+    pub fn open(&self) {
+        let _ = std::fs::remove_file(&self.path);
+        let listener = std::os::unix::net::UnixListener::bind(&self.path).expect("bind proxy socket");
+        let generation = {
+            let mut st = self.state.lock().expect("lock");
+            st.open = true;
+            st.generation += 1;
+            st.generation
+        };
+        let state = self.state.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(client) = conn else { continue };
+                let mut st = state.lock().expect("lock");
+                if !st.open || st.generation != generation {
+                    return; // closed: this listener is done
+                }
+                let Ok(engine) = std::os::unix::net::UnixStream::connect(skiff::docker_cli::DEFAULT_SOCKET) else {
+                    continue;
+                };
+                for (mut from, mut to) in [
+                    (client.try_clone().expect("clone"), engine.try_clone().expect("clone")),
+                    (engine.try_clone().expect("clone"), client.try_clone().expect("clone")),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+                st.conns.push(client);
+                st.conns.push(engine);
+            }
+        });
+    }
+
+    /// Refuses new connections and cuts the open ones, as a dead engine would.
+    pub fn close(&self) {
+        let mut st = self.state.lock().expect("lock");
+        st.open = false;
+        for c in st.conns.drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+        drop(st);
+        // wake the listener so that it sees it is closed, then take its path away
+        let _ = std::os::unix::net::UnixStream::connect(&self.path);
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+impl Drop for EngineProxy {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
