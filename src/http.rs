@@ -10,6 +10,7 @@ pub mod server;
 pub use server::{Handler, Limits, Request, Response, Server};
 
 use crate::api::{ErrorBody, ManagerHealth, NodeInfo, StartTask, WorkerHealth};
+use crate::auth::Token;
 use crate::docker_cli::error_chain;
 use crate::manager::{LinkError, ManagerError, ManagerHandle, WorkerLink};
 use crate::stats::NodeStats;
@@ -185,13 +186,37 @@ fn json<T: Serialize>(status: u16, value: &T) -> Result<Response, ApiError> {
 // Handlers
 
 /// The manager's API over its handle.
-pub fn manager_handler(handle: ManagerHandle) -> Arc<Handler> {
+pub fn manager_handler(handle: ManagerHandle, token: Option<Token>) -> Arc<Handler> {
     Arc::new(move |req: &Request| {
+        if let Err(refused) = authorize(req, token.as_ref()) {
+            return refused;
+        }
         let result = manager_route(&req.method, &req.path)
             .map_err(ApiError::Route)
             .and_then(|route| serve_manager(&handle, route, req));
         result.unwrap_or_else(error_response)
     })
+}
+
+/// Every route but `GET /v1/health` needs the cluster token, when there is one (without one the
+/// daemon listens on loopback only). The token is never logged.
+fn authorize(req: &Request, token: Option<&Token>) -> Result<(), Response> {
+    let Some(token) = token else { return Ok(()) };
+    if req.method == "GET" && segments(&req.path) == ["v1", "health"] {
+        return Ok(());
+    }
+    if token.accepts(req.header("authorization")) {
+        return Ok(());
+    }
+    let remote = req.remote.map(|r| r.to_string()).unwrap_or_default();
+    let given = if req.header("authorization").is_some() { "a wrong token" } else { "no token" };
+    log::warn!("unauthorized request method={} path={} remote={remote} with={given}", req.method, req.path);
+    let body = serde_json::to_vec(&ErrorBody {
+        error: "missing or wrong token: send Authorization: Bearer <the cluster token>".into(),
+        field: None,
+    })
+    .unwrap_or_default();
+    Err(Response::json_bytes(401, body).with_header("WWW-Authenticate", "Bearer"))
 }
 
 fn serve_manager(h: &ManagerHandle, route: ManagerRoute, req: &Request) -> Result<Response, ApiError> {
@@ -210,8 +235,11 @@ fn serve_manager(h: &ManagerHandle, route: ManagerRoute, req: &Request) -> Resul
 }
 
 /// The worker's API over its handle.
-pub fn worker_handler(handle: WorkerHandle) -> Arc<Handler> {
+pub fn worker_handler(handle: WorkerHandle, token: Option<Token>) -> Arc<Handler> {
     Arc::new(move |req: &Request| {
+        if let Err(refused) = authorize(req, token.as_ref()) {
+            return refused;
+        }
         let result = worker_route(&req.method, &req.path)
             .map_err(ApiError::Route)
             .and_then(|route| serve_worker(&handle, route, req));
@@ -337,6 +365,7 @@ pub struct HttpWorkerLink {
     address: String,
     base: String,
     agent: ureq::Agent,
+    authorization: Option<String>,
     /// How long a start may take (image pull included) and a stop (grace period included).
     pub start_deadline: Duration,
     pub stop_deadline: Duration,
@@ -344,11 +373,12 @@ pub struct HttpWorkerLink {
 }
 
 impl HttpWorkerLink {
-    pub fn new(address: &str) -> HttpWorkerLink {
+    pub fn new(address: &str, token: Option<&Token>) -> HttpWorkerLink {
         HttpWorkerLink {
             address: address.to_string(),
             base: format!("http://{address}"),
             agent: agent(Duration::from_secs(2)),
+            authorization: token.map(Token::header_value),
             start_deadline: Duration::from_secs(360),
             stop_deadline: Duration::from_secs(120),
             poll_deadline: Duration::from_secs(3),
@@ -363,7 +393,8 @@ impl HttpWorkerLink {
         deadline: Duration,
     ) -> Result<T, LinkError> {
         let url = format!("{}{path}", self.base);
-        call(&self.agent, method, &url, body, deadline, &[]).map(|(_, v)| v).map_err(|f| match f {
+        let headers: Vec<(&str, &str)> = self.authorization.iter().map(|a| ("Authorization", a.as_str())).collect();
+        call(&self.agent, method, &url, body, deadline, &headers).map(|(_, v)| v).map_err(|f| match f {
             CallFailure::NotSent(why) => LinkError::Unreachable(why),
             CallFailure::Lost(why) => LinkError::Lost(why),
             CallFailure::Status(status, message) => LinkError::Refused { status, message },
@@ -425,10 +456,11 @@ pub struct ManagerClient {
     base: String,
     agent: ureq::Agent,
     deadline: Duration,
+    authorization: Option<String>,
 }
 
 impl ManagerClient {
-    pub fn new(host: &str, port: u16) -> ManagerClient {
+    pub fn new(host: &str, port: u16, token: Option<&Token>) -> ManagerClient {
         let address = if host.contains(':') && !host.starts_with('[') {
             format!("[{host}]:{port}")
         } else {
@@ -439,13 +471,15 @@ impl ManagerClient {
             address,
             agent: agent(Duration::from_secs(5)),
             deadline: Duration::from_secs(30),
+            authorization: token.map(Token::header_value),
         }
     }
 
     /// A call whose answer is returned as raw JSON, for `--json` output and for typed use.
     pub fn call_value(&self, method: &str, path: &str, body: Option<&[u8]>) -> Result<Value, ClientError> {
         let url = format!("{}{path}", self.base);
-        call(&self.agent, method, &url, body, self.deadline, &[]).map(|(_, v)| v).map_err(|f| match f {
+        let headers: Vec<(&str, &str)> = self.authorization.iter().map(|a| ("Authorization", a.as_str())).collect();
+        call(&self.agent, method, &url, body, self.deadline, &headers).map(|(_, v)| v).map_err(|f| match f {
             CallFailure::NotSent(why) | CallFailure::Lost(why) => {
                 ClientError::Unreachable { address: self.address.clone(), why }
             }

@@ -13,12 +13,14 @@
 //! - `http`: route tables, error → status mapping, the server (`http::server`) and the HTTP
 //!   clients (manager → worker, client → manager). `api` holds the other wire shapes.
 //! - `client`: the line-based client's commands and tables.
+//! - `auth`: the cluster token and where a daemon may listen with or without one.
 //! - `cli`, `signals`, `time`: flags and logging, SIGINT/SIGTERM, RFC 3339 timestamps.
 //!
 //! Data flows one way: the manager pushes work to workers and pulls their status; workers keep
 //! their containers running without the manager. Containers carry `skiff.*` labels, the truth
 //! of what runs.
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod docker_cli;

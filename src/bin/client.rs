@@ -22,6 +22,9 @@ struct Args {
     /// print the API's JSON instead of tables
     #[argh(switch)]
     json: bool,
+    /// a file holding the cluster token (mode 600); default: the SKIFF_TOKEN environment variable
+    #[argh(option)]
+    token_file: Option<std::path::PathBuf>,
     /// log level: off, error, warn (default), info, debug, trace
     #[argh(option, default = "LogLevel(log::LevelFilter::Warn)")]
     log_level: LogLevel,
@@ -45,7 +48,14 @@ fn main() -> ExitCode {
             std::process::exit(130);
         });
     }
-    let api = ManagerClient::new(&args.host, args.port);
+    let token = match skiff::auth::load(args.token_file.as_deref(), std::env::var(skiff::auth::TOKEN_ENV).ok()) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let api = ManagerClient::new(&args.host, args.port, token.as_ref());
     let mut out = std::io::stdout();
     if !args.command.is_empty() {
         let words: Vec<&str> = args.command.iter().map(String::as_str).collect();

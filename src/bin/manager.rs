@@ -2,6 +2,7 @@
 //! state of tasks, places them on workers and follows them. Wiring only.
 
 use argh::FromArgs;
+use skiff::auth;
 use skiff::cli::{self, LogLevel};
 use skiff::docker_cli::error_chain;
 use skiff::http::{self, HttpWorkerLink, Limits, Server};
@@ -33,9 +34,13 @@ struct Args {
     /// workers of the last run)
     #[argh(option, short = 'w')]
     worker: Vec<String>,
-    /// address to listen on (default 0.0.0.0)
-    #[argh(option, default = "IpAddr::from([0, 0, 0, 0])")]
-    bind: IpAddr,
+    /// address to listen on (default: 0.0.0.0 with a token, 127.0.0.1 without; without a token
+    /// only loopback addresses are allowed)
+    #[argh(option)]
+    bind: Option<IpAddr>,
+    /// a file holding the cluster token (mode 600); default: the SKIFF_TOKEN environment variable
+    #[argh(option)]
+    token_file: Option<PathBuf>,
     /// milliseconds between polls of each worker (default 1000)
     #[argh(option, default = "1000")]
     poll_interval_ms: u64,
@@ -88,11 +93,16 @@ fn run(args: Args) -> Result<(), String> {
     if args.poll_interval_ms == 0 || args.node_timeout_ms < args.poll_interval_ms {
         return Err("--poll-interval-ms must be above 0 and --node-timeout-ms at least as long".into());
     }
+    let token = auth::load(args.token_file.as_deref(), std::env::var(auth::TOKEN_ENV).ok())?;
+    let bind = auth::bind_address(args.bind, token.is_some())?;
+    if token.is_none() {
+        log::warn!("no token ({} or --token-file): listening on loopback only", auth::TOKEN_ENV);
+    }
     let signals = TerminationSignals::block().map_err(|e| format!("cannot block signals: {e}"))?;
-    let addr = SocketAddr::new(args.bind, args.port);
+    let addr = SocketAddr::new(bind, args.port);
     let listener = TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let links: Vec<Arc<dyn WorkerLink>> =
-        args.worker.iter().map(|w| Arc::new(HttpWorkerLink::new(w)) as Arc<dyn WorkerLink>).collect();
+        workers.iter().map(|w| Arc::new(HttpWorkerLink::new(w, token.as_ref())) as Arc<dyn WorkerLink>).collect();
     let config = ManagerConfig {
         scheduler,
         poll_interval: Duration::from_millis(args.poll_interval_ms),
@@ -101,7 +111,7 @@ fn run(args: Args) -> Result<(), String> {
         ..ManagerConfig::default()
     };
     let manager = manager::spawn(config, store, links).map_err(|e| error_chain(&e))?;
-    let server = Server::start(listener, Limits::default(), http::manager_handler(manager.handle()))
+    let server = Server::start(listener, Limits::default(), http::manager_handler(manager.handle(), token))
         .map_err(|e| format!("cannot start the API server: {e}"))?;
     log::info!(
         "manager listening addr={} storage={} scheduler={} workers={}",

@@ -2,6 +2,7 @@
 //! and serves its API. Wiring only: flags, logging, threads, exit codes.
 
 use argh::FromArgs;
+use skiff::auth;
 use skiff::cli::{self, LogLevel};
 use skiff::docker_cli::{self, error_chain, Docker};
 use skiff::http::{self, Limits, Server};
@@ -30,9 +31,13 @@ struct Args {
     /// directory of the persisted store (default /var/lib/skiff for root, else ~/.local/state/skiff)
     #[argh(option)]
     data_dir: Option<PathBuf>,
-    /// address to listen on (default 0.0.0.0)
-    #[argh(option, default = "IpAddr::from([0, 0, 0, 0])")]
-    bind: IpAddr,
+    /// address to listen on (default: 0.0.0.0 with a token, 127.0.0.1 without; without a token
+    /// only loopback addresses are allowed)
+    #[argh(option)]
+    bind: Option<IpAddr>,
+    /// a file holding the cluster token (mode 600); default: the SKIFF_TOKEN environment variable
+    #[argh(option)]
+    token_file: Option<PathBuf>,
     /// the Docker Engine's socket (default: DOCKER_HOST if unix://, else /var/run/docker.sock)
     #[argh(option)]
     docker_socket: Option<PathBuf>,
@@ -82,6 +87,11 @@ fn run(args: Args) -> Result<(), String> {
     let data_dir = args.data_dir.clone().unwrap_or_else(cli::default_data_dir);
     let store = cli::open_store(&args.storage, &data_dir, &format!("worker-{}.db", args.name))?;
     let socket = docker_cli::socket_path(args.docker_socket.as_deref(), std::env::var("DOCKER_HOST").ok().as_deref())?;
+    let token = auth::load(args.token_file.as_deref(), std::env::var(auth::TOKEN_ENV).ok())?;
+    let bind = auth::bind_address(args.bind, token.is_some())?;
+    if token.is_none() {
+        log::warn!("no token ({} or --token-file): listening on loopback only", auth::TOKEN_ENV);
+    }
     let signals = TerminationSignals::block().map_err(|e| format!("cannot block signals: {e}"))?;
     let docker = Arc::new(Docker::new(socket.clone()));
     match docker.version() {
@@ -89,7 +99,7 @@ fn run(args: Args) -> Result<(), String> {
         // not fatal: the worker reports the engine as unreachable and recovers when it answers
         Err(e) => log::warn!("engine not answering yet socket={} error={}", socket.display(), error_chain(&e)),
     }
-    let addr = SocketAddr::new(args.bind, args.port);
+    let addr = SocketAddr::new(bind, args.port);
     let listener = TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let mut config = WorkerConfig::new(&args.name);
     config.stop_grace = Duration::from_secs(args.stop_grace_s);
@@ -103,7 +113,7 @@ fn run(args: Args) -> Result<(), String> {
     config.restart_backoff_max = Duration::from_secs(args.restart_backoff_max_s.max(1));
     config.caps = Caps { cpus: args.max_cpus, memory_mb: args.max_memory_mb, disk_mb: args.max_disk_mb };
     let worker = worker::spawn(config, docker, store).map_err(|e| error_chain(&e))?;
-    let server = Server::start(listener, Limits::default(), http::worker_handler(worker.handle()))
+    let server = Server::start(listener, Limits::default(), http::worker_handler(worker.handle(), token))
         .map_err(|e| format!("cannot start the API server: {e}"))?;
     log::info!("worker listening name={} addr={} storage={}", args.name, server.local_addr(), args.storage);
     let signal = signals.wait();

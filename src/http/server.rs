@@ -10,9 +10,13 @@
 //! does the parsing; this file owns the policy:
 //! - heads over `max_head_bytes` or with too many headers get 431, bodies over `max_body_bytes`
 //!   get 413 without a byte of the body being read, and the connection is closed after either;
-//! - every request must arrive whole within `request_deadline` (slow senders get 408), an idle
-//!   keep-alive connection is closed after `idle_timeout`, or at once when others are queued;
-//! - when the queue is full a connection gets 503 from the accepting thread and is closed;
+//! - connections that send nothing hold no thread: new connections, and kept-alive ones between
+//!   requests, wait in one `poll` (the waiting room) until they have bytes to read; a new one is
+//!   closed if it sends nothing within `request_deadline`, an idle kept-alive one after
+//!   `idle_timeout`;
+//! - once its first byte is in, a request must arrive whole within `request_deadline` (slow
+//!   senders get 408);
+//! - when the handlers' queue is full a connection gets 503 and is closed;
 //! - `shutdown` stops accepting, lets requests in progress finish and joins every thread.
 //!
 //! Must not know routes or domain types: it calls one handler with a `Request`.
@@ -46,7 +50,7 @@ impl Default for Limits {
     fn default() -> Limits {
         Limits {
             threads: 16,
-            queue: 128,
+            queue: 1024,
             max_head_bytes: 16 * 1024,
             max_headers: 64,
             max_body_bytes: 1024 * 1024,
@@ -110,7 +114,30 @@ pub struct Server {
     addr: SocketAddr,
     stopping: Arc<AtomicBool>,
     acceptor: Option<JoinHandle<()>>,
+    room: Option<JoinHandle<()>>,
+    wake: Option<std::os::unix::net::UnixStream>,
     workers: Vec<JoinHandle<()>>,
+}
+
+/// A connection with no request under way, waiting for its next bytes, and how long it may.
+struct Waiting {
+    stream: TcpStream,
+    until: Instant,
+}
+
+/// Hands idle connections to the waiting room and wakes its `poll`.
+#[derive(Clone)]
+struct RoomDoor {
+    tx: crossbeam_channel::Sender<Waiting>,
+    wake: Arc<std::os::unix::net::UnixStream>,
+}
+
+impl RoomDoor {
+    fn enter(&self, stream: TcpStream, wait: Duration) {
+        if self.tx.send(Waiting { stream, until: Instant::now() + wait }).is_ok() {
+            let _ = (&*self.wake).write(&[1]);
+        }
+    }
 }
 
 impl Server {
@@ -118,44 +145,60 @@ impl Server {
     pub fn start(listener: TcpListener, limits: Limits, handler: Arc<Handler>) -> io::Result<Server> {
         let addr = listener.local_addr()?;
         let stopping = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = crossbeam_channel::bounded::<TcpStream>(limits.queue.max(1));
+        // connections with bytes to read, for the handler threads
+        let (ready_tx, ready_rx) = crossbeam_channel::bounded::<TcpStream>(limits.queue.max(1));
+        // idle connections, for the waiting room
+        let (room_tx, room_rx) = crossbeam_channel::unbounded::<Waiting>();
+        let (wake_tx, wake_rx) = std::os::unix::net::UnixStream::pair()?;
+        wake_tx.set_nonblocking(true)?;
+        wake_rx.set_nonblocking(true)?;
+        let door = RoomDoor { tx: room_tx, wake: Arc::new(wake_tx.try_clone()?) };
         let limits = Arc::new(limits);
         let mut workers = Vec::new();
         for i in 0..limits.threads.max(1) {
-            let (rx, limits, handler, stopping) = (rx.clone(), limits.clone(), handler.clone(), stopping.clone());
+            let (rx, limits, handler, stopping, door) =
+                (ready_rx.clone(), limits.clone(), handler.clone(), stopping.clone(), door.clone());
             let worker = std::thread::Builder::new().name(format!("http-{i}")).spawn(move || {
                 for stream in rx.iter() {
-                    let conn =
-                        Connection { stream, limits: &limits, handler: &*handler, stopping: &stopping, queue: &rx };
-                    conn.serve();
+                    let conn = Connection {
+                        stream,
+                        linger_for: None,
+                        limits: &limits,
+                        handler: &*handler,
+                        stopping: &stopping,
+                    };
+                    if let Some(idle) = conn.serve() {
+                        door.enter(idle, limits.idle_timeout);
+                    }
                 }
             })?;
             workers.push(worker);
         }
+        let room_stopping = stopping.clone();
+        let room = std::thread::Builder::new()
+            .name("http-wait".into())
+            .spawn(move || waiting_room(&room_rx, &wake_rx, &ready_tx, &room_stopping))?;
         let accept_stopping = stopping.clone();
+        let first_byte = limits.request_deadline;
+        let accept_door = door.clone();
         let acceptor = std::thread::Builder::new().name("http-accept".into()).spawn(move || {
             for conn in listener.incoming() {
                 if accept_stopping.load(Ordering::SeqCst) {
                     break;
                 }
-                let stream = match conn {
-                    Ok(s) => s,
+                match conn {
+                    // a new connection waits for its first bytes without holding a thread
+                    Ok(stream) => accept_door.enter(stream, first_byte),
                     Err(e) => {
                         // EMFILE and friends: back off a little rather than spin
                         warn!("accept failed error={e}");
                         std::thread::sleep(Duration::from_millis(50));
-                        continue;
                     }
-                };
-                if let Err(crossbeam_channel::TrySendError::Full(mut stream)) = tx.try_send(stream) {
-                    let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
-                    let _ = write_response(&mut stream, &Response::error(503, "server busy, retry later"), true, false);
-                    let _ = stream.shutdown(Shutdown::Both);
                 }
             }
-            // dropping `tx` lets the workers finish the queue and exit
         })?;
-        Ok(Server { addr, stopping, acceptor: Some(acceptor), workers })
+        drop(door);
+        Ok(Server { addr, stopping, acceptor: Some(acceptor), room: Some(room), wake: Some(wake_tx), workers })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -169,14 +212,20 @@ impl Server {
 
     fn stop_and_join(&mut self) {
         self.stopping.store(true, Ordering::SeqCst);
-        // wake the accepting thread with a connection of our own
+        // wake the accepting thread with a connection of our own, and the waiting room
         let mut wake = self.addr;
         if wake.ip().is_unspecified() {
             wake.set_ip(if wake.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
         }
         let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
+        if let Some(w) = self.wake.take() {
+            let _ = (&w).write(&[1]);
+        }
         if let Some(a) = self.acceptor.take() {
             let _ = a.join();
+        }
+        if let Some(r) = self.room.take() {
+            let _ = r.join();
         }
         for w in self.workers.drain(..) {
             let _ = w.join();
@@ -192,12 +241,70 @@ impl Drop for Server {
     }
 }
 
+/// Keeps idle connections (new ones, and kept-alive ones between requests) in one `poll`, so
+/// that no thread waits on a connection that sends nothing; a connection is handed to a
+/// handler thread only once it has bytes to read (or has closed). Idle ones are closed at their
+/// deadline; when the handlers' queue is full, a connection gets 503 and is closed.
+fn waiting_room(
+    arrivals: &crossbeam_channel::Receiver<Waiting>,
+    wake: &std::os::unix::net::UnixStream,
+    ready: &crossbeam_channel::Sender<TcpStream>,
+    stopping: &AtomicBool,
+) {
+    use std::os::unix::io::AsRawFd;
+    let mut waiting: Vec<Waiting> = Vec::new();
+    let mut fds: Vec<libc::pollfd> = Vec::new();
+    loop {
+        if stopping.load(Ordering::SeqCst) {
+            return; // idle connections are simply closed
+        }
+        while let Ok(w) = arrivals.try_recv() {
+            waiting.push(w);
+        }
+        let now = Instant::now();
+        // close the ones that waited too long
+        waiting.retain(|w| w.until > now);
+        fds.clear();
+        fds.push(libc::pollfd { fd: wake.as_raw_fd(), events: libc::POLLIN, revents: 0 });
+        fds.extend(waiting.iter().map(|w| libc::pollfd { fd: w.stream.as_raw_fd(), events: libc::POLLIN, revents: 0 }));
+        let timeout_ms = waiting
+            .iter()
+            .map(|w| w.until.saturating_duration_since(now).as_millis() as i64 + 1)
+            .min()
+            .map_or(-1, |ms| ms.min(60_000) as libc::c_int);
+        // SAFETY: `fds` is a valid array of `fds.len()` pollfd structures for the whole call.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+        if n < 0 {
+            continue; // EINTR: look again
+        }
+        if fds[0].revents != 0 {
+            let mut sink = [0u8; 64];
+            while matches!((&*wake).read(&mut sink), Ok(n) if n > 0) {}
+        }
+        // hand over in the order they came, keep the others in theirs
+        let mut still = Vec::with_capacity(waiting.len());
+        for (w, pfd) in waiting.drain(..).zip(&fds[1..]) {
+            if pfd.revents == 0 {
+                still.push(w);
+                continue;
+            }
+            if let Err(crossbeam_channel::TrySendError::Full(mut stream)) = ready.try_send(w.stream) {
+                let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+                let _ = write_response(&mut stream, &Response::error(503, "server busy, retry later"), true, false);
+                let _ = stream.shutdown(Shutdown::Both);
+            }
+        }
+        waiting = still;
+    }
+}
+
 struct Connection<'a> {
     stream: TcpStream,
+    /// A refused body of this size may still be arriving: read and drop it before closing.
+    linger_for: Option<u64>,
     limits: &'a Limits,
     handler: &'a Handler,
     stopping: &'a AtomicBool,
-    queue: &'a crossbeam_channel::Receiver<TcpStream>,
 }
 
 /// Why a request could not be read.
@@ -212,11 +319,10 @@ enum ReadFailure {
 const LINGER_TIME: Duration = Duration::from_secs(1);
 const LINGER_BYTES: usize = 16 * 1024 * 1024;
 
-/// How often an idle keep-alive connection checks whether it should give way.
-const IDLE_SLICE: Duration = Duration::from_millis(200);
-
 impl Connection<'_> {
-    fn serve(mut self) {
+    /// Serves the requests the connection has; returns it if it is kept alive and idle, for
+    /// the waiting room.
+    fn serve(mut self) -> Option<TcpStream> {
         let _ = self.stream.set_nodelay(true);
         let _ = self.stream.set_write_timeout(Some(self.limits.write_timeout));
         let remote = self.stream.peer_addr().ok();
@@ -229,7 +335,7 @@ impl Connection<'_> {
                 Err(ReadFailure::Reply(status, message)) => {
                     let _ = write_response(&mut self.stream, &Response::error(status, message), true, false);
                     debug!("http request refused status={status} reason={message:?}");
-                    if status == 413 {
+                    if self.linger_for.is_some() {
                         self.linger();
                     }
                     break;
@@ -237,8 +343,7 @@ impl Connection<'_> {
             };
             let resp = catch_unwind(AssertUnwindSafe(|| (self.handler)(&req)))
                 .unwrap_or_else(|_| Response::error(500, "internal error: the handler panicked"));
-            // Close when asked, when stopping, or when other connections wait for a thread.
-            let close = !keep_alive || resp.close || self.stopping.load(Ordering::SeqCst) || !self.queue.is_empty();
+            let close = !keep_alive || resp.close || self.stopping.load(Ordering::SeqCst);
             // a HEAD answer has the head of the GET answer and no body
             let written = write_response(&mut self.stream, &resp, close, req.method == "HEAD");
             debug!(
@@ -251,8 +356,13 @@ impl Connection<'_> {
             if close || written.is_err() {
                 break;
             }
+            if buf.is_empty() {
+                // nothing more yet: wait in the room, not on this thread
+                return Some(self.stream);
+            }
         }
         let _ = self.stream.shutdown(Shutdown::Both);
+        None
     }
 
     /// After refusing a body unread: most clients send the whole body before they read the
@@ -298,30 +408,11 @@ impl Connection<'_> {
         }
     }
 
-    /// Waits for the first byte of the next request, giving way to queued connections and to
-    /// shutdown.
-    fn wait_for_request(&mut self, buf: &mut Vec<u8>) -> Result<(), ReadFailure> {
-        let idle_since = Instant::now();
-        while buf.is_empty() {
-            if self.stopping.load(Ordering::SeqCst) || idle_since.elapsed() >= self.limits.idle_timeout {
-                return Err(ReadFailure::Gone);
-            }
-            let slice = IDLE_SLICE.min(self.limits.idle_timeout);
-            match self.read_more(buf, Instant::now() + slice) {
-                Ok(_) => {}
-                Err(ReadFailure::Reply(408, _)) => {
-                    if !self.queue.is_empty() {
-                        return Err(ReadFailure::Gone);
-                    }
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    }
-
     fn read_request(&mut self, buf: &mut Vec<u8>, remote: Option<SocketAddr>) -> Result<(Request, bool), ReadFailure> {
-        self.wait_for_request(buf)?;
+        if buf.is_empty() {
+            // the waiting room saw bytes (or a close): this read does not wait for long
+            self.read_more(buf, Instant::now() + self.limits.request_deadline)?;
+        }
         let deadline = Instant::now() + self.limits.request_deadline;
         // the head
         let head_len = loop {
@@ -371,6 +462,9 @@ impl Connection<'_> {
             _ => return Err(ReadFailure::Reply(400, "invalid Content-Length")),
         };
         if content_length > self.limits.max_body_bytes as u64 {
+            // an honest client sending a body a little too big gets to read the answer; a
+            // declaration far beyond anything we would read is not worth a thread's time
+            self.linger_for = (content_length <= LINGER_BYTES as u64).then_some(content_length);
             return Err(ReadFailure::Reply(413, "request body too large"));
         }
         let connection = header("connection").map(str::to_ascii_lowercase).unwrap_or_default();
@@ -554,25 +648,48 @@ mod tests {
 
     #[test]
     fn full_queue_gets_503() {
-        let limits = Limits { threads: 1, queue: 1, request_deadline: Duration::from_secs(10), ..Limits::default() };
-        let server = echo_server(limits);
-        // the only thread is held by a half-sent request; then connections pile up until the
-        // queue is full and the next one is refused at once
-        let mut busy = TcpStream::connect(server.local_addr()).expect("connect");
-        busy.write_all(b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\n").expect("write");
-        let mut held = Vec::new();
+        // one thread, held by a handler that waits for the test; a queue of one
+        let (entered_tx, entered_rx) = crossbeam_channel::bounded::<()>(1);
+        let (gate_tx, gate_rx) = crossbeam_channel::bounded::<()>(1);
+        let handler: Arc<Handler> = Arc::new(move |req: &Request| {
+            if req.path == "/hold" {
+                let _ = entered_tx.send(());
+                let _ = gate_rx.recv_timeout(Duration::from_secs(10));
+            }
+            Response::json_bytes(200, b"{}".to_vec())
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let server =
+            Server::start(listener, Limits { threads: 1, queue: 1, ..Limits::default() }, handler).expect("starts");
+        let mut hold = TcpStream::connect(server.local_addr()).expect("connect");
+        hold.write_all(b"GET /hold HTTP/1.1\r\n\r\n").expect("write");
+        entered_rx.recv_timeout(Duration::from_secs(5)).expect("the thread is held");
+        // the next request fills the queue, and one more is refused at once
+        let mut queued = TcpStream::connect(server.local_addr()).expect("connect");
+        queued.write_all(b"GET /q HTTP/1.1\r\nConnection: close\r\n\r\n").expect("write");
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            let mut s = TcpStream::connect(server.local_addr()).expect("connect");
-            s.set_read_timeout(Some(Duration::from_millis(300))).expect("timeout");
-            let mut first = [0u8; 12];
-            if s.read_exact(&mut first).is_ok() {
-                assert_eq!(&first, b"HTTP/1.1 503");
+            let out = raw(&server, b"GET /r HTTP/1.1\r\n\r\n");
+            if out.starts_with("HTTP/1.1 503") {
                 break;
             }
-            held.push(s);
-            assert!(Instant::now() < deadline, "never got 503");
+            assert!(Instant::now() < deadline, "never got 503: {out}");
         }
+        gate_tx.send(()).expect("open the gate");
+        let mut answer = String::new();
+        queued.read_to_string(&mut answer).expect("the queued request is served");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+
+    #[test]
+    fn connections_that_send_nothing_hold_no_thread() {
+        let server = echo_server(Limits { threads: 2, ..Limits::default() });
+        let idle: Vec<TcpStream> = (0..50).map(|_| TcpStream::connect(server.local_addr()).expect("connect")).collect();
+        let started = Instant::now();
+        let out = raw(&server, b"GET /x HTTP/1.1\r\nConnection: close\r\n\r\n");
+        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+        assert!(started.elapsed() < Duration::from_millis(500), "{:?}", started.elapsed());
+        drop(idle);
     }
 
     #[test]

@@ -16,6 +16,8 @@ use std::sync::Once;
 use std::time::{Duration, Instant};
 
 pub const IMAGE: &str = "skiff/busybox:latest";
+/// The cluster token every test daemon and client uses (through SKIFF_TOKEN).
+pub const TOKEN: &str = "test-cluster-token-0123456789abcdef";
 
 /// Fails the test (never skips it) when the engine does not answer.
 pub fn require_docker() -> Docker {
@@ -81,6 +83,7 @@ impl Daemon {
     fn start(bin: &str, args: &[String], log: PathBuf) -> Daemon {
         let mut child = Command::new(bin)
             .args(args)
+            .env("SKIFF_TOKEN", TOKEN)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -277,6 +280,7 @@ impl Cluster {
     pub fn client(&self, args: &[&str], stdin: &str) -> Output {
         let port = self.manager().port().to_string();
         let mut child = Command::new(env!("CARGO_BIN_EXE_client"))
+            .env("SKIFF_TOKEN", TOKEN)
             .args(["--host", "127.0.0.1", "-p", &port])
             .args(args)
             .stdin(Stdio::piped())
@@ -368,17 +372,21 @@ pub fn http(method: &str, url: &str, body: Option<&[u8]>) -> (u16, Value) {
 }
 
 pub fn http_raw(method: &str, url: &str, body: Option<&[u8]>) -> (u16, Vec<u8>) {
+    http_as(method, url, body, Some(TOKEN))
+}
+
+/// One HTTP call with the given token (or none); the status and the raw answer.
+pub fn http_as(method: &str, url: &str, body: Option<&[u8]>, token: Option<&str>) -> (u16, Vec<u8>) {
     let agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(30)))
         .build()
         .new_agent();
-    let req = ureq::http::Request::builder()
-        .method(method)
-        .uri(url)
-        .header("Content-Type", "application/json")
-        .body(body.map(<[u8]>::to_vec).unwrap_or_default())
-        .expect("request");
+    let mut req = ureq::http::Request::builder().method(method).uri(url).header("Content-Type", "application/json");
+    if let Some(t) = token {
+        req = req.header("Authorization", format!("Bearer {t}"));
+    }
+    let req = req.body(body.map(<[u8]>::to_vec).unwrap_or_default()).expect("request");
     let mut resp = agent.run(req).unwrap_or_else(|e| panic!("{method} {url}: {e}"));
     let status = resp.status().as_u16();
     (status, resp.body_mut().read_to_vec().expect("body"))
