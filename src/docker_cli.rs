@@ -532,6 +532,16 @@ impl<R: BufRead> Read for ChunkedReader<R> {
     }
 }
 
+/// Parses a whole HTTP response as the engine would send it (status and body): what every call
+/// goes through, exposed for fuzzing.
+pub fn parse_response(bytes: &[u8]) -> Result<(u16, Vec<u8>), DockerError> {
+    let mut reader = io::Cursor::new(bytes.to_vec());
+    let head = read_head(&mut reader)?;
+    let mut body = Vec::new();
+    body_reader(reader, &head).take(MAX_BODY + 1).read_to_end(&mut body).map_err(DockerError::Io)?;
+    Ok((head.status, body))
+}
+
 fn parse_json<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, DockerError> {
     serde_json::from_slice(body).map_err(|e| DockerError::Protocol(e.to_string()))
 }

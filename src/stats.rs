@@ -73,8 +73,20 @@ pub struct NodeStats {
 const SYSTEM: ExplicitSystemInfo =
     ExplicitSystemInfo { boot_time_secs: 0, ticks_per_second: 100, page_size: 4096, is_little_endian: true };
 
+/// Runs one of procfs's parsers on text from /proc: the kernel writes ASCII, so anything else is
+/// refused before the parser sees it (the fuzz tests found procfs's meminfo parser slicing
+/// inside a multi-byte character), and a panic left in the parser becomes an error.
+fn guarded<T>(file: &str, text: &str, parse: impl FnOnce(&[u8]) -> Result<T, String>) -> Result<T, String> {
+    if !text.is_ascii() {
+        return Err(format!("{file}: not ASCII"));
+    }
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| parse(text.as_bytes())))
+        .unwrap_or_else(|_| Err(format!("{file}: unreadable")))
+}
+
 pub fn parse_cpu(stat: &str) -> Result<CpuTicks, String> {
-    let k = KernelStats::from_read(stat.as_bytes(), &SYSTEM).map_err(|e| format!("/proc/stat: {e}"))?;
+    let k =
+        guarded("/proc/stat", stat, |b| KernelStats::from_read(b, &SYSTEM).map_err(|e| format!("/proc/stat: {e}")))?;
     let t = &k.total;
     let idle = t.idle + t.iowait.unwrap_or(0);
     let busy = t.user + t.nice + t.system + t.irq.unwrap_or(0) + t.softirq.unwrap_or(0) + t.steal.unwrap_or(0);
@@ -82,14 +94,15 @@ pub fn parse_cpu(stat: &str) -> Result<CpuTicks, String> {
 }
 
 pub fn parse_meminfo(meminfo: &str) -> Result<(u64, u64), String> {
-    let m = Meminfo::from_read(meminfo.as_bytes()).map_err(|e| format!("/proc/meminfo: {e}"))?;
+    let m = guarded("/proc/meminfo", meminfo, |b| Meminfo::from_read(b).map_err(|e| format!("/proc/meminfo: {e}")))?;
     // MemAvailable exists since Linux 3.14; before that, free is the best we have
     let available = m.mem_available.unwrap_or(m.mem_free);
     Ok((m.mem_total / MB, available / MB))
 }
 
 pub fn parse_loadavg(loadavg: &str) -> Result<[f64; 3], String> {
-    let l = LoadAverage::from_read(loadavg.as_bytes()).map_err(|e| format!("/proc/loadavg: {e}"))?;
+    let l =
+        guarded("/proc/loadavg", loadavg, |b| LoadAverage::from_read(b).map_err(|e| format!("/proc/loadavg: {e}")))?;
     Ok([f64::from(l.one), f64::from(l.five), f64::from(l.fifteen)])
 }
 
@@ -196,6 +209,8 @@ mod tests {
 
     #[test]
     fn refuses_garbage() {
+        // found by the fuzz tests: procfs sliced inside a multi-byte character
+        assert!(parse_meminfo("HugePages_Total:\u{fffd}").is_err());
         assert!(parse_cpu("nothing here").is_err());
         assert!(parse_meminfo("MemTotal: lots").is_err());
         assert!(parse_loadavg("").is_err());
