@@ -251,7 +251,7 @@ fn main() {
         t["state"] != if stopped.contains(id) { "Stopped" } else { "Running" }
     });
     let duplicated = per_task.values().filter(|n| **n > 1).count();
-    let missing = running.iter().filter(|t| per_task.get(t["id"].as_str().unwrap_or("")).is_none()).count();
+    let missing = running.iter().filter(|t| !per_task.contains_key(t["id"].as_str().unwrap_or(""))).count();
     let orphans = per_task.keys().filter(|id| !running.iter().any(|t| t["id"] == id.as_str())).count();
     println!(
         "tasks: {} submitted, {} stopped, {} running; containers running: {}; lost {}, duplicated {}, \
