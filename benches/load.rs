@@ -6,10 +6,12 @@
 //! Bounded on purpose: loopback only, submissions at most SKIFF_LOAD_SUBMITS per second (default
 //! 4, about what one engine on 2 vCPUs starts), at most 40 live tasks, SKIFF_LOAD_SECONDS (60) long.
 
+mod common;
+
+use common::daemon;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,39 +19,6 @@ use std::time::{Duration, Instant};
 const TOKEN: &str = "load-test-token-0123456789abcdef";
 const CLIENTS: usize = 32;
 const MAX_LIVE: usize = 40;
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn daemon(bin: &str, args: &[&str]) -> (Proc, String) {
-    let mut child = Command::new(bin)
-        .args(args)
-        .env("SKIFF_TOKEN", TOKEN)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("daemon starts");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("listening") {
-                if let Some(addr) = line.split_whitespace().find_map(|w| w.strip_prefix("addr=")) {
-                    let _ = tx.send(addr.to_string());
-                }
-            }
-        }
-    });
-    let proc = Proc(child);
-    let addr = rx.recv_timeout(Duration::from_secs(20)).expect("daemon listens");
-    (proc, addr)
-}
 
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
@@ -107,10 +76,12 @@ fn main() {
     let run = format!("load{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
     let names = [format!("{run}-w1"), format!("{run}-w2")];
     let worker = env!("CARGO_BIN_EXE_worker");
-    let (_w1, a1) = daemon(worker, &["-n", &names[0], "-p", "0", "--bind", "127.0.0.1", "--stop-grace-s", "1"]);
-    let (_w2, a2) = daemon(worker, &["-n", &names[1], "-p", "0", "--bind", "127.0.0.1", "--stop-grace-s", "1"]);
+    let (_w1, a1) =
+        daemon(worker, &["-n", &names[0], "-p", "0", "--bind", "127.0.0.1", "--stop-grace-s", "1"], Some(TOKEN));
+    let (_w2, a2) =
+        daemon(worker, &["-n", &names[1], "-p", "0", "--bind", "127.0.0.1", "--stop-grace-s", "1"], Some(TOKEN));
     let (_m, manager) =
-        daemon(env!("CARGO_BIN_EXE_manager"), &["-p", "0", "--bind", "127.0.0.1", "-w", &a1, "-w", &a2]);
+        daemon(env!("CARGO_BIN_EXE_manager"), &["-p", "0", "--bind", "127.0.0.1", "-w", &a1, "-w", &a2], Some(TOKEN));
     let base = format!("http://{manager}/v1");
     let a = agent();
     let deadline = Instant::now() + Duration::from_secs(20);

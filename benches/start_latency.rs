@@ -5,40 +5,15 @@
 //! start calls with the body Skiff would send; the Skiff path is `POST /v1/tasks` to a manager
 //! with one worker, then `GET /v1/tasks/{id}` every millisecond until it reads Running.
 
+mod common;
+
+use common::daemon;
 use serde_json::{json, Value};
 use skiff::docker_cli::{CreateOptions, Docker};
 use skiff::task::TaskSpec;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts a daemon on port 0 and returns it with the address it listens on.
-fn daemon(bin: &str, args: &[&str]) -> (Proc, String) {
-    let mut child =
-        Command::new(bin).args(args).stderr(Stdio::piped()).stdout(Stdio::null()).spawn().expect("daemon starts");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(addr) = line.split_whitespace().find_map(|w| w.strip_prefix("addr=")) {
-                let _ = tx.send(addr.to_string());
-            }
-        }
-    });
-    let proc = Proc(child); // killed on every way out, a panic included
-    let addr = rx.recv_timeout(Duration::from_secs(20)).expect("daemon listens");
-    (proc, addr)
-}
 
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
@@ -75,10 +50,13 @@ fn main() {
     println!("engine {version} (API {api}), {rounds} rounds");
 
     let node = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let (_worker, worker_addr) =
-        daemon(env!("CARGO_BIN_EXE_worker"), &["-n", &node, "-p", "0", "--bind", "127.0.0.1", "--stop-grace-s", "1"]);
+    let (_worker, worker_addr) = daemon(
+        env!("CARGO_BIN_EXE_worker"),
+        &["-n", &node, "-p", "0", "--bind", "127.0.0.1", "--stop-grace-s", "1"],
+        None,
+    );
     let (_manager, manager_addr) =
-        daemon(env!("CARGO_BIN_EXE_manager"), &["-p", "0", "--bind", "127.0.0.1", "-w", &worker_addr]);
+        daemon(env!("CARGO_BIN_EXE_manager"), &["-p", "0", "--bind", "127.0.0.1", "-w", &worker_addr], None);
     let base = format!("http://{manager_addr}");
     let http = agent();
     let deadline = Instant::now() + Duration::from_secs(20);
