@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Measures what a quiet cluster writes: a manager and a worker with persisted stores run 10 tasks;
+# Measures what a quiet cluster costs: a manager and a worker with persisted stores run 10 tasks;
 # with no user action, for IDLE_SECONDS (default 60), it prints the bytes each process sent to
-# storage (/proc/PID/io write_bytes) and whether the database files changed (size, mtime).
+# storage (/proc/PID/io write_bytes), whether the database files changed (size, mtime), the CPU
+# time each used, and their resident memory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -48,12 +49,19 @@ sleep 5
 wb() { awk '/^write_bytes:/ {print $2}' "/proc/$1/io"; }
 files() { (cd "$work/data" && stat -c '%n %s %Y' * | sort); }
 m0=$(wb "$mpid"); w0=$(wb "$wpid"); f0=$(files)
+mc0=$(awk '{print $14 + $15}' "/proc/$mpid/stat"); wc0=$(awk '{print $14 + $15}' "/proc/$wpid/stat")
 say "idle for $idle s ..."
 sleep "$idle"
 m1=$(wb "$mpid"); w1=$(wb "$wpid"); f1=$(files)
+mc1=$(awk '{print $14 + $15}' "/proc/$mpid/stat"); wc1=$(awk '{print $14 + $15}' "/proc/$wpid/stat")
+hz=$(getconf CLK_TCK)
 
+rss() { awk '/^VmRSS:/ {print $2 " kB"}' "/proc/$1/status"; }
+cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+say "resident memory: manager $(rss "$mpid"), worker $(rss "$wpid") (with $tasks tasks)"
 say "manager write_bytes over ${idle} s: $((m1 - m0))"
 say "worker  write_bytes over ${idle} s: $((w1 - w0))"
+say "CPU time over ${idle} s: manager $(( (mc1 - mc0) * 1000 / hz )) ms, worker $(( (wc1 - wc0) * 1000 / hz )) ms"
 if [ "$f0" = "$f1" ]; then
     say "database files unchanged (size and mtime):"
 else
