@@ -44,8 +44,9 @@ impl Token {
     /// Whether an `Authorization` header value carries this token. The comparison takes the
     /// same time wherever the first difference is.
     pub fn accepts(&self, header: Option<&str>) -> bool {
-        let Some(given) = header.and_then(|h| h.strip_prefix("Bearer ")) else { return false };
-        constant_time_eq(given.trim().as_bytes(), self.0.as_bytes())
+        // the scheme is case-insensitive (RFC 7235)
+        let Some((scheme, given)) = header.and_then(|h| h.trim().split_once(' ')) else { return false };
+        scheme.eq_ignore_ascii_case("bearer") && constant_time_eq(given.trim().as_bytes(), self.0.as_bytes())
     }
 }
 
@@ -112,6 +113,8 @@ mod tests {
         let t = Token::new(&format!("  {GOOD}\n")).expect("trimmed");
         assert_eq!(format!("{t:?}"), "Token(<redacted>)");
         assert!(t.accepts(Some(&format!("Bearer {GOOD}"))));
+        assert!(t.accepts(Some(&format!("bearer {GOOD}"))));
+        assert!(!t.accepts(Some(&format!("Basic {GOOD}"))));
         assert!(!t.accepts(Some(&format!("Bearer {GOOD}x"))));
         assert!(!t.accepts(Some(GOOD)));
         assert!(!t.accepts(Some("Bearer ")));

@@ -98,6 +98,27 @@ pub fn init_logging(level: LogLevel) {
     let _ = simplelog::WriteLogger::init(level.0, config, std::io::stderr());
 }
 
+/// Raises the soft limit on open files to the hard one (at most 65,536): a daemon holds a file
+/// descriptor per waiting connection, and running out of them would also cut it off its engine
+/// and its store. Returns the limit in force.
+pub fn raise_fd_limit() -> u64 {
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local rlimit.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        let want = lim.rlim_max.min(65_536);
+        if lim.rlim_cur < want {
+            let raised = libc::rlimit { rlim_cur: want, rlim_max: lim.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                return want as u64;
+            }
+        }
+        lim.rlim_cur as u64
+    }
+}
+
 /// `HOST:PORT` with a port number; hosts are resolved when they are called.
 pub fn check_address(addr: &str) -> Result<(), String> {
     let (host, port) = addr.rsplit_once(':').ok_or_else(|| format!("{addr:?} is not HOST:PORT"))?;

@@ -319,6 +319,9 @@ struct Node {
     polls: Sender<u64>,
     poll_in_flight: bool,
     last_contact: Option<Timestamp>,
+    /// When it last answered, and when the manager started following it (monotonic).
+    heard: Option<std::time::Instant>,
+    since: std::time::Instant,
     /// The last poll failed (or the name clashes): no calls are worth making now.
     unreachable: bool,
     ever_failed: bool,
@@ -369,6 +372,8 @@ impl Node {
             polls: polls_tx,
             poll_in_flight: false,
             last_contact: None,
+            heard: None,
+            since: std::time::Instant::now(),
             unreachable: false,
             ever_failed: false,
             engine_reachable: None,
@@ -384,13 +389,21 @@ impl Node {
         self.name.as_deref().unwrap_or(&self.address)
     }
 
-    fn status(&self, now: Timestamp, timeout: Duration) -> NodeStatus {
-        match self.last_contact {
-            Some(t) if now.since(t) <= timeout.as_millis() as u64 => NodeStatus::Up,
+    /// Up while heard from within the timeout; down once silent for longer (counted from the
+    /// manager's start for a node never heard from, so that a restart with a worker briefly away
+    /// does not move its tasks at once). Monotonic time: a step of the wall clock changes nothing.
+    fn status(&self, timeout: Duration) -> NodeStatus {
+        match self.heard {
+            Some(t) if t.elapsed() <= timeout => NodeStatus::Up,
             Some(_) => NodeStatus::Down,
-            None if self.ever_failed => NodeStatus::Down,
+            None if self.ever_failed && self.since.elapsed() > timeout => NodeStatus::Down,
             None => NodeStatus::Unknown,
         }
+    }
+
+    /// How long the node has been silent.
+    fn silent(&self) -> Duration {
+        self.heard.unwrap_or(self.since).elapsed()
     }
 }
 
@@ -521,9 +534,7 @@ impl State {
                 let _ = reply.send(Ok(self.node_infos()));
             }
             Command::Health { reply } => {
-                let now = Self::now();
-                let up =
-                    self.nodes.iter().filter(|n| n.status(now, self.config.node_timeout) == NodeStatus::Up).count();
+                let up = self.nodes.iter().filter(|n| n.status(self.config.node_timeout) == NodeStatus::Up).count();
                 let _ = reply.send(Ok(ManagerHealth {
                     status: "ok".into(),
                     version: env!("CARGO_PKG_VERSION").into(),
@@ -571,7 +582,6 @@ impl State {
     }
 
     fn node_infos(&self) -> Vec<NodeInfo> {
-        let now = Self::now();
         let allocations = self.allocations();
         self.nodes
             .iter()
@@ -581,7 +591,7 @@ impl State {
                 NodeInfo {
                     name,
                     address: n.address.clone(),
-                    status: n.status(now, self.config.node_timeout),
+                    status: n.status(self.config.node_timeout),
                     last_contact: n.last_contact,
                     tasks: tasks as usize,
                     engine_reachable: n.engine_reachable,
@@ -615,13 +625,12 @@ impl State {
 
     /// The node table placement works on, built afresh from the node and task tables.
     fn node_table(&self) -> NodeTable {
-        let now = Self::now();
         let allocations = self.allocations();
         let states = self
             .nodes
             .iter()
             .map(|n| {
-                let unavailable = match n.status(now, self.config.node_timeout) {
+                let unavailable = match n.status(self.config.node_timeout) {
                     NodeStatus::Unknown => Some("not heard from yet".to_string()),
                     NodeStatus::Down => Some("down".to_string()),
                     NodeStatus::Up if n.unreachable => Some("not answering".to_string()),
@@ -702,8 +711,9 @@ impl State {
             Observation::Started { node, id, result } => self.on_started(node, id, result, now),
             Observation::Stopped { node, id, result } => self.on_stopped(node, id, result, now),
             Observation::StrayStopped { node, id, result } => {
-                let n = &mut self.nodes[node];
-                n.stray_stops.remove(&id);
+                // stays in `stray_stops` until the node's next report: the one in hand still lists
+                // the copy, and must not make the plan ask again
+                let n = &self.nodes[node];
                 match result {
                     Ok(_) | Err(LinkError::Refused { status: 404 | 409, .. }) => {
                         info!("stray copy stopped task_id={id} node={}", n.display_name())
@@ -844,6 +854,7 @@ impl State {
                 }
                 node.name = Some(health.name);
                 node.last_contact = Some(now);
+                node.heard = Some(std::time::Instant::now());
                 node.unreachable = false;
                 node.engine_reachable = Some(health.engine.reachable);
                 node.error = health.engine.error.map(|e| format!("engine unreachable: {e}"));
@@ -887,11 +898,11 @@ impl State {
                 .map(|n| NodeObs {
                     name: n.name.as_deref(),
                     reachable: !n.unreachable,
-                    down: n.status(now, timeout) == NodeStatus::Down,
+                    down: n.status(timeout) == NodeStatus::Down,
                     report: n.report.as_ref(),
                     stopping: &n.stray_stops,
                     orphans: &n.orphans,
-                    silent_ms: n.last_contact.map_or(0, |t| now.since(t)),
+                    silent_ms: n.silent().as_millis() as u64,
                 })
                 .collect();
             let config = PlanConfig { orphan_grace_ms: self.config.orphan_grace.as_millis() as u64 };
@@ -981,7 +992,7 @@ mod tests {
     //! The control loop driven by hand: fake workers, ticks sent by the test.
     use super::*;
     use crate::api::EngineStatus;
-    use crate::store::MemoryStore;
+    use crate::store::{MemoryStore, NodeRecord};
     use std::sync::Mutex;
     use std::time::Instant;
 
@@ -1192,6 +1203,40 @@ mod tests {
             let t = r.until("running", |h| h.get(t.id).ok().filter(|t| t.state == TaskState::Running));
             assert_ne!(t.node, filled.node, "E-PVM avoids the filled node");
         }
+    }
+
+    #[test]
+    fn a_restart_with_a_worker_briefly_away_moves_nothing_before_the_timeout() {
+        // the store says: a task Running on w1, whose address is known
+        let w1 = FakeWorker::new("w1");
+        let w2 = FakeWorker::new("w2");
+        let spec = TaskSpec::from_json(br#"{"name":"a","image":"b"}"#).expect("valid");
+        let mut task = Task::new(TaskId::new_v4(), spec, Timestamp::now());
+        task.state = TaskState::Running;
+        task.node = Some("w1".into());
+        w1.run_copy(&task);
+        let mut store = MemoryStore::new();
+        store.put_task(&task).expect("put");
+        store.put_node(&NodeRecord { address: "w1:80".into(), name: Some("w1".into()) }).expect("put");
+        store.put_node(&NodeRecord { address: "w2:80".into(), name: Some("w2".into()) }).expect("put");
+        *w1.reachable.lock().expect("lock") = false;
+        let (ticks, rx) = unbounded();
+        let config = ManagerConfig { node_timeout: Duration::from_secs(3), ..ManagerConfig::default() };
+        let links: Vec<Arc<dyn WorkerLink>> = vec![w1.clone(), w2.clone()];
+        let m = spawn_with_ticks(config, Box::new(store), links, rx).expect("spawns");
+        // several failed polls of w1, well within its timeout
+        for _ in 0..5 {
+            ticks.send(Instant::now()).expect("tick");
+        }
+        let h = m.handle();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while h.nodes().expect("nodes")[0].error.is_none() {
+            assert!(Instant::now() < deadline, "w1 was never polled");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let t = h.get(task.id).expect("known");
+        assert_eq!((t.state, t.node.as_deref()), (TaskState::Running, Some("w1")), "not moved before the timeout");
+        assert!(w2.tasks.lock().expect("lock").is_empty());
     }
 
     #[test]

@@ -171,7 +171,7 @@ fn strays(tasks: &[TaskView], nodes: &[NodeObs], now: Timestamp, config: &PlanCo
     let mut reclaimed: HashSet<TaskId> = HashSet::new();
     for node in nodes {
         let (Some(name), Some(report)) = (node.name, node.report) else { continue };
-        if !node.reachable {
+        if !node.reachable || node.down {
             continue;
         }
         let mut running: Vec<&Task> = report.tasks.values().filter(|t| !t.is_terminal()).collect();

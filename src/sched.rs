@@ -113,8 +113,10 @@ impl NodeState {
         if req.disk_mb > 0 && a.disk_mb + req.disk_mb > cap.disk_mb {
             return Err(format!("disk {}/{} MB allocated, needs {}", a.disk_mb, cap.disk_mb, req.disk_mb));
         }
-        if let Some(free) = self.disk_free_mb.filter(|f| req.disk_mb > *f) {
-            return Err(format!("disk {free} MB free, needs {}", req.disk_mb));
+        if self.disk_free_mb.is_some_and(|f| req.disk_mb > f) {
+            // no figure in the words: free space moves with every sample, and a reason that
+            // changes at every poll would be written to the store at every poll
+            return Err(format!("too little free disk, needs {} MB", req.disk_mb));
         }
         Ok(())
     }
@@ -418,7 +420,7 @@ mod tests {
         n.disk_free_mb = Some(5);
         let small_disk = Request { disk_mb: 8, ..Request::default() };
         n.allocated.disk_mb = 0;
-        assert_eq!(n.fits(&small_disk), Err("disk 5 MB free, needs 8".into()));
+        assert_eq!(n.fits(&small_disk), Err("too little free disk, needs 8 MB".into()));
         let no_stats = NodeState::new("w2");
         assert_eq!(no_stats.fits(&req(0.1, 0)), Err("no statistics yet".into()));
         assert_eq!(no_stats.fits(&Request::default()), Ok(()));

@@ -598,6 +598,14 @@ pub struct Task {
     /// node after a node loss are not restarts.
     #[serde(default)]
     pub restart_count: u32,
+    /// Restarts since the task last ran a minute without trouble: what counts against the
+    /// policy's `max_restarts`.
+    #[serde(default)]
+    pub recent_restarts: u32,
+    /// When its container last stopped by itself (the engine's time), so that one exit is never
+    /// handled twice (say, by a worker restarted during the back-off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_exit_at: Option<Timestamp>,
     /// The last health check's verdict; `None` without a health check or before the first one.
     #[serde(default)]
     pub healthy: Option<bool>,
@@ -670,6 +678,8 @@ impl Task {
             started_at: None,
             finished_at: None,
             restart_count: 0,
+            recent_restarts: 0,
+            last_exit_at: None,
             healthy: None,
             events: Vec::new(),
         }

@@ -709,8 +709,6 @@ struct Entry {
     saved: Option<u64>,
     /// A restart in place is due at this time (the container exited; the policy says again).
     restart_at: Option<std::time::Instant>,
-    /// Restarts used of the policy's `max_restarts`; back to 0 after a healthy run.
-    budget_used: u32,
     /// When the current run of the container began.
     run_started: Option<std::time::Instant>,
     /// Counts runs, so that health results of an earlier run are told apart.
@@ -736,7 +734,6 @@ impl Entry {
             exit_seen: false,
             saved: None,
             restart_at: None,
-            budget_used: 0,
             run_started: None,
             run: 0,
             checker: None,
@@ -992,7 +989,10 @@ impl State {
                 if let Some(entry) = self.entries.get_mut(&id) {
                     entry.op = None;
                     entry.changed_epoch = epoch;
-                    let adopted = entry.run_started.is_none() && entry.restart_at.is_none();
+                    // no run followed yet (adopted, or after a restart of this worker), or a health
+                    // kill that did not take: (re)start following it
+                    let needs_checker = entry.task.spec.health_check.is_some() && entry.checker.is_none();
+                    let follow = (entry.run_started.is_none() || needs_checker) && entry.restart_at.is_none();
                     match result {
                         Ok(info) if !info.running => self.on_exit(id, &info, now),
                         Ok(info) => {
@@ -1000,7 +1000,7 @@ impl State {
                             entry.task.ports = info.ports.clone();
                             entry.task.started_at = info.started_at.or(entry.task.started_at);
                             entry.unhealthy = false;
-                            if adopted && entry.task.state == TaskState::Running {
+                            if follow && entry.task.state == TaskState::Running {
                                 self.begin_run(id);
                             }
                         }
@@ -1212,6 +1212,15 @@ impl State {
         if task.is_terminal() {
             return;
         }
+        if info.finished_at.is_some() && task.last_exit_at == info.finished_at {
+            // this exit was handled already (before a restart of this worker, say): the restart
+            // it called for is made again, without counting it twice
+            if entry.restart_at.is_none() {
+                entry.restart_at = Some(std::time::Instant::now() + backoff);
+            }
+            return;
+        }
+        task.last_exit_at = info.finished_at;
         task.exit_code = Some(info.exit_code);
         task.ports.clear();
         if task.desired_state == DesiredState::Stopped {
@@ -1226,17 +1235,17 @@ impl State {
             RestartMode::Always => true,
         };
         if entry.run_started.is_some_and(|t| t.elapsed() >= reset_after) {
-            entry.budget_used = 0;
+            task.recent_restarts = 0;
         }
         entry.run_started = None;
         let why = exit_reason(info, unhealthy.then_some(entry.health_failures));
-        if wanted && entry.budget_used < policy.max_restarts {
-            entry.budget_used += 1;
+        if wanted && task.recent_restarts < policy.max_restarts {
+            task.recent_restarts += 1;
             task.restart_count += 1;
-            let delay = backoff.saturating_mul(1 << (entry.budget_used - 1).min(20)).min(backoff_max);
+            let delay = backoff.saturating_mul(1 << (task.recent_restarts - 1).min(20)).min(backoff_max);
             task.error = Some(format!(
                 "{why}; restart {} of {} in {} s",
-                entry.budget_used,
+                task.recent_restarts,
                 policy.max_restarts,
                 delay.as_secs_f64()
             ));
@@ -1245,7 +1254,7 @@ impl State {
             info!("task restarting task_id={id} in_ms={} restart={}", delay.as_millis(), task.restart_count);
             return;
         }
-        let reason = if wanted { format!("{why}, {} restarts used", entry.budget_used) } else { why };
+        let reason = if wanted { format!("{why}, {} restarts used", task.recent_restarts) } else { why };
         let finished = info.finished_at.unwrap_or(now);
         if failed {
             task.error = Some(reason);
@@ -1348,6 +1357,9 @@ impl State {
 
     /// What follows an op: persist, then a pending stop, or the removal of a finished container.
     fn after_op(&mut self, id: TaskId) {
+        if let Some(e) = self.entries.get_mut(&id).filter(|e| e.task.is_terminal()) {
+            e.checker = None; // a finished task is checked no more
+        }
         self.persist(&id);
         if self.entries.get(&id).is_some_and(|e| !e.backoff) {
             self.follow_up(id);
@@ -1543,8 +1555,22 @@ impl State {
                 }
                 None => entry.container_present = false,
             }
+            // a running container this worker has not begun a run for (it restarted, or a start's
+            // outcome was unknown): read its ports and start its health checks
+            let unfollowed = entry.task.state == TaskState::Running
+                && entry.run_started.is_none()
+                && entry.op.is_none()
+                && entry.task.container_id.is_some();
             if before != (entry.task.state, entry.container_present) {
                 self.after_op(id);
+            }
+            if unfollowed {
+                if let Some(entry) = self.entries.get_mut(&id).filter(|e| e.op.is_none()) {
+                    if let Some(container_id) = entry.task.container_id.clone() {
+                        entry.op = Some(OpKind::Inspect);
+                        self.send_op(Op::Inspect { id, container_id });
+                    }
+                }
             }
         }
         // labelled containers that no entry owns

@@ -197,3 +197,49 @@ fn a_worker_cut_off_its_engine_says_so_and_recovers_by_itself() {
     let _ = std::fs::remove_dir_all(&dir);
     c.manager_mut().kill();
 }
+
+#[test]
+fn a_worker_restarted_during_a_back_off_neither_recounts_the_exit_nor_resets_the_budget() {
+    let opts = ClusterOptions { workers: 1, worker_store: "persisted", ..ClusterOptions::default() };
+    let mut c = Cluster::start("restart_budget", opts);
+    c.wait_nodes_up();
+    let spec = json!({
+        "name": "crasher", "image": IMAGE, "cmd": ["sh", "-c", "sleep 0.3; exit 1"], "memory_mb": 16,
+        "restart_policy": {"mode": "on-failure", "max_restarts": 3}
+    });
+    let id = c.submit(&spec);
+    // kill the worker while its first restart is waiting out its back-off
+    wait_for("a first exit", RUN, || {
+        let (_, w) = http("GET", &c.worker_url(0, &format!("/v1/tasks/{id}")), None);
+        (w["restart_count"] == 1).then_some(())
+    });
+    c.workers[0].kill();
+    c.restart_worker(0);
+    let t = c.wait_state(&id, "Failed", Duration::from_secs(60));
+    assert_eq!(t["restart_count"], 3, "{t}");
+    assert_eq!(t["error"], "exited with code 1, 3 restarts used");
+}
+
+#[test]
+fn a_restarted_worker_with_a_persisted_store_checks_health_again() {
+    let opts = ClusterOptions { workers: 1, worker_store: "persisted", ..ClusterOptions::default() };
+    let mut c = Cluster::start("health_after_restart", opts);
+    c.wait_nodes_up();
+    let spec = json!({
+        "name": "web", "image": IMAGE, "memory_mb": 16,
+        "cmd": ["sh", "-c", "[ -f /tmp/broken ] || echo ok > /www/health.html; exec httpd -f -p 8080 -h /www"],
+        "ports": [{"container": 8080}],
+        "restart_policy": {"mode": "on-failure", "max_restarts": 1},
+        "health_check": {"path": "/health.html", "port": 8080, "interval_s": 1, "timeout_s": 1, "failures": 2}
+    });
+    let id = c.submit(&spec);
+    let t = wait_for("healthy", RUN, || Some(c.get_task(&id)).filter(|t| t["healthy"] == true));
+    c.workers[0].kill();
+    c.restart_worker(0);
+    let container = t["container_id"].as_str().expect("container").to_string();
+    docker(&["exec", &container, "sh", "-c", "rm /www/health.html && touch /tmp/broken"]);
+    let t = wait_for("a restart for failed checks after the worker's restart", RUN, || {
+        Some(c.get_task(&id)).filter(|t| t["restart_count"].as_u64() >= Some(1))
+    });
+    assert!(t["events"].to_string().contains("unhealthy after 2 failed health checks"), "{t}");
+}

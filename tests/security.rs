@@ -129,8 +129,6 @@ fn without_a_token_daemons_keep_to_loopback_and_token_files_must_be_private() {
     let _ = std::fs::remove_dir_all(&dir);
 
     // by default, without a token, it listens on loopback and says so
-    let c = Cluster::start("loopback", ClusterOptions { workers: 0, ..ClusterOptions::default() });
-    drop(c);
     let mut child = Command::new(manager)
         .args(["-p", "0"])
         .env_remove("SKIFF_TOKEN")
@@ -138,15 +136,14 @@ fn without_a_token_daemons_keep_to_loopback_and_token_files_must_be_private() {
         .spawn()
         .expect("starts");
     let mut err = String::new();
-    let mut stderr = child.stderr.take().expect("stderr");
-    let mut buf = [0u8; 4096];
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !err.contains("manager listening") && Instant::now() < deadline {
-        let n = stderr.read(&mut buf).unwrap_or(0);
-        if n == 0 {
+    let stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    // whole lines, up to the one that says where it listens
+    for line in std::io::BufRead::lines(stderr).map_while(Result::ok) {
+        err.push_str(&line);
+        err.push('\n');
+        if line.contains("manager listening") {
             break;
         }
-        err.push_str(&String::from_utf8_lossy(&buf[..n]));
     }
     let _ = child.kill();
     let _ = child.wait();
@@ -245,6 +242,16 @@ fn idle_and_slow_connections_cannot_pin_the_server() {
         let idle: Vec<TcpStream> = (0..100).map(|_| TcpStream::connect(&addr).expect("connect")).collect();
         assert_answers_promptly(&addr, &format!("{who} with 100 idle connections"));
         drop(idle);
+        // more one-byte requests than the server has threads
+        let trickles: Vec<TcpStream> = (0..40)
+            .map(|_| {
+                let mut s = TcpStream::connect(&addr).expect("connect");
+                s.write_all(b"G").expect("write");
+                s
+            })
+            .collect();
+        assert_answers_promptly(&addr, &format!("{who} with 40 partly sent requests"));
+        drop(trickles);
         // slowloris: a byte of header now and then
         let mut slow = TcpStream::connect(&addr).expect("connect");
         slow.write_all(b"GET /v1/tasks HTTP/1.1\r\n").expect("write");

@@ -92,6 +92,8 @@ fn run(args: Args) -> Result<(), String> {
     if token.is_none() {
         log::warn!("no token ({} or --token-file): listening on loopback only", auth::TOKEN_ENV);
     }
+    let files = cli::raise_fd_limit();
+    log::debug!("open files limit={files}");
     let signals = TerminationSignals::block().map_err(|e| format!("cannot block signals: {e}"))?;
     let docker = Arc::new(Docker::new(socket.clone()));
     match docker.version() {

@@ -10,10 +10,12 @@
 //! does the parsing; this file owns the policy:
 //! - heads over `max_head_bytes` or with too many headers get 431, bodies over `max_body_bytes`
 //!   get 413 without a byte of the body being read, and the connection is closed after either;
-//! - connections that send nothing hold no thread: new connections, and kept-alive ones between
-//!   requests, wait in one `poll` (the waiting room) until they have bytes to read; a new one is
-//!   closed if it sends nothing within `request_deadline`, an idle kept-alive one after
-//!   `idle_timeout`;
+//! - connections that send nothing, or send slowly, hold no thread: new connections, kept-alive
+//!   ones between requests, and ones whose request has only partly arrived wait in one `poll`
+//!   (the waiting room) until they have bytes to read; a handler thread takes what has come and
+//!   hands the connection back if the request is not whole yet. A new connection is closed if it
+//!   sends nothing within `request_deadline`, an idle kept-alive one after `idle_timeout`, and at
+//!   most `max_waiting` wait at once (the oldest goes first);
 //! - once its first byte is in, a request must arrive whole within `request_deadline` (slow
 //!   senders get 408);
 //! - when the handlers' queue is full a connection gets 503 and is closed;
@@ -43,6 +45,9 @@ pub struct Limits {
     pub request_deadline: Duration,
     /// An idle keep-alive connection is closed after this.
     pub idle_timeout: Duration,
+    /// Connections kept waiting at once; beyond, the oldest waiting one is closed (so that
+    /// idle connections cannot use up the process's file descriptors).
+    pub max_waiting: usize,
     pub write_timeout: Duration,
 }
 
@@ -56,6 +61,7 @@ impl Default for Limits {
             max_body_bytes: 1024 * 1024,
             request_deadline: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(5),
+            max_waiting: 512,
             write_timeout: Duration::from_secs(10),
         }
     }
@@ -119,10 +125,21 @@ pub struct Server {
     workers: Vec<JoinHandle<()>>,
 }
 
-/// A connection with no request under way, waiting for its next bytes, and how long it may.
+/// A connection waiting for its next bytes, how long it may, and the request read so far.
 struct Waiting {
     stream: TcpStream,
     until: Instant,
+    partial: Partial,
+}
+
+/// What has arrived of a request that is not whole yet.
+#[derive(Default)]
+struct Partial {
+    buf: Vec<u8>,
+    /// When its first byte came: the request must be whole within `request_deadline` of it.
+    started: Option<Instant>,
+    /// `100 Continue` has been sent for it.
+    continued: bool,
 }
 
 /// Hands idle connections to the waiting room and wakes its `poll`.
@@ -133,8 +150,8 @@ struct RoomDoor {
 }
 
 impl RoomDoor {
-    fn enter(&self, stream: TcpStream, wait: Duration) {
-        if self.tx.send(Waiting { stream, until: Instant::now() + wait }).is_ok() {
+    fn enter(&self, stream: TcpStream, until: Instant, partial: Partial) {
+        if self.tx.send(Waiting { stream, until, partial }).is_ok() {
             let _ = (&*self.wake).write(&[1]);
         }
     }
@@ -146,7 +163,7 @@ impl Server {
         let addr = listener.local_addr()?;
         let stopping = Arc::new(AtomicBool::new(false));
         // connections with bytes to read, for the handler threads
-        let (ready_tx, ready_rx) = crossbeam_channel::bounded::<TcpStream>(limits.queue.max(1));
+        let (ready_tx, ready_rx) = crossbeam_channel::bounded::<(TcpStream, Partial)>(limits.queue.max(1));
         // idle connections, for the waiting room
         let (room_tx, room_rx) = crossbeam_channel::unbounded::<Waiting>();
         let (wake_tx, wake_rx) = std::os::unix::net::UnixStream::pair()?;
@@ -159,7 +176,7 @@ impl Server {
             let (rx, limits, handler, stopping, door) =
                 (ready_rx.clone(), limits.clone(), handler.clone(), stopping.clone(), door.clone());
             let worker = std::thread::Builder::new().name(format!("http-{i}")).spawn(move || {
-                for stream in rx.iter() {
+                for (stream, partial) in rx.iter() {
                     let conn = Connection {
                         stream,
                         linger_for: None,
@@ -167,17 +184,18 @@ impl Server {
                         handler: &*handler,
                         stopping: &stopping,
                     };
-                    if let Some(idle) = conn.serve() {
-                        door.enter(idle, limits.idle_timeout);
+                    if let Some((stream, until, partial)) = conn.serve(partial) {
+                        door.enter(stream, until, partial);
                     }
                 }
             })?;
             workers.push(worker);
         }
         let room_stopping = stopping.clone();
+        let max_waiting = limits.max_waiting.max(1);
         let room = std::thread::Builder::new()
             .name("http-wait".into())
-            .spawn(move || waiting_room(&room_rx, &wake_rx, &ready_tx, &room_stopping))?;
+            .spawn(move || waiting_room(&room_rx, &wake_rx, &ready_tx, &room_stopping, max_waiting))?;
         let accept_stopping = stopping.clone();
         let first_byte = limits.request_deadline;
         let accept_door = door.clone();
@@ -188,7 +206,7 @@ impl Server {
                 }
                 match conn {
                     // a new connection waits for its first bytes without holding a thread
-                    Ok(stream) => accept_door.enter(stream, first_byte),
+                    Ok(stream) => accept_door.enter(stream, Instant::now() + first_byte, Partial::default()),
                     Err(e) => {
                         // EMFILE and friends: back off a little rather than spin
                         warn!("accept failed error={e}");
@@ -241,29 +259,46 @@ impl Drop for Server {
     }
 }
 
-/// Keeps idle connections (new ones, and kept-alive ones between requests) in one `poll`, so
-/// that no thread waits on a connection that sends nothing; a connection is handed to a
-/// handler thread only once it has bytes to read (or has closed). Idle ones are closed at their
-/// deadline; when the handlers' queue is full, a connection gets 503 and is closed.
+/// Keeps waiting connections (new ones, kept-alive ones between requests, and ones whose request
+/// has only partly arrived) in one `poll`, so that no thread waits on a connection that sends
+/// nothing or sends slowly; a connection is handed to a handler thread only when it has bytes to
+/// read (or has closed). At its deadline a waiting connection is closed (with 408 if a request
+/// was under way); beyond `max_waiting` the oldest one is; when the handlers' queue is full, 503.
 fn waiting_room(
     arrivals: &crossbeam_channel::Receiver<Waiting>,
     wake: &std::os::unix::net::UnixStream,
-    ready: &crossbeam_channel::Sender<TcpStream>,
+    ready: &crossbeam_channel::Sender<(TcpStream, Partial)>,
     stopping: &AtomicBool,
+    max_waiting: usize,
 ) {
     use std::os::unix::io::AsRawFd;
     let mut waiting: Vec<Waiting> = Vec::new();
     let mut fds: Vec<libc::pollfd> = Vec::new();
+    let refuse = |mut stream: TcpStream, status: u16, message: &str| {
+        let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+        let _ = write_response(&mut stream, &Response::error(status, message), true, false);
+        let _ = stream.shutdown(Shutdown::Both);
+    };
     loop {
         if stopping.load(Ordering::SeqCst) {
-            return; // idle connections are simply closed
+            return; // waiting connections are simply closed
         }
         while let Ok(w) = arrivals.try_recv() {
             waiting.push(w);
         }
+        if waiting.len() > max_waiting {
+            let extra = waiting.len() - max_waiting;
+            waiting.drain(..extra); // the oldest, closed by dropping
+        }
         let now = Instant::now();
-        // close the ones that waited too long
-        waiting.retain(|w| w.until > now);
+        // close the ones that waited too long; a request under way is told why
+        let (expired, kept): (Vec<Waiting>, Vec<Waiting>) = waiting.drain(..).partition(|w| w.until <= now);
+        waiting = kept;
+        for w in expired {
+            if w.partial.started.is_some() {
+                refuse(w.stream, 408, "request not received in time");
+            }
+        }
         fds.clear();
         fds.push(libc::pollfd { fd: wake.as_raw_fd(), events: libc::POLLIN, revents: 0 });
         fds.extend(waiting.iter().map(|w| libc::pollfd { fd: w.stream.as_raw_fd(), events: libc::POLLIN, revents: 0 }));
@@ -288,10 +323,8 @@ fn waiting_room(
                 still.push(w);
                 continue;
             }
-            if let Err(crossbeam_channel::TrySendError::Full(mut stream)) = ready.try_send(w.stream) {
-                let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
-                let _ = write_response(&mut stream, &Response::error(503, "server busy, retry later"), true, false);
-                let _ = stream.shutdown(Shutdown::Both);
+            if let Err(crossbeam_channel::TrySendError::Full((stream, _))) = ready.try_send((w.stream, w.partial)) {
+                refuse(stream, 503, "server busy, retry later");
             }
         }
         waiting = still;
@@ -309,28 +342,36 @@ struct Connection<'a> {
 
 /// Why a request could not be read.
 enum ReadFailure {
-    /// The peer closed or went quiet between requests: close without a word.
+    /// The peer closed: close without a word.
     Gone,
     /// Answer this and close.
     Reply(u16, &'static str),
+    /// Not all of it is here yet: wait in the room for more.
+    Incomplete,
 }
 
 /// How long, and how much, a refused body is read and dropped before the connection closes.
-const LINGER_TIME: Duration = Duration::from_secs(1);
+const LINGER_TIME: Duration = Duration::from_millis(300);
 const LINGER_BYTES: usize = 16 * 1024 * 1024;
 
 impl Connection<'_> {
-    /// Serves the requests the connection has; returns it if it is kept alive and idle, for
-    /// the waiting room.
-    fn serve(mut self) -> Option<TcpStream> {
+    /// Serves the requests the connection has; returns it, with its deadline and what it holds
+    /// of a request, when it must wait for more bytes (in the waiting room, not on this thread).
+    fn serve(mut self, partial: Partial) -> Option<(TcpStream, Instant, Partial)> {
         let _ = self.stream.set_nodelay(true);
         let _ = self.stream.set_write_timeout(Some(self.limits.write_timeout));
         let remote = self.stream.peer_addr().ok();
-        let mut buf: Vec<u8> = Vec::new();
+        let mut partial = partial;
         loop {
-            let started = Instant::now();
-            let (req, keep_alive) = match self.read_request(&mut buf, remote) {
+            let (req, keep_alive) = match self.read_request(&mut partial, remote) {
                 Ok(r) => r,
+                Err(ReadFailure::Incomplete) => {
+                    let until = match partial.started {
+                        Some(t) => t + self.limits.request_deadline,
+                        None => Instant::now() + self.limits.idle_timeout,
+                    };
+                    return Some((self.stream, until, partial));
+                }
                 Err(ReadFailure::Gone) => break,
                 Err(ReadFailure::Reply(status, message)) => {
                     let _ = write_response(&mut self.stream, &Response::error(status, message), true, false);
@@ -341,6 +382,8 @@ impl Connection<'_> {
                     break;
                 }
             };
+            let started = partial.started.take().unwrap_or_else(Instant::now);
+            partial.continued = false;
             let resp = catch_unwind(AssertUnwindSafe(|| (self.handler)(&req)))
                 .unwrap_or_else(|_| Response::error(500, "internal error: the handler panicked"));
             let close = !keep_alive || resp.close || self.stopping.load(Ordering::SeqCst);
@@ -355,10 +398,6 @@ impl Connection<'_> {
             );
             if close || written.is_err() {
                 break;
-            }
-            if buf.is_empty() {
-                // nothing more yet: wait in the room, not on this thread
-                return Some(self.stream);
             }
         }
         let _ = self.stream.shutdown(Shutdown::Both);
@@ -386,43 +425,65 @@ impl Connection<'_> {
         }
     }
 
-    /// Fills `buf` from the socket until `done(buf)` says enough, within the deadline.
-    fn read_more(&mut self, buf: &mut Vec<u8>, deadline: Instant) -> Result<usize, ReadFailure> {
-        let now = Instant::now();
-        if now >= deadline {
-            return Err(ReadFailure::Reply(408, "request not received in time"));
+    /// Takes what the socket has now, without waiting: whether anything came. A closed peer is
+    /// `Gone`.
+    fn read_now(&mut self, buf: &mut Vec<u8>) -> Result<bool, ReadFailure> {
+        if self.stream.set_nonblocking(true).is_err() {
+            return Err(ReadFailure::Gone);
         }
-        let _ = self.stream.set_read_timeout(Some(deadline - now));
-        let mut chunk = [0u8; 8192];
-        match self.stream.read(&mut chunk) {
-            Ok(0) => Err(ReadFailure::Gone),
-            Ok(n) => {
-                buf.extend_from_slice(&chunk[..n]);
-                Ok(n)
+        let mut chunk = [0u8; 16 * 1024];
+        let mut got = false;
+        let result = loop {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => break Err(ReadFailure::Gone),
+                Ok(n) => {
+                    buf.extend_from_slice(&chunk[..n]);
+                    got = true;
+                    if n < chunk.len() || buf.len() > self.limits.max_body_bytes + self.limits.max_head_bytes {
+                        break Ok(got);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(got),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break Err(ReadFailure::Gone),
             }
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
-                Err(ReadFailure::Reply(408, "request not received in time"))
+        };
+        let _ = self.stream.set_nonblocking(false);
+        result
+    }
+
+    /// `Incomplete` while the request's deadline has not passed, else 408.
+    fn wait_more(&self, partial: &Partial) -> ReadFailure {
+        match partial.started {
+            Some(t) if t.elapsed() >= self.limits.request_deadline => {
+                ReadFailure::Reply(408, "request not received in time")
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(0),
-            Err(_) => Err(ReadFailure::Gone),
+            _ => ReadFailure::Incomplete,
         }
     }
 
-    fn read_request(&mut self, buf: &mut Vec<u8>, remote: Option<SocketAddr>) -> Result<(Request, bool), ReadFailure> {
-        if buf.is_empty() {
-            // the waiting room saw bytes (or a close): this read does not wait for long
-            self.read_more(buf, Instant::now() + self.limits.request_deadline)?;
+    fn read_request(
+        &mut self,
+        partial: &mut Partial,
+        remote: Option<SocketAddr>,
+    ) -> Result<(Request, bool), ReadFailure> {
+        // what the socket has now (the waiting room saw bytes, or a close)
+        let arrived = self.read_now(&mut partial.buf);
+        if partial.buf.is_empty() {
+            return match arrived {
+                Err(e) => Err(e),
+                Ok(_) => Err(ReadFailure::Incomplete),
+            };
         }
-        let deadline = Instant::now() + self.limits.request_deadline;
+        partial.started.get_or_insert_with(Instant::now);
+        let closed = arrived.is_err();
+        let buf = &mut partial.buf;
         // the head
-        let head_len = loop {
-            if let Some(end) = find_head_end(buf) {
-                break end;
-            }
+        let Some(head_len) = find_head_end(buf) else {
             if buf.len() > self.limits.max_head_bytes {
                 return Err(ReadFailure::Reply(431, "request head too large"));
             }
-            self.read_more(buf, deadline)?;
+            return Err(if closed { ReadFailure::Gone } else { self.wait_more(partial) });
         };
         if head_len > self.limits.max_head_bytes {
             return Err(ReadFailure::Reply(431, "request head too large"));
@@ -471,14 +532,19 @@ impl Connection<'_> {
         let keep_alive = if version == 0 { connection.contains("keep-alive") } else { !connection.contains("close") };
         let expects_continue = header("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
         // the body
-        buf.drain(..head_len);
         let body_len = content_length as usize;
-        if expects_continue && buf.len() < body_len {
-            let _ = self.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+        if buf.len() < head_len + body_len {
+            if closed {
+                return Err(ReadFailure::Gone);
+            }
+            if expects_continue && !partial.continued {
+                let _ = self.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+                partial.continued = true;
+            }
+            // the head is parsed again when the rest has come: cheap, and nothing to keep
+            return Err(self.wait_more(partial));
         }
-        while buf.len() < body_len {
-            self.read_more(buf, deadline)?;
-        }
+        buf.drain(..head_len);
         let body: Vec<u8> = buf.drain(..body_len).collect();
         Ok((Request { method, path, query, headers, body, remote }, keep_alive))
     }
@@ -679,6 +745,43 @@ mod tests {
         let mut answer = String::new();
         queued.read_to_string(&mut answer).expect("the queued request is served");
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+
+    #[test]
+    fn partly_sent_requests_hold_no_thread() {
+        let server = echo_server(Limits { threads: 2, ..Limits::default() });
+        let mut slow = Vec::new();
+        for _ in 0..20 {
+            let mut s = TcpStream::connect(server.local_addr()).expect("connect");
+            s.write_all(b"G").expect("write");
+            slow.push(s);
+        }
+        let mut body = TcpStream::connect(server.local_addr()).expect("connect");
+        body.write_all(b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc").expect("write");
+        let started = Instant::now();
+        let out = raw(&server, b"GET /x HTTP/1.1\r\nConnection: close\r\n\r\n");
+        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+        assert!(started.elapsed() < Duration::from_millis(500), "{:?}", started.elapsed());
+        // and the slow body, once complete, is served
+        body.write_all(b"defghij").expect("write");
+        body.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        let mut first = [0u8; 12];
+        body.read_exact(&mut first).expect("an answer");
+        assert_eq!(&first, b"HTTP/1.1 200");
+    }
+
+    #[test]
+    fn beyond_max_waiting_the_oldest_waiting_connection_is_closed() {
+        let server = echo_server(Limits { max_waiting: 5, ..Limits::default() });
+        let mut idle: Vec<TcpStream> =
+            (0..10).map(|_| TcpStream::connect(server.local_addr()).expect("connect")).collect();
+        // a request on a new connection is still served
+        let out = raw(&server, b"GET /x HTTP/1.1\r\nConnection: close\r\n\r\n");
+        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+        // and the first connections were closed by the server
+        idle[0].set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        let mut b = [0u8; 1];
+        assert_eq!(idle[0].read(&mut b).expect("closed, not timed out"), 0);
     }
 
     #[test]
