@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::daemon;
+use common::{agent, daemon};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::process::Command;
@@ -19,14 +19,6 @@ use std::time::{Duration, Instant};
 const TOKEN: &str = "load-test-token-0123456789abcdef";
 const CLIENTS: usize = 32;
 const MAX_LIVE: usize = 40;
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .new_agent()
-}
 
 /// One call: status, body, latency in milliseconds.
 fn call(agent: &ureq::Agent, method: &str, url: &str, body: Option<&Value>) -> (u16, Value, f64) {

@@ -7,21 +7,13 @@
 
 mod common;
 
-use common::daemon;
+use common::{agent, daemon};
 use serde_json::{json, Value};
 use skiff::docker_cli::{CreateOptions, Docker};
 use skiff::task::TaskSpec;
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .new_agent()
-}
 
 fn get_json(agent: &ureq::Agent, url: &str) -> Value {
     agent.get(url).call().expect("GET").body_mut().read_json().expect("json")

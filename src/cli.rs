@@ -3,6 +3,7 @@
 //!
 //! argh takes one-letter short flags only, so the arguments are rewritten before argh sees them.
 
+use crate::auth::{self, Token};
 use crate::docker_cli::error_chain;
 use crate::store::{MemoryStore, SqliteStore, Store};
 use log::LevelFilter;
@@ -96,6 +97,21 @@ pub fn init_logging(level: LogLevel) {
         .add_filter_allow_str("client")
         .build();
     let _ = simplelog::WriteLogger::init(level.0, config, std::io::stderr());
+}
+
+/// The cluster token and the address to listen on, as both daemons decide them: the token from
+/// `--token-file` or `SKIFF_TOKEN`; with it all interfaces unless `--bind` narrows them, without
+/// it loopback only (and saying so).
+pub fn token_and_bind(
+    token_file: Option<&Path>,
+    bind: Option<std::net::IpAddr>,
+) -> Result<(Option<Token>, std::net::IpAddr), String> {
+    let token = auth::load(token_file, std::env::var(auth::TOKEN_ENV).ok())?;
+    let ip = auth::bind_address(bind, token.is_some())?;
+    if token.is_none() {
+        log::warn!("no token ({} or --token-file): listening on loopback only", auth::TOKEN_ENV);
+    }
+    Ok((token, ip))
 }
 
 /// Raises the soft limit on open files to the hard one (at most 65,536): a daemon holds a file

@@ -50,25 +50,34 @@ fn a_killed_container_with_on_failure_runs_again_within_five_seconds() {
     );
 }
 
+/// A web task that serves /health.html until /tmp/broken exists (see `break_health`); the
+/// container's files outlive its restarts, so once broken it stays broken.
+fn breakable_web(max_restarts: u32) -> Value {
+    json!({
+        "name": "web", "image": IMAGE, "memory_mb": 16,
+        "cmd": ["sh", "-c", "[ -f /tmp/broken ] || echo ok > /www/health.html; exec httpd -f -p 8080 -h /www"],
+        "ports": [{"container": 8080}],
+        "restart_policy": {"mode": "on-failure", "max_restarts": max_restarts},
+        "health_check": {"path": "/health.html", "port": 8080, "interval_s": 1, "timeout_s": 1, "failures": 2}
+    })
+}
+
+fn break_health(container: &str) {
+    docker(&["exec", container, "sh", "-c", "rm /www/health.html && touch /tmp/broken"]);
+}
+
 #[test]
 fn a_task_failing_its_health_checks_is_restarted_then_failed() {
     let c = Cluster::start("health_checks", ClusterOptions { workers: 1, ..ClusterOptions::default() });
     c.wait_nodes_up();
-    // serves /health.html until /tmp/broken exists; the container's files outlive its restarts
-    let spec = json!({
-        "name": "web", "image": IMAGE, "memory_mb": 16,
-        "cmd": ["sh", "-c", "[ -f /tmp/broken ] || echo ok > /www/health.html; exec httpd -f -p 8080 -h /www"],
-        "ports": [{"container": 8080}],
-        "restart_policy": {"mode": "on-failure", "max_restarts": 2},
-        "health_check": {"path": "/health.html", "port": 8080, "interval_s": 1, "timeout_s": 1, "failures": 2}
-    });
+    let spec = breakable_web(2);
     let id = c.submit(&spec);
     let t = wait_for("the task to be healthy", RUN, || {
         let t = c.get_task(&id);
         (t["healthy"] == true).then_some(t)
     });
     let container = t["container_id"].as_str().expect("container").to_string();
-    docker(&["exec", &container, "sh", "-c", "rm /www/health.html && touch /tmp/broken"]);
+    break_health(&container);
 
     let restarted = wait_for("a restart for failed health checks", RUN, || {
         let t = c.get_task(&id);
@@ -225,19 +234,13 @@ fn a_restarted_worker_with_a_persisted_store_checks_health_again() {
     let opts = ClusterOptions { workers: 1, worker_store: "persisted", ..ClusterOptions::default() };
     let mut c = Cluster::start("health_after_restart", opts);
     c.wait_nodes_up();
-    let spec = json!({
-        "name": "web", "image": IMAGE, "memory_mb": 16,
-        "cmd": ["sh", "-c", "[ -f /tmp/broken ] || echo ok > /www/health.html; exec httpd -f -p 8080 -h /www"],
-        "ports": [{"container": 8080}],
-        "restart_policy": {"mode": "on-failure", "max_restarts": 1},
-        "health_check": {"path": "/health.html", "port": 8080, "interval_s": 1, "timeout_s": 1, "failures": 2}
-    });
+    let spec = breakable_web(1);
     let id = c.submit(&spec);
     let t = wait_for("healthy", RUN, || Some(c.get_task(&id)).filter(|t| t["healthy"] == true));
     c.workers[0].kill();
     c.restart_worker(0);
     let container = t["container_id"].as_str().expect("container").to_string();
-    docker(&["exec", &container, "sh", "-c", "rm /www/health.html && touch /tmp/broken"]);
+    break_health(&container);
     let t = wait_for("a restart for failed checks after the worker's restart", RUN, || {
         Some(c.get_task(&id)).filter(|t| t["restart_count"].as_u64() >= Some(1))
     });

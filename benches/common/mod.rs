@@ -39,3 +39,12 @@ pub fn daemon(bin: &str, args: &[&str], token: Option<&str>) -> (Proc, String) {
     let addr = rx.recv_timeout(Duration::from_secs(20)).expect("daemon listens");
     (proc, addr)
 }
+
+/// An HTTP client that keeps error bodies and gives up after a minute.
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .new_agent()
+}

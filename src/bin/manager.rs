@@ -2,7 +2,6 @@
 //! state of tasks, places them on workers and follows them. Wiring only.
 
 use argh::FromArgs;
-use skiff::auth;
 use skiff::cli::{self, LogLevel};
 use skiff::docker_cli::error_chain;
 use skiff::http::{self, HttpWorkerLink, Limits, Server};
@@ -93,11 +92,7 @@ fn run(args: Args) -> Result<(), String> {
     if args.poll_interval_ms == 0 || args.node_timeout_ms < args.poll_interval_ms {
         return Err("--poll-interval-ms must be above 0 and --node-timeout-ms at least as long".into());
     }
-    let token = auth::load(args.token_file.as_deref(), std::env::var(auth::TOKEN_ENV).ok())?;
-    let bind = auth::bind_address(args.bind, token.is_some())?;
-    if token.is_none() {
-        log::warn!("no token ({} or --token-file): listening on loopback only", auth::TOKEN_ENV);
-    }
+    let (token, bind) = cli::token_and_bind(args.token_file.as_deref(), args.bind)?;
     let files = cli::raise_fd_limit();
     log::debug!("open files limit={files}");
     let signals = TerminationSignals::block().map_err(|e| format!("cannot block signals: {e}"))?;

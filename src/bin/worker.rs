@@ -2,7 +2,6 @@
 //! and serves its API. Wiring only: flags, logging, threads, exit codes.
 
 use argh::FromArgs;
-use skiff::auth;
 use skiff::cli::{self, LogLevel};
 use skiff::docker_cli::{self, error_chain, Docker};
 use skiff::http::{self, Limits, Server};
@@ -87,11 +86,7 @@ fn run(args: Args) -> Result<(), String> {
     let data_dir = args.data_dir.clone().unwrap_or_else(cli::default_data_dir);
     let store = cli::open_store(&args.storage, &data_dir, &format!("worker-{}.db", args.name))?;
     let socket = docker_cli::socket_path(args.docker_socket.as_deref(), std::env::var("DOCKER_HOST").ok().as_deref())?;
-    let token = auth::load(args.token_file.as_deref(), std::env::var(auth::TOKEN_ENV).ok())?;
-    let bind = auth::bind_address(args.bind, token.is_some())?;
-    if token.is_none() {
-        log::warn!("no token ({} or --token-file): listening on loopback only", auth::TOKEN_ENV);
-    }
+    let (token, bind) = cli::token_and_bind(args.token_file.as_deref(), args.bind)?;
     let files = cli::raise_fd_limit();
     log::debug!("open files limit={files}");
     let signals = TerminationSignals::block().map_err(|e| format!("cannot block signals: {e}"))?;
