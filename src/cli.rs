@@ -4,7 +4,7 @@
 //! argh takes one-letter short flags only, so the arguments are rewritten before argh sees them.
 
 use crate::auth::{self, Token};
-use crate::docker_cli::error_chain;
+use crate::control::error_chain;
 use crate::store::{MemoryStore, SqliteStore, Store};
 use log::LevelFilter;
 use std::path::{Path, PathBuf};

@@ -85,18 +85,6 @@ impl std::error::Error for DockerError {
     }
 }
 
-/// Text of an error with its causes, for task `error` fields and logs.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
-}
-
 /// The socket to use: the flag if given, else `DOCKER_HOST` if it is a `unix://` URL, else the
 /// default path. A `DOCKER_HOST` of another scheme is refused rather than ignored.
 pub fn socket_path(flag: Option<&Path>, docker_host: Option<&str>) -> Result<PathBuf, String> {

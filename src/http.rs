@@ -11,7 +11,7 @@ pub use server::{Handler, Limits, Request, Response, Server};
 
 use crate::api::{ErrorBody, ManagerHealth, NodeInfo, StartTask, WorkerHealth};
 use crate::auth::Token;
-use crate::docker_cli::error_chain;
+use crate::control::error_chain;
 use crate::manager::{LinkError, ManagerError, ManagerHandle, WorkerLink};
 use crate::stats::NodeStats;
 use crate::task::{InvalidTaskId, SpecError, Task, TaskId, TaskSpec};

@@ -9,8 +9,8 @@
 //! into calls on `ManagerHandle`.
 
 use crate::api::{ManagerHealth, NodeInfo, NodeStatus, StartTask, WorkerHealth};
-use crate::docker_cli::error_chain;
-use crate::guard::survive;
+use crate::control::error_chain;
+use crate::control::survive;
 use crate::reconcile::{self, Action, NodeObs, PlanConfig, Report, TaskView};
 use crate::sched::{NodeState, NodeTable, Request, Scheduler, SchedulerKind, Usage};
 use crate::stats::{NodeStats, Resources};

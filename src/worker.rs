@@ -11,8 +11,8 @@
 //! Must not speak HTTP: `http.rs` turns requests into calls on `WorkerHandle`.
 
 use crate::api::{EngineStatus, StartTask, WorkerHealth};
-use crate::docker_cli::{error_chain, ContainerInfo, ContainerSummary, CreateOptions, Docker, DockerError};
-use crate::guard::survive;
+use crate::control::{error_chain, survive};
+use crate::docker_cli::{ContainerInfo, ContainerSummary, CreateOptions, Docker, DockerError};
 use crate::stats::{self, Caps, CpuTicks, NodeStats, ProcSample};
 use crate::store::{Store, StoreError};
 use crate::task::{DesiredState, HealthCheck, RestartMode, Task, TaskId, TaskSpec, TaskState};

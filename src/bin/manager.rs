@@ -3,7 +3,7 @@
 
 use argh::FromArgs;
 use skiff::cli::{self, LogLevel};
-use skiff::docker_cli::error_chain;
+use skiff::control::error_chain;
 use skiff::http::{self, HttpWorkerLink, Limits, Server};
 use skiff::manager::{self, ManagerConfig, WorkerLink};
 use skiff::sched::SchedulerKind;

@@ -3,7 +3,8 @@
 
 use argh::FromArgs;
 use skiff::cli::{self, LogLevel};
-use skiff::docker_cli::{self, error_chain, Docker};
+use skiff::control::error_chain;
+use skiff::docker_cli::{self, Docker};
 use skiff::http::{self, Limits, Server};
 use skiff::signals::TerminationSignals;
 use skiff::stats::Caps;

@@ -26,7 +26,7 @@ pub fn require_docker() -> Docker {
         panic!(
             "the Docker Engine must answer at {} for these tests: {}",
             skiff::docker_cli::DEFAULT_SOCKET,
-            skiff::docker_cli::error_chain(&e)
+            skiff::control::error_chain(&e)
         );
     }
     docker
