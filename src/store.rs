@@ -120,6 +120,73 @@ impl Store for MemoryStore {
     }
 }
 
+/// A memory store that can be told to fail its writes, for the tests of "acknowledged only once
+/// committed" in both daemons. Clones share the switch and the records.
+#[cfg(test)]
+#[derive(Clone, Default)]
+pub struct FlakyStore {
+    inner: std::sync::Arc<std::sync::Mutex<MemoryStore>>,
+    failing: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[cfg(test)]
+impl FlakyStore {
+    pub fn new() -> FlakyStore {
+        FlakyStore::default()
+    }
+
+    /// From now on, every write fails (or succeeds again).
+    pub fn fail_writes(&self, fail: bool) {
+        self.failing.store(fail, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            Err(StoreError::Io("disk full (test)".into()))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut MemoryStore) -> T) -> T {
+        f(&mut self.inner.lock().expect("test store lock"))
+    }
+}
+
+#[cfg(test)]
+impl Store for FlakyStore {
+    fn put_task(&mut self, task: &Task) -> Result<(), StoreError> {
+        self.check()?;
+        self.with(|s| s.put_task(task))
+    }
+
+    fn get_task(&self, id: &TaskId) -> Result<Option<Task>, StoreError> {
+        self.with(|s| s.get_task(id))
+    }
+
+    fn list_tasks(&self) -> Result<Vec<Task>, StoreError> {
+        self.with(|s| s.list_tasks())
+    }
+
+    fn delete_task(&mut self, id: &TaskId) -> Result<bool, StoreError> {
+        self.check()?;
+        self.with(|s| s.delete_task(id))
+    }
+
+    fn put_node(&mut self, node: &NodeRecord) -> Result<(), StoreError> {
+        self.check()?;
+        self.with(|s| s.put_node(node))
+    }
+
+    fn list_nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
+        self.with(|s| s.list_nodes())
+    }
+
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+}
+
 /// The schema version this build writes and reads (`PRAGMA user_version`). A later version adds a
 /// migration from each older one; a file from a newer version is refused.
 pub const SCHEMA_VERSION: i64 = 1;
