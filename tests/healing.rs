@@ -132,10 +132,12 @@ fn tasks_of_a_killed_worker_move_and_its_stale_copies_go_when_it_returns() {
 
     // the killed worker comes back with its old containers still running: they are removed
     c.restart_worker(0);
+    // every container counts, running or not: a stale copy is stopped before it is removed
     wait_for("one container per task, all on the second worker", Duration::from_secs(30), || {
-        let running: Vec<_> = c.containers().into_iter().filter(|s| s.state == "running").collect();
-        let on_a = running.iter().filter(|s| s.labels["skiff.node"] == a).count();
-        (on_a == 0 && running.len() == 3).then_some(())
+        let all = c.containers();
+        let on_a = all.iter().filter(|s| s.labels["skiff.node"] == a).count();
+        let running = all.iter().filter(|s| s.state == "running").count();
+        (on_a == 0 && all.len() == 3 && running == 3).then_some(())
     });
     for id in &ids {
         let copies: Vec<_> = c.containers().into_iter().filter(|s| s.labels["skiff.task-id"] == *id).collect();

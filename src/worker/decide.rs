@@ -1,0 +1,530 @@
+//! The worker's pure decisions, in the style of `reconcile.rs`: given what is known, what to do,
+//! with no I/O and no clock of their own (time comes in as an argument), so that every branch is
+//! tested from a table.
+//!
+//! - `on_exit`: a container of a live task stopped (by itself, or for failing its health checks):
+//!   restart it in place after a back-off, or give the task up as Failed with the reason, or
+//!   finish it as Completed, from its policy, its budget, the exit and how long it ran.
+//! - `plan_sync`: what the engine shows against the task table: containers to record as running,
+//!   exits to handle, finished tasks' leftovers to remove, vanished containers, runs to follow,
+//!   containers to adopt, strays to remove, and orphans to remove once their grace has passed.
+//!
+//! Must not touch the table or the engine: `state.rs` applies what these return.
+
+use super::ops::Observed;
+use super::{LABEL_CREATED, LABEL_SPEC, LABEL_TASK_ID};
+use crate::docker_cli::ContainerInfo;
+use crate::task::{DesiredState, RestartMode, RestartPolicy, TaskId, TaskSpec, TaskState};
+use crate::time::Timestamp;
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+/// The back-off rules of restarts in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    /// Before the first restart; it doubles with each one.
+    pub first: Duration,
+    pub max: Duration,
+    /// A run at least this long gives the task its budget back.
+    pub reset_after: Duration,
+}
+
+/// What the worker knows of a task when its container is seen stopped.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExitContext {
+    pub policy: RestartPolicy,
+    pub desired: DesiredState,
+    pub state: TaskState,
+    /// Restarts that count against the budget.
+    pub recent_restarts: u32,
+    /// The exit handled last (its `finished_at`), to tell a new exit from one seen before.
+    pub last_exit_at: Option<Timestamp>,
+    /// How long the run that ended lasted, if this worker saw it begin.
+    pub ran_for: Option<Duration>,
+    /// Failed health checks in a row, if the container was stopped for failing them.
+    pub unhealthy_after: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExitDecision {
+    /// The task is already finished: nothing changes.
+    Nothing,
+    /// This exit was handled before (by this worker before a restart, say): the restart it
+    /// called for is made again, without counting it twice.
+    AlreadyHandled,
+    /// The container ended while the task was being stopped: the task is Stopped.
+    Stopped,
+    /// Start the same container again after `delay`.
+    Restart { delay: Duration, recent_restarts: u32, reason: String },
+    /// No restart: the task ends in `state` (Completed or Failed) at `at`.
+    Finish { state: TaskState, at: Timestamp, error: Option<String>, recent_restarts: u32 },
+}
+
+/// Whether an exit counts as a failure: non-zero, killed for memory, never started, or stopped
+/// for failing its health checks.
+fn is_failure(info: &ContainerInfo, unhealthy: bool) -> bool {
+    unhealthy || info.exit_code != 0 || info.oom_killed || info.status == "created"
+}
+
+/// Decides what a container's exit means for its task.
+pub fn on_exit(ctx: &ExitContext, info: &ContainerInfo, backoff: Backoff, now: Timestamp) -> ExitDecision {
+    if ctx.state.is_terminal() {
+        return ExitDecision::Nothing;
+    }
+    if info.finished_at.is_some() && ctx.last_exit_at == info.finished_at {
+        return ExitDecision::AlreadyHandled;
+    }
+    let unhealthy = ctx.unhealthy_after.is_some();
+    let failed = is_failure(info, unhealthy);
+    let at = info.finished_at.unwrap_or(now);
+    if ctx.desired == DesiredState::Stopped {
+        return if ctx.state == TaskState::Running {
+            ExitDecision::Stopped
+        } else {
+            finish(failed, info, ctx.unhealthy_after, at, ctx.recent_restarts)
+        };
+    }
+    let wanted = match ctx.policy.mode {
+        RestartMode::Never => false,
+        RestartMode::OnFailure => failed,
+        RestartMode::Always => true,
+    };
+    let recent = if ctx.ran_for.is_some_and(|d| d >= backoff.reset_after) { 0 } else { ctx.recent_restarts };
+    let why = exit_reason(info, ctx.unhealthy_after);
+    if wanted && recent < ctx.policy.max_restarts {
+        let recent = recent + 1;
+        let delay = backoff.first.saturating_mul(1 << (recent - 1).min(20)).min(backoff.max);
+        let reason = format!("{why}; restart {recent} of {} in {} s", ctx.policy.max_restarts, delay.as_secs_f64());
+        return ExitDecision::Restart { delay, recent_restarts: recent, reason };
+    }
+    if wanted {
+        let error = Some(format!("{why}, {recent} restarts used"));
+        let state = if failed { TaskState::Failed } else { TaskState::Completed };
+        return ExitDecision::Finish { state, at, error: error.filter(|_| failed), recent_restarts: recent };
+    }
+    finish(failed, info, ctx.unhealthy_after, at, recent)
+}
+
+fn finish(
+    failed: bool,
+    info: &ContainerInfo,
+    unhealthy_after: Option<u32>,
+    at: Timestamp,
+    recent: u32,
+) -> ExitDecision {
+    if failed {
+        let error = Some(exit_reason(info, unhealthy_after));
+        ExitDecision::Finish { state: TaskState::Failed, at, error, recent_restarts: recent }
+    } else {
+        ExitDecision::Finish { state: TaskState::Completed, at, error: None, recent_restarts: recent }
+    }
+}
+
+/// Why a container stopped, in words.
+pub fn exit_reason(info: &ContainerInfo, unhealthy_after: Option<u32>) -> String {
+    if let Some(n) = unhealthy_after {
+        format!("unhealthy after {n} failed health checks")
+    } else if info.status == "created" {
+        if info.error.is_empty() {
+            "container was created but never started".into()
+        } else {
+            info.error.clone()
+        }
+    } else if info.oom_killed {
+        format!("killed for using more than its memory limit (exit code {})", info.exit_code)
+    } else if !info.error.is_empty() {
+        format!("exited with code {}: {}", info.exit_code, info.error)
+    } else {
+        format!("exited with code {}", info.exit_code)
+    }
+}
+
+/// A task of the table as the sync plan needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EntryView {
+    pub id: TaskId,
+    pub state: TaskState,
+    pub container_id: Option<String>,
+    /// An operation is under way, the entry changed after the sync began, or a restart is due:
+    /// the sync's picture is older than what the worker knows, so it is left alone.
+    pub busy: bool,
+    /// A run of its container is being followed (ports read, health checks going).
+    pub followed: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SyncAction {
+    /// The task's container runs: record it, and the task as Running.
+    Running { id: TaskId, container_id: String },
+    /// Its container exited and no event said so (the engine was away, say).
+    Exited { id: TaskId, info: ContainerInfo },
+    /// A finished task's container is still there: it is to be removed.
+    Leftover { id: TaskId, container_id: String },
+    /// A live task's container is gone (removed behind the worker's back).
+    Vanished { id: TaskId },
+    /// A finished task's container is gone: nothing is left to remove.
+    Gone { id: TaskId },
+    /// A running container whose run this worker does not follow yet: read its details.
+    Follow { id: TaskId, container_id: String },
+    /// A labelled container of a task the table does not know, with a readable spec: take it in.
+    Adopt { id: TaskId, spec: Box<TaskSpec>, created: Timestamp, observed: Box<Observed> },
+    /// A second container of a task: remove it at once.
+    RemoveStray { container_id: String },
+    /// A container with this node's label that no task can own: remember when it was first seen.
+    Suspect { container_id: String },
+    /// A suspect seen for longer than the grace: remove it.
+    Sweep { container_id: String },
+}
+
+/// Brings the table in line with what the engine has. `suspects` says when each container that
+/// no task can own was first seen; it is removed once seen for `grace`.
+pub fn plan_sync(
+    entries: &[EntryView],
+    seen: Vec<Observed>,
+    suspects: &HashMap<String, Instant>,
+    grace: Duration,
+    now: Instant,
+) -> Vec<SyncAction> {
+    let known: HashMap<TaskId, &EntryView> = entries.iter().map(|e| (e.id, e)).collect();
+    let mut by_task: HashMap<TaskId, Observed> = HashMap::new();
+    let mut actions = Vec::new();
+    let mut orphans = Vec::new();
+    for o in seen {
+        let Some(id) = o.summary.labels.get(LABEL_TASK_ID).and_then(|v| v.parse::<TaskId>().ok()) else {
+            orphans.push(o.summary.id);
+            continue;
+        };
+        // two containers for one task: keep the one the table knows, remove the other
+        let recorded = known.get(&id).and_then(|e| e.container_id.as_deref());
+        match by_task.remove(&id) {
+            None => {
+                by_task.insert(id, o);
+            }
+            Some(first) if recorded == Some(o.summary.id.as_str()) => {
+                actions.push(SyncAction::RemoveStray { container_id: first.summary.id });
+                by_task.insert(id, o);
+            }
+            Some(first) => {
+                actions.push(SyncAction::RemoveStray { container_id: o.summary.id });
+                by_task.insert(id, first);
+            }
+        }
+    }
+    for e in entries {
+        let seen_now = by_task.remove(&e.id);
+        if e.busy {
+            continue;
+        }
+        let id = e.id;
+        match seen_now {
+            Some(o) if e.state == TaskState::Scheduled => {
+                // a start to be made again (its follow-up does it) unless the container runs
+                if o.info.is_none() {
+                    actions.push(SyncAction::Running { id, container_id: o.summary.id.clone() });
+                    actions.push(SyncAction::Follow { id, container_id: o.summary.id });
+                }
+            }
+            None if e.state == TaskState::Scheduled => {}
+            Some(o) if e.state.is_terminal() => {
+                let container_id = e.container_id.clone().unwrap_or(o.summary.id);
+                actions.push(SyncAction::Leftover { id, container_id });
+            }
+            Some(o) => match o.info {
+                None => {
+                    actions.push(SyncAction::Running { id, container_id: o.summary.id.clone() });
+                    if !e.followed {
+                        actions.push(SyncAction::Follow { id, container_id: o.summary.id });
+                    }
+                }
+                Some(info) => actions.push(SyncAction::Exited { id, info }),
+            },
+            None if !e.state.is_terminal() => actions.push(SyncAction::Vanished { id }),
+            None => actions.push(SyncAction::Gone { id }),
+        }
+    }
+    // labelled containers that no entry owns
+    let mut adopted: Vec<(TaskId, Observed)> = by_task.into_iter().collect();
+    adopted.sort_by(|a, b| a.1.summary.id.cmp(&b.1.summary.id));
+    for (id, o) in adopted {
+        let labels = &o.summary.labels;
+        match labels.get(LABEL_SPEC).and_then(|s| TaskSpec::from_json(s.as_bytes()).ok()) {
+            Some(spec) => {
+                let created = labels.get(LABEL_CREATED).and_then(|c| Timestamp::parse(c)).unwrap_or(o.summary.created);
+                actions.push(SyncAction::Adopt { id, spec: Box::new(spec), created, observed: Box::new(o) });
+            }
+            None => orphans.push(o.summary.id),
+        }
+    }
+    let mut counted = HashSet::new();
+    for container_id in orphans {
+        if !counted.insert(container_id.clone()) {
+            continue;
+        }
+        match suspects.get(&container_id) {
+            Some(first) if now.saturating_duration_since(*first) >= grace => {
+                actions.push(SyncAction::Sweep { container_id })
+            }
+            _ => actions.push(SyncAction::Suspect { container_id }),
+        }
+    }
+    actions
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::docker_cli::ContainerSummary;
+    use std::collections::BTreeMap;
+
+    const BACKOFF: Backoff =
+        Backoff { first: Duration::from_secs(1), max: Duration::from_secs(30), reset_after: Duration::from_secs(60) };
+
+    fn exit(code: i64, oom: bool, status: &str, finished: Option<u64>) -> ContainerInfo {
+        ContainerInfo {
+            id: "c1".into(),
+            name: "n".into(),
+            image: "i".into(),
+            status: status.into(),
+            running: false,
+            exit_code: code,
+            error: String::new(),
+            oom_killed: oom,
+            started_at: Some(Timestamp(5)),
+            finished_at: finished.map(Timestamp),
+            labels: BTreeMap::new(),
+            ports: vec![],
+        }
+    }
+
+    fn ctx(mode: RestartMode, max: u32, recent: u32) -> ExitContext {
+        ExitContext {
+            policy: RestartPolicy { mode, max_restarts: max },
+            desired: DesiredState::Running,
+            state: TaskState::Running,
+            recent_restarts: recent,
+            last_exit_at: None,
+            ran_for: Some(Duration::from_secs(5)),
+            unhealthy_after: None,
+        }
+    }
+
+    fn restart(secs: u64, recent: u32, reason: &str) -> ExitDecision {
+        ExitDecision::Restart { delay: Duration::from_secs(secs), recent_restarts: recent, reason: reason.into() }
+    }
+
+    fn finish(state: TaskState, error: Option<&str>, recent: u32) -> ExitDecision {
+        ExitDecision::Finish { state, at: Timestamp(9), error: error.map(String::from), recent_restarts: recent }
+    }
+
+    #[test]
+    fn exits_from_a_table() {
+        use RestartMode::*;
+        use TaskState::*;
+        let code = |c| exit(c, false, "exited", Some(9));
+        let stopped = ExitContext { desired: DesiredState::Stopped, ..ctx(Always, 3, 0) };
+        let scheduled_stopped = ExitContext { state: Scheduled, ..stopped.clone() };
+        let seen = ExitContext { last_exit_at: Some(Timestamp(9)), ..ctx(Always, 3, 0) };
+        let finished = ExitContext { state: Failed, ..ctx(Always, 3, 0) };
+        let long_run = ExitContext { ran_for: Some(Duration::from_secs(60)), ..ctx(OnFailure, 3, 3) };
+        let unknown_run = ExitContext { ran_for: None, ..ctx(OnFailure, 3, 3) };
+        let unhealthy = ExitContext { unhealthy_after: Some(3), ..ctx(OnFailure, 3, 0) };
+        let unhealthy_never = ExitContext { unhealthy_after: Some(2), ..ctx(Never, 0, 0) };
+        let cases: Vec<(&str, ExitContext, ContainerInfo, ExitDecision)> = vec![
+            ("never, exit 0", ctx(Never, 0, 0), code(0), finish(Completed, None, 0)),
+            ("never, exit 2", ctx(Never, 0, 0), code(2), finish(Failed, Some("exited with code 2"), 0)),
+            ("on-failure, exit 0", ctx(OnFailure, 3, 0), code(0), finish(Completed, None, 0)),
+            (
+                "on-failure, exit 1",
+                ctx(OnFailure, 3, 0),
+                code(1),
+                restart(1, 1, "exited with code 1; restart 1 of 3 in 1 s"),
+            ),
+            (
+                "second restart waits 2 s",
+                ctx(OnFailure, 3, 1),
+                code(1),
+                restart(2, 2, "exited with code 1; restart 2 of 3 in 2 s"),
+            ),
+            (
+                "budget spent",
+                ctx(OnFailure, 3, 3),
+                code(1),
+                finish(Failed, Some("exited with code 1, 3 restarts used"), 3),
+            ),
+            ("a long run gives it back", long_run, code(1), restart(1, 1, "exited with code 1; restart 1 of 3 in 1 s")),
+            (
+                "a run of unknown length keeps the count",
+                unknown_run,
+                code(1),
+                finish(Failed, Some("exited with code 1, 3 restarts used"), 3),
+            ),
+            ("always, exit 0", ctx(Always, 3, 0), code(0), restart(1, 1, "exited with code 0; restart 1 of 3 in 1 s")),
+            ("always, budget spent, exit 0", ctx(Always, 2, 2), code(0), finish(Completed, None, 2)),
+            (
+                "the cap holds",
+                ctx(Always, 30, 10),
+                code(0),
+                restart(30, 11, "exited with code 0; restart 11 of 30 in 30 s"),
+            ),
+            (
+                "out of memory",
+                ctx(Never, 0, 0),
+                exit(137, true, "exited", Some(9)),
+                finish(Failed, Some("killed for using more than its memory limit (exit code 137)"), 0),
+            ),
+            (
+                "never started",
+                ctx(Never, 0, 0),
+                exit(0, false, "created", Some(9)),
+                finish(Failed, Some("container was created but never started"), 0),
+            ),
+            (
+                "unhealthy",
+                unhealthy,
+                code(143),
+                restart(1, 1, "unhealthy after 3 failed health checks; restart 1 of 3 in 1 s"),
+            ),
+            (
+                "unhealthy, no policy",
+                unhealthy_never,
+                code(0),
+                finish(Failed, Some("unhealthy after 2 failed health checks"), 0),
+            ),
+            ("being stopped", stopped, code(143), ExitDecision::Stopped),
+            ("stopped before it ran", scheduled_stopped, code(0), finish(Completed, None, 0)),
+            ("seen before", seen, code(1), ExitDecision::AlreadyHandled),
+            ("already finished", finished, code(1), ExitDecision::Nothing),
+        ];
+        for (what, ctx, info, want) in cases {
+            assert_eq!(on_exit(&ctx, &info, BACKOFF, Timestamp(100)), want, "{what}");
+        }
+    }
+
+    #[test]
+    fn an_exit_without_a_finish_time_is_dated_now_and_never_taken_for_one_seen_before() {
+        let c = ctx(RestartMode::Never, 0, 0);
+        let c = ExitContext { last_exit_at: None, ..c };
+        let d = on_exit(&c, &exit(1, false, "exited", None), BACKOFF, Timestamp(100));
+        assert!(matches!(d, ExitDecision::Finish { at: Timestamp(100), .. }), "{d:?}");
+    }
+
+    #[test]
+    fn exit_reasons_carry_the_engine_error() {
+        let mut info = exit(127, false, "exited", Some(1));
+        info.error = "exec: not found".into();
+        assert_eq!(exit_reason(&info, None), "exited with code 127: exec: not found");
+        info.status = "created".into();
+        assert_eq!(exit_reason(&info, None), "exec: not found");
+    }
+
+    fn entry(state: TaskState, cid: Option<&str>) -> EntryView {
+        EntryView { id: TaskId::new_v4(), state, container_id: cid.map(String::from), busy: false, followed: true }
+    }
+
+    fn observed(cid: &str, task: Option<TaskId>, running: bool, spec: Option<&str>) -> Observed {
+        let mut labels = BTreeMap::from([("skiff.node".to_string(), "w1".to_string())]);
+        if let Some(t) = task {
+            labels.insert(LABEL_TASK_ID.into(), t.to_string());
+        }
+        if let Some(s) = spec {
+            labels.insert(LABEL_SPEC.into(), s.into());
+        }
+        let summary = ContainerSummary {
+            id: cid.into(),
+            names: vec![],
+            state: if running { "running" } else { "exited" }.into(),
+            labels,
+            created: Timestamp(7),
+        };
+        let info = (!running).then(|| exit(3, false, "exited", Some(9)));
+        Observed { summary, info }
+    }
+
+    fn plan(entries: &[EntryView], seen: Vec<Observed>) -> Vec<SyncAction> {
+        plan_sync(entries, seen, &HashMap::new(), Duration::from_secs(30), Instant::now())
+    }
+
+    #[test]
+    fn sync_of_known_tasks_from_a_table() {
+        use TaskState::*;
+        type Case = (&'static str, EntryView, bool, Option<bool>, Vec<&'static str>);
+        let cases: Vec<Case> = vec![
+            // (what, entry, followed, seen: None = absent / Some(running), expected action kinds)
+            ("running and seen running", entry(Running, Some("c")), true, Some(true), vec!["Running"]),
+            ("running, not followed yet", entry(Running, Some("c")), false, Some(true), vec!["Running", "Follow"]),
+            ("running, seen exited", entry(Running, Some("c")), true, Some(false), vec!["Exited"]),
+            ("running, gone", entry(Running, Some("c")), true, None, vec!["Vanished"]),
+            ("scheduled, seen running", entry(Scheduled, None), false, Some(true), vec!["Running", "Follow"]),
+            ("scheduled, seen exited: the start is made again", entry(Scheduled, None), false, Some(false), vec![]),
+            ("scheduled, nothing yet", entry(Scheduled, None), false, None, vec![]),
+            ("finished, container left", entry(Completed, Some("c")), true, Some(false), vec!["Leftover"]),
+            ("finished, container gone", entry(Failed, Some("c")), true, None, vec!["Gone"]),
+        ];
+        for (what, mut e, followed, seen, want) in cases {
+            e.followed = followed;
+            let seen = seen.map(|running| observed("c", Some(e.id), running, None)).into_iter().collect();
+            let kinds: Vec<String> = plan(&[e], seen).iter().map(kind).collect();
+            assert_eq!(kinds, want, "{what}");
+        }
+    }
+
+    fn kind(a: &SyncAction) -> String {
+        format!("{a:?}").split([' ', '{', '(']).next().unwrap_or_default().to_string()
+    }
+
+    #[test]
+    fn a_busy_entry_is_left_alone() {
+        let mut e = entry(TaskState::Running, Some("c"));
+        e.busy = true;
+        assert!(plan(&[e.clone()], vec![]).is_empty());
+        assert!(plan(&[e.clone()], vec![observed("c", Some(e.id), false, None)]).is_empty());
+    }
+
+    #[test]
+    fn of_two_containers_of_a_task_the_recorded_one_is_kept() {
+        let e = entry(TaskState::Running, Some("b"));
+        for order in [["a", "b"], ["b", "a"]] {
+            let seen = order.iter().map(|c| observed(c, Some(e.id), true, None)).collect();
+            let actions = plan(std::slice::from_ref(&e), seen);
+            assert!(actions.contains(&SyncAction::RemoveStray { container_id: "a".into() }), "{actions:?}");
+            assert!(actions.contains(&SyncAction::Running { id: e.id, container_id: "b".into() }), "{actions:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_tasks_with_a_spec_are_adopted_and_others_are_suspects() {
+        let id = TaskId::new_v4();
+        let spec = r#"{"name":"a","image":"skiff/busybox"}"#;
+        let seen = vec![
+            observed("adopt", Some(id), true, Some(spec)),
+            observed("nospec", Some(TaskId::new_v4()), true, None),
+            observed("badspec", Some(TaskId::new_v4()), true, Some("{")),
+            observed("noid", None, true, None),
+        ];
+        let actions = plan(&[], seen);
+        assert!(
+            matches!(&actions[0], SyncAction::Adopt { id: a, created: Timestamp(7), .. } if *a == id),
+            "{actions:?}"
+        );
+        let mut suspects: Vec<String> = actions
+            .iter()
+            .filter_map(|a| match a {
+                SyncAction::Suspect { container_id } => Some(container_id.clone()),
+                _ => None,
+            })
+            .collect();
+        suspects.sort();
+        assert_eq!(suspects, ["badspec", "noid", "nospec"]);
+    }
+
+    #[test]
+    fn a_suspect_is_swept_once_its_grace_has_passed() {
+        let now = Instant::now();
+        let grace = Duration::from_secs(30);
+        let seen = || vec![observed("x", None, true, None)];
+        let young = HashMap::from([("x".to_string(), now - Duration::from_secs(29))]);
+        let old = HashMap::from([("x".to_string(), now - grace)]);
+        assert_eq!(plan_sync(&[], seen(), &young, grace, now), vec![SyncAction::Suspect { container_id: "x".into() }]);
+        assert_eq!(plan_sync(&[], seen(), &old, grace, now), vec![SyncAction::Sweep { container_id: "x".into() }]);
+    }
+}

@@ -1,0 +1,80 @@
+//! The seam between the worker and its container engine: the calls the worker makes, as a trait.
+//! The Docker client implements it over the Engine's API; unit tests use the recording fake in
+//! `fake.rs`, which can be told to fail, to hang past a deadline or to lose a container.
+//!
+//! Must not decide anything: the trait is the engine's vocabulary, nothing more.
+
+use crate::docker_cli::{ContainerEvent, ContainerInfo, ContainerSummary, CreateOptions, Docker, DockerError};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The engine's event stream: events until the engine closes it or the connection fails.
+pub type Events = Box<dyn Iterator<Item = Result<ContainerEvent, DockerError>> + Send>;
+
+pub trait Engine: Send + Sync {
+    /// The engine's version and the API version spoken with it.
+    fn version(&self) -> Result<(String, String), DockerError>;
+    /// Where the engine keeps its data: the disk that containers fill.
+    fn root_dir(&self) -> Result<PathBuf, DockerError>;
+    fn image_exists(&self, image: &str) -> Result<bool, DockerError>;
+    fn pull(&self, image: &str, timeout: Duration) -> Result<(), DockerError>;
+    /// Creates a container and returns its id; a name in use is a 409.
+    fn create(&self, opts: &CreateOptions) -> Result<String, DockerError>;
+    /// Starting a running container is not an error.
+    fn start(&self, id: &str) -> Result<(), DockerError>;
+    /// SIGTERM, then SIGKILL after `grace`; stopping a stopped container is not an error.
+    fn stop(&self, id: &str, grace: Duration) -> Result<(), DockerError>;
+    /// Removing a missing container is not an error.
+    fn remove(&self, id: &str) -> Result<(), DockerError>;
+    fn inspect(&self, id: &str) -> Result<ContainerInfo, DockerError>;
+    /// Every container, running or not, carrying all the given `key=value` labels.
+    fn list(&self, labels: &[String]) -> Result<Vec<ContainerSummary>, DockerError>;
+    /// Container events for containers carrying all the given labels.
+    fn events(&self, labels: &[String]) -> Result<Events, DockerError>;
+}
+
+impl Engine for Docker {
+    fn version(&self) -> Result<(String, String), DockerError> {
+        Docker::version(self)
+    }
+
+    fn root_dir(&self) -> Result<PathBuf, DockerError> {
+        Docker::root_dir(self)
+    }
+
+    fn image_exists(&self, image: &str) -> Result<bool, DockerError> {
+        Docker::image_exists(self, image)
+    }
+
+    fn pull(&self, image: &str, timeout: Duration) -> Result<(), DockerError> {
+        Docker::pull(self, image, timeout)
+    }
+
+    fn create(&self, opts: &CreateOptions) -> Result<String, DockerError> {
+        Docker::create(self, opts)
+    }
+
+    fn start(&self, id: &str) -> Result<(), DockerError> {
+        Docker::start(self, id)
+    }
+
+    fn stop(&self, id: &str, grace: Duration) -> Result<(), DockerError> {
+        Docker::stop(self, id, grace)
+    }
+
+    fn remove(&self, id: &str) -> Result<(), DockerError> {
+        Docker::remove(self, id)
+    }
+
+    fn inspect(&self, id: &str) -> Result<ContainerInfo, DockerError> {
+        Docker::inspect(self, id)
+    }
+
+    fn list(&self, labels: &[String]) -> Result<Vec<ContainerSummary>, DockerError> {
+        Docker::list(self, labels)
+    }
+
+    fn events(&self, labels: &[String]) -> Result<Events, DockerError> {
+        Ok(Box::new(Docker::events(self, labels)?))
+    }
+}

@@ -1,0 +1,354 @@
+//! A recording fake of the container engine for the worker's unit tests: containers are entries
+//! in a map, every call is recorded, and the fake can be told to refuse a call, to be out of
+//! reach, to hang past the client's deadline (answered as the real client would after it), or
+//! to lose a container behind the worker's back.
+
+use super::engine::{Engine, Events};
+use crate::docker_cli::{ContainerInfo, ContainerSummary, CreateOptions, DockerError};
+use crate::task::{PortBinding, Protocol};
+use crate::time::Timestamp;
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::io;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// What a call the fake was told to spoil does.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// The engine answers with this status and message.
+    Refuse(u16, String),
+    /// The socket cannot be reached: nothing happened.
+    Down,
+    /// The call was sent and no answer came before the deadline (it may have happened: `Hang`
+    /// does the work, then times out).
+    Hang,
+}
+
+#[derive(Debug, Clone)]
+pub struct FakeContainer {
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    pub labels: BTreeMap<String, String>,
+    pub status: String,
+    pub exit_code: i64,
+    pub oom_killed: bool,
+    pub created: Timestamp,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+    pub ports: Vec<PortBinding>,
+    /// The container ports to publish on start (host port chosen by the "engine").
+    wanted_ports: Vec<u16>,
+}
+
+#[derive(Default)]
+struct Inner {
+    containers: BTreeMap<String, FakeContainer>,
+    images: HashSet<String>,
+    calls: Vec<String>,
+    faults: VecDeque<(String, Fault)>,
+    down: bool,
+    next_id: u64,
+    next_port: u16,
+    clock: u64,
+}
+
+#[derive(Default)]
+pub struct FakeEngine {
+    inner: Mutex<Inner>,
+}
+
+fn timed_out() -> DockerError {
+    DockerError::Io(io::Error::new(io::ErrorKind::TimedOut, "no answer within the deadline"))
+}
+
+fn unreachable() -> DockerError {
+    DockerError::Unreachable {
+        socket: PathBuf::from("/fake/docker.sock"),
+        source: io::Error::new(io::ErrorKind::ConnectionRefused, "connection refused"),
+    }
+}
+
+fn no_such(what: &str) -> DockerError {
+    DockerError::Api { status: 404, message: format!("No such container: {what}") }
+}
+
+impl FakeEngine {
+    /// An engine that has these images.
+    pub fn with_images(images: &[&str]) -> FakeEngine {
+        let fake = FakeEngine::default();
+        {
+            let mut inner = fake.lock();
+            inner.images = images.iter().map(|s| s.to_string()).collect();
+            inner.next_port = 32768;
+            inner.clock = 1_000_000;
+        }
+        fake
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The next call of `op` (e.g. "create", "start", "inspect", "list") fails this way.
+    pub fn fail_next(&self, op: &str, fault: Fault) {
+        self.lock().faults.push_back((op.to_string(), fault));
+    }
+
+    /// The whole engine is out of reach (or back).
+    pub fn set_down(&self, down: bool) {
+        self.lock().down = down;
+    }
+
+    /// Every call so far, as "op argument".
+    pub fn calls(&self) -> Vec<String> {
+        self.lock().calls.clone()
+    }
+
+    pub fn count(&self, op: &str) -> usize {
+        self.lock().calls.iter().filter(|c| c.split(' ').next() == Some(op)).count()
+    }
+
+    pub fn containers(&self) -> Vec<FakeContainer> {
+        self.lock().containers.values().cloned().collect()
+    }
+
+    pub fn container(&self, id: &str) -> Option<FakeContainer> {
+        self.lock().containers.get(id).cloned()
+    }
+
+    /// The container exits by itself with this code.
+    pub fn exit(&self, id: &str, code: i64, oom: bool) {
+        let mut inner = self.lock();
+        inner.clock += 1_000;
+        let at = Timestamp(inner.clock);
+        if let Some(c) = inner.containers.get_mut(id) {
+            c.status = "exited".into();
+            c.exit_code = code;
+            c.oom_killed = oom;
+            c.finished_at = Some(at);
+        }
+    }
+
+    /// The container is removed behind the worker's back.
+    pub fn lose(&self, id: &str) {
+        self.lock().containers.remove(id);
+    }
+
+    /// A container made by someone else, with these labels, running or not.
+    pub fn add_foreign(&self, labels: BTreeMap<String, String>, running: bool) -> String {
+        let mut inner = self.lock();
+        inner.next_id += 1;
+        let id = format!("{:064x}", 0xf0_0000 + inner.next_id);
+        let created = Timestamp(inner.clock);
+        let c = FakeContainer {
+            id: id.clone(),
+            name: format!("foreign-{}", inner.next_id),
+            image: "skiff/busybox:latest".into(),
+            labels,
+            status: if running { "running" } else { "exited" }.into(),
+            exit_code: 0,
+            oom_killed: false,
+            created,
+            started_at: Some(created),
+            finished_at: (!running).then_some(created),
+            ports: vec![],
+            wanted_ports: vec![],
+        };
+        inner.containers.insert(id.clone(), c);
+        id
+    }
+
+    /// Records the call and applies a fault meant for it; `Ok(true)` means "do the work, then
+    /// time out" (a hang).
+    fn enter(&self, op: &str, arg: &str) -> Result<bool, DockerError> {
+        let mut inner = self.lock();
+        inner.calls.push(format!("{op} {arg}"));
+        if inner.down {
+            return Err(unreachable());
+        }
+        let Some(pos) = inner.faults.iter().position(|(o, _)| o == op) else { return Ok(false) };
+        let (_, fault) = inner.faults.remove(pos).expect("position just found");
+        match fault {
+            Fault::Refuse(status, message) => Err(DockerError::Api { status, message }),
+            Fault::Down => Err(unreachable()),
+            Fault::Hang => Ok(true),
+        }
+    }
+
+    fn find(inner: &Inner, id_or_name: &str) -> Option<String> {
+        if inner.containers.contains_key(id_or_name) {
+            return Some(id_or_name.to_string());
+        }
+        inner.containers.values().find(|c| c.name == id_or_name).map(|c| c.id.clone())
+    }
+
+    fn info(c: &FakeContainer) -> ContainerInfo {
+        ContainerInfo {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            image: c.image.clone(),
+            status: c.status.clone(),
+            running: c.status == "running",
+            exit_code: c.exit_code,
+            error: String::new(),
+            oom_killed: c.oom_killed,
+            started_at: c.started_at,
+            finished_at: c.finished_at,
+            labels: c.labels.clone(),
+            ports: c.ports.clone(),
+        }
+    }
+}
+
+impl Engine for FakeEngine {
+    fn version(&self) -> Result<(String, String), DockerError> {
+        self.enter("version", "")?;
+        Ok(("20.10.24-fake".into(), "1.41".into()))
+    }
+
+    fn root_dir(&self) -> Result<PathBuf, DockerError> {
+        self.enter("info", "")?;
+        Ok(PathBuf::from("/var/lib/docker"))
+    }
+
+    fn image_exists(&self, image: &str) -> Result<bool, DockerError> {
+        let hang = self.enter("image", image)?;
+        let found = self.lock().images.contains(image);
+        if hang {
+            return Err(timed_out());
+        }
+        Ok(found)
+    }
+
+    fn pull(&self, image: &str, _timeout: Duration) -> Result<(), DockerError> {
+        if self.enter("pull", image)? {
+            return Err(timed_out());
+        }
+        Err(DockerError::Api { status: 500, message: format!("pull access denied for {image}") })
+    }
+
+    fn create(&self, opts: &CreateOptions) -> Result<String, DockerError> {
+        let hang = self.enter("create", opts.name)?;
+        let mut inner = self.lock();
+        if inner.containers.values().any(|c| c.name == opts.name) {
+            return Err(DockerError::Api { status: 409, message: format!("name {} is already in use", opts.name) });
+        }
+        inner.next_id += 1;
+        let id = format!("{:064x}", inner.next_id);
+        let created = Timestamp(inner.clock);
+        let c = FakeContainer {
+            id: id.clone(),
+            name: opts.name.to_string(),
+            image: opts.spec.image.clone(),
+            labels: opts.labels.clone(),
+            status: "created".into(),
+            exit_code: 0,
+            oom_killed: false,
+            created,
+            started_at: None,
+            finished_at: None,
+            ports: vec![],
+            wanted_ports: opts.spec.ports.iter().map(|p| p.container).collect(),
+        };
+        inner.containers.insert(id.clone(), c);
+        if hang {
+            return Err(timed_out());
+        }
+        Ok(id)
+    }
+
+    fn start(&self, id: &str) -> Result<(), DockerError> {
+        let hang = self.enter("start", id)?;
+        let mut inner = self.lock();
+        inner.clock += 1_000;
+        let (at, mut port) = (Timestamp(inner.clock), inner.next_port);
+        let Some(key) = Self::find(&inner, id) else { return Err(no_such(id)) };
+        let c = inner.containers.get_mut(&key).expect("found above");
+        if c.status != "running" {
+            c.status = "running".into();
+            c.started_at = Some(at);
+            c.finished_at = None;
+            c.exit_code = 0;
+            c.oom_killed = false;
+            c.ports = c
+                .wanted_ports
+                .iter()
+                .map(|&container| {
+                    port += 1;
+                    PortBinding { container, host: port, protocol: Protocol::Tcp, host_ip: "0.0.0.0".into() }
+                })
+                .collect();
+        }
+        inner.next_port = port;
+        if hang {
+            return Err(timed_out());
+        }
+        Ok(())
+    }
+
+    fn stop(&self, id: &str, _grace: Duration) -> Result<(), DockerError> {
+        let hang = self.enter("stop", id)?;
+        let mut inner = self.lock();
+        inner.clock += 1_000;
+        let at = Timestamp(inner.clock);
+        let Some(key) = Self::find(&inner, id) else { return Err(no_such(id)) };
+        let c = inner.containers.get_mut(&key).expect("found above");
+        if c.status == "running" {
+            c.status = "exited".into();
+            c.exit_code = 143;
+            c.finished_at = Some(at);
+        }
+        if hang {
+            return Err(timed_out());
+        }
+        Ok(())
+    }
+
+    fn remove(&self, id: &str) -> Result<(), DockerError> {
+        let hang = self.enter("remove", id)?;
+        let mut inner = self.lock();
+        if let Some(key) = Self::find(&inner, id) {
+            inner.containers.remove(&key);
+        }
+        if hang {
+            return Err(timed_out());
+        }
+        Ok(())
+    }
+
+    fn inspect(&self, id: &str) -> Result<ContainerInfo, DockerError> {
+        if self.enter("inspect", id)? {
+            return Err(timed_out());
+        }
+        let inner = self.lock();
+        let key = Self::find(&inner, id).ok_or_else(|| no_such(id))?;
+        Ok(Self::info(&inner.containers[&key]))
+    }
+
+    fn list(&self, labels: &[String]) -> Result<Vec<ContainerSummary>, DockerError> {
+        if self.enter("list", &labels.join(","))? {
+            return Err(timed_out());
+        }
+        let inner = self.lock();
+        let wanted: Vec<(&str, &str)> = labels.iter().filter_map(|l| l.split_once('=')).collect();
+        Ok(inner
+            .containers
+            .values()
+            .filter(|c| wanted.iter().all(|(k, v)| c.labels.get(*k).map(String::as_str) == Some(*v)))
+            .map(|c| ContainerSummary {
+                id: c.id.clone(),
+                names: vec![format!("/{}", c.name)],
+                state: c.status.clone(),
+                labels: c.labels.clone(),
+                created: c.created,
+            })
+            .collect())
+    }
+
+    fn events(&self, _labels: &[String]) -> Result<Events, DockerError> {
+        self.enter("events", "")?;
+        Ok(Box::new(std::iter::empty()))
+    }
+}

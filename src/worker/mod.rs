@@ -1,0 +1,174 @@
+//! The worker: the table of the tasks this node runs, kept true against its container engine.
+//!
+//! One control thread (`state`) owns the table and the store and applies decisions; it never
+//! calls the engine itself. Where each concern lives:
+//! - `handle`: the commands the HTTP layer sends, `WorkerHandle`, and `spawn`, which wires the
+//!   threads together;
+//! - `engine`: the seam to the container engine (`Engine`), implemented by the Docker client
+//!   (and, in unit tests, by the recording fake in `fake`);
+//! - `ops`: the engine operations the control thread hands to its two pools (starts; everything
+//!   else) and what they report back;
+//! - `watch`: the watchers on threads of their own: node statistics, health checks, the engine's
+//!   event stream;
+//! - `decide`: the pure decisions, table-tested: what a container's exit means (restart after a
+//!   back-off, Failed, Completed), and the sync plan (what the engine shows against the table);
+//! - `state`: the control thread's state, which applies those decisions.
+//!
+//! The engine's labels (`skiff.task-id`, `skiff.node`, `skiff.spec`) are the truth of what runs: a
+//! restarted worker adopts the containers that carry its name. Must not speak HTTP: `http.rs`
+//! turns requests into calls on `WorkerHandle`.
+
+mod decide;
+mod engine;
+#[cfg(test)]
+mod fake;
+mod handle;
+mod ops;
+mod state;
+mod watch;
+
+pub use engine::{Engine, Events};
+pub use handle::{spawn, Worker, WorkerHandle};
+
+use crate::clock::{self, Clock};
+use crate::control::SpawnError;
+use crate::stats::Caps;
+use crate::store::StoreError;
+use crate::task::{TaskId, TaskState};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const LABEL_TASK_ID: &str = "skiff.task-id";
+pub const LABEL_NODE: &str = "skiff.node";
+pub const LABEL_NAME: &str = "skiff.name";
+pub const LABEL_SPEC: &str = "skiff.spec";
+pub const LABEL_CREATED: &str = "skiff.created-at";
+
+#[derive(Clone)]
+pub struct WorkerConfig {
+    /// The node's name: it labels every container and is how the manager knows the node.
+    pub name: String,
+    /// SIGTERM, then SIGKILL after this.
+    pub stop_grace: Duration,
+    /// How often the table is checked against the engine (events make it prompt; this is the net).
+    pub sync_interval: Duration,
+    pub engine_threads: usize,
+    pub pull_timeout: Duration,
+    /// How long finished tasks stay listed for the manager to see.
+    pub keep_finished: Duration,
+    /// How long an HTTP thread waits for a start to finish before answering 504.
+    pub start_wait: Duration,
+    /// How often the node's statistics are sampled (CPU usage is measured between samples).
+    pub stats_interval: Duration,
+    /// What the operator lets Skiff use of this node.
+    pub caps: Caps,
+    /// Back-off before the first restart in place; it doubles with each restart, up to the cap.
+    pub restart_backoff: Duration,
+    pub restart_backoff_max: Duration,
+    /// A run this long without trouble gives a task its restart budget and back-off back.
+    pub restart_reset_after: Duration,
+    /// A container with this node's label that no task owns (and that the worker did not make)
+    /// is removed only after it has been seen for this long.
+    pub orphan_grace: Duration,
+    /// Where the control loop reads the time (tests move it by hand).
+    pub clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for WorkerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WorkerConfig").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+impl WorkerConfig {
+    pub fn new(name: &str) -> WorkerConfig {
+        WorkerConfig {
+            name: name.to_string(),
+            stop_grace: Duration::from_secs(10),
+            sync_interval: Duration::from_secs(5),
+            engine_threads: 4,
+            pull_timeout: Duration::from_secs(300),
+            // long enough for a manager cut off for a while to still learn how a task ended
+            keep_finished: Duration::from_secs(24 * 3600),
+            start_wait: Duration::from_secs(330),
+            stats_interval: Duration::from_secs(2),
+            caps: Caps::default(),
+            restart_backoff: Duration::from_secs(1),
+            restart_backoff_max: Duration::from_secs(30),
+            restart_reset_after: Duration::from_secs(60),
+            orphan_grace: Duration::from_secs(30),
+            clock: clock::system(),
+        }
+    }
+}
+
+/// Why a worker request failed.
+#[derive(Debug)]
+pub enum WorkerError {
+    NotFound(TaskId),
+    AlreadyFinished {
+        id: TaskId,
+        state: TaskState,
+    },
+    /// The previous run of this task is still being cleaned up: a new run must wait (a conflict
+    /// for now, not a dead engine).
+    CleaningUp(TaskId),
+    /// The engine could not be reached; the task was not started.
+    EngineUnreachable(String),
+    /// The answer did not come in time; the operation may still complete.
+    TimedOut,
+    /// The engine stopped answering mid-way: whether the container runs is not known yet (the
+    /// worker finds out and carries on by itself).
+    OutcomeUnknown(String),
+    /// The worker has not checked its containers since it started, so it cannot say yet that
+    /// it does not have a task.
+    NotReady,
+    ShuttingDown,
+    /// The change could not be recorded, so it is not claimed.
+    Store(StoreError),
+    /// A thread the worker needs could not be started.
+    Spawn(SpawnError),
+}
+
+impl fmt::Display for WorkerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WorkerError::NotFound(id) => write!(f, "no task {id} on this worker"),
+            WorkerError::AlreadyFinished { id, state } => write!(f, "task {id} is already finished ({state})"),
+            WorkerError::CleaningUp(id) => {
+                write!(f, "the previous run of task {id} is still being cleaned up; retry")
+            }
+            WorkerError::EngineUnreachable(why) => write!(f, "{why}"),
+            WorkerError::TimedOut => f.write_str("the worker did not finish in time; the operation goes on"),
+            WorkerError::OutcomeUnknown(why) => {
+                write!(f, "the engine stopped answering mid-way ({why}); the worker carries on")
+            }
+            WorkerError::NotReady => f.write_str("the worker has not checked its containers since it started; retry"),
+            WorkerError::ShuttingDown => f.write_str("the worker is shutting down"),
+            WorkerError::Store(_) => f.write_str("the worker's store failed; the change is not recorded"),
+            WorkerError::Spawn(_) => f.write_str("the worker could not start a thread"),
+        }
+    }
+}
+
+impl std::error::Error for WorkerError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            WorkerError::Store(e) => Some(e),
+            WorkerError::Spawn(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<SpawnError> for WorkerError {
+    fn from(e: SpawnError) -> WorkerError {
+        WorkerError::Spawn(e)
+    }
+}
+
+/// The first 12 characters of a container id, as `docker ps` shows it.
+fn short_id(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}

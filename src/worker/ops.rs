@@ -1,0 +1,361 @@
+//! The engine operations of the worker, run on its two pools of threads (starts, which may wait
+//! minutes for a pull; and everything else, so that stops and syncs never wait behind a start),
+//! and the results they send back to the control thread.
+//!
+//! Must not touch the task table: an operation gets what it needs in the `Op` and reports what
+//! the engine did; the control thread decides what that means.
+
+use super::engine::Engine;
+use super::{WorkerConfig, LABEL_CREATED, LABEL_NAME, LABEL_NODE, LABEL_SPEC, LABEL_TASK_ID};
+use crate::control::{error_chain, spawn_thread, SpawnError};
+use crate::docker_cli::{ContainerInfo, ContainerSummary, CreateOptions, DockerError};
+use crate::task::{Task, TaskId, TaskSpec};
+use crossbeam_channel::{unbounded, Sender};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub enum Op {
+    Start {
+        id: TaskId,
+        spec: Box<TaskSpec>,
+        container_name: String,
+        labels: BTreeMap<String, String>,
+    },
+    /// Starts the task's exited container again (a restart in place); creates a new one if it
+    /// is gone.
+    Restart {
+        id: TaskId,
+        container_id: String,
+        spec: Box<TaskSpec>,
+        container_name: String,
+        labels: BTreeMap<String, String>,
+    },
+    /// Stops a container that failed its health checks, then inspects it (answered as Inspected).
+    Kill {
+        id: TaskId,
+        container_id: String,
+    },
+    Stop {
+        id: TaskId,
+        container_id: Option<String>,
+    },
+    Remove {
+        id: TaskId,
+        container_id: String,
+    },
+    /// Removes a container that no task owns (answered as `Swept`).
+    Sweep {
+        container_id: String,
+    },
+    Inspect {
+        id: TaskId,
+        container_id: String,
+    },
+    Sync {
+        epoch: u64,
+    },
+    Version,
+}
+
+impl Op {
+    /// Whether the op goes to the start pool.
+    pub fn is_start(&self) -> bool {
+        matches!(self, Op::Start { .. } | Op::Restart { .. })
+    }
+
+    /// The result to report if running this op panics (a bug): a failure that clears the op.
+    fn failed(&self) -> OpResult {
+        let e = || DockerError::Protocol("internal error during the engine call".into());
+        match self {
+            Op::Start { id, .. } | Op::Restart { id, .. } => {
+                OpResult::Started { id: *id, result: Err(StartFailure::Unknown(e().to_string())) }
+            }
+            Op::Kill { id, .. } | Op::Inspect { id, .. } => OpResult::Inspected { id: *id, result: Err(e()) },
+            Op::Stop { id, .. } => OpResult::Stopped { id: *id, result: Err(e()) },
+            Op::Remove { id, .. } => OpResult::Removed { id: *id, result: Err(e()) },
+            Op::Sweep { container_id } => OpResult::Swept { container_id: container_id.clone(), result: Err(e()) },
+            Op::Sync { epoch } => OpResult::Synced { epoch: *epoch, result: Err(e()) },
+            Op::Version => OpResult::Version { result: Err(e()) },
+        }
+    }
+}
+
+/// Why a start did not produce a running container.
+#[derive(Debug)]
+pub enum StartFailure {
+    /// The engine could not be reached before anything was created: nothing happened, and the
+    /// task may be placed elsewhere.
+    NotStarted(String),
+    /// The engine refused (no such image, bad config, port taken): the task fails.
+    Refused(String),
+    /// The engine stopped answering once a container may exist: what runs is unknown until the
+    /// next sync, and the start is made again (it adopts what the first attempt left).
+    Unknown(String),
+}
+
+pub enum OpResult {
+    Started {
+        id: TaskId,
+        result: Result<ContainerInfo, StartFailure>,
+    },
+    Stopped {
+        id: TaskId,
+        result: Result<(), DockerError>,
+    },
+    Removed {
+        id: TaskId,
+        result: Result<(), DockerError>,
+    },
+    Swept {
+        container_id: String,
+        result: Result<(), DockerError>,
+    },
+    Inspected {
+        id: TaskId,
+        result: Result<ContainerInfo, DockerError>,
+    },
+    Synced {
+        epoch: u64,
+        result: Result<Vec<Observed>, DockerError>,
+    },
+    /// The engine's version, the API version spoken, and its data root (if /info answered).
+    Version {
+        result: Result<(String, String, Option<PathBuf>), DockerError>,
+    },
+}
+
+/// A labelled container as a sync saw it; `info` is filled for containers that are not running.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observed {
+    pub summary: ContainerSummary,
+    pub info: Option<ContainerInfo>,
+}
+
+/// The two sets of engine threads: one for starts, one for everything else.
+pub struct Pools {
+    pub starts: Sender<Op>,
+    pub others: Sender<Op>,
+}
+
+impl Pools {
+    /// Hands an op to its pool. The pools outlive the control loop that sends to them; if one is
+    /// gone all the same, the op is logged as lost (the next sync repairs what it would have).
+    pub fn send(&self, op: Op) {
+        let pool = if op.is_start() { &self.starts } else { &self.others };
+        if pool.send(op).is_err() {
+            log::error!("engine pool gone; an engine operation is lost");
+        }
+    }
+}
+
+/// Starts `threads` threads that run ops from one queue and send their results to `results`.
+pub fn engine_pool(
+    label: &str,
+    threads: usize,
+    engine: &Arc<dyn Engine>,
+    config: &WorkerConfig,
+    results: &Sender<OpResult>,
+) -> Result<Sender<Op>, SpawnError> {
+    let (tx, rx) = unbounded::<Op>();
+    for i in 0..threads.max(1) {
+        let (rx, results, engine, cfg) = (rx.clone(), results.clone(), engine.clone(), config.clone());
+        spawn_thread(format!("{label}-{i}"), move || {
+            for op in rx.iter() {
+                let failed = op.failed();
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_op(&*engine, &cfg, op)))
+                    .unwrap_or(failed);
+                if results.send(result).is_err() {
+                    break;
+                }
+            }
+        })?;
+    }
+    Ok(tx)
+}
+
+/// Runs one op against the engine.
+pub fn run_op(engine: &dyn Engine, cfg: &WorkerConfig, op: Op) -> OpResult {
+    match op {
+        Op::Start { id, spec, container_name, labels } => {
+            let result = start_container(engine, cfg, &spec, &container_name, &labels, &id);
+            OpResult::Started { id, result }
+        }
+        Op::Restart { id, container_id, spec, container_name, labels } => {
+            let result = match engine.start(&container_id) {
+                // the container is gone: a new one
+                Err(e) if e.is_not_found() => start_container(engine, cfg, &spec, &container_name, &labels, &id),
+                other => other
+                    .map_err(after_create)
+                    .and_then(|_| engine.inspect(&container_id).map_err(|e| StartFailure::Unknown(error_chain(&e)))),
+            };
+            OpResult::Started { id, result }
+        }
+        Op::Kill { id, container_id } => {
+            let result = engine.stop(&container_id, cfg.stop_grace).and_then(|_| engine.inspect(&container_id));
+            OpResult::Inspected { id, result }
+        }
+        Op::Stop { id, container_id } => {
+            let result = match container_id {
+                Some(cid) => {
+                    engine.stop(&cid, cfg.stop_grace).or_else(not_found_is_ok).and_then(|_| engine.remove(&cid))
+                }
+                None => Ok(()),
+            };
+            OpResult::Stopped { id, result }
+        }
+        Op::Remove { id, container_id } => OpResult::Removed { id, result: engine.remove(&container_id) },
+        Op::Sweep { container_id } => {
+            let result = engine.remove(&container_id);
+            OpResult::Swept { container_id, result }
+        }
+        Op::Inspect { id, container_id } => OpResult::Inspected { id, result: engine.inspect(&container_id) },
+        Op::Sync { epoch } => OpResult::Synced { epoch, result: observe(engine, &cfg.name) },
+        Op::Version => {
+            OpResult::Version { result: engine.version().map(|(version, api)| (version, api, engine.root_dir().ok())) }
+        }
+    }
+}
+
+fn not_found_is_ok(e: DockerError) -> Result<(), DockerError> {
+    if e.is_not_found() {
+        Ok(())
+    } else {
+        Err(e)
+    }
+}
+
+/// A failure before any container exists: an engine out of reach means nothing happened.
+fn before_create(e: DockerError) -> StartFailure {
+    if e.is_engine_down() {
+        StartFailure::NotStarted(error_chain(&e))
+    } else {
+        StartFailure::Refused(error_chain(&e))
+    }
+}
+
+/// A failure once a container may exist: an engine out of reach leaves the outcome unknown.
+fn after_create(e: DockerError) -> StartFailure {
+    if e.is_engine_down() {
+        StartFailure::Unknown(error_chain(&e))
+    } else {
+        StartFailure::Refused(error_chain(&e))
+    }
+}
+
+/// Image check (and pull if absent), create, start, inspect. A container left by an earlier
+/// attempt for the same task is adopted if it runs and replaced if not.
+fn start_container(
+    engine: &dyn Engine,
+    cfg: &WorkerConfig,
+    spec: &TaskSpec,
+    name: &str,
+    labels: &BTreeMap<String, String>,
+    id: &TaskId,
+) -> Result<ContainerInfo, StartFailure> {
+    if !engine.image_exists(&spec.image).map_err(before_create)? {
+        // No registry may be reachable: a pull failure is the task's failure, with the engine's words.
+        if let Err(e) = engine.pull(&spec.image, cfg.pull_timeout) {
+            if e.is_engine_down() {
+                return Err(StartFailure::NotStarted(error_chain(&e)));
+            }
+            let message = match &e {
+                DockerError::Api { message, .. } => message.clone(),
+                other => error_chain(other),
+            };
+            return Err(StartFailure::Refused(format!(
+                "image {} is not on node {} and could not be pulled: {message}",
+                spec.image, cfg.name
+            )));
+        }
+    }
+    let opts = CreateOptions { name, spec, labels };
+    let container_id = match engine.create(&opts) {
+        Ok(cid) => cid,
+        Err(DockerError::Api { status: 409, .. }) => {
+            let existing = engine.inspect(name).map_err(after_create)?;
+            let ours = existing.labels.get(LABEL_TASK_ID).map(String::as_str) == Some(id.to_string().as_str());
+            if ours && existing.running {
+                return Ok(existing);
+            }
+            if !ours {
+                return Err(StartFailure::Refused(format!(
+                    "a container named {name} exists and does not belong to this task"
+                )));
+            }
+            engine.remove(&existing.id).map_err(after_create)?;
+            engine.create(&opts).map_err(after_create)?
+        }
+        // the request never arrived: nothing was created
+        Err(e @ DockerError::Unreachable { .. }) => return Err(before_create(e)),
+        Err(e) => return Err(after_create(e)),
+    };
+    if let Err(e) = engine.start(&container_id) {
+        let failure = after_create(e);
+        if let StartFailure::Refused(_) = failure {
+            // leave nothing behind; if this fails too, the sync removes it later
+            if let Err(e) = engine.remove(&container_id) {
+                log::debug!("removal after a refused start failed container={container_id} error={}", error_chain(&e));
+            }
+        }
+        return Err(failure);
+    }
+    engine.inspect(&container_id).map_err(|e| StartFailure::Unknown(error_chain(&e)))
+}
+
+/// Every container labelled with this node, with inspect details for those not running.
+fn observe(engine: &dyn Engine, node: &str) -> Result<Vec<Observed>, DockerError> {
+    let list = engine.list(&[format!("{LABEL_NODE}={node}")])?;
+    let mut seen = Vec::with_capacity(list.len());
+    for summary in list {
+        let info = if summary.state == "running" {
+            None
+        } else {
+            match engine.inspect(&summary.id) {
+                Ok(i) => Some(i),
+                Err(e) if e.is_not_found() => continue, // removed since the list
+                Err(e) => return Err(e),
+            }
+        };
+        seen.push(Observed { summary, info });
+    }
+    Ok(seen)
+}
+
+/// The op that starts a task's container (also used to resume a start cut off by a restart).
+pub fn start_op(task: &Task, node: &str) -> Op {
+    Op::Start {
+        id: task.id,
+        spec: Box::new(task.spec.clone()),
+        container_name: container_name(task, node),
+        labels: labels_for(task, node),
+    }
+}
+
+/// The op that restarts a task's exited container in place.
+pub fn restart_op(task: &Task, node: &str, container_id: String) -> Op {
+    Op::Restart {
+        id: task.id,
+        container_id,
+        spec: Box::new(task.spec.clone()),
+        container_name: container_name(task, node),
+        labels: labels_for(task, node),
+    }
+}
+
+fn container_name(task: &Task, node: &str) -> String {
+    format!("skiff-{node}-{}-{}", task.name, task.id.short())
+}
+
+/// The labels every container of ours carries; with them a worker can rebuild its table.
+pub fn labels_for(task: &Task, node: &str) -> BTreeMap<String, String> {
+    // a spec always serialises (plain data); an empty label would only make adoption refuse it
+    let spec = serde_json::to_string(&task.spec).unwrap_or_default();
+    BTreeMap::from([
+        (LABEL_TASK_ID.to_string(), task.id.to_string()),
+        (LABEL_NODE.to_string(), node.to_string()),
+        (LABEL_NAME.to_string(), task.name.clone()),
+        (LABEL_SPEC.to_string(), spec),
+        (LABEL_CREATED.to_string(), task.created_at.to_string()),
+    ])
+}

@@ -1,0 +1,1083 @@
+//! The worker's control thread: its task table and its store, and the application of every
+//! decision (from `decide`) to them. It hands engine work to the pools as `Op`s and learns the
+//! outcome from `OpResult`s, engine events, health verdicts and stats samples.
+//!
+//! Must not call the engine, sleep or block: everything slow happens on other threads. A change
+//! is answered to a caller only once it is in the store.
+
+use super::decide::{self, Backoff, EntryView, ExitContext, ExitDecision, SyncAction};
+use super::handle::{Command, Reply};
+use super::ops::{restart_op, start_op, Observed, Op, OpResult, Pools, StartFailure};
+use super::watch::{health_loop, EngineEvent, HealthResult, Sample};
+use super::{short_id, WorkerConfig, WorkerError};
+use crate::api::{EngineStatus, StartTask, WorkerHealth};
+use crate::control::{answer, error_chain, spawn_thread};
+use crate::docker_cli::{ContainerInfo, DockerError};
+use crate::stats::{self, CpuTicks, NodeStats};
+use crate::store::{Store, StoreError};
+use crate::task::{DesiredState, Task, TaskId, TaskState};
+use crate::time::Timestamp;
+use crossbeam_channel::{bounded, Sender};
+use log::{debug, error, info, warn};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// How a task's error starts while its node's engine does not answer.
+const ENGINE_AWAY: &str = "engine unreachable, state not confirmed";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpKind {
+    Start,
+    Stop,
+    Remove,
+    Inspect,
+}
+
+pub struct Entry {
+    pub task: Task,
+    pub op: Option<OpKind>,
+    start_waiters: Vec<(Reply<(Task, bool)>, bool)>,
+    stop_waiters: Vec<Reply<Task>>,
+    /// A container may still exist for this task (to be removed once it is finished).
+    pub container_present: bool,
+    /// The epoch of the last op result that changed this entry; syncs older than it are ignored.
+    changed_epoch: u64,
+    /// The last op failed: follow-ups wait for the next tick instead of retrying at once.
+    backoff: bool,
+    /// Its container died while an op was under way; inspect it when the op is done.
+    exit_seen: bool,
+    /// Digest of the record as last written to the store.
+    saved: Option<u64>,
+    /// A restart in place is due at this time (the container exited; the policy says again).
+    pub restart_at: Option<Instant>,
+    /// When the current run of the container began.
+    run_started: Option<Instant>,
+    /// Counts runs, so that health results of an earlier run are told apart.
+    pub run: u64,
+    /// The running health checker of the current run (dropping it stops the checker).
+    checker: Option<Sender<()>>,
+    /// Consecutive failed health checks in the current run.
+    health_failures: u32,
+    /// The container is being stopped because it failed its health checks.
+    unhealthy: bool,
+}
+
+impl Entry {
+    fn new(task: Task, op: Option<OpKind>, container_present: bool, changed_epoch: u64) -> Entry {
+        Entry {
+            task,
+            op,
+            start_waiters: Vec::new(),
+            stop_waiters: Vec::new(),
+            container_present,
+            changed_epoch,
+            backoff: false,
+            exit_seen: false,
+            saved: None,
+            restart_at: None,
+            run_started: None,
+            run: 0,
+            checker: None,
+            health_failures: 0,
+            unhealthy: false,
+        }
+    }
+}
+
+pub struct State {
+    config: WorkerConfig,
+    store: Box<dyn Store>,
+    pools: Pools,
+    pub entries: HashMap<TaskId, Entry>,
+    pub engine: EngineStatus,
+    sync_in_flight: bool,
+    epoch: u64,
+    /// A sync has completed since start: the table holds every container of this node, so "not
+    /// in the table" means "not here".
+    pub synced: bool,
+    /// Containers with this node's label that no task can own, and when each was first seen.
+    suspects: HashMap<String, Instant>,
+    /// Where the stats thread should measure the disk (the engine's data root, once known).
+    disk_path: Sender<PathBuf>,
+    last_cpu: Option<CpuTicks>,
+    stats: Option<NodeStats>,
+    /// Where health checkers send their verdicts.
+    health: Sender<HealthResult>,
+}
+
+/// Moves a task to a new state; a move the table does not allow is a bug, logged with what it
+/// was (and a failure in tests), and the task is left as it was.
+fn transition(task: &mut Task, to: TaskState, now: Timestamp) {
+    let from = task.state;
+    if let Err(e) = task.set_state(to, now) {
+        error!("refused state change task_id={} from={from} to={to} error={e}", task.id);
+        debug_assert!(false, "refused state change of {}: {e}", task.id);
+    }
+}
+
+impl State {
+    pub fn new(
+        config: WorkerConfig,
+        store: Box<dyn Store>,
+        pools: Pools,
+        disk_path: Sender<PathBuf>,
+        health: Sender<HealthResult>,
+    ) -> Result<State, WorkerError> {
+        let mut entries = HashMap::new();
+        for task in store.list_tasks().map_err(WorkerError::Store)? {
+            let container_present = task.container_id.is_some();
+            let saved = Some(record_digest(&task));
+            let id = task.id;
+            let mut entry = Entry::new(task, None, container_present, 0);
+            entry.saved = saved;
+            entries.insert(id, entry);
+        }
+        let engine = EngineStatus { reachable: false, version: None, api_version: None, error: None };
+        Ok(State {
+            config,
+            store,
+            pools,
+            entries,
+            engine,
+            sync_in_flight: false,
+            epoch: 1,
+            synced: false,
+            suspects: HashMap::new(),
+            disk_path,
+            last_cpu: None,
+            stats: None,
+            health,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    fn now(&self) -> Timestamp {
+        self.config.clock.wall()
+    }
+
+    fn instant(&self) -> Instant {
+        self.config.clock.now()
+    }
+
+    /// The first steps of the control thread: ask the engine who it is, carry on with what the
+    /// store holds, and check the table against the engine.
+    pub fn begin(&mut self) {
+        self.pools.send(Op::Version);
+        self.resume();
+        self.request_sync();
+    }
+
+    fn request_sync(&mut self) {
+        if !self.sync_in_flight {
+            self.sync_in_flight = true;
+            self.pools.send(Op::Sync { epoch: self.epoch });
+        }
+    }
+
+    /// Writes the entry's record if it changed since it was last written (nothing is written
+    /// when nothing changes). A failed write is logged and tried again at the next change or
+    /// tick; the caller decides whether the change may be acknowledged.
+    fn persist(&mut self, id: &TaskId) -> Result<(), StoreError> {
+        let Some(e) = self.entries.get_mut(id) else { return Ok(()) };
+        let digest = record_digest(&e.task);
+        if e.saved == Some(digest) {
+            return Ok(());
+        }
+        match self.store.put_task(&e.task) {
+            Ok(()) => {
+                e.saved = Some(digest);
+                Ok(())
+            }
+            Err(err) => {
+                error!("store write failed task_id={id} error={}", error_chain(&err));
+                Err(err)
+            }
+        }
+    }
+
+    /// `persist` where no caller waits for the answer: a failure is logged and retried.
+    fn persist_quietly(&mut self, id: &TaskId) {
+        if self.persist(id).is_err() {
+            debug!("record kept in memory until the store takes it task_id={id}");
+        }
+    }
+
+    pub fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Start { req, reply } => self.start(*req, reply),
+            Command::Stop { id, reply } => self.stop(id, reply),
+            Command::Get { id, reply } => {
+                let r = self.entries.get(&id).map(|e| e.task.clone()).ok_or_else(|| self.missing(id));
+                answer(&reply, r);
+            }
+            Command::List { reply } => {
+                let mut tasks: Vec<Task> = self.entries.values().map(|e| e.task.clone()).collect();
+                tasks.sort_by_key(|t| (t.created_at, t.id));
+                answer(&reply, Ok(tasks));
+            }
+            Command::Health { reply } => {
+                let tasks = self.unfinished();
+                let status = if self.engine.reachable { "ok" } else { "degraded" };
+                answer(
+                    &reply,
+                    Ok(WorkerHealth {
+                        status: status.into(),
+                        name: self.config.name.clone(),
+                        version: env!("CARGO_PKG_VERSION").into(),
+                        engine: self.engine.clone(),
+                        synced: self.synced,
+                        tasks,
+                    }),
+                );
+            }
+            Command::Stats { reply } => {
+                let tasks = self.unfinished();
+                let stats = self.stats.clone().map(|s| NodeStats { tasks, ..s }).ok_or(WorkerError::NotReady);
+                answer(&reply, stats);
+            }
+            Command::Shutdown => {}
+        }
+    }
+
+    fn unfinished(&self) -> usize {
+        self.entries.values().filter(|e| !e.task.is_terminal()).count()
+    }
+
+    /// Keeps the latest statistics; CPU usage is measured against the previous sample.
+    pub fn on_sample(&mut self, s: Sample) {
+        let proc = match s.proc {
+            Ok(p) => p,
+            Err(e) => {
+                if self.stats.is_some() {
+                    warn!("node statistics unreadable error={e}");
+                }
+                self.stats = None;
+                return;
+            }
+        };
+        let usage = self.last_cpu.map_or(0.0, |before| stats::cpu_usage_pct(before, proc.cpu));
+        self.last_cpu = Some(proc.cpu);
+        let (disk_total_mb, disk_free_mb) = s.disk.unwrap_or((0, 0));
+        let capacity = stats::capacity(self.config.caps, proc.cpu.count, proc.memory_total_mb, disk_total_mb);
+        self.stats = Some(NodeStats {
+            node: self.config.name.clone(),
+            sampled_at: s.at,
+            cpu_count: proc.cpu.count,
+            cpu_usage_pct: (usage * 10.0).round() / 10.0,
+            load_1: proc.load[0],
+            load_5: proc.load[1],
+            load_15: proc.load[2],
+            memory_total_mb: proc.memory_total_mb,
+            memory_available_mb: proc.memory_available_mb,
+            disk_path: s.disk_path.display().to_string(),
+            disk_total_mb,
+            disk_free_mb,
+            capacity,
+            tasks: self.unfinished(),
+        });
+    }
+
+    fn start(&mut self, req: StartTask, reply: Reply<(Task, bool)>) {
+        if let Some(entry) = self.entries.get_mut(&req.id) {
+            if !entry.task.is_terminal() {
+                if entry.op == Some(OpKind::Start) {
+                    entry.start_waiters.push((reply, false));
+                } else {
+                    answer(&reply, Ok((entry.task.clone(), false)));
+                }
+                return;
+            }
+            if entry.op.is_some() || entry.container_present {
+                // the old container of this task is still being removed; a new run waits for that
+                answer(&reply, Err(WorkerError::CleaningUp(req.id)));
+                return;
+            }
+        }
+        let now = self.now();
+        let mut task = Task::new(req.id, req.spec, now);
+        task.node = Some(self.config.name.clone());
+        task.restart_count = req.restart_count;
+        // "sent to a node": on the worker a new task starts as Scheduled
+        transition(&mut task, TaskState::Scheduled, now);
+        let id = task.id;
+        let previous = self.entries.remove(&id);
+        self.entries.insert(id, Entry::new(task, None, true, self.epoch));
+        // recorded before anything is created, so that a crash leaves a record to resume from
+        if let Err(e) = self.persist(&id) {
+            self.entries.remove(&id);
+            if let Some(previous) = previous {
+                self.entries.insert(id, previous);
+            }
+            answer(&reply, Err(WorkerError::Store(e)));
+            return;
+        }
+        let Some(entry) = self.entries.get_mut(&id) else { return };
+        info!("starting task task_id={id} name={} image={}", entry.task.name, entry.task.spec.image);
+        entry.op = Some(OpKind::Start);
+        entry.start_waiters.push((reply, true));
+        let op = start_op(&entry.task, &self.config.name);
+        self.pools.send(op);
+    }
+
+    /// The error for an id the table does not hold: not found, once the table is known complete.
+    fn missing(&self, id: TaskId) -> WorkerError {
+        if self.synced {
+            WorkerError::NotFound(id)
+        } else {
+            WorkerError::NotReady
+        }
+    }
+
+    fn stop(&mut self, id: TaskId, reply: Reply<Task>) {
+        let missing = self.missing(id);
+        let Some(entry) = self.entries.get_mut(&id) else {
+            answer(&reply, Err(missing));
+            return;
+        };
+        if entry.task.is_terminal() {
+            let state = entry.task.state;
+            answer(&reply, Err(WorkerError::AlreadyFinished { id, state }));
+            return;
+        }
+        entry.task.desired_state = DesiredState::Stopped;
+        entry.stop_waiters.push(reply);
+        if entry.op.is_none() {
+            entry.op = Some(OpKind::Stop);
+            let container_id = entry.task.container_id.clone();
+            info!("stopping task task_id={id}");
+            self.pools.send(Op::Stop { id, container_id });
+        }
+        // otherwise the stop follows when the op in flight ends
+        self.persist_quietly(&id);
+    }
+
+    pub fn on_result(&mut self, res: OpResult) {
+        self.epoch += 1;
+        let now = self.now();
+        match res {
+            OpResult::Started { id, result } => self.on_started(id, result, now),
+            OpResult::Stopped { id, result } => self.on_stopped(id, result, now),
+            OpResult::Removed { id, result } => self.on_removed(id, result),
+            OpResult::Swept { container_id, result } => {
+                self.note_engine(result.as_ref().err());
+                match result {
+                    Ok(()) => {
+                        self.suspects.remove(&container_id);
+                    }
+                    Err(e) => warn!("removal of an orphan failed container={container_id} error={}", error_chain(&e)),
+                }
+            }
+            OpResult::Inspected { id, result } => self.on_inspected(id, result, now),
+            OpResult::Synced { epoch, result } => {
+                self.sync_in_flight = false;
+                self.note_engine(result.as_ref().err());
+                match result {
+                    Ok(seen) => self.on_synced(epoch, seen, now),
+                    Err(e) => debug!("sync failed error={}", error_chain(&e)),
+                }
+            }
+            OpResult::Version { result } => match result {
+                Ok((version, api, root)) => {
+                    info!("engine answers version={version} api={api}");
+                    // the disk to measure is the one containers fill
+                    if root.is_some_and(|root| self.disk_path.send(root).is_err()) {
+                        debug!("stats thread gone; the disk path is not passed on");
+                    }
+                    self.engine.version = Some(version);
+                    self.engine.api_version = Some(api);
+                    self.note_engine(None);
+                }
+                Err(e) => self.note_engine(Some(&e)),
+            },
+        }
+    }
+
+    fn on_removed(&mut self, id: TaskId, result: Result<(), DockerError>) {
+        self.note_engine(result.as_ref().err());
+        let epoch = self.epoch;
+        let Some(entry) = self.entries.get_mut(&id) else { return };
+        entry.op = None;
+        entry.changed_epoch = epoch;
+        match result {
+            Ok(()) => entry.container_present = false,
+            Err(e) => {
+                entry.backoff = true;
+                warn!("container removal failed task_id={id} error={}", error_chain(&e));
+            }
+        }
+        self.after_op(id);
+    }
+
+    fn on_inspected(&mut self, id: TaskId, result: Result<ContainerInfo, DockerError>, now: Timestamp) {
+        self.note_engine(result.as_ref().err());
+        let epoch = self.epoch;
+        let Some(entry) = self.entries.get_mut(&id) else { return };
+        entry.op = None;
+        entry.changed_epoch = epoch;
+        // no run followed yet (adopted, or after a restart of this worker), or a health kill
+        // that did not take: (re)start following it
+        let needs_checker = entry.task.spec.health_check.is_some() && entry.checker.is_none();
+        let follow = (entry.run_started.is_none() || needs_checker) && entry.restart_at.is_none();
+        match result {
+            Ok(info) if !info.running => self.on_exit(id, &info, now),
+            Ok(info) => {
+                // running: an adopted container's details, or a stop that did not take
+                entry.task.ports = info.ports.clone();
+                entry.task.started_at = info.started_at.or(entry.task.started_at);
+                entry.unhealthy = false;
+                if follow && entry.task.state == TaskState::Running {
+                    self.begin_run(id);
+                }
+            }
+            Err(e) if e.is_not_found() => {
+                entry.unhealthy = false;
+                vanished(&mut entry.task, now)
+            }
+            Err(e) => {
+                entry.unhealthy = false;
+                debug!("inspect failed task_id={id} error={}", error_chain(&e))
+            }
+        }
+        self.after_op(id);
+    }
+
+    /// Keeps the engine's reachability, logging only when it changes.
+    fn note_engine(&mut self, err: Option<&DockerError>) {
+        match err {
+            Some(e) if e.is_engine_down() || matches!(e, DockerError::UnsupportedEngine(_)) => {
+                if self.engine.reachable || self.engine.error.is_none() {
+                    error!("engine unreachable node={} error={}", self.config.name, error_chain(e));
+                    self.mark_tasks(Some(&format!("{ENGINE_AWAY}: {}", error_chain(e))));
+                }
+                self.engine.reachable = false;
+                self.engine.error = Some(error_chain(e));
+            }
+            Some(_) => {}
+            None => {
+                if !self.engine.reachable {
+                    if self.engine.error.is_some() {
+                        info!("engine reachable again node={}", self.config.name);
+                        self.mark_tasks(None);
+                    }
+                    self.engine.reachable = true;
+                    self.engine.error = None;
+                    if self.engine.version.is_none() {
+                        self.pools.send(Op::Version);
+                    }
+                    // what happened while it was away
+                    self.request_sync();
+                }
+            }
+        }
+    }
+
+    /// While the engine is away, every unfinished task says so in its `error` (its state cannot
+    /// be confirmed); when it answers again, those words go.
+    fn mark_tasks(&mut self, away: Option<&str>) {
+        let ids: Vec<TaskId> = self.entries.iter().filter(|(_, e)| !e.task.is_terminal()).map(|(id, _)| *id).collect();
+        for id in ids {
+            let Some(entry) = self.entries.get_mut(&id) else { continue };
+            match away {
+                Some(why) if entry.task.error.is_none() => entry.task.error = Some(why.to_string()),
+                None if entry.task.error.as_deref().is_some_and(|e| e.starts_with(ENGINE_AWAY)) => {
+                    entry.task.error = None
+                }
+                _ => continue,
+            }
+            self.persist_quietly(&id);
+        }
+    }
+
+    fn on_started(&mut self, id: TaskId, result: Result<ContainerInfo, StartFailure>, now: Timestamp) {
+        let (epoch, retry_at) = (self.epoch, self.instant() + self.config.sync_interval);
+        let Some(entry) = self.entries.get_mut(&id) else { return };
+        entry.op = None;
+        entry.changed_epoch = epoch;
+        // a restart in place (the task was Running) never gives the task up for placement elsewhere
+        let restarting = entry.task.state == TaskState::Running;
+        let failure = match result {
+            Ok(info) if info.running => {
+                entry.task.container_id = Some(info.id.clone());
+                entry.task.ports = info.ports.clone();
+                transition(&mut entry.task, TaskState::Running, now);
+                entry.task.started_at = info.started_at.or(Some(now));
+                entry.task.error = None;
+                info!("task running task_id={id} container={}", short_id(&info.id));
+                self.begin_run(id);
+                None
+            }
+            Ok(info) => {
+                entry.task.container_id = Some(info.id.clone());
+                entry.task.ports.clear();
+                self.on_exit(id, &info, now);
+                None
+            }
+            Err(StartFailure::Refused(why)) => {
+                warn!("task failed to start task_id={id} error={why}");
+                entry.task.error = Some(if restarting { format!("restart failed: {why}") } else { why });
+                transition(&mut entry.task, TaskState::Failed, now);
+                entry.container_present = restarting;
+                None
+            }
+            Err(StartFailure::Unknown(why) | StartFailure::NotStarted(why)) if restarting => {
+                // the engine is away: try the restart again later
+                warn!("task restart not done task_id={id} error={why}");
+                entry.task.error = Some(format!("restart not done yet: {why}"));
+                entry.restart_at = Some(retry_at);
+                None
+            }
+            Err(StartFailure::Unknown(why)) => {
+                // Keep the task: the next tick makes the start again, which adopts a container
+                // the first attempt left; the caller hears that the outcome is not known yet.
+                warn!("task start outcome unknown task_id={id} error={why}");
+                entry.backoff = true;
+                Some(WorkerError::OutcomeUnknown(why))
+            }
+            Err(StartFailure::NotStarted(why)) => {
+                self.not_started(id, why);
+                return;
+            }
+        };
+        let Some(entry) = self.entries.get_mut(&id) else { return };
+        let task = entry.task.clone();
+        let waiters = std::mem::take(&mut entry.start_waiters);
+        // committed before it is acknowledged
+        let committed = self.persist(&id);
+        for (w, created) in waiters {
+            let reply = match (&failure, &committed) {
+                (Some(WorkerError::OutcomeUnknown(why)), _) => Err(WorkerError::OutcomeUnknown(why.clone())),
+                (Some(_), _) => Err(WorkerError::TimedOut),
+                (None, Err(e)) => Err(WorkerError::Store(store_error_copy(e))),
+                (None, Ok(())) => Ok((task.clone(), created)),
+            };
+            answer(&w, reply);
+        }
+        self.after_op(id);
+    }
+
+    /// A start that created nothing because the engine is out of reach: the task is forgotten,
+    /// so that the manager can place it elsewhere.
+    fn not_started(&mut self, id: TaskId, why: String) {
+        warn!("task not started, engine unreachable task_id={id} error={why}");
+        let Some(entry) = self.entries.remove(&id) else { return };
+        for (w, _) in entry.start_waiters {
+            answer(&w, Err(WorkerError::EngineUnreachable(why.clone())));
+        }
+        for w in entry.stop_waiters {
+            answer(&w, Err(WorkerError::EngineUnreachable(why.clone())));
+        }
+        if let Err(e) = self.store.delete_task(&id) {
+            error!("store delete failed task_id={id} error={}", error_chain(&e));
+        }
+        self.engine.reachable = false;
+        self.engine.error = Some(why);
+    }
+
+    /// A new run of a task's container has begun: its health checks start over.
+    fn begin_run(&mut self, id: TaskId) {
+        let started = self.instant();
+        let Some(entry) = self.entries.get_mut(&id) else { return };
+        entry.run += 1;
+        entry.run_started = Some(started);
+        entry.health_failures = 0;
+        entry.unhealthy = false;
+        entry.checker = None;
+        entry.task.healthy = None;
+        let Some(check) = entry.task.spec.health_check.clone() else { return };
+        // the check goes to the published host port, from this host
+        let port = entry
+            .task
+            .ports
+            .iter()
+            .find(|p| p.container == check.port && p.protocol == crate::task::Protocol::Tcp)
+            .map(|p| p.host);
+        let Some(port) = port else {
+            warn!("no published port for the health check task_id={id} port={}", check.port);
+            return;
+        };
+        let (stop_tx, stop_rx) = bounded::<()>(0);
+        let (tx, run) = (self.health.clone(), entry.run);
+        match spawn_thread(format!("health-{}", id.short()), move || health_loop(id, run, &check, port, &stop_rx, &tx))
+        {
+            Ok(_) => entry.checker = Some(stop_tx),
+            Err(e) => error!("cannot start a health checker task_id={id} error={}", error_chain(&e)),
+        }
+    }
+
+    /// A container of a live task stopped by itself (or for failing its health checks): what
+    /// `decide::on_exit` says is applied.
+    fn on_exit(&mut self, id: TaskId, info: &ContainerInfo, now: Timestamp) {
+        let instant = self.instant();
+        let backoff = Backoff {
+            first: self.config.restart_backoff,
+            max: self.config.restart_backoff_max,
+            reset_after: self.config.restart_reset_after,
+        };
+        let Some(entry) = self.entries.get_mut(&id) else { return };
+        entry.exit_seen = false;
+        entry.checker = None;
+        let unhealthy = std::mem::take(&mut entry.unhealthy);
+        let ctx = ExitContext {
+            policy: entry.task.spec.restart(),
+            desired: entry.task.desired_state,
+            state: entry.task.state,
+            recent_restarts: entry.task.recent_restarts,
+            last_exit_at: entry.task.last_exit_at,
+            ran_for: entry.run_started.map(|t| instant.saturating_duration_since(t)),
+            unhealthy_after: unhealthy.then_some(entry.health_failures),
+        };
+        let decision = decide::on_exit(&ctx, info, backoff, now);
+        let task = &mut entry.task;
+        if !matches!(decision, ExitDecision::Nothing | ExitDecision::AlreadyHandled) {
+            task.last_exit_at = info.finished_at;
+            task.exit_code = Some(info.exit_code);
+            task.ports.clear();
+            entry.run_started = None;
+        }
+        match decision {
+            ExitDecision::Nothing => {}
+            ExitDecision::AlreadyHandled => {
+                if entry.restart_at.is_none() {
+                    entry.restart_at = Some(instant + backoff.first);
+                }
+            }
+            ExitDecision::Stopped => transition(task, TaskState::Stopped, now),
+            ExitDecision::Restart { delay, recent_restarts, reason } => {
+                task.recent_restarts = recent_restarts;
+                task.restart_count += 1;
+                task.error = Some(reason);
+                task.healthy = None;
+                entry.restart_at = Some(instant + delay);
+                info!("task restarting task_id={id} in_ms={} restart={}", delay.as_millis(), task.restart_count);
+            }
+            ExitDecision::Finish { state, at, error, recent_restarts } => {
+                task.recent_restarts = recent_restarts;
+                if error.is_some() {
+                    task.error = error;
+                }
+                transition(task, state, at);
+                task.finished_at = Some(at);
+                info!("task ended task_id={id} state={}", task.state);
+            }
+        }
+    }
+
+    /// When the next restart in place is due, if any.
+    pub fn next_restart(&self) -> Option<Instant> {
+        self.entries.values().filter(|e| e.op.is_none()).filter_map(|e| e.restart_at).min()
+    }
+
+    /// Starts the containers whose restart is due.
+    pub fn on_restart_due(&mut self) {
+        let now = self.instant();
+        let due: Vec<TaskId> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.op.is_none() && e.restart_at.is_some_and(|t| t <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            let Some(entry) = self.entries.get_mut(&id) else { continue };
+            entry.restart_at = None;
+            if entry.task.desired_state == DesiredState::Stopped || entry.task.is_terminal() {
+                continue;
+            }
+            let Some(container_id) = entry.task.container_id.clone() else { continue };
+            entry.op = Some(OpKind::Start);
+            info!("restarting task task_id={id} restart={}", entry.task.restart_count);
+            let op = restart_op(&entry.task, &self.config.name, container_id);
+            self.pools.send(op);
+        }
+    }
+
+    /// A health checker's verdict: after `failures` failures in a row the container is stopped
+    /// and its exit handled like any other (restart or failure).
+    pub fn on_health(&mut self, h: HealthResult) {
+        let Some(entry) = self.entries.get_mut(&h.id) else { return };
+        if h.run != entry.run || entry.task.state != TaskState::Running || entry.unhealthy {
+            return; // a verdict on an earlier run, or the container is already being stopped
+        }
+        let threshold = entry.task.spec.health_check.as_ref().map_or(u32::MAX, |c| c.failures);
+        if h.ok {
+            entry.health_failures = 0;
+            entry.task.healthy = Some(true);
+        } else {
+            entry.health_failures += 1;
+            entry.task.healthy = Some(false);
+            debug!("health check failed task_id={} failures={} detail={}", h.id, entry.health_failures, h.detail);
+        }
+        if entry.health_failures >= threshold && entry.op.is_none() {
+            if let Some(container_id) = entry.task.container_id.clone() {
+                warn!("task unhealthy task_id={} failures={} detail={}", h.id, entry.health_failures, h.detail);
+                entry.unhealthy = true;
+                entry.checker = None;
+                entry.op = Some(OpKind::Inspect);
+                self.pools.send(Op::Kill { id: h.id, container_id });
+            }
+        }
+        self.persist_quietly(&h.id);
+    }
+
+    fn on_stopped(&mut self, id: TaskId, result: Result<(), DockerError>, now: Timestamp) {
+        self.note_engine(result.as_ref().err());
+        let epoch = self.epoch;
+        let Some(entry) = self.entries.get_mut(&id) else { return };
+        entry.op = None;
+        entry.changed_epoch = epoch;
+        match result {
+            Ok(()) => {
+                entry.container_present = false;
+                transition(&mut entry.task, TaskState::Stopped, now);
+                info!("task stopped task_id={id}");
+                let task = entry.task.clone();
+                let waiters = std::mem::take(&mut entry.stop_waiters);
+                // committed before it is acknowledged
+                let committed = self.persist(&id);
+                for w in waiters {
+                    let reply = match &committed {
+                        Ok(()) => Ok(task.clone()),
+                        Err(e) => Err(WorkerError::Store(store_error_copy(e))),
+                    };
+                    answer(&w, reply);
+                }
+            }
+            Err(e) => {
+                let why = error_chain(&e);
+                warn!("stop failed task_id={id} error={why}");
+                entry.backoff = true;
+                entry.task.error = Some(format!("stop failed: {why}"));
+                let reply = |why: &str| {
+                    if e.is_engine_down() {
+                        WorkerError::EngineUnreachable(why.to_string())
+                    } else {
+                        WorkerError::OutcomeUnknown(why.to_string())
+                    }
+                };
+                for w in entry.stop_waiters.drain(..) {
+                    answer(&w, Err(reply(&why)));
+                }
+            }
+        }
+        self.after_op(id);
+    }
+
+    /// What follows an op: persist, then a pending stop, or the removal of a finished container.
+    fn after_op(&mut self, id: TaskId) {
+        if let Some(e) = self.entries.get_mut(&id).filter(|e| e.task.is_terminal()) {
+            e.checker = None; // a finished task is checked no more
+        }
+        self.persist_quietly(&id);
+        if self.entries.get(&id).is_some_and(|e| !e.backoff) {
+            self.follow_up(id);
+        }
+    }
+
+    /// The op an idle entry needs next, if any: a stop that is wanted, or the removal of a
+    /// finished task's container.
+    fn follow_up(&mut self, id: TaskId) {
+        let Some(entry) = self.entries.get_mut(&id) else { return };
+        if entry.op.is_some() {
+            return;
+        }
+        let wants_stop = entry.task.desired_state == DesiredState::Stopped && !entry.task.is_terminal();
+        if wants_stop {
+            entry.op = Some(OpKind::Stop);
+            let container_id = entry.task.container_id.clone();
+            self.pools.send(Op::Stop { id, container_id });
+        } else if entry.exit_seen && entry.task.state == TaskState::Running {
+            // its container died while another op was under way
+            entry.exit_seen = false;
+            if let Some(container_id) = entry.task.container_id.clone() {
+                entry.op = Some(OpKind::Inspect);
+                self.pools.send(Op::Inspect { id, container_id });
+            }
+        } else if entry.task.state == TaskState::Scheduled {
+            // a start whose outcome was unknown (or cut off by a restart): make it again
+            entry.op = Some(OpKind::Start);
+            let op = start_op(&entry.task, &self.config.name);
+            self.pools.send(op);
+        } else if entry.task.is_terminal() {
+            for w in entry.stop_waiters.drain(..) {
+                let state = entry.task.state;
+                answer(&w, Err(WorkerError::AlreadyFinished { id, state }));
+            }
+            if entry.container_present {
+                if let Some(cid) = entry.task.container_id.clone() {
+                    entry.op = Some(OpKind::Remove);
+                    self.pools.send(Op::Remove { id, container_id: cid });
+                } else {
+                    entry.container_present = false;
+                }
+            }
+        }
+    }
+
+    pub fn on_event(&mut self, ev: EngineEvent) {
+        match ev {
+            EngineEvent::Connected => {
+                self.note_engine(None);
+                self.request_sync();
+            }
+            EngineEvent::Died { container_id, task_id } => {
+                // by the task's label: a start in flight has not recorded the container id yet
+                let Some(id) = task_id.or_else(|| {
+                    self.entries
+                        .iter()
+                        .find(|(_, e)| e.task.container_id.as_deref() == Some(container_id.as_str()))
+                        .map(|(id, _)| *id)
+                }) else {
+                    return;
+                };
+                let Some(entry) = self.entries.get_mut(&id) else { return };
+                if entry.restart_at.is_some() {
+                    // the exit is known and a restart is due
+                } else if entry.op.is_some() {
+                    entry.exit_seen = true;
+                } else if entry.task.state == TaskState::Running {
+                    entry.op = Some(OpKind::Inspect);
+                    self.pools.send(Op::Inspect { id, container_id });
+                }
+            }
+        }
+    }
+
+    /// Carries on after a restart: starts that were cut off are made again (the start op adopts
+    /// a container the first attempt left), then every entry gets its follow-up.
+    fn resume(&mut self) {
+        let ids: Vec<TaskId> = self.entries.keys().copied().collect();
+        for id in ids {
+            let Some(entry) = self.entries.get_mut(&id) else { continue };
+            if entry.task.state == TaskState::Scheduled && entry.task.desired_state == DesiredState::Running {
+                entry.op = Some(OpKind::Start);
+                let op = start_op(&entry.task, &self.config.name);
+                info!("resuming start task_id={id}");
+                self.pools.send(op);
+            } else {
+                self.follow_up(id);
+            }
+        }
+    }
+
+    pub fn on_tick(&mut self) {
+        if !self.engine.reachable {
+            self.pools.send(Op::Version);
+        }
+        self.request_sync();
+        // retry what failed since the last tick: follow-ups and writes the store refused
+        let ids: Vec<TaskId> = self.entries.keys().copied().collect();
+        for id in ids {
+            if let Some(e) = self.entries.get_mut(&id) {
+                e.backoff = false;
+            }
+            self.persist_quietly(&id);
+            self.follow_up(id);
+        }
+        // forget finished tasks once the manager has had ample time to see them
+        let now = self.now();
+        let keep = self.config.keep_finished.as_millis() as u64;
+        let expired: Vec<TaskId> = self
+            .entries
+            .values()
+            .filter(|e| e.task.is_terminal() && e.op.is_none() && !e.container_present)
+            .filter(|e| now.since(e.task.finished_at.unwrap_or(now)) > keep)
+            .map(|e| e.task.id)
+            .collect();
+        for id in expired {
+            match self.store.delete_task(&id) {
+                Ok(_) => {
+                    self.entries.remove(&id);
+                }
+                Err(e) => error!("store delete failed task_id={id} error={}", error_chain(&e)),
+            }
+        }
+    }
+
+    /// Applies the sync plan: what the engine has against the table.
+    fn on_synced(&mut self, sync_epoch: u64, seen: Vec<Observed>, now: Timestamp) {
+        let views: Vec<EntryView> = self
+            .entries
+            .values()
+            .map(|e| EntryView {
+                id: e.task.id,
+                state: e.task.state,
+                container_id: e.task.container_id.clone(),
+                // changed after the sync was asked for: its picture may be older than the change
+                busy: e.op.is_some() || e.changed_epoch > sync_epoch || e.restart_at.is_some(),
+                followed: e.run_started.is_some(),
+            })
+            .collect();
+        let instant = self.instant();
+        let plan = decide::plan_sync(&views, seen, &self.suspects, self.config.orphan_grace, instant);
+        let mut still_suspect = HashMap::new();
+        for action in plan {
+            self.apply(action, now, instant, &mut still_suspect);
+        }
+        // a suspect not seen this time is gone (or owned after all)
+        self.suspects = still_suspect;
+        if !self.synced {
+            info!("containers checked node={} tasks={}", self.config.name, self.entries.len());
+            self.synced = true;
+        }
+    }
+
+    fn apply(&mut self, action: SyncAction, now: Timestamp, instant: Instant, suspects: &mut HashMap<String, Instant>) {
+        match action {
+            SyncAction::Running { id, container_id } => {
+                let Some(entry) = self.entries.get_mut(&id) else { return };
+                let changed = entry.task.state != TaskState::Running;
+                if changed {
+                    transition(&mut entry.task, TaskState::Running, now);
+                }
+                entry.task.container_id = Some(container_id);
+                if changed {
+                    self.after_op(id);
+                }
+            }
+            SyncAction::Exited { id, info } => {
+                if let Some(entry) = self.entries.get_mut(&id) {
+                    entry.task.container_id = Some(info.id.clone());
+                }
+                self.on_exit(id, &info, now);
+                self.after_op(id);
+            }
+            SyncAction::Leftover { id, container_id } => {
+                let Some(entry) = self.entries.get_mut(&id) else { return };
+                let changed = !entry.container_present;
+                entry.container_present = true;
+                entry.task.container_id.get_or_insert(container_id);
+                if changed {
+                    self.after_op(id);
+                }
+            }
+            SyncAction::Vanished { id } => {
+                let Some(entry) = self.entries.get_mut(&id) else { return };
+                vanished(&mut entry.task, now);
+                entry.container_present = false;
+                self.after_op(id);
+            }
+            SyncAction::Gone { id } => {
+                let Some(entry) = self.entries.get_mut(&id) else { return };
+                if std::mem::take(&mut entry.container_present) {
+                    self.after_op(id);
+                }
+            }
+            SyncAction::Follow { id, container_id } => {
+                if let Some(entry) = self.entries.get_mut(&id).filter(|e| e.op.is_none()) {
+                    entry.op = Some(OpKind::Inspect);
+                    self.pools.send(Op::Inspect { id, container_id });
+                }
+            }
+            SyncAction::Adopt { id, spec, created, observed } => self.adopt(id, *spec, created, *observed, now),
+            SyncAction::RemoveStray { container_id } => {
+                warn!("removing a second container of a task container={}", short_id(&container_id));
+                self.pools.send(Op::Sweep { container_id });
+            }
+            SyncAction::Suspect { container_id } => {
+                let first = self.suspects.get(&container_id).copied().unwrap_or_else(|| {
+                    info!("a container no task owns; removed after the grace container={}", short_id(&container_id));
+                    instant
+                });
+                suspects.insert(container_id, first);
+            }
+            SyncAction::Sweep { container_id } => {
+                warn!("removing a container no task owns container={}", short_id(&container_id));
+                suspects.insert(container_id.clone(), instant);
+                self.pools.send(Op::Sweep { container_id });
+            }
+        }
+    }
+
+    /// Takes a labelled container the table does not know back into it (after a restart of the
+    /// worker with a memory store, or a start whose answer was lost).
+    fn adopt(&mut self, id: TaskId, spec: crate::task::TaskSpec, created: Timestamp, o: Observed, now: Timestamp) {
+        let mut task = Task::new(id, spec, created);
+        task.node = Some(self.config.name.clone());
+        task.container_id = Some(o.summary.id.clone());
+        transition(&mut task, TaskState::Scheduled, now);
+        match &o.info {
+            None => {
+                transition(&mut task, TaskState::Running, now);
+                info!("adopted running container task_id={id} container={}", short_id(&o.summary.id));
+            }
+            Some(info) => finish_from(&mut task, info, now),
+        }
+        if let Some(info) = &o.info {
+            task.ports = info.ports.clone();
+        }
+        self.entries.insert(id, Entry::new(task, None, true, self.epoch));
+        if o.info.is_none() {
+            // a running container: ask for its details (ports, start time)
+            if let Some(entry) = self.entries.get_mut(&id) {
+                entry.op = Some(OpKind::Inspect);
+            }
+            self.pools.send(Op::Inspect { id, container_id: o.summary.id });
+            self.persist_quietly(&id);
+        } else {
+            self.after_op(id);
+        }
+    }
+}
+
+/// A store error for each waiter of the same failed write (the original goes to the log).
+fn store_error_copy(e: &StoreError) -> StoreError {
+    StoreError::Io(error_chain(e).into())
+}
+
+/// A digest of a record, to tell whether it changed since it was written.
+fn record_digest(task: &Task) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_string(task).unwrap_or_default().hash(&mut h);
+    h.finish()
+}
+
+/// Records how an adopted container ended: exit 0 is Completed, anything else Failed with the
+/// reason. A task being stopped ends Stopped.
+fn finish_from(task: &mut Task, info: &ContainerInfo, now: Timestamp) {
+    if task.is_terminal() {
+        return;
+    }
+    task.exit_code = Some(info.exit_code);
+    let ctx = ExitContext {
+        policy: crate::task::RestartPolicy { mode: crate::task::RestartMode::Never, max_restarts: 0 },
+        desired: task.desired_state,
+        state: task.state,
+        recent_restarts: task.recent_restarts,
+        last_exit_at: None,
+        ran_for: None,
+        unhealthy_after: None,
+    };
+    let no_backoff = Backoff { first: Default::default(), max: Default::default(), reset_after: Default::default() };
+    match decide::on_exit(&ctx, info, no_backoff, now) {
+        ExitDecision::Stopped => transition(task, TaskState::Stopped, now),
+        ExitDecision::Finish { state, at, error, .. } => {
+            if error.is_some() {
+                task.error = error;
+            }
+            transition(task, state, at);
+            task.finished_at = Some(at);
+        }
+        ExitDecision::Nothing | ExitDecision::AlreadyHandled | ExitDecision::Restart { .. } => {}
+    }
+}
+
+/// The container of a live task is gone (removed behind our back).
+fn vanished(task: &mut Task, now: Timestamp) {
+    if task.is_terminal() {
+        return;
+    }
+    if task.desired_state == DesiredState::Stopped {
+        transition(task, TaskState::Stopped, now);
+    } else {
+        task.error = Some("its container disappeared (removed outside skiff)".into());
+        transition(task, TaskState::Failed, now);
+    }
+}
+
+#[cfg(test)]
+#[path = "state_tests.rs"]
+mod tests;

@@ -1,0 +1,838 @@
+//! The worker's state machine on the fake engine: every op the control thread hands to its
+//! pools is run here, synchronously, against `FakeEngine`, and its result fed back; time moves
+//! only when a test advances the `ManualClock`.
+
+use super::*;
+use crate::clock::{Clock, ManualClock};
+use crate::store::FlakyStore;
+use crate::task::TaskSpec;
+use crate::worker::engine::Engine;
+use crate::worker::fake::{FakeEngine, Fault};
+use crate::worker::handle::test_pools;
+use crate::worker::ops::run_op;
+use crate::worker::{LABEL_NODE, LABEL_SPEC, LABEL_TASK_ID};
+use crossbeam_channel::{unbounded, Receiver};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+const IMAGE: &str = "skiff/busybox:latest";
+
+struct Rig {
+    state: State,
+    engine: Arc<FakeEngine>,
+    clock: ManualClock,
+    store: FlakyStore,
+    cfg: WorkerConfig,
+    starts: Receiver<Op>,
+    others: Receiver<Op>,
+    _health: Receiver<HealthResult>,
+    _disk: Receiver<PathBuf>,
+}
+
+fn config(clock: &ManualClock) -> WorkerConfig {
+    let mut cfg = WorkerConfig::new("w1");
+    cfg.clock = Arc::new(clock.clone());
+    cfg
+}
+
+impl Rig {
+    fn new() -> Rig {
+        Rig::on(Arc::new(FakeEngine::with_images(&[IMAGE])), FlakyStore::new(), ManualClock::new(Timestamp(1_000_000)))
+    }
+
+    /// A worker (started afresh) over this engine, store and clock; its first steps are done.
+    fn on(engine: Arc<FakeEngine>, store: FlakyStore, clock: ManualClock) -> Rig {
+        let cfg = config(&clock);
+        let (pools, starts, others) = test_pools();
+        let (health_tx, health_rx) = unbounded();
+        let (disk_tx, disk_rx) = unbounded();
+        let state = State::new(cfg.clone(), Box::new(store.clone()), pools, disk_tx, health_tx).expect("state");
+        let mut rig = Rig { state, engine, clock, store, cfg, starts, others, _health: health_rx, _disk: disk_rx };
+        rig.state.begin();
+        rig.pump();
+        rig
+    }
+
+    /// The same worker restarted: same engine, store and clock.
+    fn restarted(self) -> Rig {
+        Rig::on(self.engine.clone(), self.store.clone(), self.clock.clone())
+    }
+
+    /// Runs every op handed out (and those they lead to) and feeds the results back.
+    fn pump(&mut self) -> usize {
+        let mut ran = 0;
+        while let Some(op) = self.take_op() {
+            let result = run_op(&*self.engine, &self.cfg, op);
+            self.state.on_result(result);
+            ran += 1;
+            assert!(ran < 1_000, "ops never settle");
+        }
+        ran
+    }
+
+    fn take_op(&self) -> Option<Op> {
+        self.starts.try_recv().or_else(|_| self.others.try_recv()).ok()
+    }
+
+    fn send_start(&mut self, spec: &str, id: TaskId) -> Receiver<Result<(Task, bool), WorkerError>> {
+        let spec = TaskSpec::from_json(spec.as_bytes()).expect("valid spec");
+        let (tx, rx) = bounded(1);
+        let req = StartTask { id, spec, restart_count: 0 };
+        self.state.on_command(Command::Start { req: Box::new(req), reply: tx });
+        rx
+    }
+
+    fn start_spec(&mut self, spec: &str) -> Result<(Task, bool), WorkerError> {
+        self.start_id(spec, TaskId::new_v4())
+    }
+
+    fn start_id(&mut self, spec: &str, id: TaskId) -> Result<(Task, bool), WorkerError> {
+        let rx = self.send_start(spec, id);
+        self.pump();
+        rx.try_recv().expect("an answer to the start")
+    }
+
+    fn start(&mut self) -> Task {
+        self.start_spec(&spec("web", "")).expect("started").0
+    }
+
+    fn stop(&mut self, id: TaskId) -> Result<Task, WorkerError> {
+        let (tx, rx) = bounded(1);
+        self.state.on_command(Command::Stop { id, reply: tx });
+        self.pump();
+        rx.try_recv().expect("an answer to the stop")
+    }
+
+    fn ask<T>(&mut self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, WorkerError> {
+        let (tx, rx) = bounded(1);
+        self.state.on_command(make(tx));
+        rx.try_recv().expect("an answer")
+    }
+
+    fn task(&self, id: TaskId) -> Task {
+        self.state.entries.get(&id).expect("task in the table").task.clone()
+    }
+
+    fn container(&self, id: TaskId) -> String {
+        self.task(id).container_id.expect("a container id")
+    }
+
+    /// The container dies and the event stream says so.
+    fn exits(&mut self, id: TaskId, code: i64) {
+        let cid = self.container(id);
+        self.engine.exit(&cid, code, false);
+        self.state.on_event(EngineEvent::Died { container_id: cid, task_id: Some(id) });
+        self.pump();
+    }
+
+    fn advance(&mut self, by: Duration) {
+        self.clock.advance(by);
+        self.state.on_restart_due();
+        self.pump();
+    }
+
+    fn tick(&mut self) {
+        self.state.on_tick();
+        self.pump();
+    }
+
+    fn health(&mut self, id: TaskId, ok: bool) {
+        let run = self.state.entries[&id].run;
+        self.state.on_health(HealthResult { id, run, ok, detail: "test".into() });
+        self.pump();
+    }
+
+    fn containers_of(&self, id: TaskId) -> usize {
+        let id = id.to_string();
+        self.engine.containers().iter().filter(|c| c.labels.get(LABEL_TASK_ID) == Some(&id)).count()
+    }
+}
+
+fn spec(name: &str, extra: &str) -> String {
+    format!(r#"{{"name":"{name}","image":"{IMAGE}"{extra}}}"#)
+}
+
+fn on_failure(max: u32) -> String {
+    spec("web", &format!(r#","restart_policy":{{"mode":"on-failure","max_restarts":{max}}}"#))
+}
+
+fn checked() -> String {
+    spec(
+        "web",
+        r#","ports":[{"container":80}],"restart_policy":{"mode":"on-failure","max_restarts":3},
+           "health_check":{"path":"/","port":80,"interval_s":60,"timeout_s":1,"failures":3}"#,
+    )
+}
+
+// ---- starting
+
+#[test]
+fn a_start_runs_the_container_and_answers_running() {
+    let mut rig = Rig::new();
+    let (task, created) = rig.start_spec(&spec("web", "")).expect("started");
+    assert!(created);
+    assert_eq!(task.state, TaskState::Running);
+    assert_eq!(task.node.as_deref(), Some("w1"));
+    let c = rig.engine.container(task.container_id.as_deref().expect("cid")).expect("container exists");
+    assert_eq!(c.status, "running");
+    assert_eq!(c.labels[LABEL_NODE], "w1");
+    assert_eq!(c.labels[LABEL_TASK_ID], task.id.to_string());
+    assert_eq!(rig.store.get_task(&task.id).expect("read").map(|t| t.state), Some(TaskState::Running));
+}
+
+#[test]
+fn a_second_start_of_the_same_id_creates_nothing() {
+    let mut rig = Rig::new();
+    let id = TaskId::new_v4();
+    rig.start_id(&spec("web", ""), id).expect("first");
+    let (task, created) = rig.start_id(&spec("web", ""), id).expect("second");
+    assert!(!created);
+    assert_eq!(task.state, TaskState::Running);
+    assert_eq!(rig.engine.count("create"), 1);
+}
+
+#[test]
+fn starts_of_one_id_under_way_share_the_one_start() {
+    let mut rig = Rig::new();
+    let id = TaskId::new_v4();
+    let a = rig.send_start(&spec("web", ""), id);
+    let b = rig.send_start(&spec("web", ""), id);
+    rig.pump();
+    assert!(a.try_recv().expect("a").expect("ok").1);
+    assert!(!b.try_recv().expect("b").expect("ok").1);
+    assert_eq!(rig.engine.count("create"), 1);
+}
+
+#[test]
+fn published_ports_are_read_from_the_engine() {
+    let mut rig = Rig::new();
+    let (task, _) = rig.start_spec(&spec("web", r#","ports":[{"container":80}]"#)).expect("started");
+    assert_eq!(task.ports.len(), 1);
+    assert_eq!(task.ports[0].container, 80);
+    assert!(task.ports[0].host > 0);
+}
+
+#[test]
+fn a_missing_image_that_cannot_be_pulled_fails_the_task_with_the_engine_words() {
+    let mut rig = Rig::new();
+    let (task, _) = rig.start_spec(r#"{"name":"x","image":"nowhere/none:1"}"#).expect("answered");
+    assert_eq!(task.state, TaskState::Failed);
+    let error = task.error.expect("a reason");
+    assert!(error.contains("could not be pulled") && error.contains("pull access denied"), "{error}");
+    assert_eq!(rig.engine.count("create"), 0);
+}
+
+#[test]
+fn an_engine_out_of_reach_before_create_forgets_the_task_and_says_so() {
+    let mut rig = Rig::new();
+    rig.engine.fail_next("image", Fault::Down);
+    let id = TaskId::new_v4();
+    let err = rig.start_id(&spec("web", ""), id).expect_err("not started");
+    assert!(matches!(err, WorkerError::EngineUnreachable(_)), "{err:?}");
+    assert!(!rig.state.entries.contains_key(&id));
+    assert_eq!(rig.store.get_task(&id).expect("read"), None);
+    assert!(!rig.state.engine.reachable);
+}
+
+#[test]
+fn a_refused_start_fails_the_task_and_leaves_no_container() {
+    let mut rig = Rig::new();
+    rig.engine.fail_next("start", Fault::Refuse(500, "port is already allocated".into()));
+    let (task, _) = rig.start_spec(&spec("web", "")).expect("answered");
+    assert_eq!(task.state, TaskState::Failed);
+    assert!(task.error.as_deref().is_some_and(|e| e.contains("port is already allocated")));
+    assert!(rig.engine.containers().is_empty());
+}
+
+#[test]
+fn a_start_that_hangs_after_create_is_unknown_then_made_again_without_a_second_container() {
+    let mut rig = Rig::new();
+    rig.engine.fail_next("create", Fault::Hang);
+    let id = TaskId::new_v4();
+    let err = rig.start_id(&spec("web", ""), id).expect_err("outcome unknown");
+    assert!(matches!(err, WorkerError::OutcomeUnknown(_)), "{err:?}");
+    assert_eq!(rig.task(id).state, TaskState::Scheduled);
+    rig.tick();
+    assert_eq!(rig.task(id).state, TaskState::Running);
+    assert_eq!(rig.containers_of(id), 1);
+}
+
+#[test]
+fn a_container_name_held_by_another_task_fails_the_start() {
+    let mut rig = Rig::new();
+    let id = TaskId::new_v4();
+    let name = format!("skiff-w1-web-{}", id.short());
+    rig.engine.add_foreign(BTreeMap::from([(LABEL_TASK_ID.to_string(), TaskId::new_v4().to_string())]), true);
+    // make the foreign container hold the very name this task's container would get
+    let foreign = rig.engine.containers()[0].id.clone();
+    rig.engine.lose(&foreign);
+    let spec_json = spec("web", "");
+    let s = TaskSpec::from_json(spec_json.as_bytes()).expect("spec");
+    let labels = BTreeMap::from([(LABEL_TASK_ID.to_string(), TaskId::new_v4().to_string())]);
+    rig.engine.create(&CreateOptionsFor { name: &name, spec: &s, labels: &labels }.get()).expect("create");
+    let (task, _) = rig.start_id(&spec_json, id).expect("answered");
+    assert_eq!(task.state, TaskState::Failed);
+    assert!(task.error.as_deref().is_some_and(|e| e.contains("does not belong to this task")));
+}
+
+/// Builds `CreateOptions` in tests without naming the Docker module everywhere.
+struct CreateOptionsFor<'a> {
+    name: &'a str,
+    spec: &'a TaskSpec,
+    labels: &'a BTreeMap<String, String>,
+}
+
+impl<'a> CreateOptionsFor<'a> {
+    fn get(&self) -> crate::docker_cli::CreateOptions<'a> {
+        crate::docker_cli::CreateOptions { name: self.name, spec: self.spec, labels: self.labels }
+    }
+}
+
+#[test]
+fn a_new_run_of_a_finished_task_waits_for_its_clean_up() {
+    let mut rig = Rig::new();
+    let task = rig.start();
+    // the removal of its container fails for now
+    rig.engine.fail_next("remove", Fault::Down);
+    rig.exits(task.id, 0);
+    let err = rig.start_id(&spec("web", ""), task.id).expect_err("conflict");
+    assert!(matches!(err, WorkerError::CleaningUp(_)), "{err:?}");
+}
+
+// ---- stopping
+
+#[test]
+fn a_stop_stops_and_removes_the_container() {
+    let mut rig = Rig::new();
+    let task = rig.start();
+    let stopped = rig.stop(task.id).expect("stopped");
+    assert_eq!(stopped.state, TaskState::Stopped);
+    assert!(rig.engine.containers().is_empty());
+    assert_eq!(rig.store.get_task(&task.id).expect("read").map(|t| t.state), Some(TaskState::Stopped));
+}
+
+#[test]
+fn an_unknown_task_is_not_ready_before_the_first_sync_and_not_found_after() {
+    let engine = Arc::new(FakeEngine::with_images(&[IMAGE]));
+    engine.fail_next("list", Fault::Down);
+    let mut rig = Rig::on(engine, FlakyStore::new(), ManualClock::new(Timestamp(0)));
+    let id = TaskId::new_v4();
+    assert!(matches!(rig.stop(id), Err(WorkerError::NotReady)));
+    rig.tick();
+    assert!(matches!(rig.stop(id), Err(WorkerError::NotFound(_))));
+    assert!(matches!(rig.ask(|r| Command::Get { id, reply: r }), Err(WorkerError::NotFound(_))));
+}
+
+#[test]
+fn stopping_a_finished_task_is_a_conflict() {
+    let mut rig = Rig::new();
+    let task = rig.start();
+    rig.exits(task.id, 0);
+    let err = rig.stop(task.id).expect_err("finished");
+    assert!(matches!(err, WorkerError::AlreadyFinished { state: TaskState::Completed, .. }), "{err:?}");
+}
+
+#[test]
+fn a_stop_during_a_start_follows_the_start() {
+    let mut rig = Rig::new();
+    let id = TaskId::new_v4();
+    let started = rig.send_start(&spec("web", ""), id);
+    let (tx, stopped) = bounded(1);
+    rig.state.on_command(Command::Stop { id, reply: tx });
+    rig.pump();
+    assert!(started.try_recv().expect("start answered").is_ok());
+    assert_eq!(stopped.try_recv().expect("stop answered").expect("stopped").state, TaskState::Stopped);
+    assert!(rig.engine.containers().is_empty());
+}
+
+#[test]
+fn a_stop_with_the_engine_away_says_unreachable_and_is_made_again_at_the_next_tick() {
+    let mut rig = Rig::new();
+    let task = rig.start();
+    rig.engine.fail_next("stop", Fault::Down);
+    let err = rig.stop(task.id).expect_err("engine away");
+    assert!(matches!(err, WorkerError::EngineUnreachable(_)), "{err:?}");
+    assert_eq!(rig.task(task.id).state, TaskState::Running);
+    rig.tick();
+    assert_eq!(rig.task(task.id).state, TaskState::Stopped);
+    assert!(rig.engine.containers().is_empty());
+}
+
+#[test]
+fn a_stop_that_gets_no_answer_is_not_called_an_engine_down() {
+    let mut rig = Rig::new();
+    let task = rig.start();
+    rig.engine.fail_next("stop", Fault::Refuse(500, "driver failed".into()));
+    let err = rig.stop(task.id).expect_err("failed");
+    assert!(matches!(err, WorkerError::OutcomeUnknown(_)), "{err:?}");
+    assert!(rig.state.engine.reachable);
+}
+
+// ---- exits and restarts in place
+
+#[test]
+fn an_exit_zero_completes_the_task_and_removes_its_container() {
+    let mut rig = Rig::new();
+    let task = rig.start();
+    rig.exits(task.id, 0);
+    let t = rig.task(task.id);
+    assert_eq!((t.state, t.exit_code, t.error), (TaskState::Completed, Some(0), None));
+    assert!(rig.engine.containers().is_empty());
+}
+
+#[test]
+fn a_non_zero_exit_without_policy_fails_with_the_code() {
+    let mut rig = Rig::new();
+    let task = rig.start();
+    rig.exits(task.id, 3);
+    let t = rig.task(task.id);
+    assert_eq!((t.state, t.exit_code), (TaskState::Failed, Some(3)));
+    assert_eq!(t.error.as_deref(), Some("exited with code 3"));
+}
+
+#[test]
+fn on_failure_restarts_the_same_container_after_the_back_off() {
+    let mut rig = Rig::new();
+    let (task, _) = rig.start_spec(&on_failure(3)).expect("started");
+    let cid = rig.container(task.id);
+    rig.exits(task.id, 1);
+    let t = rig.task(task.id);
+    assert_eq!(t.state, TaskState::Running);
+    assert_eq!(t.error.as_deref(), Some("exited with code 1; restart 1 of 3 in 1 s"));
+    rig.advance(Duration::from_millis(999));
+    assert_eq!(rig.engine.container(&cid).expect("container").status, "exited", "restarted too early");
+    rig.advance(Duration::from_millis(1));
+    let t = rig.task(task.id);
+    assert_eq!(rig.engine.container(&cid).expect("container").status, "running");
+    assert_eq!((t.restart_count, t.container_id.as_deref(), t.error), (1, Some(cid.as_str()), None));
+}
+
+#[test]
+fn the_back_off_doubles_with_each_restart() {
+    let mut rig = Rig::new();
+    let (task, _) = rig.start_spec(&on_failure(5)).expect("started");
+    let mut waits = Vec::new();
+    for _ in 0..3 {
+        rig.exits(task.id, 1);
+        let due = rig.state.entries[&task.id].restart_at.expect("a restart is due");
+        waits.push(due - rig.clock.now());
+        rig.advance(due - rig.clock.now());
+    }
+    assert_eq!(waits, [Duration::from_secs(1), Duration::from_secs(2), Duration::from_secs(4)]);
+}
+
+#[test]
+fn a_spent_budget_fails_the_task_with_the_reason() {
+    let mut rig = Rig::new();
+    let (task, _) = rig.start_spec(&on_failure(2)).expect("started");
+    for _ in 0..2 {
+        rig.exits(task.id, 1);
+        rig.advance(Duration::from_secs(30));
+    }
+    rig.exits(task.id, 1);
+    let t = rig.task(task.id);
+    assert_eq!(t.state, TaskState::Failed);
+    assert_eq!(t.error.as_deref(), Some("exited with code 1, 2 restarts used"));
+    assert_eq!(t.restart_count, 2);
+}
+
+#[test]
+fn always_restarts_after_an_exit_zero() {
+    let mut rig = Rig::new();
+    let (task, _) =
+        rig.start_spec(&spec("w", r#","restart_policy":{"mode":"always","max_restarts":1}"#)).expect("started");
+    rig.exits(task.id, 0);
+    assert_eq!(rig.task(task.id).state, TaskState::Running);
+    assert!(rig.state.entries[&task.id].restart_at.is_some());
+}
+
+#[test]
+fn a_long_run_gives_the_budget_back() {
+    let mut rig = Rig::new();
+    let (task, _) = rig.start_spec(&on_failure(1)).expect("started");
+    rig.exits(task.id, 1);
+    rig.advance(Duration::from_secs(1));
+    // a minute of trouble-free running
+    rig.clock.advance(Duration::from_secs(61));
+    rig.exits(task.id, 1);
+    let t = rig.task(task.id);
+    assert_eq!(t.state, TaskState::Running, "{:?}", t.error);
+    assert_eq!((t.recent_restarts, t.restart_count), (1, 2));
+}
+
+#[test]
+fn an_out_of_memory_kill_says_so() {
+    let mut rig = Rig::new();
+    let task = rig.start();
+    let cid = rig.container(task.id);
+    rig.engine.exit(&cid, 137, true);
+    rig.state.on_event(EngineEvent::Died { container_id: cid, task_id: Some(task.id) });
+    rig.pump();
+    let t = rig.task(task.id);
+    assert_eq!(t.state, TaskState::Failed);
+    assert!(t.error.as_deref().is_some_and(|e| e.contains("memory limit")), "{:?}", t.error);
+}
+
+#[test]
+fn a_stop_wins_over_a_due_restart() {
+    let mut rig = Rig::new();
+    let (task, _) = rig.start_spec(&on_failure(3)).expect("started");
+    rig.exits(task.id, 1);
+    rig.stop(task.id).expect("stopped");
+    rig.advance(Duration::from_secs(5));
+    assert_eq!(rig.task(task.id).state, TaskState::Stopped);
+    assert_eq!(rig.engine.count("start"), 1, "restarted after a stop");
+}
+
+#[test]
+fn a_restart_with_the_engine_away_is_tried_again_later() {
+    let mut rig = Rig::new();
+    let (task, _) = rig.start_spec(&on_failure(3)).expect("started");
+    rig.exits(task.id, 1);
+    rig.engine.fail_next("start", Fault::Down);
+    rig.advance(Duration::from_secs(1));
+    let t = rig.task(task.id);
+    assert_eq!(t.state, TaskState::Running);
+    assert!(t.error.as_deref().is_some_and(|e| e.starts_with("restart not done yet")), "{:?}", t.error);
+    rig.advance(rig.cfg.sync_interval);
+    assert_eq!(rig.engine.container(&rig.container(task.id)).expect("c").status, "running");
+}
+
+#[test]
+fn an_exit_seen_during_another_op_is_handled_after_it() {
+    let mut rig = Rig::new();
+    let task = rig.start();
+    let cid = rig.container(task.id);
+    // an inspect is under way when the container dies
+    rig.state.entries.get_mut(&task.id).expect("entry").op = Some(OpKind::Inspect);
+    rig.engine.exit(&cid, 2, false);
+    rig.state.on_event(EngineEvent::Died { container_id: cid.clone(), task_id: Some(task.id) });
+    rig.state.on_result(OpResult::Inspected { id: task.id, result: Err(DockerError::Protocol("x".into())) });
+    rig.pump();
+    assert_eq!(rig.task(task.id).state, TaskState::Failed);
+}
+
+#[test]
+fn an_event_for_a_container_the_worker_did_not_record_changes_nothing_for_other_tasks() {
+    let mut rig = Rig::new();
+    let task = rig.start();
+    rig.state.on_event(EngineEvent::Died { container_id: "f00".into(), task_id: None });
+    rig.pump();
+    assert_eq!(rig.task(task.id).state, TaskState::Running);
+}
+
+// ---- health checks
+
+#[test]
+fn failed_health_checks_stop_the_container_and_restart_it() {
+    let mut rig = Rig::new();
+    let (task, _) = rig.start_spec(&checked()).expect("started");
+    assert!(rig.state.entries[&task.id].checker.is_some(), "a checker runs");
+    rig.health(task.id, false);
+    rig.health(task.id, false);
+    assert_eq!(rig.engine.count("stop"), 0);
+    rig.health(task.id, false);
+    assert_eq!(rig.engine.count("stop"), 1);
+    let t = rig.task(task.id);
+    assert_eq!(t.state, TaskState::Running);
+    assert!(
+        t.error.as_deref().is_some_and(|e| e.starts_with("unhealthy after 3 failed health checks")),
+        "{:?}",
+        t.error
+    );
+    rig.advance(Duration::from_secs(1));
+    assert_eq!(rig.task(task.id).restart_count, 1);
+}
+
+#[test]
+fn a_passing_health_check_resets_the_count_and_reports_healthy() {
+    let mut rig = Rig::new();
+    let (task, _) = rig.start_spec(&checked()).expect("started");
+    rig.health(task.id, false);
+    rig.health(task.id, false);
+    rig.health(task.id, true);
+    assert_eq!(rig.task(task.id).healthy, Some(true));
+    rig.health(task.id, false);
+    rig.health(task.id, false);
+    assert_eq!(rig.engine.count("stop"), 0);
+    assert_eq!(rig.task(task.id).healthy, Some(false));
+}
+
+#[test]
+fn a_verdict_on_an_earlier_run_is_ignored() {
+    let mut rig = Rig::new();
+    let (task, _) = rig.start_spec(&checked()).expect("started");
+    let run = rig.state.entries[&task.id].run;
+    rig.exits(task.id, 1);
+    rig.advance(Duration::from_secs(1));
+    for _ in 0..5 {
+        rig.state.on_health(HealthResult { id: task.id, run, ok: false, detail: "old".into() });
+    }
+    rig.pump();
+    assert_eq!(rig.engine.count("stop"), 0);
+    assert_eq!(rig.task(task.id).healthy, None);
+}
+
+#[test]
+fn a_finished_task_is_checked_no_more() {
+    let mut rig = Rig::new();
+    let (task, _) = rig.start_spec(&checked()).expect("started");
+    rig.stop(task.id).expect("stopped");
+    assert!(rig.state.entries[&task.id].checker.is_none());
+}
+
+// ---- the sync
+
+#[test]
+fn a_sync_finds_an_exit_that_no_event_brought() {
+    let mut rig = Rig::new();
+    let task = rig.start();
+    rig.engine.exit(&rig.container(task.id), 4, false);
+    rig.tick();
+    let t = rig.task(task.id);
+    assert_eq!((t.state, t.exit_code), (TaskState::Failed, Some(4)));
+}
+
+#[test]
+fn a_container_removed_behind_the_workers_back_fails_its_task() {
+    let mut rig = Rig::new();
+    let task = rig.start();
+    rig.engine.lose(&rig.container(task.id));
+    rig.tick();
+    let t = rig.task(task.id);
+    assert_eq!(t.state, TaskState::Failed);
+    assert!(t.error.as_deref().is_some_and(|e| e.contains("disappeared")));
+}
+
+#[test]
+fn a_second_container_of_a_task_is_removed_and_the_recorded_one_kept() {
+    let mut rig = Rig::new();
+    let task = rig.start();
+    let cid = rig.container(task.id);
+    let labels = rig.engine.container(&cid).expect("c").labels;
+    let copy = rig.engine.add_foreign(labels, true);
+    rig.tick();
+    assert!(rig.engine.container(&copy).is_none(), "the copy is removed");
+    assert!(rig.engine.container(&cid).is_some(), "the recorded one stays");
+    assert_eq!(rig.task(task.id).container_id.as_deref(), Some(cid.as_str()));
+}
+
+#[test]
+fn a_labelled_container_of_an_unknown_task_is_adopted() {
+    let engine = Arc::new(FakeEngine::with_images(&[IMAGE]));
+    let id = TaskId::new_v4();
+    let labels = BTreeMap::from([
+        (LABEL_TASK_ID.to_string(), id.to_string()),
+        (LABEL_NODE.to_string(), "w1".to_string()),
+        (LABEL_SPEC.to_string(), spec("web", "")),
+    ]);
+    let cid = engine.add_foreign(labels, true);
+    let rig = Rig::on(engine, FlakyStore::new(), ManualClock::new(Timestamp(0)));
+    let t = rig.task(id);
+    assert_eq!((t.state, t.container_id.as_deref()), (TaskState::Running, Some(cid.as_str())));
+    assert_eq!(rig.engine.count("start"), 0, "an adopted container is not restarted");
+}
+
+#[test]
+fn an_exited_labelled_container_is_adopted_as_finished_and_cleaned_up() {
+    let engine = Arc::new(FakeEngine::with_images(&[IMAGE]));
+    let id = TaskId::new_v4();
+    let labels = BTreeMap::from([
+        (LABEL_TASK_ID.to_string(), id.to_string()),
+        (LABEL_NODE.to_string(), "w1".to_string()),
+        (LABEL_SPEC.to_string(), spec("web", "")),
+    ]);
+    engine.add_foreign(labels, false);
+    let rig = Rig::on(engine, FlakyStore::new(), ManualClock::new(Timestamp(0)));
+    assert_eq!(rig.task(id).state, TaskState::Completed);
+    assert!(rig.engine.containers().is_empty());
+}
+
+#[test]
+fn a_container_no_task_can_own_is_removed_only_after_the_grace() {
+    let mut rig = Rig::new();
+    let stray = rig.engine.add_foreign(BTreeMap::from([(LABEL_NODE.to_string(), "w1".to_string())]), true);
+    rig.tick();
+    assert!(rig.engine.container(&stray).is_some(), "removed at once");
+    rig.clock.advance(rig.cfg.orphan_grace);
+    rig.tick();
+    assert!(rig.engine.container(&stray).is_none(), "kept past the grace");
+}
+
+#[test]
+fn a_container_of_another_node_is_left_alone() {
+    let mut rig = Rig::new();
+    let other = rig.engine.add_foreign(BTreeMap::from([(LABEL_NODE.to_string(), "w2".to_string())]), true);
+    rig.clock.advance(Duration::from_secs(3_600));
+    rig.tick();
+    rig.tick();
+    assert!(rig.engine.container(&other).is_some());
+}
+
+// ---- restarts of the worker
+
+#[test]
+fn a_restarted_worker_keeps_running_containers_as_they_are() {
+    let mut rig = Rig::new();
+    let task = rig.start();
+    let cid = rig.container(task.id);
+    let rig = rig.restarted();
+    assert_eq!(rig.task(task.id).state, TaskState::Running);
+    assert_eq!(rig.container(task.id), cid);
+    assert_eq!(rig.engine.count("start"), 1, "nothing started again");
+    let touched: Vec<String> =
+        rig.engine.calls().into_iter().filter(|c| c.starts_with("stop ") || c.starts_with("remove ")).collect();
+    assert!(touched.is_empty(), "{touched:?}");
+}
+
+#[test]
+fn a_restarted_worker_resumes_a_start_cut_off_between_create_and_start() {
+    let mut rig = Rig::new();
+    let id = TaskId::new_v4();
+    let _answer = rig.send_start(&spec("web", ""), id);
+    // the worker dies while the start is in the engine's hands: create done, nothing more
+    let op = rig.take_op().expect("the start op");
+    let Op::Start { spec: s, container_name, labels, .. } = op else { panic!("not a start") };
+    rig.engine.create(&CreateOptionsFor { name: &container_name, spec: &s, labels: &labels }.get()).expect("create");
+    let rig = rig.restarted();
+    assert_eq!(rig.task(id).state, TaskState::Running);
+    assert_eq!(rig.containers_of(id), 1);
+}
+
+#[test]
+fn an_exit_while_the_worker_was_away_is_recorded_after_its_restart() {
+    let mut rig = Rig::new();
+    let task = rig.start();
+    rig.engine.exit(&rig.container(task.id), 9, false);
+    let rig = rig.restarted();
+    let t = rig.task(task.id);
+    assert_eq!((t.state, t.exit_code), (TaskState::Failed, Some(9)));
+}
+
+#[test]
+fn with_a_memory_store_a_restarted_worker_rebuilds_its_table_from_labels() {
+    let mut rig = Rig::new();
+    let task = rig.start();
+    let (engine, clock) = (rig.engine.clone(), rig.clock.clone());
+    let rig = Rig::on(engine, FlakyStore::new(), clock);
+    let t = rig.task(task.id);
+    assert_eq!((t.state, t.spec.clone()), (TaskState::Running, task.spec));
+}
+
+// ---- the engine away and back
+
+#[test]
+fn an_engine_out_of_reach_is_said_on_tasks_and_in_health_and_cleared_when_it_answers() {
+    let mut rig = Rig::new();
+    let task = rig.start();
+    rig.engine.set_down(true);
+    rig.tick();
+    let health = rig.ask(|r| Command::Health { reply: r }).expect("health");
+    assert_eq!(health.status, "degraded");
+    assert!(!health.engine.reachable);
+    assert!(rig.task(task.id).error.as_deref().is_some_and(|e| e.starts_with(ENGINE_AWAY)));
+    rig.engine.set_down(false);
+    rig.tick();
+    assert_eq!(rig.ask(|r| Command::Health { reply: r }).expect("health").status, "ok");
+    assert_eq!(rig.task(task.id).error, None);
+    assert_eq!(rig.task(task.id).state, TaskState::Running);
+}
+
+#[test]
+fn health_says_whether_the_containers_were_checked() {
+    let engine = Arc::new(FakeEngine::with_images(&[IMAGE]));
+    engine.fail_next("list", Fault::Down);
+    let mut rig = Rig::on(engine, FlakyStore::new(), ManualClock::new(Timestamp(0)));
+    assert!(!rig.ask(|r| Command::Health { reply: r }).expect("health").synced);
+    rig.tick();
+    let health = rig.ask(|r| Command::Health { reply: r }).expect("health");
+    assert!(health.synced);
+    assert_eq!(health.engine.version.as_deref(), Some("20.10.24-fake"));
+}
+
+// ---- acknowledged only once committed
+
+#[test]
+fn a_start_the_store_cannot_record_is_an_error_and_starts_nothing() {
+    let mut rig = Rig::new();
+    rig.store.fail_writes(true);
+    let id = TaskId::new_v4();
+    let err = rig.start_id(&spec("web", ""), id).expect_err("not recorded");
+    assert!(matches!(err, WorkerError::Store(_)), "{err:?}");
+    assert!(rig.engine.containers().is_empty());
+    assert!(!rig.state.entries.contains_key(&id));
+}
+
+#[test]
+fn a_run_the_store_cannot_record_is_not_claimed_and_is_recorded_once_it_can() {
+    let mut rig = Rig::new();
+    let id = TaskId::new_v4();
+    let rx = rig.send_start(&spec("web", ""), id);
+    rig.store.fail_writes(true);
+    rig.pump();
+    assert!(matches!(rx.try_recv().expect("answer"), Err(WorkerError::Store(_))));
+    assert_eq!(rig.store.get_task(&id).expect("read").map(|t| t.state), Some(TaskState::Scheduled));
+    rig.store.fail_writes(false);
+    rig.tick();
+    assert_eq!(rig.store.get_task(&id).expect("read").map(|t| t.state), Some(TaskState::Running));
+}
+
+#[test]
+fn a_stop_the_store_cannot_record_is_an_error() {
+    let mut rig = Rig::new();
+    let task = rig.start();
+    rig.store.fail_writes(true);
+    assert!(matches!(rig.stop(task.id), Err(WorkerError::Store(_))));
+}
+
+// ---- bookkeeping
+
+#[test]
+fn finished_tasks_are_forgotten_after_the_keep_time() {
+    let mut rig = Rig::new();
+    let task = rig.start();
+    rig.exits(task.id, 0);
+    rig.clock.advance(rig.cfg.keep_finished - Duration::from_secs(1));
+    rig.tick();
+    assert!(rig.state.entries.contains_key(&task.id));
+    rig.clock.advance(Duration::from_secs(60));
+    rig.tick();
+    assert!(!rig.state.entries.contains_key(&task.id));
+    assert_eq!(rig.store.get_task(&task.id).expect("read"), None);
+}
+
+#[test]
+fn the_list_is_oldest_first() {
+    let mut rig = Rig::new();
+    let a = rig.start();
+    rig.clock.advance(Duration::from_secs(1));
+    let b = rig.start();
+    let list = rig.ask(|r| Command::List { reply: r }).expect("list");
+    assert_eq!(list.iter().map(|t| t.id).collect::<Vec<_>>(), vec![a.id, b.id]);
+}
+
+#[test]
+fn stats_are_not_ready_before_the_first_sample() {
+    let mut rig = Rig::new();
+    assert!(matches!(rig.ask(|r| Command::Stats { reply: r }), Err(WorkerError::NotReady)));
+    rig.state.on_sample(Sample {
+        at: Timestamp(5),
+        proc: crate::stats::read_proc(),
+        disk_path: PathBuf::from("/"),
+        disk: Ok((1_000, 500)),
+    });
+    let stats = rig.ask(|r| Command::Stats { reply: r }).expect("stats");
+    assert_eq!((stats.node.as_str(), stats.disk_free_mb), ("w1", 500));
+}
+
+#[test]
+fn nothing_is_written_when_nothing_changes() {
+    let mut rig = Rig::new();
+    rig.start();
+    rig.store.fail_writes(true);
+    // any write now would be logged as failed and leave the record dirty; ticks write nothing
+    rig.tick();
+    rig.tick();
+    assert!(rig.state.entries.values().all(|e| e.saved == Some(record_digest(&e.task))));
+}

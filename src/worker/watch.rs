@@ -1,0 +1,135 @@
+//! The worker's watchers, each on a thread of its own so that none can delay the control thread:
+//! the node's statistics sampler, one health checker per checked container, and the follower of
+//! the engine's event stream. Each sends what it sees to the control thread as a message.
+//!
+//! Must not change the task table or call the engine for anything but reading.
+
+use super::engine::Engine;
+use super::LABEL_NODE;
+use super::LABEL_TASK_ID;
+use crate::control::error_chain;
+use crate::stats::{self, ProcSample};
+use crate::task::{HealthCheck, TaskId};
+use crate::time::Timestamp;
+use crossbeam_channel::{tick, Receiver, RecvTimeoutError, Sender};
+use log::debug;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// One reading of the node, taken on the stats thread.
+pub struct Sample {
+    pub at: Timestamp,
+    pub proc: Result<ProcSample, String>,
+    pub disk_path: PathBuf,
+    pub disk: Result<(u64, u64), String>,
+}
+
+/// Samples /proc and the engine's disk every `interval`, on its own thread (reading /proc is I/O,
+/// however quick, and a statvfs on a hung filesystem could block).
+pub fn sample_node(interval: Duration, disk_path: &Receiver<PathBuf>, out: &Sender<Sample>) {
+    let ticker = tick(interval);
+    let mut path = PathBuf::from("/");
+    loop {
+        while let Ok(p) = disk_path.try_recv() {
+            path = p;
+        }
+        let sample = Sample {
+            at: Timestamp::now(),
+            proc: stats::read_proc(),
+            disk: stats::disk(&path),
+            disk_path: path.clone(),
+        };
+        if out.send(sample).is_err() || ticker.recv().is_err() {
+            return;
+        }
+    }
+}
+
+/// A health checker's verdict on one check of one run of a task's container.
+#[derive(Debug, Clone)]
+pub struct HealthResult {
+    pub id: TaskId,
+    pub run: u64,
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// Checks one run of a container every `interval_s` until told to stop (its sender dropped): an
+/// HTTP GET of the path on the published host port, from this host, within `timeout_s`; a 2xx or
+/// 3xx answer is healthy. One thread per checked container, so a slow one delays no other.
+pub fn health_loop(
+    id: TaskId,
+    run: u64,
+    check: &HealthCheck,
+    port: u16,
+    stop: &Receiver<()>,
+    out: &Sender<HealthResult>,
+) {
+    let url = format!("http://127.0.0.1:{port}{}", check.path);
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(u64::from(check.timeout_s))))
+        .build()
+        .new_agent();
+    let interval = Duration::from_secs(u64::from(check.interval_s));
+    loop {
+        match stop.recv_timeout(interval) {
+            Err(RecvTimeoutError::Timeout) => {}
+            _ => return,
+        }
+        let (ok, detail) = match agent.get(&url).call() {
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                ((200..400).contains(&status), format!("{url} answered {status}"))
+            }
+            Err(e) => (false, format!("{url}: {e}")),
+        };
+        if out.send(HealthResult { id, run, ok, detail }).is_err() {
+            return;
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum EngineEvent {
+    /// The stream is (re)connected: events may have been missed, so check everything.
+    Connected,
+    Died {
+        container_id: String,
+        task_id: Option<TaskId>,
+    },
+}
+
+/// Follows the engine's event stream for this node's containers, reconnecting with back-off.
+pub fn follow_events(engine: &dyn Engine, node: &str, tx: &Sender<EngineEvent>) {
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        match engine.events(&[format!("{LABEL_NODE}={node}")]) {
+            Ok(stream) => {
+                backoff = Duration::from_millis(500);
+                if tx.send(EngineEvent::Connected).is_err() {
+                    return;
+                }
+                for ev in stream {
+                    match ev {
+                        Ok(ev) if ev.action == "die" => {
+                            let task_id = ev.labels.get(LABEL_TASK_ID).and_then(|v| v.parse().ok());
+                            if tx.send(EngineEvent::Died { container_id: ev.id, task_id }).is_err() {
+                                return;
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            debug!("engine event stream broke error={}", error_chain(&e));
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => debug!("engine event stream unavailable error={}", error_chain(&e)),
+        }
+        // retry pacing while the engine is away, not synchronisation
+        std::thread::sleep(backoff);
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
