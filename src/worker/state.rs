@@ -5,23 +5,27 @@
 //! Must not call the engine, sleep or block: everything slow happens on other threads. A change
 //! is answered to a caller only once it is in the store.
 
-use super::decide::{self, Backoff, EntryView, ExitContext, ExitDecision, SyncAction};
 use super::handle::{Command, Reply};
-use super::ops::{restart_op, start_op, Observed, Op, OpResult, Pools, StartFailure};
-use super::watch::{health_loop, EngineEvent, HealthResult, Sample};
-use super::{short_id, WorkerConfig, WorkerError};
+use super::ops::{start_op, Op, OpResult, Pools};
+use super::watch::{HealthResult, Sample};
+use super::{WorkerConfig, WorkerError};
 use crate::api::{EngineStatus, StartTask, WorkerHealth};
-use crate::control::{answer, error_chain, spawn_thread};
+use crate::control::{answer, error_chain};
 use crate::docker_cli::{ContainerInfo, DockerError};
 use crate::stats::{self, CpuTicks, NodeStats};
 use crate::store::{Store, StoreError};
 use crate::task::{DesiredState, Task, TaskId, TaskState};
 use crate::time::Timestamp;
-use crossbeam_channel::{bounded, Sender};
+use crossbeam_channel::Sender;
 use log::{debug, error, info, warn};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
+
+mod runs;
+mod sync;
+
+use sync::vanished;
 
 /// How a task's error starts while its node's engine does not answer.
 const ENGINE_AWAY: &str = "engine unreachable, state not confirmed";
@@ -108,7 +112,7 @@ pub struct State {
 
 /// Moves a task to a new state; a move the table does not allow is a bug, logged with what it
 /// was (and a failure in tests), and the task is left as it was.
-fn transition(task: &mut Task, to: TaskState, now: Timestamp) {
+pub(super) fn transition(task: &mut Task, to: TaskState, now: Timestamp) {
     let from = task.state;
     if let Err(e) = task.set_state(to, now) {
         error!("refused state change task_id={} from={from} to={to} error={e}", task.id);
@@ -492,236 +496,6 @@ impl State {
         }
     }
 
-    fn on_started(&mut self, id: TaskId, result: Result<ContainerInfo, StartFailure>, now: Timestamp) {
-        let (epoch, retry_at) = (self.epoch, self.instant() + self.config.sync_interval);
-        let Some(entry) = self.entries.get_mut(&id) else { return };
-        entry.op = None;
-        entry.changed_epoch = epoch;
-        // a restart in place (the task was Running) never gives the task up for placement elsewhere
-        let restarting = entry.task.state == TaskState::Running;
-        let failure = match result {
-            Ok(info) if info.running => {
-                entry.task.container_id = Some(info.id.clone());
-                entry.task.ports = info.ports.clone();
-                transition(&mut entry.task, TaskState::Running, now);
-                entry.task.started_at = info.started_at.or(Some(now));
-                entry.task.error = None;
-                info!("task running task_id={id} container={}", short_id(&info.id));
-                self.begin_run(id);
-                None
-            }
-            Ok(info) => {
-                entry.task.container_id = Some(info.id.clone());
-                entry.task.ports.clear();
-                self.on_exit(id, &info, now);
-                None
-            }
-            Err(StartFailure::Refused(why)) => {
-                warn!("task failed to start task_id={id} error={why}");
-                entry.task.error = Some(if restarting { format!("restart failed: {why}") } else { why });
-                transition(&mut entry.task, TaskState::Failed, now);
-                entry.container_present = restarting;
-                None
-            }
-            Err(StartFailure::Unknown(why) | StartFailure::NotStarted(why)) if restarting => {
-                // the engine is away: try the restart again later
-                warn!("task restart not done task_id={id} error={why}");
-                entry.task.error = Some(format!("restart not done yet: {why}"));
-                entry.restart_at = Some(retry_at);
-                None
-            }
-            Err(StartFailure::Unknown(why)) => {
-                // Keep the task: the next tick makes the start again, which adopts a container
-                // the first attempt left; the caller hears that the outcome is not known yet.
-                warn!("task start outcome unknown task_id={id} error={why}");
-                entry.backoff = true;
-                Some(WorkerError::OutcomeUnknown(why))
-            }
-            Err(StartFailure::NotStarted(why)) => {
-                self.not_started(id, why);
-                return;
-            }
-        };
-        let Some(entry) = self.entries.get_mut(&id) else { return };
-        let task = entry.task.clone();
-        let waiters = std::mem::take(&mut entry.start_waiters);
-        // committed before it is acknowledged
-        let committed = self.persist(&id);
-        for (w, created) in waiters {
-            let reply = match (&failure, &committed) {
-                (Some(WorkerError::OutcomeUnknown(why)), _) => Err(WorkerError::OutcomeUnknown(why.clone())),
-                (Some(_), _) => Err(WorkerError::TimedOut),
-                (None, Err(e)) => Err(WorkerError::Store(store_error_copy(e))),
-                (None, Ok(())) => Ok((task.clone(), created)),
-            };
-            answer(&w, reply);
-        }
-        self.after_op(id);
-    }
-
-    /// A start that created nothing because the engine is out of reach: the task is forgotten,
-    /// so that the manager can place it elsewhere.
-    fn not_started(&mut self, id: TaskId, why: String) {
-        warn!("task not started, engine unreachable task_id={id} error={why}");
-        let Some(entry) = self.entries.remove(&id) else { return };
-        for (w, _) in entry.start_waiters {
-            answer(&w, Err(WorkerError::EngineUnreachable(why.clone())));
-        }
-        for w in entry.stop_waiters {
-            answer(&w, Err(WorkerError::EngineUnreachable(why.clone())));
-        }
-        if let Err(e) = self.store.delete_task(&id) {
-            error!("store delete failed task_id={id} error={}", error_chain(&e));
-        }
-        self.engine.reachable = false;
-        self.engine.error = Some(why);
-    }
-
-    /// A new run of a task's container has begun: its health checks start over.
-    fn begin_run(&mut self, id: TaskId) {
-        let started = self.instant();
-        let Some(entry) = self.entries.get_mut(&id) else { return };
-        entry.run += 1;
-        entry.run_started = Some(started);
-        entry.health_failures = 0;
-        entry.unhealthy = false;
-        entry.checker = None;
-        entry.task.healthy = None;
-        let Some(check) = entry.task.spec.health_check.clone() else { return };
-        // the check goes to the published host port, from this host
-        let port = entry
-            .task
-            .ports
-            .iter()
-            .find(|p| p.container == check.port && p.protocol == crate::task::Protocol::Tcp)
-            .map(|p| p.host);
-        let Some(port) = port else {
-            warn!("no published port for the health check task_id={id} port={}", check.port);
-            return;
-        };
-        let (stop_tx, stop_rx) = bounded::<()>(0);
-        let (tx, run) = (self.health.clone(), entry.run);
-        match spawn_thread(format!("health-{}", id.short()), move || health_loop(id, run, &check, port, &stop_rx, &tx))
-        {
-            Ok(_) => entry.checker = Some(stop_tx),
-            Err(e) => error!("cannot start a health checker task_id={id} error={}", error_chain(&e)),
-        }
-    }
-
-    /// A container of a live task stopped by itself (or for failing its health checks): what
-    /// `decide::on_exit` says is applied.
-    fn on_exit(&mut self, id: TaskId, info: &ContainerInfo, now: Timestamp) {
-        let instant = self.instant();
-        let backoff = Backoff {
-            first: self.config.restart_backoff,
-            max: self.config.restart_backoff_max,
-            reset_after: self.config.restart_reset_after,
-        };
-        let Some(entry) = self.entries.get_mut(&id) else { return };
-        entry.exit_seen = false;
-        entry.checker = None;
-        let unhealthy = std::mem::take(&mut entry.unhealthy);
-        let ctx = ExitContext {
-            policy: entry.task.spec.restart(),
-            desired: entry.task.desired_state,
-            state: entry.task.state,
-            recent_restarts: entry.task.recent_restarts,
-            last_exit_at: entry.task.last_exit_at,
-            ran_for: entry.run_started.map(|t| instant.saturating_duration_since(t)),
-            unhealthy_after: unhealthy.then_some(entry.health_failures),
-        };
-        let decision = decide::on_exit(&ctx, info, backoff, now);
-        let task = &mut entry.task;
-        if !matches!(decision, ExitDecision::Nothing | ExitDecision::AlreadyHandled) {
-            task.last_exit_at = info.finished_at;
-            task.exit_code = Some(info.exit_code);
-            task.ports.clear();
-            entry.run_started = None;
-        }
-        match decision {
-            ExitDecision::Nothing => {}
-            ExitDecision::AlreadyHandled => {
-                if entry.restart_at.is_none() {
-                    entry.restart_at = Some(instant + backoff.first);
-                }
-            }
-            ExitDecision::Stopped => transition(task, TaskState::Stopped, now),
-            ExitDecision::Restart { delay, recent_restarts, reason } => {
-                task.recent_restarts = recent_restarts;
-                task.restart_count += 1;
-                task.error = Some(reason);
-                task.healthy = None;
-                entry.restart_at = Some(instant + delay);
-                info!("task restarting task_id={id} in_ms={} restart={}", delay.as_millis(), task.restart_count);
-            }
-            ExitDecision::Finish { state, at, error, recent_restarts } => {
-                task.recent_restarts = recent_restarts;
-                if error.is_some() {
-                    task.error = error;
-                }
-                transition(task, state, at);
-                task.finished_at = Some(at);
-                info!("task ended task_id={id} state={}", task.state);
-            }
-        }
-    }
-
-    /// When the next restart in place is due, if any.
-    pub fn next_restart(&self) -> Option<Instant> {
-        self.entries.values().filter(|e| e.op.is_none()).filter_map(|e| e.restart_at).min()
-    }
-
-    /// Starts the containers whose restart is due.
-    pub fn on_restart_due(&mut self) {
-        let now = self.instant();
-        let due: Vec<TaskId> = self
-            .entries
-            .iter()
-            .filter(|(_, e)| e.op.is_none() && e.restart_at.is_some_and(|t| t <= now))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in due {
-            let Some(entry) = self.entries.get_mut(&id) else { continue };
-            entry.restart_at = None;
-            if entry.task.desired_state == DesiredState::Stopped || entry.task.is_terminal() {
-                continue;
-            }
-            let Some(container_id) = entry.task.container_id.clone() else { continue };
-            entry.op = Some(OpKind::Start);
-            info!("restarting task task_id={id} restart={}", entry.task.restart_count);
-            let op = restart_op(&entry.task, &self.config.name, container_id);
-            self.pools.send(op);
-        }
-    }
-
-    /// A health checker's verdict: after `failures` failures in a row the container is stopped
-    /// and its exit handled like any other (restart or failure).
-    pub fn on_health(&mut self, h: HealthResult) {
-        let Some(entry) = self.entries.get_mut(&h.id) else { return };
-        if h.run != entry.run || entry.task.state != TaskState::Running || entry.unhealthy {
-            return; // a verdict on an earlier run, or the container is already being stopped
-        }
-        let threshold = entry.task.spec.health_check.as_ref().map_or(u32::MAX, |c| c.failures);
-        if h.ok {
-            entry.health_failures = 0;
-            entry.task.healthy = Some(true);
-        } else {
-            entry.health_failures += 1;
-            entry.task.healthy = Some(false);
-            debug!("health check failed task_id={} failures={} detail={}", h.id, entry.health_failures, h.detail);
-        }
-        if entry.health_failures >= threshold && entry.op.is_none() {
-            if let Some(container_id) = entry.task.container_id.clone() {
-                warn!("task unhealthy task_id={} failures={} detail={}", h.id, entry.health_failures, h.detail);
-                entry.unhealthy = true;
-                entry.checker = None;
-                entry.op = Some(OpKind::Inspect);
-                self.pools.send(Op::Kill { id: h.id, container_id });
-            }
-        }
-        self.persist_quietly(&h.id);
-    }
-
     fn on_stopped(&mut self, id: TaskId, result: Result<(), DockerError>, now: Timestamp) {
         self.note_engine(result.as_ref().err());
         let epoch = self.epoch;
@@ -816,52 +590,6 @@ impl State {
         }
     }
 
-    pub fn on_event(&mut self, ev: EngineEvent) {
-        match ev {
-            EngineEvent::Connected => {
-                self.note_engine(None);
-                self.request_sync();
-            }
-            EngineEvent::Died { container_id, task_id } => {
-                // by the task's label: a start in flight has not recorded the container id yet
-                let Some(id) = task_id.or_else(|| {
-                    self.entries
-                        .iter()
-                        .find(|(_, e)| e.task.container_id.as_deref() == Some(container_id.as_str()))
-                        .map(|(id, _)| *id)
-                }) else {
-                    return;
-                };
-                let Some(entry) = self.entries.get_mut(&id) else { return };
-                if entry.restart_at.is_some() {
-                    // the exit is known and a restart is due
-                } else if entry.op.is_some() {
-                    entry.exit_seen = true;
-                } else if entry.task.state == TaskState::Running {
-                    entry.op = Some(OpKind::Inspect);
-                    self.pools.send(Op::Inspect { id, container_id });
-                }
-            }
-        }
-    }
-
-    /// Carries on after a restart: starts that were cut off are made again (the start op adopts
-    /// a container the first attempt left), then every entry gets its follow-up.
-    fn resume(&mut self) {
-        let ids: Vec<TaskId> = self.entries.keys().copied().collect();
-        for id in ids {
-            let Some(entry) = self.entries.get_mut(&id) else { continue };
-            if entry.task.state == TaskState::Scheduled && entry.task.desired_state == DesiredState::Running {
-                entry.op = Some(OpKind::Start);
-                let op = start_op(&entry.task, &self.config.name);
-                info!("resuming start task_id={id}");
-                self.pools.send(op);
-            } else {
-                self.follow_up(id);
-            }
-        }
-    }
-
     pub fn on_tick(&mut self) {
         if !self.engine.reachable {
             self.pools.send(Op::Version);
@@ -895,131 +623,6 @@ impl State {
             }
         }
     }
-
-    /// Applies the sync plan: what the engine has against the table.
-    fn on_synced(&mut self, sync_epoch: u64, seen: Vec<Observed>, now: Timestamp) {
-        let views: Vec<EntryView> = self
-            .entries
-            .values()
-            .map(|e| EntryView {
-                id: e.task.id,
-                state: e.task.state,
-                container_id: e.task.container_id.clone(),
-                // changed after the sync was asked for: its picture may be older than the change
-                busy: e.op.is_some() || e.changed_epoch > sync_epoch || e.restart_at.is_some(),
-                followed: e.run_started.is_some(),
-            })
-            .collect();
-        let instant = self.instant();
-        let plan = decide::plan_sync(&views, seen, &self.suspects, self.config.orphan_grace, instant);
-        let mut still_suspect = HashMap::new();
-        for action in plan {
-            self.apply(action, now, instant, &mut still_suspect);
-        }
-        // a suspect not seen this time is gone (or owned after all)
-        self.suspects = still_suspect;
-        if !self.synced {
-            info!("containers checked node={} tasks={}", self.config.name, self.entries.len());
-            self.synced = true;
-        }
-    }
-
-    fn apply(&mut self, action: SyncAction, now: Timestamp, instant: Instant, suspects: &mut HashMap<String, Instant>) {
-        match action {
-            SyncAction::Running { id, container_id } => {
-                let Some(entry) = self.entries.get_mut(&id) else { return };
-                let changed = entry.task.state != TaskState::Running;
-                if changed {
-                    transition(&mut entry.task, TaskState::Running, now);
-                }
-                entry.task.container_id = Some(container_id);
-                if changed {
-                    self.after_op(id);
-                }
-            }
-            SyncAction::Exited { id, info } => {
-                if let Some(entry) = self.entries.get_mut(&id) {
-                    entry.task.container_id = Some(info.id.clone());
-                }
-                self.on_exit(id, &info, now);
-                self.after_op(id);
-            }
-            SyncAction::Leftover { id, container_id } => {
-                let Some(entry) = self.entries.get_mut(&id) else { return };
-                let changed = !entry.container_present;
-                entry.container_present = true;
-                entry.task.container_id.get_or_insert(container_id);
-                if changed {
-                    self.after_op(id);
-                }
-            }
-            SyncAction::Vanished { id } => {
-                let Some(entry) = self.entries.get_mut(&id) else { return };
-                vanished(&mut entry.task, now);
-                entry.container_present = false;
-                self.after_op(id);
-            }
-            SyncAction::Gone { id } => {
-                let Some(entry) = self.entries.get_mut(&id) else { return };
-                if std::mem::take(&mut entry.container_present) {
-                    self.after_op(id);
-                }
-            }
-            SyncAction::Follow { id, container_id } => {
-                if let Some(entry) = self.entries.get_mut(&id).filter(|e| e.op.is_none()) {
-                    entry.op = Some(OpKind::Inspect);
-                    self.pools.send(Op::Inspect { id, container_id });
-                }
-            }
-            SyncAction::Adopt { id, spec, created, observed } => self.adopt(id, *spec, created, *observed, now),
-            SyncAction::RemoveStray { container_id } => {
-                warn!("removing a second container of a task container={}", short_id(&container_id));
-                self.pools.send(Op::Sweep { container_id });
-            }
-            SyncAction::Suspect { container_id } => {
-                let first = self.suspects.get(&container_id).copied().unwrap_or_else(|| {
-                    info!("a container no task owns; removed after the grace container={}", short_id(&container_id));
-                    instant
-                });
-                suspects.insert(container_id, first);
-            }
-            SyncAction::Sweep { container_id } => {
-                warn!("removing a container no task owns container={}", short_id(&container_id));
-                suspects.insert(container_id.clone(), instant);
-                self.pools.send(Op::Sweep { container_id });
-            }
-        }
-    }
-
-    /// Takes a labelled container the table does not know back into it (after a restart of the
-    /// worker with a memory store, or a start whose answer was lost).
-    fn adopt(&mut self, id: TaskId, spec: crate::task::TaskSpec, created: Timestamp, o: Observed, now: Timestamp) {
-        let mut task = Task::new(id, spec, created);
-        task.node = Some(self.config.name.clone());
-        task.container_id = Some(o.summary.id.clone());
-        transition(&mut task, TaskState::Scheduled, now);
-        match &o.info {
-            None => {
-                transition(&mut task, TaskState::Running, now);
-                info!("adopted running container task_id={id} container={}", short_id(&o.summary.id));
-            }
-            Some(info) => finish_from(&mut task, info, now),
-        }
-        if let Some(info) = &o.info {
-            task.ports = info.ports.clone();
-        }
-        self.entries.insert(id, Entry::new(task, None, true, self.epoch));
-        if o.info.is_none() {
-            // a running container: ask for its details (ports, start time)
-            if let Some(entry) = self.entries.get_mut(&id) {
-                entry.op = Some(OpKind::Inspect);
-            }
-            self.pools.send(Op::Inspect { id, container_id: o.summary.id });
-            self.persist_quietly(&id);
-        } else {
-            self.after_op(id);
-        }
-    }
 }
 
 /// A store error for each waiter of the same failed write (the original goes to the log).
@@ -1035,49 +638,5 @@ fn record_digest(task: &Task) -> u64 {
     h.finish()
 }
 
-/// Records how an adopted container ended: exit 0 is Completed, anything else Failed with the
-/// reason. A task being stopped ends Stopped.
-fn finish_from(task: &mut Task, info: &ContainerInfo, now: Timestamp) {
-    if task.is_terminal() {
-        return;
-    }
-    task.exit_code = Some(info.exit_code);
-    let ctx = ExitContext {
-        policy: crate::task::RestartPolicy { mode: crate::task::RestartMode::Never, max_restarts: 0 },
-        desired: task.desired_state,
-        state: task.state,
-        recent_restarts: task.recent_restarts,
-        last_exit_at: None,
-        ran_for: None,
-        unhealthy_after: None,
-    };
-    let no_backoff = Backoff { first: Default::default(), max: Default::default(), reset_after: Default::default() };
-    match decide::on_exit(&ctx, info, no_backoff, now) {
-        ExitDecision::Stopped => transition(task, TaskState::Stopped, now),
-        ExitDecision::Finish { state, at, error, .. } => {
-            if error.is_some() {
-                task.error = error;
-            }
-            transition(task, state, at);
-            task.finished_at = Some(at);
-        }
-        ExitDecision::Nothing | ExitDecision::AlreadyHandled | ExitDecision::Restart { .. } => {}
-    }
-}
-
-/// The container of a live task is gone (removed behind our back).
-fn vanished(task: &mut Task, now: Timestamp) {
-    if task.is_terminal() {
-        return;
-    }
-    if task.desired_state == DesiredState::Stopped {
-        transition(task, TaskState::Stopped, now);
-    } else {
-        task.error = Some("its container disappeared (removed outside skiff)".into());
-        transition(task, TaskState::Failed, now);
-    }
-}
-
 #[cfg(test)]
-#[path = "state_tests.rs"]
 mod tests;
