@@ -7,12 +7,13 @@
 //!   finish it as Completed, from its policy, its budget, the exit and how long it ran.
 //! - `plan_sync`: what the engine shows against the task table: containers to record as running,
 //!   exits to handle, finished tasks' leftovers to remove, vanished containers, runs to follow,
-//!   containers to adopt, strays to remove, and orphans to remove once their grace has passed.
+//!   containers to adopt, and containers that are no task's own, removed once their grace has
+//!   passed (and only if they carry every Skiff label).
 //!
 //! Must not touch the table or the engine: `state.rs` applies what these return.
 
 use super::ops::Observed;
-use super::{LABEL_CREATED, LABEL_SPEC, LABEL_TASK_ID};
+use super::{LABEL_CREATED, LABEL_NAME, LABEL_NODE, LABEL_SPEC, LABEL_TASK_ID};
 use crate::docker_cli::ContainerInfo;
 use crate::task::{DesiredState, RestartMode, RestartPolicy, TaskId, TaskSpec, TaskState};
 use crate::time::Timestamp;
@@ -144,7 +145,11 @@ pub fn exit_reason(info: &ContainerInfo, unhealthy_after: Option<u32>) -> String
 pub struct EntryView {
     pub id: TaskId,
     pub state: TaskState,
+    /// The container the worker recorded for the task: the only one it trusts to be the task's.
     pub container_id: Option<String>,
+    /// The name the worker gives the task's container (names are unique on an engine, so a
+    /// container by another hand cannot carry it while the task's own exists).
+    pub container_name: String,
     /// An operation is under way, the entry changed after the sync began, or a restart is due:
     /// the sync's picture is older than what the worker knows, so it is left alone.
     pub busy: bool,
@@ -166,19 +171,36 @@ pub enum SyncAction {
     Gone { id: TaskId },
     /// A running container whose run this worker does not follow yet: read its details.
     Follow { id: TaskId, container_id: String },
-    /// A labelled container of a task the table does not know, with a readable spec: take it in.
+    /// A container of a task the table does not know, made by a worker of this node (its name
+    /// and labels say so), with a readable spec: take it in.
     Adopt { id: TaskId, spec: Box<TaskSpec>, created: Timestamp, observed: Box<Observed> },
-    /// A second container of a task: remove it at once.
-    RemoveStray { container_id: String },
-    /// A container with this node's label that no task can own: remember when it was first seen.
-    Suspect { container_id: String },
+    /// A container with the full set of Skiff labels that is not the task's own (a second copy,
+    /// or one made by hand): remember when it was first seen. `claims` is the task it names.
+    Suspect { container_id: String, claims: Option<TaskId> },
     /// A suspect seen for longer than the grace: remove it.
-    Sweep { container_id: String },
+    Sweep { container_id: String, claims: Option<TaskId> },
 }
 
-/// Brings the table in line with what the engine has. `suspects` says when each container that
-/// no task can own was first seen; it is removed once seen for `grace`.
+/// The labels every container the worker makes carries; a container without all of them is
+/// never removed by the worker, whatever it claims.
+pub const SKIFF_LABELS: [&str; 5] = [LABEL_TASK_ID, LABEL_NODE, LABEL_NAME, LABEL_SPEC, LABEL_CREATED];
+
+/// The name the worker gives the container of a task.
+pub fn container_name(node: &str, task_name: &str, id: &TaskId) -> String {
+    format!("skiff-{node}-{task_name}-{}", id.short())
+}
+
+fn has_name(o: &Observed, name: &str) -> bool {
+    o.summary.names.iter().any(|n| n.trim_start_matches('/') == name)
+}
+
+/// Brings the table in line with what the engine has. Only the container the worker recorded
+/// for a task (or, before it recorded one, the container with the task's name) is the task's:
+/// an exit, a removal or a copy of any other container never changes the task. `suspects` says
+/// when each container that is not its task's own was first seen; it is removed once seen for
+/// `grace`, and only if it carries the full set of Skiff labels.
 pub fn plan_sync(
+    node: &str,
     entries: &[EntryView],
     seen: Vec<Observed>,
     suspects: &HashMap<String, Instant>,
@@ -187,27 +209,32 @@ pub fn plan_sync(
 ) -> Vec<SyncAction> {
     let known: HashMap<TaskId, &EntryView> = entries.iter().map(|e| (e.id, e)).collect();
     let mut by_task: HashMap<TaskId, Observed> = HashMap::new();
+    let mut candidates: Vec<(TaskId, Observed)> = Vec::new();
     let mut actions = Vec::new();
-    let mut orphans = Vec::new();
+    let mut strays: Vec<(String, Option<TaskId>)> = Vec::new();
     for o in seen {
-        let Some(id) = o.summary.labels.get(LABEL_TASK_ID).and_then(|v| v.parse::<TaskId>().ok()) else {
-            orphans.push(o.summary.id);
+        let complete = SKIFF_LABELS.iter().all(|l| o.summary.labels.contains_key(*l));
+        let claim = o.summary.labels.get(LABEL_TASK_ID).and_then(|v| v.parse::<TaskId>().ok());
+        let Some(id) = claim else {
+            if complete {
+                strays.push((o.summary.id, None));
+            }
             continue;
         };
-        // two containers for one task: keep the one the table knows, remove the other
-        let recorded = known.get(&id).and_then(|e| e.container_id.as_deref());
-        match by_task.remove(&id) {
+        let owned = match known.get(&id) {
+            Some(e) => match &e.container_id {
+                Some(recorded) => *recorded == o.summary.id,
+                None => has_name(&o, &e.container_name),
+            },
             None => {
-                by_task.insert(id, o);
+                candidates.push((id, o));
+                continue;
             }
-            Some(first) if recorded == Some(o.summary.id.as_str()) => {
-                actions.push(SyncAction::RemoveStray { container_id: first.summary.id });
-                by_task.insert(id, o);
-            }
-            Some(first) => {
-                actions.push(SyncAction::RemoveStray { container_id: o.summary.id });
-                by_task.insert(id, first);
-            }
+        };
+        if owned {
+            by_task.insert(id, o);
+        } else if complete {
+            strays.push((o.summary.id, Some(id)));
         }
     }
     for e in entries {
@@ -242,29 +269,34 @@ pub fn plan_sync(
             None => actions.push(SyncAction::Gone { id }),
         }
     }
-    // labelled containers that no entry owns
-    let mut adopted: Vec<(TaskId, Observed)> = by_task.into_iter().collect();
-    adopted.sort_by(|a, b| a.1.summary.id.cmp(&b.1.summary.id));
-    for (id, o) in adopted {
+    // containers of tasks the table does not know: the one with the name this node's worker
+    // gives the task, carrying a readable spec, is adopted; any other is a stray
+    candidates.sort_by(|a, b| a.1.summary.id.cmp(&b.1.summary.id));
+    let mut adopted: HashSet<TaskId> = HashSet::new();
+    for (id, o) in candidates {
+        let complete = SKIFF_LABELS.iter().all(|l| o.summary.labels.contains_key(*l));
         let labels = &o.summary.labels;
-        match labels.get(LABEL_SPEC).and_then(|s| TaskSpec::from_json(s.as_bytes()).ok()) {
-            Some(spec) => {
+        let spec = labels.get(LABEL_SPEC).and_then(|s| TaskSpec::from_json(s.as_bytes()).ok());
+        let ours = spec.as_ref().is_some_and(|s| has_name(&o, &container_name(node, &s.name, &id)));
+        match spec {
+            Some(spec) if ours && complete && adopted.insert(id) => {
                 let created = labels.get(LABEL_CREATED).and_then(|c| Timestamp::parse(c)).unwrap_or(o.summary.created);
                 actions.push(SyncAction::Adopt { id, spec: Box::new(spec), created, observed: Box::new(o) });
             }
-            None => orphans.push(o.summary.id),
+            _ if complete => strays.push((o.summary.id, Some(id))),
+            _ => {}
         }
     }
     let mut counted = HashSet::new();
-    for container_id in orphans {
+    for (container_id, claims) in strays {
         if !counted.insert(container_id.clone()) {
             continue;
         }
         match suspects.get(&container_id) {
             Some(first) if now.saturating_duration_since(*first) >= grace => {
-                actions.push(SyncAction::Sweep { container_id })
+                actions.push(SyncAction::Sweep { container_id, claims })
             }
-            _ => actions.push(SyncAction::Suspect { container_id }),
+            _ => actions.push(SyncAction::Suspect { container_id, claims }),
         }
     }
     actions
@@ -417,21 +449,32 @@ mod tests {
         assert_eq!(exit_reason(&info, None), "exec: not found");
     }
 
+    const SPEC: &str = r#"{"name":"web","image":"skiff/busybox"}"#;
+
     fn entry(state: TaskState, cid: Option<&str>) -> EntryView {
-        EntryView { id: TaskId::new_v4(), state, container_id: cid.map(String::from), busy: false, followed: true }
+        let id = TaskId::new_v4();
+        EntryView {
+            id,
+            state,
+            container_id: cid.map(String::from),
+            container_name: container_name("w1", "web", &id),
+            busy: false,
+            followed: true,
+        }
     }
 
-    fn observed(cid: &str, task: Option<TaskId>, running: bool, spec: Option<&str>) -> Observed {
-        let mut labels = BTreeMap::from([("skiff.node".to_string(), "w1".to_string())]);
-        if let Some(t) = task {
-            labels.insert(LABEL_TASK_ID.into(), t.to_string());
-        }
-        if let Some(s) = spec {
-            labels.insert(LABEL_SPEC.into(), s.into());
-        }
+    /// A container as a sync sees it: with every Skiff label, named as the worker names it.
+    fn observed(cid: &str, task: TaskId, running: bool) -> Observed {
+        observed_as(cid, task, running, &container_name("w1", "web", &task), SKIFF_LABELS.len())
+    }
+
+    /// `labels` of the Skiff labels, in the order of `SKIFF_LABELS`.
+    fn observed_as(cid: &str, task: TaskId, running: bool, name: &str, labels: usize) -> Observed {
+        let values = [task.to_string(), "w1".into(), "web".into(), SPEC.into(), "2026-01-01T00:00:00Z".into()];
+        let labels = SKIFF_LABELS.iter().zip(values).take(labels).map(|(k, v)| (k.to_string(), v)).collect();
         let summary = ContainerSummary {
             id: cid.into(),
-            names: vec![],
+            names: vec![format!("/{name}")],
             state: if running { "running" } else { "exited" }.into(),
             labels,
             created: Timestamp(7),
@@ -441,7 +484,15 @@ mod tests {
     }
 
     fn plan(entries: &[EntryView], seen: Vec<Observed>) -> Vec<SyncAction> {
-        plan_sync(entries, seen, &HashMap::new(), Duration::from_secs(30), Instant::now())
+        plan_sync("w1", entries, seen, &HashMap::new(), Duration::from_secs(30), Instant::now())
+    }
+
+    fn kind(a: &SyncAction) -> String {
+        format!("{a:?}").split([' ', '{', '(']).next().unwrap_or_default().to_string()
+    }
+
+    fn kinds(actions: &[SyncAction]) -> Vec<String> {
+        actions.iter().map(kind).collect()
     }
 
     #[test]
@@ -462,14 +513,9 @@ mod tests {
         ];
         for (what, mut e, followed, seen, want) in cases {
             e.followed = followed;
-            let seen = seen.map(|running| observed("c", Some(e.id), running, None)).into_iter().collect();
-            let kinds: Vec<String> = plan(&[e], seen).iter().map(kind).collect();
-            assert_eq!(kinds, want, "{what}");
+            let seen = seen.map(|running| observed("c", e.id, running)).into_iter().collect();
+            assert_eq!(kinds(&plan(&[e], seen)), want, "{what}");
         }
-    }
-
-    fn kind(a: &SyncAction) -> String {
-        format!("{a:?}").split([' ', '{', '(']).next().unwrap_or_default().to_string()
     }
 
     #[test]
@@ -477,54 +523,85 @@ mod tests {
         let mut e = entry(TaskState::Running, Some("c"));
         e.busy = true;
         assert!(plan(&[e.clone()], vec![]).is_empty());
-        assert!(plan(&[e.clone()], vec![observed("c", Some(e.id), false, None)]).is_empty());
+        assert!(plan(&[e.clone()], vec![observed("c", e.id, false)]).is_empty());
     }
 
     #[test]
-    fn of_two_containers_of_a_task_the_recorded_one_is_kept() {
+    fn only_the_recorded_container_is_the_tasks_own() {
         let e = entry(TaskState::Running, Some("b"));
         for order in [["a", "b"], ["b", "a"]] {
-            let seen = order.iter().map(|c| observed(c, Some(e.id), true, None)).collect();
+            let seen = order.iter().map(|c| observed(c, e.id, c == &"b")).collect();
             let actions = plan(std::slice::from_ref(&e), seen);
-            assert!(actions.contains(&SyncAction::RemoveStray { container_id: "a".into() }), "{actions:?}");
-            assert!(actions.contains(&SyncAction::Running { id: e.id, container_id: "b".into() }), "{actions:?}");
+            assert_eq!(kinds(&actions), ["Running", "Suspect"], "{actions:?}");
+            assert!(actions.contains(&SyncAction::Suspect { container_id: "a".into(), claims: Some(e.id) }));
         }
     }
 
     #[test]
-    fn unknown_tasks_with_a_spec_are_adopted_and_others_are_suspects() {
+    fn an_exited_copy_of_a_running_task_changes_nothing_of_it() {
+        let e = entry(TaskState::Running, Some("real"));
+        let actions =
+            plan(std::slice::from_ref(&e), vec![observed("real", e.id, true), observed("spoof", e.id, false)]);
+        assert_eq!(kinds(&actions), ["Running", "Suspect"]);
+    }
+
+    #[test]
+    fn a_copy_of_a_task_whose_container_is_gone_does_not_replace_it() {
+        let e = entry(TaskState::Running, Some("real"));
+        let actions = plan(std::slice::from_ref(&e), vec![observed("spoof", e.id, true)]);
+        assert_eq!(kinds(&actions), ["Vanished", "Suspect"]);
+    }
+
+    #[test]
+    fn before_a_container_is_recorded_the_one_with_the_tasks_name_is_its_own() {
+        let e = entry(TaskState::Scheduled, None);
+        let spoof = observed_as("spoof", e.id, true, "someone-else", SKIFF_LABELS.len());
+        let actions = plan(std::slice::from_ref(&e), vec![spoof, observed("real", e.id, true)]);
+        assert_eq!(kinds(&actions), ["Running", "Follow", "Suspect"]);
+        assert!(actions.contains(&SyncAction::Running { id: e.id, container_id: "real".into() }));
+    }
+
+    #[test]
+    fn unknown_tasks_are_adopted_only_from_the_container_with_their_name_and_every_label() {
         let id = TaskId::new_v4();
-        let spec = r#"{"name":"a","image":"skiff/busybox"}"#;
-        let seen = vec![
-            observed("adopt", Some(id), true, Some(spec)),
-            observed("nospec", Some(TaskId::new_v4()), true, None),
-            observed("badspec", Some(TaskId::new_v4()), true, Some("{")),
-            observed("noid", None, true, None),
+        let ours = container_name("w1", "web", &id);
+        let cases: Vec<(&str, Observed, Vec<&str>)> = vec![
+            ("ours", observed_as("a", id, true, &ours, 5), vec!["Adopt"]),
+            ("another name", observed_as("b", id, true, "hand-made", 5), vec!["Suspect"]),
+            ("without a spec", observed_as("c", id, true, &ours, 3), vec![]),
+            ("without a node label", observed_as("d", id, true, &ours, 1), vec![]),
         ];
-        let actions = plan(&[], seen);
+        for (what, o, want) in cases {
+            assert_eq!(kinds(&plan(&[], vec![o])), want, "{what}");
+        }
+        let adopted = plan(&[], vec![observed_as("a", id, true, &ours, 5)]);
         assert!(
-            matches!(&actions[0], SyncAction::Adopt { id: a, created: Timestamp(7), .. } if *a == id),
-            "{actions:?}"
+            matches!(&adopted[0], SyncAction::Adopt { id: a, created, .. } if *a == id && created.millis() > 0),
+            "{adopted:?}"
         );
-        let mut suspects: Vec<String> = actions
-            .iter()
-            .filter_map(|a| match a {
-                SyncAction::Suspect { container_id } => Some(container_id.clone()),
-                _ => None,
-            })
-            .collect();
-        suspects.sort();
-        assert_eq!(suspects, ["badspec", "noid", "nospec"]);
+    }
+
+    #[test]
+    fn a_container_with_an_unreadable_task_id_is_a_suspect_only_with_every_label() {
+        let mut full = observed("x", TaskId::new_v4(), true);
+        full.summary.labels.insert(LABEL_TASK_ID.into(), "not-a-uuid".into());
+        assert_eq!(plan(&[], vec![full]), vec![SyncAction::Suspect { container_id: "x".into(), claims: None }]);
+        let mut partial = observed_as("y", TaskId::new_v4(), true, "n", 2);
+        partial.summary.labels.insert(LABEL_TASK_ID.into(), "not-a-uuid".into());
+        assert!(plan(&[], vec![partial]).is_empty());
     }
 
     #[test]
     fn a_suspect_is_swept_once_its_grace_has_passed() {
         let now = Instant::now();
         let grace = Duration::from_secs(30);
-        let seen = || vec![observed("x", None, true, None)];
+        let id = TaskId::new_v4();
+        let seen = || vec![observed_as("x", id, true, "hand-made", 5)];
         let young = HashMap::from([("x".to_string(), now - Duration::from_secs(29))]);
         let old = HashMap::from([("x".to_string(), now - grace)]);
-        assert_eq!(plan_sync(&[], seen(), &young, grace, now), vec![SyncAction::Suspect { container_id: "x".into() }]);
-        assert_eq!(plan_sync(&[], seen(), &old, grace, now), vec![SyncAction::Sweep { container_id: "x".into() }]);
+        let suspect = SyncAction::Suspect { container_id: "x".into(), claims: Some(id) };
+        let sweep = SyncAction::Sweep { container_id: "x".into(), claims: Some(id) };
+        assert_eq!(plan_sync("w1", &[], seen(), &young, grace, now), vec![suspect]);
+        assert_eq!(plan_sync("w1", &[], seen(), &old, grace, now), vec![sweep]);
     }
 }

@@ -136,15 +136,15 @@ impl FakeEngine {
         self.lock().containers.remove(id);
     }
 
-    /// A container made by someone else, with these labels, running or not.
-    pub fn add_foreign(&self, labels: BTreeMap<String, String>, running: bool) -> String {
+    /// A container made by someone else, with this name and these labels, running or not.
+    pub fn add_foreign(&self, name: &str, labels: BTreeMap<String, String>, running: bool) -> String {
         let mut inner = self.lock();
         inner.next_id += 1;
         let id = format!("{:064x}", 0xf0_0000 + inner.next_id);
         let created = Timestamp(inner.clock);
         let c = FakeContainer {
             id: id.clone(),
-            name: format!("foreign-{}", inner.next_id),
+            name: name.to_string(),
             image: "skiff/busybox:latest".into(),
             labels,
             status: if running { "running" } else { "exited" }.into(),

@@ -344,7 +344,7 @@ pub fn restart_op(task: &Task, node: &str, container_id: String) -> Op {
 }
 
 fn container_name(task: &Task, node: &str) -> String {
-    format!("skiff-{node}-{}-{}", task.name, task.id.short())
+    super::decide::container_name(node, &task.name, &task.id)
 }
 
 /// The labels every container of ours carries; with them a worker can rebuild its table.

@@ -264,14 +264,25 @@ impl State {
                 }) else {
                     return;
                 };
+                // only the container recorded for the task speaks for it: a copy with its labels,
+                // made by hand, dies without changing the task
+                let recorded = self.entries.get(&id).and_then(|e| e.task.container_id.as_deref());
+                if recorded.is_some_and(|r| r != container_id) {
+                    debug!(
+                        "exit of a container that is not the task's own task_id={id} container={}",
+                        short_id(&container_id)
+                    );
+                    return;
+                }
                 let Some(entry) = self.entries.get_mut(&id) else { return };
                 if entry.restart_at.is_some() {
                     // the exit is known and a restart is due
                 } else if entry.op.is_some() {
                     entry.exit_seen = true;
-                } else if entry.task.state == TaskState::Running {
+                } else if let (TaskState::Running, Some(recorded)) = (entry.task.state, entry.task.container_id.clone())
+                {
                     entry.op = Some(OpKind::Inspect);
-                    self.pools.send(Op::Inspect { id, container_id });
+                    self.pools.send(Op::Inspect { id, container_id: recorded });
                 }
             }
         }

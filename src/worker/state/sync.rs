@@ -35,6 +35,7 @@ impl State {
 
     /// Applies the sync plan: what the engine has against the table.
     pub(super) fn on_synced(&mut self, sync_epoch: u64, seen: Vec<Observed>, now: Timestamp) {
+        let node = self.config.name.clone();
         let views: Vec<EntryView> = self
             .entries
             .values()
@@ -42,13 +43,14 @@ impl State {
                 id: e.task.id,
                 state: e.task.state,
                 container_id: e.task.container_id.clone(),
+                container_name: decide::container_name(&node, &e.task.name, &e.task.id),
                 // changed after the sync was asked for: its picture may be older than the change
                 busy: e.op.is_some() || e.changed_epoch > sync_epoch || e.restart_at.is_some(),
                 followed: e.run_started.is_some(),
             })
             .collect();
         let instant = self.instant();
-        let plan = decide::plan_sync(&views, seen, &self.suspects, self.config.orphan_grace, instant);
+        let plan = decide::plan_sync(&node, &views, seen, &self.suspects, self.config.orphan_grace, instant);
         let mut still_suspect = HashMap::new();
         for action in plan {
             self.apply(action, now, instant, &mut still_suspect);
@@ -115,20 +117,33 @@ impl State {
                 }
             }
             SyncAction::Adopt { id, spec, created, observed } => self.adopt(id, *spec, created, *observed, now),
-            SyncAction::RemoveStray { container_id } => {
-                warn!("removing a second container of a task container={}", short_id(&container_id));
-                self.pools.send(Op::Sweep { container_id });
-            }
-            SyncAction::Suspect { container_id } => {
+            SyncAction::Suspect { container_id, claims } => {
                 let first = self.suspects.get(&container_id).copied().unwrap_or_else(|| {
-                    info!("a container no task owns; removed after the grace container={}", short_id(&container_id));
+                    let claims = claims.map(|id| id.to_string()).unwrap_or_default();
+                    warn!(
+                        "a container that is no task's own; removed after the grace container={} claims_task={claims}",
+                        short_id(&container_id)
+                    );
                     instant
                 });
                 suspects.insert(container_id, first);
             }
-            SyncAction::Sweep { container_id } => {
-                warn!("removing a container no task owns container={}", short_id(&container_id));
+            SyncAction::Sweep { container_id, claims } => {
+                let claimed = claims.map(|id| id.to_string()).unwrap_or_default();
+                warn!(
+                    "removing a container that is no task's own container={} claims_task={claimed}",
+                    short_id(&container_id)
+                );
                 suspects.insert(container_id.clone(), instant);
+                if let Some(entry) = claims.and_then(|id| self.entries.get_mut(&id)) {
+                    let reason =
+                        format!("removed container {} that carried this task's labels", short_id(&container_id));
+                    let state = entry.task.state;
+                    entry.task.record(Some(state), reason, now);
+                    if let Some(id) = claims {
+                        self.persist_quietly(&id);
+                    }
+                }
                 self.pools.send(Op::Sweep { container_id });
             }
         }

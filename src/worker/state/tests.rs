@@ -263,16 +263,10 @@ fn a_start_that_hangs_after_create_is_unknown_then_made_again_without_a_second_c
 fn a_container_name_held_by_another_task_fails_the_start() {
     let mut rig = Rig::new();
     let id = TaskId::new_v4();
-    let name = format!("skiff-w1-web-{}", id.short());
-    rig.engine.add_foreign(BTreeMap::from([(LABEL_TASK_ID.to_string(), TaskId::new_v4().to_string())]), true);
-    // make the foreign container hold the very name this task's container would get
-    let foreign = rig.engine.containers()[0].id.clone();
-    rig.engine.lose(&foreign);
-    let spec_json = spec("web", "");
-    let s = TaskSpec::from_json(spec_json.as_bytes()).expect("spec");
-    let labels = BTreeMap::from([(LABEL_TASK_ID.to_string(), TaskId::new_v4().to_string())]);
-    rig.engine.create(&CreateOptionsFor { name: &name, spec: &s, labels: &labels }.get()).expect("create");
-    let (task, _) = rig.start_id(&spec_json, id).expect("answered");
+    // a container of another task holds the very name this task's container would get
+    let other = BTreeMap::from([(LABEL_TASK_ID.to_string(), TaskId::new_v4().to_string())]);
+    rig.engine.add_foreign(&format!("skiff-w1-web-{}", id.short()), other, true);
+    let (task, _) = rig.start_id(&spec("web", ""), id).expect("answered");
     assert_eq!(task.state, TaskState::Failed);
     assert!(task.error.as_deref().is_some_and(|e| e.contains("does not belong to this task")));
 }
@@ -606,65 +600,102 @@ fn a_container_removed_behind_the_workers_back_fails_its_task() {
     assert!(t.error.as_deref().is_some_and(|e| e.contains("disappeared")));
 }
 
-#[test]
-fn a_second_container_of_a_task_is_removed_and_the_recorded_one_kept() {
-    let mut rig = Rig::new();
-    let task = rig.start();
-    let cid = rig.container(task.id);
-    let labels = rig.engine.container(&cid).expect("c").labels;
-    let copy = rig.engine.add_foreign(labels, true);
-    rig.tick();
-    assert!(rig.engine.container(&copy).is_none(), "the copy is removed");
-    assert!(rig.engine.container(&cid).is_some(), "the recorded one stays");
-    assert_eq!(rig.task(task.id).container_id.as_deref(), Some(cid.as_str()));
+/// The labels and name a worker of node w1 gives the container of a task named "web".
+fn skiff_labels(id: TaskId) -> (String, BTreeMap<String, String>) {
+    let spec = TaskSpec::from_json(spec("web", "").as_bytes()).expect("spec");
+    let task = Task::new(id, spec, Timestamp(5));
+    (crate::worker::decide::container_name("w1", "web", &id), crate::worker::ops::labels_for(&task, "w1"))
 }
 
 #[test]
-fn a_labelled_container_of_an_unknown_task_is_adopted() {
+fn a_copy_of_a_task_by_another_hand_is_removed_after_the_grace_and_the_recorded_one_kept() {
+    let mut rig = Rig::new();
+    let task = rig.start();
+    let cid = rig.container(task.id);
+    let (_, labels) = skiff_labels(task.id);
+    let copy = rig.engine.add_foreign("hand-made", labels, true);
+    rig.tick();
+    assert!(rig.engine.container(&copy).is_some(), "removed with no grace");
+    rig.clock.advance(rig.cfg.orphan_grace);
+    rig.tick();
+    assert!(rig.engine.container(&copy).is_none(), "the copy is removed after the grace");
+    assert!(rig.engine.container(&cid).is_some(), "the recorded one stays");
+    let t = rig.task(task.id);
+    assert_eq!((t.state, t.container_id.as_deref()), (TaskState::Running, Some(cid.as_str())));
+    assert!(t.events.iter().any(|e| e.reason.contains("carried this task's labels")), "{:?}", t.events);
+}
+
+#[test]
+fn an_exit_of_a_copy_by_another_hand_never_changes_the_task() {
+    let mut rig = Rig::new();
+    let task = rig.start();
+    let cid = rig.container(task.id);
+    let (_, labels) = skiff_labels(task.id);
+    let copy = rig.engine.add_foreign("spoof", labels, true);
+    rig.engine.exit(&copy, 7, false);
+    rig.state.on_event(EngineEvent::Died { container_id: copy, task_id: Some(task.id) });
+    rig.pump();
+    rig.tick();
+    let t = rig.task(task.id);
+    assert_eq!((t.state, t.exit_code), (TaskState::Running, None));
+    assert_eq!(rig.engine.container(&cid).expect("the real one").status, "running");
+}
+
+#[test]
+fn a_copy_of_a_task_whose_container_is_gone_does_not_take_its_place() {
+    let mut rig = Rig::new();
+    let task = rig.start();
+    let (_, labels) = skiff_labels(task.id);
+    rig.engine.lose(&rig.container(task.id));
+    rig.engine.add_foreign("spoof", labels, true);
+    rig.tick();
+    assert_eq!(rig.task(task.id).state, TaskState::Failed);
+}
+
+#[test]
+fn a_container_of_an_unknown_task_with_its_name_and_labels_is_adopted() {
     let engine = Arc::new(FakeEngine::with_images(&[IMAGE]));
     let id = TaskId::new_v4();
-    let labels = BTreeMap::from([
-        (LABEL_TASK_ID.to_string(), id.to_string()),
-        (LABEL_NODE.to_string(), "w1".to_string()),
-        (LABEL_SPEC.to_string(), spec("web", "")),
-    ]);
-    let cid = engine.add_foreign(labels, true);
+    let (name, labels) = skiff_labels(id);
+    let cid = engine.add_foreign(&name, labels.clone(), true);
+    let spoof = engine.add_foreign("spoof", labels, true);
     let rig = Rig::on(engine, FlakyStore::new(), ManualClock::new(Timestamp(0)));
     let t = rig.task(id);
     assert_eq!((t.state, t.container_id.as_deref()), (TaskState::Running, Some(cid.as_str())));
     assert_eq!(rig.engine.count("start"), 0, "an adopted container is not restarted");
+    assert!(rig.engine.container(&spoof).is_some(), "a suspect waits for its grace");
 }
 
 #[test]
-fn an_exited_labelled_container_is_adopted_as_finished_and_cleaned_up() {
+fn an_exited_container_of_an_unknown_task_is_adopted_as_finished_and_cleaned_up() {
     let engine = Arc::new(FakeEngine::with_images(&[IMAGE]));
     let id = TaskId::new_v4();
-    let labels = BTreeMap::from([
-        (LABEL_TASK_ID.to_string(), id.to_string()),
-        (LABEL_NODE.to_string(), "w1".to_string()),
-        (LABEL_SPEC.to_string(), spec("web", "")),
-    ]);
-    engine.add_foreign(labels, false);
+    let (name, labels) = skiff_labels(id);
+    engine.add_foreign(&name, labels, false);
     let rig = Rig::on(engine, FlakyStore::new(), ManualClock::new(Timestamp(0)));
     assert_eq!(rig.task(id).state, TaskState::Completed);
     assert!(rig.engine.containers().is_empty());
 }
 
 #[test]
-fn a_container_no_task_can_own_is_removed_only_after_the_grace() {
+fn a_container_without_every_skiff_label_is_never_removed() {
     let mut rig = Rig::new();
-    let stray = rig.engine.add_foreign(BTreeMap::from([(LABEL_NODE.to_string(), "w1".to_string())]), true);
-    rig.tick();
-    assert!(rig.engine.container(&stray).is_some(), "removed at once");
-    rig.clock.advance(rig.cfg.orphan_grace);
-    rig.tick();
-    assert!(rig.engine.container(&stray).is_none(), "kept past the grace");
+    let labelled = rig.engine.add_foreign("x", BTreeMap::from([(LABEL_NODE.to_string(), "w1".to_string())]), true);
+    let (_, mut labels) = skiff_labels(TaskId::new_v4());
+    labels.remove(LABEL_SPEC);
+    let partial = rig.engine.add_foreign("y", labels, true);
+    for _ in 0..3 {
+        rig.clock.advance(rig.cfg.orphan_grace);
+        rig.tick();
+    }
+    assert!(rig.engine.container(&labelled).is_some());
+    assert!(rig.engine.container(&partial).is_some());
 }
 
 #[test]
 fn a_container_of_another_node_is_left_alone() {
     let mut rig = Rig::new();
-    let other = rig.engine.add_foreign(BTreeMap::from([(LABEL_NODE.to_string(), "w2".to_string())]), true);
+    let other = rig.engine.add_foreign("z", BTreeMap::from([(LABEL_NODE.to_string(), "w2".to_string())]), true);
     rig.clock.advance(Duration::from_secs(3_600));
     rig.tick();
     rig.tick();
