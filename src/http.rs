@@ -152,6 +152,7 @@ pub fn status_of(e: &ApiError) -> u16 {
         | ApiError::Worker(WorkerError::AlreadyFinished { .. }) => 409,
         ApiError::Manager(ManagerError::InvalidSpec(_)) => 400,
         ApiError::Manager(ManagerError::Store(_)) | ApiError::Worker(WorkerError::Store(_)) => 500,
+        ApiError::Manager(ManagerError::Spawn(_)) => 500,
         ApiError::Manager(ManagerError::Unavailable)
         | ApiError::Worker(WorkerError::EngineUnreachable(_) | WorkerError::ShuttingDown) => 503,
         ApiError::Worker(WorkerError::TimedOut | WorkerError::OutcomeUnknown(_)) => 504,
