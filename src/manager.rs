@@ -798,6 +798,25 @@ mod tests {
     }
 
     #[test]
+    fn a_node_name_the_store_refused_is_written_again_at_a_later_poll() {
+        let mut store = FlakyStore::new();
+        store.put_node(&NodeRecord { address: "w1:80".into(), name: None }).expect("put");
+        store.fail_writes(true);
+        let w1 = FakeWorker::new("w1");
+        let (ticks, rx) = unbounded();
+        let clock = manual_clock();
+        let links: Vec<Arc<dyn WorkerLink>> = vec![w1.clone()];
+        let m = spawn_with_ticks(config(SchedulerKind::RoundRobin, &clock), Box::new(store.clone()), links, rx)
+            .expect("spawns: the worker's address is known already");
+        let h = m.handle();
+        until(&h, &ticks, "the name reported", |h| (h.nodes().ok()?[0].name == "w1").then_some(()));
+        let names = || store.list_nodes().expect("list").into_iter().map(|n| n.name).collect::<Vec<_>>();
+        assert_eq!(names(), vec![None], "the write failed");
+        store.fail_writes(false);
+        until(&h, &ticks, "the name stored", |_| (names() == vec![Some("w1".to_string())]).then_some(()));
+    }
+
+    #[test]
     fn spawn_fails_when_the_store_cannot_record_the_workers() {
         let store = FlakyStore::new();
         store.fail_writes(true);
