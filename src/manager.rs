@@ -247,22 +247,20 @@ pub fn spawn_with_ticks(
     for (index, link) in links.into_iter().enumerate() {
         let since = config.clock.now();
         // threads already started end when their queues, dropped with `nodes`, disconnect
-        nodes.push(Node::spawn(index, link, config.dispatch_threads, obs_tx.clone(), since).map_err(spawn_failed)?);
+        nodes.push(
+            Node::spawn(index, link, config.dispatch_threads, obs_tx.clone(), since).map_err(ManagerError::Spawn)?,
+        );
     }
     // the control thread keeps a sender so its observation channel never disconnects (with no
     // workers, a disconnected channel would be ready forever and spin the loop)
     let mut state = State::new(config, store, nodes, obs_tx)?;
-    let join =
-        control::spawn_thread("manager-control", move || state.run(cmd_rx, obs_rx, ticks)).map_err(spawn_failed)?;
+    // not logged here: the caller has the error, its cause included, to print once
+    let join = control::spawn_thread("manager-control", move || state.run(cmd_rx, obs_rx, ticks))
+        .map_err(ManagerError::Spawn)?;
     Ok(Manager {
         handle: ManagerHandle { tx: cmd_tx.clone() },
         control: ControlThread::new(cmd_tx, Command::Shutdown, join),
     })
-}
-
-fn spawn_failed(e: SpawnError) -> ManagerError {
-    log::error!("cannot start a manager thread thread={} error={}", e.thread, control::error_chain(&e));
-    ManagerError::Spawn(e)
 }
 
 #[cfg(test)]
