@@ -151,9 +151,8 @@ pub fn status_of(e: &ApiError) -> u16 {
         ApiError::Manager(ManagerError::AlreadyFinished { .. })
         | ApiError::Worker(WorkerError::AlreadyFinished { .. } | WorkerError::CleaningUp(_)) => 409,
         ApiError::Manager(ManagerError::InvalidSpec(_)) => 400,
-        ApiError::Manager(ManagerError::Store(_)) | ApiError::Worker(WorkerError::Store(_) | WorkerError::Spawn(_)) => {
-            500
-        }
+        ApiError::Manager(ManagerError::Store(_) | ManagerError::Spawn(_))
+        | ApiError::Worker(WorkerError::Store(_) | WorkerError::Spawn(_)) => 500,
         ApiError::Manager(ManagerError::Unavailable)
         | ApiError::Worker(WorkerError::EngineUnreachable(_) | WorkerError::ShuttingDown) => 503,
         ApiError::Worker(WorkerError::TimedOut | WorkerError::OutcomeUnknown(_)) => 504,

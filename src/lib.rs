@@ -1,13 +1,17 @@
 //! Skiff: a small container orchestrator.
 //!
 //! A map of the system:
-//! - `task`: what a user asks for (`TaskSpec`) and what Skiff knows of it (`Task`, `TaskState`
-//!   with its one transition table). Shared by every other module; does no I/O.
-//! - `manager`: the manager's control thread. It owns the task table, the node table, the store
-//!   and the scheduler; per worker it has dispatcher threads that call the worker through a
-//!   `WorkerLink` and report back. `reconcile` is its pure plan, `sched` its placement.
+//! - `task`: what Skiff knows of a task (`Task`, `TaskState` with its one transition table) and,
+//!   in `task::spec`, what a user asks for (`TaskSpec` and its validation). Does no I/O.
+//! - `manager`: the manager's control thread (`manager::state`, applying answers and the plan in
+//!   `manager::apply`). It owns the task table, the node table, the store and the scheduler; per
+//!   worker, dispatcher threads (`manager::node`) call it through a `WorkerLink` and report back.
+//!   `reconcile` is its pure plan, `sched` its placement, `clock` its time.
+//! - `control`, `clock`: what both control threads share (ask with a deadline, answer, stop,
+//!   survive a bug) and the time they read (the system's, or a test's manual clock).
 //! - `worker`: the worker's control thread. It owns its node's task table and runs engine calls
-//!   on a small pool through `docker_cli` (the engine's API over its Unix socket); an events
+//!   on a small pool through `docker_cli` (the engine's API: its calls in the root, HTTP/1.1
+//!   over the Unix socket in `docker_cli::framing`, Docker JSON in `docker_cli::wire`); an events
 //!   thread sees container exits at once, a periodic sync is the safety net.
 //! - `store`: where records are kept (`Store` trait; in memory for now).
 //! - `http`: route tables, error → status mapping, the server (`http::server`) and the HTTP

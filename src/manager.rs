@@ -1,29 +1,33 @@
-//! The manager's control loop: the desired state of every task, the node table, placement, and
-//! the application of the reconcile plan.
+//! The manager: the desired state of every task, the node table, placement, and the application
+//! of the reconcile plan, behind a handle the HTTP layer calls.
 //!
-//! One control thread owns the task table, the store, the node table and the scheduler. It never
-//! waits on a worker: each node has its own dispatcher threads that make the calls (through a
-//! `WorkerLink`) and send back what happened. A slow or dead worker delays nothing but itself.
+//! One control thread owns the task table, the store, the node table and the scheduler
+//! (`manager::state`, with what it does on answers and on the plan in `manager::apply`). It never
+//! waits on a worker: each node has its own dispatcher threads (`manager::node`) that make the
+//! calls through a `WorkerLink` and send back what happened, so a slow or dead worker delays
+//! nothing but itself. Time comes from the `Clock` in the config, so tests move it by hand.
 //!
-//! Must not speak HTTP or build URLs: `http.rs` implements `WorkerLink` and turns API requests
-//! into calls on `ManagerHandle`.
+//! This file owns the manager's public face: the link to a worker, the config, the errors, the
+//! handle and spawning. Must not speak HTTP or build URLs: `http.rs` implements `WorkerLink` and
+//! turns API requests into calls on `ManagerHandle`.
 
-use crate::api::{ManagerHealth, NodeInfo, NodeStatus, StartTask, WorkerHealth};
-use crate::control::error_chain;
-use crate::control::survive;
-use crate::reconcile::{self, Action, NodeObs, PlanConfig, Report, TaskView};
-use crate::sched::{NodeState, NodeTable, Request, Scheduler, SchedulerKind, Usage};
-use crate::stats::{NodeStats, Resources};
-use crate::store::{NodeRecord, Store, StoreError};
-use crate::task::{DesiredState, SpecError, Task, TaskId, TaskSpec, TaskState};
-use crate::time::Timestamp;
-use crossbeam_channel::{bounded, select, tick, unbounded, Receiver, Sender, TrySendError};
-use log::{debug, error, info, warn};
-use std::collections::{HashMap, HashSet};
+mod apply;
+mod node;
+mod state;
+
+use crate::api::{ManagerHealth, NodeInfo, StartTask, WorkerHealth};
+use crate::clock::{self, Clock};
+use crate::control::{self, ControlThread, SpawnError};
+use crate::sched::SchedulerKind;
+use crate::stats::NodeStats;
+use crate::store::{Store, StoreError};
+use crate::task::{SpecError, Task, TaskId, TaskSpec, TaskState};
+use crossbeam_channel::{tick, unbounded, Receiver, Sender};
+use node::Node;
+use state::State;
 use std::fmt;
 use std::sync::Arc;
-use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A failed call from the manager to a worker.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,7 +68,7 @@ pub trait WorkerLink: Send + Sync {
     fn stats(&self) -> Result<NodeStats, LinkError>;
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ManagerConfig {
     pub scheduler: SchedulerKind,
     /// How often every worker is polled.
@@ -75,6 +79,8 @@ pub struct ManagerConfig {
     pub dispatch_threads: usize,
     /// A container no task owns is stopped after this (see `PlanConfig`).
     pub orphan_grace: Duration,
+    /// Where the control loop reads the time (the system's, but for tests).
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Default for ManagerConfig {
@@ -85,7 +91,21 @@ impl Default for ManagerConfig {
             node_timeout: Duration::from_secs(4),
             dispatch_threads: 4,
             orphan_grace: Duration::from_secs(30),
+            clock: clock::system(),
         }
+    }
+}
+
+impl fmt::Debug for ManagerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // the clock has nothing worth showing
+        f.debug_struct("ManagerConfig")
+            .field("scheduler", &self.scheduler)
+            .field("poll_interval", &self.poll_interval)
+            .field("node_timeout", &self.node_timeout)
+            .field("dispatch_threads", &self.dispatch_threads)
+            .field("orphan_grace", &self.orphan_grace)
+            .finish_non_exhaustive()
     }
 }
 
@@ -100,6 +120,8 @@ pub enum ManagerError {
     InvalidSpec(SpecError),
     /// The change could not be committed, so it was not made.
     Store(StoreError),
+    /// One of the manager's threads could not be started: the manager cannot run.
+    Spawn(SpawnError),
     /// The control loop did not answer (shutting down or overloaded).
     Unavailable,
 }
@@ -113,6 +135,7 @@ impl fmt::Display for ManagerError {
             }
             ManagerError::InvalidSpec(e) => write!(f, "{e}"),
             ManagerError::Store(_) => f.write_str("the manager's store failed; the change was not made"),
+            ManagerError::Spawn(_) => f.write_str("the manager could not start its threads"),
             ManagerError::Unavailable => f.write_str("the manager is not answering; retry"),
         }
     }
@@ -123,6 +146,7 @@ impl std::error::Error for ManagerError {
         match self {
             ManagerError::Store(e) => Some(e),
             ManagerError::InvalidSpec(e) => Some(e),
+            ManagerError::Spawn(e) => Some(e),
             _ => None,
         }
     }
@@ -130,6 +154,7 @@ impl std::error::Error for ManagerError {
 
 type Reply<T> = Sender<Result<T, ManagerError>>;
 
+/// What the handle asks of the control thread.
 enum Command {
     Submit { spec: TaskSpec, reply: Reply<Task> },
     Get { id: TaskId, reply: Reply<Task> },
@@ -150,9 +175,9 @@ const ANSWER_WAIT: Duration = Duration::from_secs(10);
 
 impl ManagerHandle {
     fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, ManagerError> {
-        let (tx, rx) = bounded(1);
-        self.tx.send(make(tx)).map_err(|_| ManagerError::Unavailable)?;
-        rx.recv_timeout(ANSWER_WAIT).map_err(|_| ManagerError::Unavailable)?
+        // gone or too slow: either way the caller may retry, and a write that timed out may
+        // still be committed (the record will say)
+        control::ask(&self.tx, make, ANSWER_WAIT).map_err(|_| ManagerError::Unavailable)?
     }
 
     /// Accepts a task and places it if a node can take it; the record comes back at once.
@@ -181,11 +206,10 @@ impl ManagerHandle {
         self.ask(|reply| Command::Health { reply })
     }
 }
-
 /// A running manager.
 pub struct Manager {
     handle: ManagerHandle,
-    control: Option<JoinHandle<()>>,
+    control: ControlThread<Command>,
 }
 
 impl Manager {
@@ -193,82 +217,11 @@ impl Manager {
         self.handle.clone()
     }
 
-    /// Stops the control loop and waits for it. Workers and their containers are untouched.
+    /// Stops the control loop and waits for it (dropping the manager does the same). Workers and
+    /// their containers are untouched.
     pub fn shutdown(mut self) {
-        self.stop();
+        self.control.stop();
     }
-
-    fn stop(&mut self) {
-        let _ = self.handle.tx.send(Command::Shutdown);
-        if let Some(c) = self.control.take() {
-            let _ = c.join();
-        }
-    }
-}
-
-impl Drop for Manager {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// What the dispatcher threads report back.
-enum Observation {
-    Started { node: usize, id: TaskId, result: Result<Task, LinkError> },
-    Stopped { node: usize, id: TaskId, result: Result<Task, LinkError> },
-    StrayStopped { node: usize, id: TaskId, result: Result<Task, LinkError> },
-    Polled { node: usize, epoch: u64, result: Result<Poll, LinkError> },
-}
-
-/// What one poll of a worker brings back; statistics are optional (a worker without them still
-/// runs its tasks).
-struct Poll {
-    health: WorkerHealth,
-    tasks: Vec<Task>,
-    stats: Option<NodeStats>,
-}
-
-enum Job {
-    Start(Box<StartTask>),
-    Stop(TaskId),
-    StopStray(TaskId),
-}
-
-/// A call to a worker, with a panic (a bug) turned into an error rather than a lost answer.
-fn guarded<T>(call: impl FnOnce() -> Result<T, LinkError>) -> Result<T, LinkError> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(call))
-        .unwrap_or_else(|_| Err(LinkError::BadAnswer("internal error while calling the worker".into())))
-}
-
-/// Threads that take jobs from `rx` and report what happened.
-fn dispatchers(
-    label: &str,
-    count: usize,
-    rx: &Receiver<Job>,
-    link: &Arc<dyn WorkerLink>,
-    obs: &Sender<Observation>,
-    index: usize,
-) -> std::io::Result<()> {
-    for t in 0..count.max(1) {
-        let (rx, link, obs) = (rx.clone(), link.clone(), obs.clone());
-        std::thread::Builder::new().name(format!("{label}-{index}-{t}")).spawn(move || {
-            for job in rx.iter() {
-                let observation = match job {
-                    Job::Start(req) => {
-                        Observation::Started { node: index, id: req.id, result: guarded(|| link.start(&req)) }
-                    }
-                    Job::Stop(id) => Observation::Stopped { node: index, id, result: guarded(|| link.stop(id)) },
-                    Job::StopStray(id) => {
-                        Observation::StrayStopped { node: index, id, result: guarded(|| link.stop(id)) }
-                    }
-                };
-                if obs.send(observation).is_err() {
-                    return;
-                }
-            }
-        })?;
-    }
-    Ok(())
 }
 
 /// Starts the manager's threads over the tasks already in `store`.
@@ -286,717 +239,50 @@ pub fn spawn_with_ticks(
     config: ManagerConfig,
     store: Box<dyn Store>,
     links: Vec<Arc<dyn WorkerLink>>,
-    ticks: Receiver<std::time::Instant>,
+    ticks: Receiver<Instant>,
 ) -> Result<Manager, ManagerError> {
     let (cmd_tx, cmd_rx) = unbounded();
     let (obs_tx, obs_rx) = unbounded();
     let mut nodes = Vec::with_capacity(links.len());
     for (index, link) in links.into_iter().enumerate() {
-        nodes.push(Node::spawn(index, link, config.dispatch_threads, obs_tx.clone()).map_err(|e| {
-            error!("cannot start dispatcher threads error={e}");
-            ManagerError::Unavailable
-        })?);
+        let since = config.clock.now();
+        // threads already started end when their queues, dropped with `nodes`, disconnect
+        nodes.push(
+            Node::spawn(index, link, config.dispatch_threads, obs_tx.clone(), since).map_err(ManagerError::Spawn)?,
+        );
     }
-    let mut state = State::new(config.clone(), store, nodes)?;
     // the control thread keeps a sender so its observation channel never disconnects (with no
     // workers, a disconnected channel would be ready forever and spin the loop)
-    state.observations = Some(obs_tx);
-    let control = std::thread::Builder::new()
-        .name("manager-control".into())
-        .spawn(move || state.run(cmd_rx, obs_rx, ticks))
-        .map_err(|_| ManagerError::Unavailable)?;
-    Ok(Manager { handle: ManagerHandle { tx: cmd_tx }, control: Some(control) })
-}
-
-/// One worker: its link, the dispatcher's queues and what the manager knows of it.
-struct Node {
-    address: String,
-    /// The name the worker reported; its address until then.
-    name: Option<String>,
-    /// Starts may take minutes (an image pull), so stops have their own queue and threads.
-    starts: Sender<Job>,
-    stops: Sender<Job>,
-    polls: Sender<u64>,
-    poll_in_flight: bool,
-    last_contact: Option<Timestamp>,
-    /// When it last answered, and when the manager started following it (monotonic).
-    heard: Option<std::time::Instant>,
-    since: std::time::Instant,
-    /// The last poll failed (or the name clashes): no calls are worth making now.
-    unreachable: bool,
-    ever_failed: bool,
-    engine_reachable: Option<bool>,
-    error: Option<String>,
-    report: Option<Report>,
-    /// Tasks whose stray copy on this node is being stopped.
-    stray_stops: HashSet<TaskId>,
-    /// The worker's last statistics (capacity, usage).
-    stats: Option<NodeStats>,
-    /// Tasks this node runs that the manager does not know, and when each was first seen.
-    orphans: HashMap<TaskId, Timestamp>,
-}
-
-impl Node {
-    fn spawn(
-        index: usize,
-        link: Arc<dyn WorkerLink>,
-        threads: usize,
-        obs: Sender<Observation>,
-    ) -> std::io::Result<Node> {
-        let address = link.address().to_string();
-        let (starts_tx, starts_rx) = unbounded::<Job>();
-        dispatchers("start", threads, &starts_rx, &link, &obs, index)?;
-        let (stops_tx, stops_rx) = unbounded::<Job>();
-        dispatchers("stop", 2, &stops_rx, &link, &obs, index)?;
-        // one poll at a time per node; the control thread skips a poll while one is in flight
-        let (polls_tx, polls_rx) = bounded::<u64>(1);
-        std::thread::Builder::new().name(format!("poll-{index}")).spawn(move || {
-            for epoch in polls_rx.iter() {
-                let result = guarded(|| {
-                    let health = link.health()?;
-                    let tasks = link.tasks()?;
-                    let stats =
-                        link.stats().map_err(|e| debug!("no statistics from {} error={e}", link.address())).ok();
-                    Ok(Poll { health, tasks, stats })
-                });
-                if obs.send(Observation::Polled { node: index, epoch, result }).is_err() {
-                    return;
-                }
-            }
-        })?;
-        Ok(Node {
-            address,
-            name: None,
-            starts: starts_tx,
-            stops: stops_tx,
-            polls: polls_tx,
-            poll_in_flight: false,
-            last_contact: None,
-            heard: None,
-            since: std::time::Instant::now(),
-            unreachable: false,
-            ever_failed: false,
-            engine_reachable: None,
-            error: None,
-            report: None,
-            stray_stops: HashSet::new(),
-            stats: None,
-            orphans: HashMap::new(),
-        })
-    }
-
-    fn display_name(&self) -> &str {
-        self.name.as_deref().unwrap_or(&self.address)
-    }
-
-    /// Up while heard from within the timeout; down once silent for longer (counted from the
-    /// manager's start for a node never heard from, so that a restart with a worker briefly away
-    /// does not move its tasks at once). Monotonic time: a step of the wall clock changes nothing.
-    fn status(&self, timeout: Duration) -> NodeStatus {
-        match self.heard {
-            Some(t) if t.elapsed() <= timeout => NodeStatus::Up,
-            Some(_) => NodeStatus::Down,
-            None if self.ever_failed && self.since.elapsed() > timeout => NodeStatus::Down,
-            None => NodeStatus::Unknown,
-        }
-    }
-
-    /// How long the node has been silent.
-    fn silent(&self) -> Duration {
-        self.heard.unwrap_or(self.since).elapsed()
-    }
-}
-
-/// The manager's own bookkeeping next to each task record.
-struct Tracked {
-    task: Task,
-    /// The node a start or stop for it is under way on; its answer is awaited.
-    op_on: Option<usize>,
-    settled_epoch: u64,
-    not_before: Timestamp,
-}
-
-/// Back-off after a failed call about a task.
-const RETRY_AFTER_MS: u64 = 1000;
-
-struct State {
-    config: ManagerConfig,
-    store: Box<dyn Store>,
-    scheduler: Box<dyn Scheduler>,
-    nodes: Vec<Node>,
-    tasks: HashMap<TaskId, Tracked>,
-    /// Counts events; tells reports requested before an answer from those requested after.
-    epoch: u64,
-    observations: Option<Sender<Observation>>,
-}
-
-impl State {
-    fn new(config: ManagerConfig, mut store: Box<dyn Store>, mut nodes: Vec<Node>) -> Result<State, ManagerError> {
-        // the names workers reported before a restart, so tasks map to their nodes at once
-        let known = store.list_nodes().map_err(ManagerError::Store)?;
-        for node in &mut nodes {
-            match known.iter().find(|k| k.address == node.address) {
-                Some(record) => node.name = record.name.clone(),
-                None => store
-                    .put_node(&NodeRecord { address: node.address.clone(), name: None })
-                    .map_err(ManagerError::Store)?,
-            }
-        }
-        let mut tasks = HashMap::new();
-        for task in store.list_tasks().map_err(ManagerError::Store)? {
-            tasks.insert(task.id, Tracked { task, op_on: None, settled_epoch: 0, not_before: Timestamp(0) });
-        }
-        let scheduler = config.scheduler.build();
-        Ok(State { config, store, scheduler, nodes, tasks, epoch: 1, observations: None })
-    }
-
-    fn run(&mut self, cmd_rx: Receiver<Command>, obs_rx: Receiver<Observation>, ticker: Receiver<std::time::Instant>) {
-        self.poll_all();
-        loop {
-            select! {
-                recv(cmd_rx) -> cmd => match cmd {
-                    Ok(Command::Shutdown) | Err(_) => break,
-                    Ok(cmd) => survive("a command", || self.on_command(cmd)),
-                },
-                recv(obs_rx) -> obs => if let Ok(obs) = obs { survive("an observation", || self.on_observation(obs)) },
-                recv(ticker) -> _ => self.poll_all(),
-            }
-            self.epoch += 1;
-            survive("the plan", || self.reconcile());
-        }
-        info!("manager control loop stopped");
-    }
-
-    fn now() -> Timestamp {
-        Timestamp::now()
-    }
-
-    fn poll_all(&mut self) {
-        let epoch = self.epoch;
-        for node in &mut self.nodes {
-            if node.poll_in_flight {
-                continue;
-            }
-            match node.polls.try_send(epoch) {
-                Ok(()) => node.poll_in_flight = true,
-                Err(TrySendError::Full(_)) => node.poll_in_flight = true,
-                Err(TrySendError::Disconnected(_)) => {}
-            }
-        }
-    }
-
-    /// Writes a task's record, then keeps it in the table. On a store failure nothing changes.
-    fn commit(&mut self, mut task: Task) -> Result<(), ManagerError> {
-        let old = self.tasks.get(&task.id).map(|t| &t.task);
-        if old == Some(&task) {
-            return Ok(()); // nothing changed: nothing written
-        }
-        if let Some((from, reason)) = task.change_since(old) {
-            task.record(from, reason, Self::now());
-        }
-        self.store.put_task(&task).map_err(|e| {
-            error!("store write failed task_id={} error={}", task.id, error_chain(&e));
-            ManagerError::Store(e)
-        })?;
-        match self.tasks.get_mut(&task.id) {
-            Some(t) => t.task = task,
-            None => {
-                let id = task.id;
-                self.tasks.insert(id, Tracked { task, op_on: None, settled_epoch: 0, not_before: Timestamp(0) });
-            }
-        }
-        Ok(())
-    }
-
-    /// `commit` for changes the control loop makes on its own: a failure is logged there and the
-    /// change retried by a later plan.
-    fn commit_quietly(&mut self, task: Task) {
-        let _ = self.commit(task);
-    }
-
-    fn on_command(&mut self, cmd: Command) {
-        match cmd {
-            Command::Submit { spec, reply } => {
-                let _ = reply.send(self.submit(spec));
-            }
-            Command::Get { id, reply } => {
-                let _ = reply.send(self.tasks.get(&id).map(|t| t.task.clone()).ok_or(ManagerError::NotFound(id)));
-            }
-            Command::List { reply } => {
-                let mut all: Vec<Task> = self.tasks.values().map(|t| t.task.clone()).collect();
-                all.sort_by_key(|t| (t.created_at, t.id));
-                let _ = reply.send(Ok(all));
-            }
-            Command::Stop { id, reply } => {
-                let _ = reply.send(self.stop(id));
-            }
-            Command::Nodes { reply } => {
-                let _ = reply.send(Ok(self.node_infos()));
-            }
-            Command::Health { reply } => {
-                let up = self.nodes.iter().filter(|n| n.status(self.config.node_timeout) == NodeStatus::Up).count();
-                let _ = reply.send(Ok(ManagerHealth {
-                    status: "ok".into(),
-                    version: env!("CARGO_PKG_VERSION").into(),
-                    scheduler: self.config.scheduler.name().into(),
-                    storage: self.store.kind().into(),
-                    nodes_up: up,
-                    nodes_total: self.nodes.len(),
-                    tasks: self.tasks.values().filter(|t| !t.task.is_terminal()).count(),
-                }));
-            }
-            Command::Shutdown => {}
-        }
-    }
-
-    fn submit(&mut self, spec: TaskSpec) -> Result<Task, ManagerError> {
-        let task = Task::new(TaskId::new_v4(), spec, Self::now());
-        let id = task.id;
-        self.commit(task)?;
-        info!("task accepted task_id={id}");
-        // place it now rather than at the next tick
-        self.place(&[id]);
-        Ok(self.tasks[&id].task.clone())
-    }
-
-    fn stop(&mut self, id: TaskId) -> Result<Task, ManagerError> {
-        let Some(t) = self.tasks.get(&id) else {
-            return Err(ManagerError::NotFound(id));
-        };
-        if t.task.is_terminal() {
-            return Err(ManagerError::AlreadyFinished { id, state: t.task.state });
-        }
-        let mut task = t.task.clone();
-        task.desired_state = DesiredState::Stopped;
-        if task.state == TaskState::Pending {
-            let _ = task.set_state(TaskState::Stopped, Self::now());
-        }
-        self.commit(task)?;
-        info!("task stop requested task_id={id}");
-        // the stop itself is sent by the plan that runs after this command
-        if let Some(t) = self.tasks.get_mut(&id) {
-            t.not_before = Timestamp(0);
-        }
-        self.reconcile();
-        Ok(self.tasks[&id].task.clone())
-    }
-
-    fn node_infos(&self) -> Vec<NodeInfo> {
-        let allocations = self.allocations();
-        self.nodes
-            .iter()
-            .map(|n| {
-                let name = n.display_name().to_string();
-                let (allocated, tasks) = allocations.get(name.as_str()).copied().unwrap_or_default();
-                NodeInfo {
-                    name,
-                    address: n.address.clone(),
-                    status: n.status(self.config.node_timeout),
-                    last_contact: n.last_contact,
-                    tasks: tasks as usize,
-                    engine_reachable: n.engine_reachable,
-                    error: n.error.clone(),
-                    capacity: n.stats.as_ref().map(|s| s.capacity),
-                    allocated,
-                    stats: n.stats.clone(),
-                }
-            })
-            .collect()
-    }
-
-    fn node_index(&self, name: &str) -> Option<usize> {
-        self.nodes.iter().position(|n| n.name.as_deref() == Some(name))
-    }
-
-    /// What every node has placed on it: the requests of its unfinished tasks, and their count.
-    fn allocations(&self) -> HashMap<&str, (Resources, u32)> {
-        let mut by_node: HashMap<&str, (Resources, u32)> = HashMap::new();
-        for t in self.tasks.values().filter(|t| !t.task.is_terminal()) {
-            let Some(node) = t.task.node.as_deref() else { continue };
-            let req = Request::of(&t.task.spec);
-            let entry = by_node.entry(node).or_default();
-            entry.0.cpus += req.cpus;
-            entry.0.memory_mb += req.memory_mb;
-            entry.0.disk_mb += req.disk_mb;
-            entry.1 += 1;
-        }
-        by_node
-    }
-
-    /// The node table placement works on, built afresh from the node and task tables.
-    fn node_table(&self) -> NodeTable {
-        let allocations = self.allocations();
-        let states = self
-            .nodes
-            .iter()
-            .map(|n| {
-                let unavailable = match n.status(self.config.node_timeout) {
-                    NodeStatus::Unknown => Some("not heard from yet".to_string()),
-                    NodeStatus::Down => Some("down".to_string()),
-                    NodeStatus::Up if n.unreachable => Some("not answering".to_string()),
-                    NodeStatus::Up if n.engine_reachable == Some(false) => Some("engine unreachable".to_string()),
-                    NodeStatus::Up => None,
-                };
-                let name = n.display_name();
-                let (allocated, tasks) = allocations.get(name).copied().unwrap_or_default();
-                let usage = n.stats.as_ref().map_or(Usage::default(), |s| Usage {
-                    cpu: s.cpu_usage_pct / 100.0,
-                    memory: if s.memory_total_mb > 0 {
-                        1.0 - s.memory_available_mb as f64 / s.memory_total_mb as f64
-                    } else {
-                        0.0
-                    },
-                });
-                NodeState {
-                    name: name.to_string(),
-                    unavailable,
-                    capacity: n.stats.as_ref().map(|s| s.capacity),
-                    allocated,
-                    usage,
-                    tasks,
-                    disk_free_mb: n.stats.as_ref().map(|s| s.disk_free_mb),
-                }
-            })
-            .collect();
-        NodeTable::new(states)
-    }
-
-    /// Chooses nodes for Pending tasks, oldest first, and sends them there; or records why no node
-    /// can take a task. One table serves the whole batch, each placement counted in it.
-    fn place(&mut self, ids: &[TaskId]) {
-        let mut table: Option<NodeTable> = None;
-        for &id in ids {
-            let Some(t) = self.tasks.get(&id) else { continue };
-            if t.task.state != TaskState::Pending || t.task.desired_state != DesiredState::Running || t.op_on.is_some()
-            {
-                continue;
-            }
-            let mut task = t.task.clone();
-            let req = Request::of(&task.spec);
-            let table = table.get_or_insert_with(|| self.node_table());
-            match self.scheduler.pick(&req, table) {
-                Ok(index) => {
-                    let name = table.nodes()[index].name.clone();
-                    let _ = task.set_state(TaskState::Scheduled, Self::now());
-                    task.node = Some(name.clone());
-                    task.error = None;
-                    if self.commit(task.clone()).is_err() {
-                        continue;
-                    }
-                    table.allocate(index, &req);
-                    debug!("task placed task_id={id} node={name}");
-                    // restarts in place carry over to the new node; the move itself is not one
-                    let start = StartTask { id, spec: task.spec, restart_count: task.restart_count };
-                    if self.nodes[index].starts.send(Job::Start(Box::new(start))).is_ok() {
-                        if let Some(t) = self.tasks.get_mut(&id) {
-                            t.op_on = Some(index);
-                        }
-                    }
-                }
-                Err(why) => {
-                    let reason = why.to_string();
-                    if task.error.as_deref() != Some(reason.as_str()) {
-                        info!("task not placed task_id={id} reason={reason}");
-                        task.error = Some(reason);
-                        self.commit_quietly(task);
-                    }
-                }
-            }
-        }
-    }
-
-    fn on_observation(&mut self, obs: Observation) {
-        let now = Self::now();
-        match obs {
-            Observation::Started { node, id, result } => self.on_started(node, id, result, now),
-            Observation::Stopped { node, id, result } => self.on_stopped(node, id, result, now),
-            Observation::StrayStopped { node, id, result } => {
-                // stays in `stray_stops` until the node's next report: the one in hand still lists
-                // the copy, and must not make the plan ask again
-                let n = &self.nodes[node];
-                match result {
-                    Ok(_) | Err(LinkError::Refused { status: 404 | 409, .. }) => {
-                        info!("stray copy stopped task_id={id} node={}", n.display_name())
-                    }
-                    Err(e) => warn!("stray copy not stopped task_id={id} node={} error={e}", n.display_name()),
-                }
-            }
-            Observation::Polled { node, epoch, result } => self.on_polled(node, epoch, result, now),
-        }
-    }
-
-    /// Marks a task's op as answered and returns a copy of it to work on; `None` when the answer
-    /// comes from a node the task is no longer on (it was moved meanwhile: a copy there is a
-    /// stray, found and stopped from that node's reports).
-    fn settle(&mut self, id: TaskId, node: usize) -> Option<Task> {
-        let epoch = self.epoch;
-        let name = self.nodes[node].display_name().to_string();
-        let t = self.tasks.get_mut(&id)?;
-        if t.op_on == Some(node) {
-            t.op_on = None;
-        }
-        if t.task.node.as_deref() != Some(name.as_str()) {
-            debug!("late answer from a node the task left task_id={id} node={name}");
-            return None;
-        }
-        t.settled_epoch = epoch;
-        Some(t.task.clone())
-    }
-
-    fn retry_later(&mut self, id: TaskId, now: Timestamp) {
-        if let Some(t) = self.tasks.get_mut(&id) {
-            t.not_before = Timestamp(now.millis() + RETRY_AFTER_MS);
-        }
-    }
-
-    fn on_started(&mut self, node: usize, id: TaskId, result: Result<Task, LinkError>, now: Timestamp) {
-        let Some(task) = self.settle(id, node) else { return };
-        let node_name = self.nodes[node].display_name().to_string();
-        match result {
-            Ok(seen) => {
-                if let Some(merged) = reconcile::merge_report(&task, &seen, now) {
-                    info!("task started task_id={id} node={node_name} state={}", merged.state);
-                    self.commit_quietly(merged);
-                }
-            }
-            // never reached the worker, or its engine is down: place it again (elsewhere if possible)
-            Err(e @ (LinkError::Unreachable(_) | LinkError::Refused { status: 503, .. })) => {
-                warn!("task start not delivered task_id={id} node={node_name} error={e}");
-                if let LinkError::Refused { .. } = e {
-                    self.nodes[node].engine_reachable = Some(false);
-                } else {
-                    self.nodes[node].unreachable = true;
-                }
-                self.requeue(task, format!("could not start on {node_name}: {e}"), now);
-            }
-            Err(LinkError::Refused { status, message }) if (400..500).contains(&status) => {
-                let mut task = task;
-                task.error = Some(format!("{node_name} refused the task: {message}"));
-                let _ = task.set_state(TaskState::Failed, now);
-                self.commit_quietly(task);
-            }
-            Err(e) => {
-                // it may have started: the node's next report says
-                warn!("task start unanswered task_id={id} node={node_name} error={e}");
-                self.retry_later(id, now);
-            }
-        }
-    }
-
-    fn requeue(&mut self, mut task: Task, reason: String, now: Timestamp) {
-        if let Some(t) = self.tasks.get_mut(&task.id) {
-            // an answer still awaited from the old node no longer holds the task back
-            t.op_on = None;
-        }
-        if task.state == TaskState::Scheduled || task.state == TaskState::Running {
-            let _ = task.set_state(TaskState::Pending, now);
-            task.node = None;
-            task.container_id = None;
-            task.ports.clear();
-            task.error = Some(reason);
-            self.commit_quietly(task);
-        }
-    }
-
-    fn on_stopped(&mut self, node: usize, id: TaskId, result: Result<Task, LinkError>, now: Timestamp) {
-        let Some(task) = self.settle(id, node) else { return };
-        let node_name = self.nodes[node].display_name().to_string();
-        match result {
-            Ok(seen) => {
-                if let Some(merged) = reconcile::merge_report(&task, &seen, now) {
-                    info!("task stopped task_id={id} node={node_name} state={}", merged.state);
-                    self.commit_quietly(merged);
-                }
-            }
-            Err(LinkError::Refused { status: 404, .. }) => {
-                let mut task = task;
-                let _ = task.set_state(TaskState::Stopped, now);
-                self.commit_quietly(task);
-            }
-            Err(e) => {
-                // finished meanwhile (409) or not done: the node's next report settles it
-                debug!("task stop not done task_id={id} node={node_name} error={e}");
-                self.retry_later(id, now);
-            }
-        }
-    }
-
-    fn on_polled(&mut self, index: usize, epoch: u64, result: Result<Poll, LinkError>, now: Timestamp) {
-        let clash = match &result {
-            Ok(Poll { health, .. }) => self
-                .nodes
-                .iter()
-                .enumerate()
-                .any(|(i, n)| i != index && n.name.as_deref() == Some(health.name.as_str())),
-            Err(_) => false,
-        };
-        let node = &mut self.nodes[index];
-        node.poll_in_flight = false;
-        match result {
-            Ok(_) if clash => {
-                if !node.unreachable {
-                    error!("two workers report the same name address={}", node.address);
-                }
-                node.unreachable = true;
-                node.ever_failed = true;
-                node.error = Some("another worker already uses this name; give each worker its own -n".into());
-            }
-            Ok(Poll { health, tasks, stats }) => {
-                node.stats = stats;
-                if node.unreachable || node.last_contact.is_none() {
-                    info!("worker answers address={} name={}", node.address, health.name);
-                }
-                if node.name.as_deref() != Some(health.name.as_str()) {
-                    let record = NodeRecord { address: node.address.clone(), name: Some(health.name.clone()) };
-                    if let Err(e) = self.store.put_node(&record) {
-                        error!("store write failed address={} error={}", record.address, error_chain(&e));
-                    }
-                }
-                node.name = Some(health.name);
-                node.last_contact = Some(now);
-                node.heard = Some(std::time::Instant::now());
-                node.unreachable = false;
-                node.engine_reachable = Some(health.engine.reachable);
-                node.error = health.engine.error.map(|e| format!("engine unreachable: {e}"));
-                let report: HashMap<TaskId, Task> = tasks.into_iter().map(|t| (t.id, t)).collect();
-                let known = &self.tasks;
-                node.orphans
-                    .retain(|id, _| report.get(id).is_some_and(|t| !t.is_terminal()) && !known.contains_key(id));
-                node.report = Some(Report { epoch, complete: health.synced, tasks: report });
-            }
-            Err(e) => {
-                if !node.unreachable {
-                    warn!("worker not answering address={} error={e}", node.address);
-                }
-                node.unreachable = true;
-                node.ever_failed = true;
-                node.error = Some(e.to_string());
-            }
-        }
-    }
-
-    /// Runs the plan and applies its actions.
-    fn reconcile(&mut self) {
-        let now = Self::now();
-        let actions = {
-            let mut views: Vec<TaskView> = self
-                .tasks
-                .values()
-                .map(|t| TaskView {
-                    task: &t.task,
-                    op_in_flight: t.op_on.is_some(),
-                    settled_epoch: t.settled_epoch,
-                    not_before: t.not_before,
-                })
-                .collect();
-            // oldest first: placement order is submission order
-            views.sort_by_key(|v| (v.task.created_at, v.task.id));
-            let timeout = self.config.node_timeout;
-            let nodes: Vec<NodeObs> = self
-                .nodes
-                .iter()
-                .map(|n| NodeObs {
-                    name: n.name.as_deref(),
-                    reachable: !n.unreachable,
-                    down: n.status(timeout) == NodeStatus::Down,
-                    report: n.report.as_ref(),
-                    stopping: &n.stray_stops,
-                    orphans: &n.orphans,
-                    silent_ms: n.silent().as_millis() as u64,
-                })
-                .collect();
-            let config = PlanConfig { orphan_grace_ms: self.config.orphan_grace.as_millis() as u64 };
-            reconcile::plan(&views, &nodes, now, &config)
-        };
-        // placements last and together: one node table serves them all
-        let mut places = Vec::new();
-        for action in actions {
-            match action {
-                Action::Place(id) => places.push(id),
-                other => self.apply(other, now),
-            }
-        }
-        if !places.is_empty() {
-            self.place(&places);
-        }
-    }
-
-    fn apply(&mut self, action: Action, now: Timestamp) {
-        match action {
-            Action::Update(task) => {
-                if task.state != self.tasks.get(&task.id).map(|t| t.task.state).unwrap_or(task.state) {
-                    info!(
-                        "task changed task_id={} node={} state={}",
-                        task.id,
-                        task.node.as_deref().unwrap_or("-"),
-                        task.state
-                    );
-                }
-                self.commit_quietly(*task);
-            }
-            Action::Requeue { id, reason } => {
-                if let Some(t) = self.tasks.get(&id) {
-                    warn!("task lost by its node task_id={id} reason={reason}");
-                    let task = t.task.clone();
-                    self.requeue(task, reason, now);
-                }
-            }
-            Action::Place(id) => self.place(&[id]),
-            Action::MarkStopped(id) => {
-                if let Some(t) = self.tasks.get(&id) {
-                    let mut task = t.task.clone();
-                    let _ = task.set_state(TaskState::Stopped, now);
-                    self.commit_quietly(task);
-                }
-            }
-            Action::StopStray { id, node } => {
-                let Some(index) = self.node_index(&node) else { return };
-                warn!("stopping a stray copy task_id={id} node={node}");
-                if self.nodes[index].stops.send(Job::StopStray(id)).is_ok() {
-                    self.nodes[index].stray_stops.insert(id);
-                }
-            }
-            Action::Reclaim { node, seen } => {
-                let Some(t) = self.tasks.get(&seen.id) else { return };
-                if t.task.state != TaskState::Pending || t.op_on.is_some() {
-                    return;
-                }
-                let mut task = t.task.clone();
-                let _ = task.set_state(TaskState::Scheduled, now);
-                task.node = Some(node.clone());
-                task.error = None;
-                let task = reconcile::merge_report(&task, &seen, now).unwrap_or(task);
-                info!("task found running where it was task_id={} node={node}", seen.id);
-                self.commit_quietly(task);
-            }
-            Action::NoteOrphan { node, id } => {
-                if let Some(index) = self.node_index(&node) {
-                    warn!("a container no task owns task_id={id} node={node}; stopped after the grace period");
-                    self.nodes[index].orphans.insert(id, now);
-                }
-            }
-            Action::SendStop { id, node } => {
-                let Some(index) = self.node_index(&node) else { return };
-                if self.nodes[index].stops.send(Job::Stop(id)).is_ok() {
-                    if let Some(t) = self.tasks.get_mut(&id) {
-                        t.op_on = Some(index);
-                    }
-                }
-            }
-        }
-    }
+    let mut state = State::new(config, store, nodes, obs_tx)?;
+    // not logged here: the caller has the error, its cause included, to print once
+    let join = control::spawn_thread("manager-control", move || state.run(cmd_rx, obs_rx, ticks))
+        .map_err(ManagerError::Spawn)?;
+    Ok(Manager {
+        handle: ManagerHandle { tx: cmd_tx.clone() },
+        control: ControlThread::new(cmd_tx, Command::Shutdown, join),
+    })
 }
 
 #[cfg(test)]
 mod tests {
-    //! The control loop driven by hand: fake workers, ticks sent by the test.
+    //! The control loop driven by hand: fake workers, ticks sent by the test, time moved on a
+    //! manual clock, and a store that can be made to fail.
     use super::*;
-    use crate::api::EngineStatus;
-    use crate::store::{MemoryStore, NodeRecord};
-    use std::sync::Mutex;
-    use std::time::Instant;
+    use crate::api::{EngineStatus, NodeStatus};
+    use crate::clock::ManualClock;
+    use crate::stats::Resources;
+    use crate::store::{FlakyStore, MemoryStore, NodeRecord};
+    use crate::task::DesiredState;
+    use crate::time::Timestamp;
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Condvar, Mutex};
 
-    /// A worker in memory: runs whatever it is given, can be made unreachable.
+    const NODE_TIMEOUT: Duration = Duration::from_secs(3);
+    const ORPHAN_GRACE: Duration = Duration::from_secs(30);
+
+    /// A worker in memory: runs whatever it is given, can be made unreachable, can hold its
+    /// starts until told, or refuse them.
     struct FakeWorker {
         name: String,
         address: String,
@@ -1005,6 +291,13 @@ mod tests {
         synced: Mutex<bool>,
         stops: Mutex<Vec<TaskId>>,
         capacity: Mutex<Resources>,
+        /// Polls begun (each asks for health first).
+        polls: AtomicUsize,
+        /// While true, starts wait.
+        hold_starts: Mutex<bool>,
+        released: Condvar,
+        /// A status to refuse starts with.
+        refuse_starts: Mutex<Option<u16>>,
     }
 
     impl FakeWorker {
@@ -1017,6 +310,10 @@ mod tests {
                 synced: Mutex::new(true),
                 stops: Mutex::new(Vec::new()),
                 capacity: Mutex::new(Resources { cpus: 64.0, memory_mb: 1 << 20, disk_mb: 1 << 20 }),
+                polls: AtomicUsize::new(0),
+                hold_starts: Mutex::new(false),
+                released: Condvar::new(),
+                refuse_starts: Mutex::new(None),
             })
         }
 
@@ -1026,6 +323,23 @@ mod tests {
             } else {
                 Err(LinkError::Unreachable("connection refused".into()))
             }
+        }
+
+        fn set_reachable(&self, reachable: bool) {
+            *self.reachable.lock().expect("lock") = reachable;
+        }
+
+        fn has(&self, id: TaskId) -> bool {
+            self.tasks.lock().expect("lock").contains_key(&id)
+        }
+
+        fn was_stopped(&self, id: TaskId) -> bool {
+            self.stops.lock().expect("lock").contains(&id)
+        }
+
+        fn hold_starts(&self, hold: bool) {
+            *self.hold_starts.lock().expect("lock") = hold;
+            self.released.notify_all();
         }
 
         /// Puts a running copy of `task` here, as if started behind the manager's back.
@@ -1042,8 +356,16 @@ mod tests {
             &self.address
         }
         fn start(&self, req: &StartTask) -> Result<Task, LinkError> {
+            let mut held = self.hold_starts.lock().expect("lock");
+            while *held {
+                held = self.released.wait(held).expect("lock");
+            }
+            drop(held);
             self.check()?;
-            let mut t = Task::new(req.id, req.spec.clone(), Timestamp::now());
+            if let Some(status) = *self.refuse_starts.lock().expect("lock") {
+                return Err(LinkError::Refused { status, message: "no such image".into() });
+            }
+            let mut t = Task::new(req.id, req.spec.clone(), Timestamp(1));
             t.state = TaskState::Running;
             t.node = Some(self.name.clone());
             t.container_id = Some(format!("c-{}", req.id.short()));
@@ -1063,6 +385,7 @@ mod tests {
             Ok(self.tasks.lock().expect("lock").values().cloned().collect())
         }
         fn health(&self) -> Result<WorkerHealth, LinkError> {
+            self.polls.fetch_add(1, Ordering::SeqCst);
             self.check()?;
             Ok(WorkerHealth {
                 status: "ok".into(),
@@ -1078,7 +401,7 @@ mod tests {
             let capacity = *self.capacity.lock().expect("lock");
             Ok(NodeStats {
                 node: self.name.clone(),
-                sampled_at: Timestamp::now(),
+                sampled_at: Timestamp(1),
                 cpu_count: capacity.cpus as u32,
                 cpu_usage_pct: 0.0,
                 load_1: 0.0,
@@ -1095,10 +418,30 @@ mod tests {
         }
     }
 
+    fn manual_clock() -> ManualClock {
+        ManualClock::new(Timestamp(1_795_000_000_000))
+    }
+
+    fn config(scheduler: SchedulerKind, clock: &ManualClock) -> ManagerConfig {
+        ManagerConfig {
+            node_timeout: NODE_TIMEOUT,
+            orphan_grace: ORPHAN_GRACE,
+            scheduler,
+            clock: Arc::new(clock.clone()),
+            ..ManagerConfig::default()
+        }
+    }
+
+    fn spec(name: &str) -> TaskSpec {
+        TaskSpec::from_json(format!(r#"{{"name":"{name}","image":"b"}}"#).as_bytes()).expect("valid")
+    }
+
     struct Rig {
         manager: Manager,
         ticks: Sender<Instant>,
         workers: Vec<Arc<FakeWorker>>,
+        clock: ManualClock,
+        store: FlakyStore,
     }
 
     fn rig(names: &[&str]) -> Rig {
@@ -1115,16 +458,31 @@ mod tests {
         }
         let links = workers.iter().map(|w| w.clone() as Arc<dyn WorkerLink>).collect();
         let (ticks, rx) = unbounded();
-        let config = ManagerConfig {
-            node_timeout: Duration::from_millis(300),
-            orphan_grace: Duration::from_millis(200),
-            scheduler,
-            ..ManagerConfig::default()
-        };
-        let manager = spawn_with_ticks(config, Box::new(MemoryStore::new()), links, rx).expect("spawns");
-        let rig = Rig { manager, ticks, workers };
+        let clock = manual_clock();
+        let store = FlakyStore::new();
+        let manager = spawn_with_ticks(config(scheduler, &clock), Box::new(store.clone()), links, rx).expect("spawns");
+        let rig = Rig { manager, ticks, workers, clock, store };
         rig.until("every node up", |h| h.nodes().ok()?.iter().all(|n| n.status == NodeStatus::Up).then_some(()));
         rig
+    }
+
+    /// Asks `check` until it says yes, sending a tick before each new try (each tick polls every
+    /// worker once); a real deadline only bounds a broken test.
+    fn until<T>(
+        handle: &ManagerHandle,
+        ticks: &Sender<Instant>,
+        what: &str,
+        check: impl Fn(&ManagerHandle) -> Option<T>,
+    ) -> T {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(v) = check(handle) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            ticks.send(Instant::now()).expect("the control thread takes ticks");
+            std::thread::sleep(Duration::from_millis(2));
+        }
     }
 
     impl Rig {
@@ -1132,28 +490,29 @@ mod tests {
             self.manager.handle()
         }
 
-        /// Sends ticks until `check` says yes (each tick polls every worker once).
         fn until<T>(&self, what: &str, check: impl Fn(&ManagerHandle) -> Option<T>) -> T {
-            let deadline = Instant::now() + Duration::from_secs(5);
-            loop {
-                if let Some(v) = check(&self.handle()) {
-                    return v;
-                }
-                assert!(Instant::now() < deadline, "timed out waiting for {what}");
-                let _ = self.ticks.send(Instant::now());
-                std::thread::sleep(Duration::from_millis(5));
-            }
+            until(&self.handle(), &self.ticks, what, check)
+        }
+
+        /// Waits until a poll of worker `w` begun now has been taken in: a poll is sent only once
+        /// the one before is answered, so two polls begun means one complete.
+        fn one_poll_of(&self, w: usize) {
+            let before = self.workers[w].polls.load(Ordering::SeqCst);
+            self.until("a poll", |_| (self.workers[w].polls.load(Ordering::SeqCst) >= before + 2).then_some(()));
         }
 
         fn submit(&self, name: &str) -> Task {
-            let spec = TaskSpec::from_json(format!(r#"{{"name":"{name}","image":"b"}}"#).as_bytes()).expect("valid");
-            self.handle().submit(spec).expect("accepted")
+            self.handle().submit(spec(name)).expect("accepted")
         }
 
         fn submit_mb(&self, name: &str, memory_mb: u64) -> Task {
             let text = format!(r#"{{"name":"{name}","image":"b","memory_mb":{memory_mb}}}"#);
             let spec = TaskSpec::from_json(text.as_bytes()).expect("valid");
             self.handle().submit(spec).expect("accepted")
+        }
+
+        fn running(&self, id: TaskId) -> Task {
+            self.until("the task to run", |h| h.get(id).ok().filter(|t| t.state == TaskState::Running))
         }
 
         fn state_of(&self, id: TaskId) -> (TaskState, Option<String>) {
@@ -1171,7 +530,7 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(5);
         while r.state_of(a.id).0 != TaskState::Running || r.state_of(b.id).0 != TaskState::Running {
             assert!(Instant::now() < deadline, "never Running");
-            std::thread::sleep(Duration::from_millis(5));
+            std::thread::sleep(Duration::from_millis(2));
         }
         assert_ne!(r.state_of(a.id).1, r.state_of(b.id).1, "round-robin over the two nodes");
     }
@@ -1181,14 +540,14 @@ mod tests {
         let r = rig_with(&["w1"], SchedulerKind::Epvm, Some(512));
         r.until("statistics", |h| h.nodes().ok()?[0].capacity);
         let big = r.submit_mb("big", 400);
-        r.until("big running", |h| h.get(big.id).ok().filter(|t| t.state == TaskState::Running));
+        r.running(big.id);
         let late = r.submit_mb("late", 300);
         assert_eq!(late.state, TaskState::Pending, "accepted all the same");
         assert_eq!(late.error.as_deref(), Some("no node fits: w1 memory 400/512 MB allocated, needs 300"));
         let nodes = r.handle().nodes().expect("nodes");
         assert_eq!(nodes[0].allocated.memory_mb, 400);
         r.handle().stop(big.id).expect("stop accepted");
-        let placed = r.until("late running", |h| h.get(late.id).ok().filter(|t| t.state == TaskState::Running));
+        let placed = r.running(late.id);
         assert_eq!((placed.node.as_deref(), placed.error), (Some("w1"), None));
     }
 
@@ -1197,10 +556,10 @@ mod tests {
         let r = rig_with(&["w1", "w2"], SchedulerKind::Epvm, Some(512));
         r.until("statistics", |h| h.nodes().ok()?.iter().all(|n| n.capacity.is_some()).then_some(()));
         let fill = r.submit_mb("fill", 480);
-        let filled = r.until("fill running", |h| h.get(fill.id).ok().filter(|t| t.state == TaskState::Running));
+        let filled = r.running(fill.id);
         for i in 0..3 {
             let t = r.submit_mb(&format!("small{i}"), 16);
-            let t = r.until("running", |h| h.get(t.id).ok().filter(|t| t.state == TaskState::Running));
+            let t = r.running(t.id);
             assert_ne!(t.node, filled.node, "E-PVM avoids the filled node");
         }
     }
@@ -1210,8 +569,7 @@ mod tests {
         // the store says: a task Running on w1, whose address is known
         let w1 = FakeWorker::new("w1");
         let w2 = FakeWorker::new("w2");
-        let spec = TaskSpec::from_json(br#"{"name":"a","image":"b"}"#).expect("valid");
-        let mut task = Task::new(TaskId::new_v4(), spec, Timestamp::now());
+        let mut task = Task::new(TaskId::new_v4(), spec("a"), Timestamp(1));
         task.state = TaskState::Running;
         task.node = Some("w1".into());
         w1.run_copy(&task);
@@ -1219,62 +577,110 @@ mod tests {
         store.put_task(&task).expect("put");
         store.put_node(&NodeRecord { address: "w1:80".into(), name: Some("w1".into()) }).expect("put");
         store.put_node(&NodeRecord { address: "w2:80".into(), name: Some("w2".into()) }).expect("put");
-        *w1.reachable.lock().expect("lock") = false;
+        w1.set_reachable(false);
         let (ticks, rx) = unbounded();
-        let config = ManagerConfig { node_timeout: Duration::from_secs(3), ..ManagerConfig::default() };
+        let clock = manual_clock();
         let links: Vec<Arc<dyn WorkerLink>> = vec![w1.clone(), w2.clone()];
-        let m = spawn_with_ticks(config, Box::new(store), links, rx).expect("spawns");
-        // several failed polls of w1, well within its timeout
-        for _ in 0..5 {
-            ticks.send(Instant::now()).expect("tick");
-        }
+        let m =
+            spawn_with_ticks(config(SchedulerKind::RoundRobin, &clock), Box::new(store), links, rx).expect("spawns");
         let h = m.handle();
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while h.nodes().expect("nodes")[0].error.is_none() {
-            assert!(Instant::now() < deadline, "w1 was never polled");
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        // failed polls of w1, all within its timeout (the clock stands still)
+        until(&h, &ticks, "w1 polled", |h| h.nodes().ok()?[0].error.clone());
+        let before = w1.polls.load(Ordering::SeqCst);
+        until(&h, &ticks, "more polls", |_| (w1.polls.load(Ordering::SeqCst) >= before + 3).then_some(()));
         let t = h.get(task.id).expect("known");
         assert_eq!((t.state, t.node.as_deref()), (TaskState::Running, Some("w1")), "not moved before the timeout");
         assert!(w2.tasks.lock().expect("lock").is_empty());
+        // once the timeout has passed, it moves
+        clock.advance(NODE_TIMEOUT + Duration::from_secs(1));
+        let moved = until(&h, &ticks, "the move", |h| {
+            h.get(task.id).ok().filter(|t| t.state == TaskState::Running && t.node.as_deref() == Some("w2"))
+        });
+        assert!(moved.events.iter().any(|e| e.reason.starts_with("node w1 lost")), "{:?}", moved.events);
+    }
+
+    #[test]
+    fn a_node_silent_past_the_timeout_is_down_and_its_tasks_move() {
+        let r = rig(&["w1", "w2"]);
+        let t = r.submit("a");
+        let placed = r.running(t.id);
+        let (from, to) = if placed.node.as_deref() == Some("w1") { (0, 1) } else { (1, 0) };
+        r.workers[from].set_reachable(false);
+        r.one_poll_of(from);
+        let nodes = r.handle().nodes().expect("nodes");
+        assert_eq!(nodes[from].status, NodeStatus::Up, "silent, but not for long yet");
+        assert_eq!(r.state_of(t.id), (TaskState::Running, placed.node.clone()));
+        r.clock.advance(NODE_TIMEOUT + Duration::from_millis(1));
+        r.until("the node down", |h| (h.nodes().ok()?[from].status == NodeStatus::Down).then_some(()));
+        let moved = r.until("the task on the other node", |h| {
+            h.get(t.id)
+                .ok()
+                .filter(|t| t.state == TaskState::Running && t.node.as_deref() == Some(&*r.workers[to].name))
+        });
+        assert_eq!(moved.restart_count, 0, "a move is not a restart");
     }
 
     #[test]
     fn a_start_that_never_arrived_is_placed_on_another_node() {
         let r = rig(&["w1", "w2"]);
-        *r.workers[0].reachable.lock().expect("lock") = false;
+        r.workers[0].set_reachable(false);
         let t = r.submit("a");
-        let (state, node) = r.until("the task to run elsewhere", |h| {
-            let t = h.get(t.id).ok()?;
-            (t.state == TaskState::Running).then_some((t.state, t.node))
-        });
-        assert_eq!((state, node.as_deref()), (TaskState::Running, Some("w2")));
+        let placed = r.running(t.id);
+        assert_eq!(placed.node.as_deref(), Some("w2"));
+    }
+
+    #[test]
+    fn a_start_the_worker_refuses_fails_the_task_with_its_reason() {
+        let r = rig(&["w1"]);
+        *r.workers[0].refuse_starts.lock().expect("lock") = Some(400);
+        let t = r.submit("a");
+        let failed = r.until("Failed", |h| h.get(t.id).ok().filter(|t| t.state == TaskState::Failed));
+        assert_eq!(failed.error.as_deref(), Some("w1 refused the task: no such image"));
+        assert!(failed.finished_at.is_some());
+        // a finished task is not placed again, however often the plan runs
+        r.one_poll_of(0);
+        assert_eq!(r.state_of(t.id).0, TaskState::Failed);
+    }
+
+    #[test]
+    fn a_start_refused_while_the_worker_cleans_up_is_made_again_there() {
+        let r = rig(&["w1"]);
+        *r.workers[0].refuse_starts.lock().expect("lock") = Some(409);
+        let t = r.submit("a");
+        r.one_poll_of(0);
+        r.one_poll_of(0);
+        let (state, _) = r.state_of(t.id);
+        assert!(matches!(state, TaskState::Scheduled | TaskState::Pending), "a conflict is not a failure: {state}");
+        *r.workers[0].refuse_starts.lock().expect("lock") = None;
+        r.clock.advance(Duration::from_secs(2));
+        let running = r.running(t.id);
+        assert_eq!(running.node.as_deref(), Some("w1"));
     }
 
     #[test]
     fn a_copy_on_the_wrong_node_is_stopped_there() {
         let r = rig(&["w1", "w2"]);
         let t = r.submit("a");
-        let placed = r.until("running", |h| h.get(t.id).ok().filter(|t| t.state == TaskState::Running));
+        let placed = r.running(t.id);
         let other = if placed.node.as_deref() == Some("w1") { 1 } else { 0 };
         r.workers[other].run_copy(&placed);
-        r.until("the stray to be stopped", |_| {
-            r.workers[other].stops.lock().expect("lock").contains(&t.id).then_some(())
-        });
+        r.until("the stray to be stopped", |_| r.workers[other].was_stopped(t.id).then_some(()));
         assert_eq!(r.state_of(t.id), (TaskState::Running, placed.node), "the real one is untouched");
     }
 
     #[test]
     fn a_container_no_task_owns_is_stopped_after_the_grace_period() {
         let r = rig(&["w1"]);
-        let spec = TaskSpec::from_json(br#"{"name":"orphan","image":"b"}"#).expect("valid");
-        let orphan = Task::new(TaskId::new_v4(), spec, Timestamp::now());
-        let seen_at = Instant::now();
+        let orphan = Task::new(TaskId::new_v4(), spec("orphan"), Timestamp(1));
         r.workers[0].run_copy(&orphan);
-        r.until("the orphan to be stopped", |_| {
-            r.workers[0].stops.lock().expect("lock").contains(&orphan.id).then_some(())
-        });
-        assert!(seen_at.elapsed() >= Duration::from_millis(200), "not before the grace period");
+        // seen, and polled again, within the grace period: left alone
+        r.one_poll_of(0);
+        r.one_poll_of(0);
+        r.clock.advance(ORPHAN_GRACE - Duration::from_secs(1));
+        r.one_poll_of(0);
+        assert!(!r.workers[0].was_stopped(orphan.id), "not before the grace period");
+        r.clock.advance(Duration::from_secs(1));
+        r.until("the orphan to be stopped", |_| r.workers[0].was_stopped(orphan.id).then_some(()));
         assert!(r.handle().get(orphan.id).is_err(), "not taken into the table");
     }
 
@@ -1282,34 +688,164 @@ mod tests {
     fn tasks_missing_from_an_unsynced_worker_are_not_placed_again() {
         let r = rig(&["w1"]);
         let t = r.submit("a");
-        r.until("running", |h| h.get(t.id).ok().filter(|t| t.state == TaskState::Running));
+        r.running(t.id);
         // the worker restarts with nothing in its table and has not checked its containers yet
         *r.workers[0].synced.lock().expect("lock") = false;
         r.workers[0].tasks.lock().expect("lock").clear();
         for _ in 0..3 {
-            let before = r.handle().nodes().expect("nodes")[0].last_contact;
-            r.until("a new poll", |h| h.nodes().ok()?.first()?.last_contact.filter(|t| Some(*t) != before));
+            r.one_poll_of(0);
         }
         assert_eq!(r.state_of(t.id).0, TaskState::Running);
-        assert!(r.workers[0].tasks.lock().expect("lock").is_empty(), "not started again");
+        assert!(!r.workers[0].has(t.id), "not started again");
         // once it has checked, a task it does not have is placed again
         *r.workers[0].synced.lock().expect("lock") = true;
-        r.until("the task to be started again", |_| r.workers[0].tasks.lock().expect("lock").get(&t.id).map(|_| ()));
-        r.until("running again", |h| h.get(t.id).ok().filter(|t| t.state == TaskState::Running));
+        r.until("the task to be started again", |_| r.workers[0].has(t.id).then_some(()));
+        r.running(t.id);
     }
 
     #[test]
     fn a_stop_for_a_task_on_a_down_node_takes_effect() {
         let r = rig(&["w1"]);
         let t = r.submit("a");
-        r.until("running", |h| h.get(t.id).ok().filter(|t| t.state == TaskState::Running));
-        *r.workers[0].reachable.lock().expect("lock") = false;
+        r.running(t.id);
+        r.workers[0].set_reachable(false);
+        r.one_poll_of(0);
+        r.clock.advance(NODE_TIMEOUT + Duration::from_millis(1));
         r.until("the node to be down", |h| (h.nodes().ok()?[0].status == NodeStatus::Down).then_some(()));
         let answer = r.handle().stop(t.id).expect("accepted");
         assert_eq!(answer.desired_state, DesiredState::Stopped);
         r.until("Stopped", |h| h.get(t.id).ok().filter(|t| t.state == TaskState::Stopped));
         // when the node returns, the copy it still runs is stopped
-        *r.workers[0].reachable.lock().expect("lock") = true;
-        r.until("the copy to be stopped", |_| r.workers[0].stops.lock().expect("lock").contains(&t.id).then_some(()));
+        r.workers[0].set_reachable(true);
+        r.until("the copy to be stopped", |_| r.workers[0].was_stopped(t.id).then_some(()));
+    }
+
+    #[test]
+    fn a_stop_the_worker_has_no_task_for_marks_the_task_stopped() {
+        let r = rig(&["w1"]);
+        let t = r.submit("a");
+        r.running(t.id);
+        // the worker lost the task but has not checked its containers: its report says nothing
+        *r.workers[0].synced.lock().expect("lock") = false;
+        r.workers[0].tasks.lock().expect("lock").clear();
+        r.handle().stop(t.id).expect("accepted");
+        let stopped = r.until("Stopped", |h| h.get(t.id).ok().filter(|t| t.state == TaskState::Stopped));
+        assert!(r.workers[0].was_stopped(t.id), "the stop was sent");
+        assert_eq!(stopped.events.last().map(|e| e.reason.as_str()), Some("stopped as asked"));
+    }
+
+    #[test]
+    fn stopping_an_unknown_or_finished_task_is_refused() {
+        let r = rig(&["w1"]);
+        let unknown = TaskId::new_v4();
+        assert!(matches!(r.handle().stop(unknown), Err(ManagerError::NotFound(id)) if id == unknown));
+        // a Pending task (no node can take it) is stopped at once
+        r.workers[0].set_reachable(false);
+        r.one_poll_of(0);
+        let t = r.submit("a");
+        assert_eq!(t.state, TaskState::Pending, "{:?}", t.error);
+        let stopped = r.handle().stop(t.id).expect("accepted");
+        assert_eq!(stopped.state, TaskState::Stopped);
+        let again = r.handle().stop(t.id);
+        assert!(matches!(again, Err(ManagerError::AlreadyFinished { state: TaskState::Stopped, .. })), "{again:?}");
+    }
+
+    #[test]
+    fn health_counts_the_nodes_up_and_the_unfinished_tasks() {
+        let r = rig(&["w1", "w2"]);
+        let a = r.submit("a");
+        r.submit("b");
+        r.handle().stop(a.id).expect("accepted");
+        r.until("a stopped", |h| h.get(a.id).ok().filter(|t| t.is_terminal()));
+        let health = r.handle().health().expect("health");
+        assert_eq!((health.nodes_up, health.nodes_total, health.tasks), (2, 2, 1));
+        assert_eq!((health.scheduler.as_str(), health.storage.as_str()), ("roundrobin", "memory"));
+    }
+
+    #[test]
+    fn a_submit_the_store_cannot_commit_is_refused_and_not_kept() {
+        let r = rig(&["w1"]);
+        r.store.fail_writes(true);
+        let refused = r.handle().submit(spec("a"));
+        assert!(matches!(refused, Err(ManagerError::Store(_))), "{refused:?}");
+        assert!(r.handle().list().expect("list").is_empty(), "nothing claimed");
+        r.one_poll_of(0);
+        assert!(r.workers[0].tasks.lock().expect("lock").is_empty(), "nothing started");
+        r.store.fail_writes(false);
+        let t = r.submit("a");
+        r.running(t.id);
+    }
+
+    #[test]
+    fn a_stop_the_store_cannot_commit_is_refused_and_not_made() {
+        let r = rig(&["w1"]);
+        let t = r.submit("a");
+        r.running(t.id);
+        r.store.fail_writes(true);
+        let refused = r.handle().stop(t.id);
+        assert!(matches!(refused, Err(ManagerError::Store(_))), "{refused:?}");
+        r.one_poll_of(0);
+        let kept = r.handle().get(t.id).expect("known");
+        assert_eq!((kept.state, kept.desired_state), (TaskState::Running, DesiredState::Running));
+        assert!(!r.workers[0].was_stopped(t.id), "no stop sent for a change not made");
+        r.store.fail_writes(false);
+        r.handle().stop(t.id).expect("accepted");
+        r.until("Stopped", |h| h.get(t.id).ok().filter(|t| t.state == TaskState::Stopped));
+    }
+
+    #[test]
+    fn a_change_the_store_cannot_commit_is_not_shown_and_is_taken_in_later() {
+        let r = rig(&["w1"]);
+        r.workers[0].hold_starts(true);
+        let t = r.submit("a");
+        assert_eq!(t.state, TaskState::Scheduled, "placed at once, the start awaited");
+        r.store.fail_writes(true);
+        r.workers[0].hold_starts(false);
+        r.until("the start done", |_| r.workers[0].has(t.id).then_some(()));
+        // the answer, then a report, both say Running: neither can be committed
+        r.one_poll_of(0);
+        r.one_poll_of(0);
+        assert_eq!(r.state_of(t.id).0, TaskState::Scheduled, "not claimed before it is stored");
+        r.store.fail_writes(false);
+        r.running(t.id);
+    }
+
+    #[test]
+    fn a_node_name_the_store_refused_is_written_again_at_a_later_poll() {
+        let mut store = FlakyStore::new();
+        store.put_node(&NodeRecord { address: "w1:80".into(), name: None }).expect("put");
+        store.fail_writes(true);
+        let w1 = FakeWorker::new("w1");
+        let (ticks, rx) = unbounded();
+        let clock = manual_clock();
+        let links: Vec<Arc<dyn WorkerLink>> = vec![w1.clone()];
+        let m = spawn_with_ticks(config(SchedulerKind::RoundRobin, &clock), Box::new(store.clone()), links, rx)
+            .expect("spawns: the worker's address is known already");
+        let h = m.handle();
+        until(&h, &ticks, "the name reported", |h| (h.nodes().ok()?[0].name == "w1").then_some(()));
+        let names = || store.list_nodes().expect("list").into_iter().map(|n| n.name).collect::<Vec<_>>();
+        assert_eq!(names(), vec![None], "the write failed");
+        store.fail_writes(false);
+        until(&h, &ticks, "the name stored", |_| (names() == vec![Some("w1".to_string())]).then_some(()));
+    }
+
+    #[test]
+    fn spawn_fails_when_the_store_cannot_record_the_workers() {
+        let store = FlakyStore::new();
+        store.fail_writes(true);
+        let links: Vec<Arc<dyn WorkerLink>> = vec![FakeWorker::new("w1")];
+        let (_ticks, rx) = unbounded();
+        let clock = manual_clock();
+        let result = spawn_with_ticks(config(SchedulerKind::RoundRobin, &clock), Box::new(store), links, rx);
+        assert!(matches!(result, Err(ManagerError::Store(_))));
+    }
+
+    #[test]
+    fn a_thread_that_cannot_start_is_an_internal_error_with_its_cause() {
+        let e = ManagerError::Spawn(SpawnError { thread: "poll-0".into(), source: std::io::Error::other("no memory") });
+        assert_eq!(
+            control::error_chain(&e),
+            "the manager could not start its threads: cannot start the poll-0 thread: no memory"
+        );
     }
 }

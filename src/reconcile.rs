@@ -220,8 +220,10 @@ fn strays(tasks: &[TaskView], nodes: &[NodeObs], now: Timestamp, config: &PlanCo
 /// manager owns identity, spec, node and desired state.
 pub fn merge_report(ours: &Task, seen: &Task, now: Timestamp) -> Option<Task> {
     let mut merged = ours.clone();
-    if seen.state != ours.state && ours.state.can_become(seen.state) && seen.state != TaskState::Pending {
-        let _ = merged.set_state(seen.state, now);
+    // the worker's state is taken where the table allows the move; one it refuses (a late report
+    // reviving a finished task) keeps ours, and Pending is the manager's to decide, not a worker's
+    if seen.state != TaskState::Pending && ours.state.can_become(seen.state) {
+        merged.set_state(seen.state, now).expect("the move was checked against the table");
     }
     merged.container_id = seen.container_id.clone().or(merged.container_id);
     merged.ports = seen.ports.clone();
@@ -506,5 +508,10 @@ mod tests {
         seen.state = TaskState::Running;
         let merged = merge_report(&ours, &seen, Timestamp(10));
         assert!(merged.is_none_or(|m| m.state == TaskState::Completed));
+        let ours = task(TaskState::Running, Some("w1"));
+        let mut seen = ours.clone();
+        seen.state = TaskState::Pending;
+        let merged = merge_report(&ours, &seen, Timestamp(10));
+        assert!(merged.is_none_or(|m| m.state == TaskState::Running), "a worker does not send a task back");
     }
 }

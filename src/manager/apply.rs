@@ -1,0 +1,338 @@
+//! What the control thread does with what it learns: the dispatchers' answers to starts and
+//! stops, the polls of every worker, and the actions of the reconcile plan it runs after each
+//! event (`reconcile::plan`, a pure function; here it is only applied).
+//!
+//! Methods of `State` (see `state.rs`); like the rest of the control thread they must not block
+//! or read the system's time. Every state change goes through the transition table: a change
+//! the table refuses is either ruled out by a check here first, or logged and not made.
+
+use super::node::{Job, Observation, Poll};
+use super::state::{move_task, State, RETRY_AFTER_MS};
+use super::LinkError;
+use crate::api::NodeStatus;
+use crate::control::error_chain;
+use crate::reconcile::{self, Action, NodeObs, PlanConfig, Report, TaskView};
+use crate::store::NodeRecord;
+use crate::task::{Task, TaskId, TaskState};
+use crate::time::Timestamp;
+use log::{debug, error, info, warn};
+use std::collections::HashMap;
+
+impl State {
+    pub(super) fn on_observation(&mut self, obs: Observation) {
+        let now = self.now();
+        match obs {
+            Observation::Started { node, id, result } => self.on_started(node, id, result, now),
+            Observation::Stopped { node, id, result } => self.on_stopped(node, id, result, now),
+            Observation::StrayStopped { node, id, result } => {
+                // stays in `stray_stops` until the node's next report: the one in hand still lists
+                // the copy, and must not make the plan ask again
+                let n = &self.nodes[node];
+                match result {
+                    Ok(_) | Err(LinkError::Refused { status: 404 | 409, .. }) => {
+                        info!("stray copy stopped task_id={id} node={}", n.display_name())
+                    }
+                    Err(e) => warn!("stray copy not stopped task_id={id} node={} error={e}", n.display_name()),
+                }
+            }
+            Observation::Polled { node, epoch, result } => self.on_polled(node, epoch, result, now),
+        }
+    }
+
+    /// Marks a task's op as answered and returns a copy of it to work on; `None` when the answer
+    /// comes from a node the task is no longer on (it was moved meanwhile: a copy there is a
+    /// stray, found and stopped from that node's reports).
+    fn settle(&mut self, id: TaskId, node: usize) -> Option<Task> {
+        let epoch = self.epoch;
+        let name = self.nodes[node].display_name().to_string();
+        let t = self.tasks.get_mut(&id)?;
+        if t.op_on == Some(node) {
+            t.op_on = None;
+        }
+        if t.task.node.as_deref() != Some(name.as_str()) {
+            debug!("late answer from a node the task left task_id={id} node={name}");
+            return None;
+        }
+        t.settled_epoch = epoch;
+        Some(t.task.clone())
+    }
+
+    fn retry_later(&mut self, id: TaskId, now: Timestamp) {
+        if let Some(t) = self.tasks.get_mut(&id) {
+            t.not_before = Timestamp(now.millis() + RETRY_AFTER_MS);
+        }
+    }
+
+    fn on_started(&mut self, node: usize, id: TaskId, result: Result<Task, LinkError>, now: Timestamp) {
+        let Some(task) = self.settle(id, node) else { return };
+        let node_name = self.nodes[node].display_name().to_string();
+        match result {
+            Ok(seen) => {
+                if let Some(merged) = reconcile::merge_report(&task, &seen, now) {
+                    info!("task started task_id={id} node={node_name} state={}", merged.state);
+                    self.commit_quietly(merged);
+                }
+            }
+            // never reached the worker, or its engine is down: place it again (elsewhere if possible)
+            Err(e @ (LinkError::Unreachable(_) | LinkError::Refused { status: 503, .. })) => {
+                warn!("task start not delivered task_id={id} node={node_name} error={e}");
+                if let LinkError::Refused { .. } = e {
+                    self.nodes[node].engine_reachable = Some(false);
+                } else {
+                    self.nodes[node].unreachable = true;
+                }
+                self.requeue(task, format!("could not start on {node_name}: {e}"), now);
+            }
+            // the worker is still cleaning up the task's previous run there: the same start, later
+            Err(LinkError::Refused { status: 409, message }) if !task.is_terminal() => {
+                debug!("task start must wait task_id={id} node={node_name} error={message}");
+                self.retry_later(id, now);
+            }
+            // stopped meanwhile (on a node gone down): the refusal changes nothing
+            Err(LinkError::Refused { status, message }) if (400..500).contains(&status) && task.is_terminal() => {
+                debug!(
+                    "start refused for a finished task task_id={id} node={node_name} status={status} error={message}"
+                );
+            }
+            Err(LinkError::Refused { status, message }) if (400..500).contains(&status) => {
+                let mut task = task;
+                task.error = Some(format!("{node_name} refused the task: {message}"));
+                if move_task(&mut task, TaskState::Failed, now) {
+                    self.commit_quietly(task);
+                }
+            }
+            Err(e) => {
+                // it may have started: the node's next report says
+                warn!("task start unanswered task_id={id} node={node_name} error={e}");
+                self.retry_later(id, now);
+            }
+        }
+    }
+
+    /// Takes a placed task off its node to place it again; a task in any other state stays.
+    fn requeue(&mut self, mut task: Task, reason: String, now: Timestamp) {
+        if let Some(t) = self.tasks.get_mut(&task.id) {
+            // an answer still awaited from the old node no longer holds the task back
+            t.op_on = None;
+        }
+        if matches!(task.state, TaskState::Scheduled | TaskState::Running)
+            && move_task(&mut task, TaskState::Pending, now)
+        {
+            task.node = None;
+            task.container_id = None;
+            task.ports.clear();
+            task.error = Some(reason);
+            self.commit_quietly(task);
+        }
+    }
+
+    fn on_stopped(&mut self, node: usize, id: TaskId, result: Result<Task, LinkError>, now: Timestamp) {
+        let Some(task) = self.settle(id, node) else { return };
+        let node_name = self.nodes[node].display_name().to_string();
+        match result {
+            Ok(seen) => {
+                if let Some(merged) = reconcile::merge_report(&task, &seen, now) {
+                    info!("task stopped task_id={id} node={node_name} state={}", merged.state);
+                    self.commit_quietly(merged);
+                }
+            }
+            // the worker has no such task: nothing runs, so it is stopped, unless it had
+            // finished already (then it keeps how it ended)
+            Err(LinkError::Refused { status: 404, .. }) if task.is_terminal() => {}
+            Err(LinkError::Refused { status: 404, .. }) => {
+                let mut task = task;
+                if move_task(&mut task, TaskState::Stopped, now) {
+                    self.commit_quietly(task);
+                }
+            }
+            Err(e) => {
+                // finished meanwhile (409) or not done: the node's next report settles it
+                debug!("task stop not done task_id={id} node={node_name} error={e}");
+                self.retry_later(id, now);
+            }
+        }
+    }
+
+    fn on_polled(&mut self, index: usize, epoch: u64, result: Result<Poll, LinkError>, now: Timestamp) {
+        let clash = match &result {
+            Ok(Poll { health, .. }) => self
+                .nodes
+                .iter()
+                .enumerate()
+                .any(|(i, n)| i != index && n.name.as_deref() == Some(health.name.as_str())),
+            Err(_) => false,
+        };
+        let heard_at = self.clock.now();
+        let node = &mut self.nodes[index];
+        node.poll_in_flight = false;
+        match result {
+            Ok(_) if clash => {
+                if !node.unreachable {
+                    error!("two workers report the same name address={}", node.address);
+                }
+                node.unreachable = true;
+                node.contact.ever_failed = true;
+                node.error = Some("another worker already uses this name; give each worker its own -n".into());
+            }
+            Ok(Poll { health, tasks, stats }) => {
+                node.stats = stats;
+                if node.unreachable || node.last_contact.is_none() {
+                    info!("worker answers address={} name={}", node.address, health.name);
+                }
+                // the name maps tasks to the node after a restart: written when it changes, and
+                // again at every poll after a failed write (logged when failing starts and ends)
+                let renamed = node.name.as_deref() != Some(health.name.as_str());
+                if renamed || !node.name_stored {
+                    let record = NodeRecord { address: node.address.clone(), name: Some(health.name.clone()) };
+                    match self.store.put_node(&record) {
+                        Ok(()) if !node.name_stored => {
+                            info!("node name stored again address={} name={}", record.address, health.name);
+                            node.name_stored = true;
+                        }
+                        Ok(()) => {}
+                        Err(e) => {
+                            if node.name_stored || renamed {
+                                error!("store write failed address={} error={}", record.address, error_chain(&e));
+                            }
+                            node.name_stored = false;
+                        }
+                    }
+                }
+                node.name = Some(health.name);
+                node.last_contact = Some(now);
+                node.contact.heard = Some(heard_at);
+                node.unreachable = false;
+                node.engine_reachable = Some(health.engine.reachable);
+                node.error = health.engine.error.map(|e| format!("engine unreachable: {e}"));
+                let report: HashMap<TaskId, Task> = tasks.into_iter().map(|t| (t.id, t)).collect();
+                let known = &self.tasks;
+                node.orphans
+                    .retain(|id, _| report.get(id).is_some_and(|t| !t.is_terminal()) && !known.contains_key(id));
+                node.report = Some(Report { epoch, complete: health.synced, tasks: report });
+            }
+            Err(e) => {
+                if !node.unreachable {
+                    warn!("worker not answering address={} error={e}", node.address);
+                }
+                node.unreachable = true;
+                node.contact.ever_failed = true;
+                node.error = Some(e.to_string());
+            }
+        }
+    }
+
+    /// Runs the plan and applies its actions.
+    pub(super) fn reconcile(&mut self) {
+        let now = self.now();
+        let actions = {
+            let mut views: Vec<TaskView> = self
+                .tasks
+                .values()
+                .map(|t| TaskView {
+                    task: &t.task,
+                    op_in_flight: t.op_on.is_some(),
+                    settled_epoch: t.settled_epoch,
+                    not_before: t.not_before,
+                })
+                .collect();
+            // oldest first: placement order is submission order
+            views.sort_by_key(|v| (v.task.created_at, v.task.id));
+            let instant = self.clock.now();
+            let nodes: Vec<NodeObs> = self
+                .nodes
+                .iter()
+                .map(|n| NodeObs {
+                    name: n.name.as_deref(),
+                    reachable: !n.unreachable,
+                    down: self.status_of(n) == NodeStatus::Down,
+                    report: n.report.as_ref(),
+                    stopping: &n.stray_stops,
+                    orphans: &n.orphans,
+                    silent_ms: n.contact.silent(instant).as_millis() as u64,
+                })
+                .collect();
+            let config = PlanConfig { orphan_grace_ms: self.config.orphan_grace.as_millis() as u64 };
+            reconcile::plan(&views, &nodes, now, &config)
+        };
+        // placements last and together: one node table serves them all
+        let mut places = Vec::new();
+        for action in actions {
+            match action {
+                Action::Place(id) => places.push(id),
+                other => self.apply(other, now),
+            }
+        }
+        if !places.is_empty() {
+            self.place(&places);
+        }
+    }
+
+    fn apply(&mut self, action: Action, now: Timestamp) {
+        match action {
+            Action::Update(task) => {
+                if task.state != self.tasks.get(&task.id).map(|t| t.task.state).unwrap_or(task.state) {
+                    info!(
+                        "task changed task_id={} node={} state={}",
+                        task.id,
+                        task.node.as_deref().unwrap_or("-"),
+                        task.state
+                    );
+                }
+                self.commit_quietly(*task);
+            }
+            Action::Requeue { id, reason } => {
+                if let Some(t) = self.tasks.get(&id) {
+                    warn!("task lost by its node task_id={id} reason={reason}");
+                    let task = t.task.clone();
+                    self.requeue(task, reason, now);
+                }
+            }
+            Action::Place(id) => self.place(&[id]),
+            Action::MarkStopped(id) => {
+                // the plan marks only unfinished tasks, and every one may become Stopped
+                if let Some(t) = self.tasks.get(&id) {
+                    let mut task = t.task.clone();
+                    if move_task(&mut task, TaskState::Stopped, now) {
+                        self.commit_quietly(task);
+                    }
+                }
+            }
+            Action::StopStray { id, node } => {
+                let Some(index) = self.node_index(&node) else { return };
+                warn!("stopping a stray copy task_id={id} node={node}");
+                if self.nodes[index].stops.send(Job::StopStray(id)).is_ok() {
+                    self.nodes[index].stray_stops.insert(id);
+                }
+            }
+            Action::Reclaim { node, seen } => {
+                let Some(t) = self.tasks.get(&seen.id) else { return };
+                if t.task.state != TaskState::Pending || t.op_on.is_some() {
+                    return;
+                }
+                let mut task = t.task.clone();
+                if !move_task(&mut task, TaskState::Scheduled, now) {
+                    return;
+                }
+                task.node = Some(node.clone());
+                task.error = None;
+                let task = reconcile::merge_report(&task, &seen, now).unwrap_or(task);
+                info!("task found running where it was task_id={} node={node}", seen.id);
+                self.commit_quietly(task);
+            }
+            Action::NoteOrphan { node, id } => {
+                if let Some(index) = self.node_index(&node) {
+                    warn!("a container no task owns task_id={id} node={node}; stopped after the grace period");
+                    self.nodes[index].orphans.insert(id, now);
+                }
+            }
+            Action::SendStop { id, node } => {
+                let Some(index) = self.node_index(&node) else { return };
+                if self.nodes[index].stops.send(Job::Stop(id)).is_ok() {
+                    if let Some(t) = self.tasks.get_mut(&id) {
+                        t.op_on = Some(index);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! One worker as the manager sees it: the dispatcher threads that call it (starts, stops and
+//! polls, each kind on its own queue) and report back as `Observation`s, and what the manager
+//! knows of it (name, last contact, last report, strays being stopped, orphans seen).
+//!
+//! The threads here only call the `WorkerLink` and send what happened; they must not touch the
+//! task table or decide anything (that is the control thread's, in `state.rs` and `apply.rs`).
+//! Whether a node is up is computed from instants the caller reads from its clock.
+
+use super::{LinkError, WorkerLink};
+use crate::api::{NodeStatus, StartTask, WorkerHealth};
+use crate::control::{spawn_thread, SpawnError};
+use crate::reconcile::Report;
+use crate::stats::NodeStats;
+use crate::task::{Task, TaskId};
+use crate::time::Timestamp;
+use crossbeam_channel::{bounded, unbounded, Sender};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What the dispatcher threads report back.
+pub(super) enum Observation {
+    Started { node: usize, id: TaskId, result: Result<Task, LinkError> },
+    Stopped { node: usize, id: TaskId, result: Result<Task, LinkError> },
+    StrayStopped { node: usize, id: TaskId, result: Result<Task, LinkError> },
+    Polled { node: usize, epoch: u64, result: Result<Poll, LinkError> },
+}
+
+/// What one poll of a worker brings back; statistics are optional (a worker without them still
+/// runs its tasks).
+pub(super) struct Poll {
+    pub(super) health: WorkerHealth,
+    pub(super) tasks: Vec<Task>,
+    pub(super) stats: Option<NodeStats>,
+}
+
+/// A call the control thread wants made.
+pub(super) enum Job {
+    Start(Box<StartTask>),
+    Stop(TaskId),
+    StopStray(TaskId),
+}
+
+/// A call to a worker, with a panic (a bug) turned into an error rather than a lost answer.
+fn guarded<T>(call: impl FnOnce() -> Result<T, LinkError>) -> Result<T, LinkError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(call))
+        .unwrap_or_else(|_| Err(LinkError::BadAnswer("internal error while calling the worker".into())))
+}
+
+/// Threads that take jobs from `rx` and report what happened.
+fn dispatchers(
+    label: &str,
+    count: usize,
+    rx: &crossbeam_channel::Receiver<Job>,
+    link: &Arc<dyn WorkerLink>,
+    obs: &Sender<Observation>,
+    index: usize,
+) -> Result<(), SpawnError> {
+    for t in 0..count.max(1) {
+        let (rx, link, obs) = (rx.clone(), link.clone(), obs.clone());
+        spawn_thread(format!("{label}-{index}-{t}"), move || {
+            for job in rx.iter() {
+                let observation = match job {
+                    Job::Start(req) => {
+                        Observation::Started { node: index, id: req.id, result: guarded(|| link.start(&req)) }
+                    }
+                    Job::Stop(id) => Observation::Stopped { node: index, id, result: guarded(|| link.stop(id)) },
+                    Job::StopStray(id) => {
+                        Observation::StrayStopped { node: index, id, result: guarded(|| link.stop(id)) }
+                    }
+                };
+                if obs.send(observation).is_err() {
+                    return;
+                }
+            }
+        })?;
+    }
+    Ok(())
+}
+
+/// When a node was heard from, on the control loop's monotonic clock: a step of the wall clock
+/// changes nothing.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Contact {
+    /// When it last answered.
+    pub(super) heard: Option<Instant>,
+    /// When the manager started following it.
+    pub(super) since: Instant,
+    /// A poll of it has failed since the manager started.
+    pub(super) ever_failed: bool,
+}
+
+impl Contact {
+    /// Up while heard from within the timeout; down once silent for longer (counted from the
+    /// manager's start for a node never heard from, so that a restart with a worker briefly away
+    /// does not move its tasks at once).
+    pub(super) fn status(&self, timeout: Duration, now: Instant) -> NodeStatus {
+        match self.heard {
+            Some(t) if now.saturating_duration_since(t) <= timeout => NodeStatus::Up,
+            Some(_) => NodeStatus::Down,
+            None if self.ever_failed && now.saturating_duration_since(self.since) > timeout => NodeStatus::Down,
+            None => NodeStatus::Unknown,
+        }
+    }
+
+    /// How long the node has been silent.
+    pub(super) fn silent(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.heard.unwrap_or(self.since))
+    }
+}
+
+/// One worker: its link, the dispatcher's queues and what the manager knows of it.
+pub(super) struct Node {
+    pub(super) address: String,
+    /// The name the worker reported; its address until then.
+    pub(super) name: Option<String>,
+    /// The name is in the store (false after a failed write, retried at the next poll).
+    pub(super) name_stored: bool,
+    /// Starts may take minutes (an image pull), so stops have their own queue and threads.
+    pub(super) starts: Sender<Job>,
+    pub(super) stops: Sender<Job>,
+    pub(super) polls: Sender<u64>,
+    pub(super) poll_in_flight: bool,
+    pub(super) last_contact: Option<Timestamp>,
+    pub(super) contact: Contact,
+    /// The last poll failed (or the name clashes): no calls are worth making now.
+    pub(super) unreachable: bool,
+    pub(super) engine_reachable: Option<bool>,
+    pub(super) error: Option<String>,
+    pub(super) report: Option<Report>,
+    /// Tasks whose stray copy on this node is being stopped.
+    pub(super) stray_stops: HashSet<TaskId>,
+    /// The worker's last statistics (capacity, usage).
+    pub(super) stats: Option<NodeStats>,
+    /// Tasks this node runs that the manager does not know, and when each was first seen.
+    pub(super) orphans: HashMap<TaskId, Timestamp>,
+}
+
+impl Node {
+    /// Starts the node's dispatcher threads; `since` is now on the control loop's clock.
+    pub(super) fn spawn(
+        index: usize,
+        link: Arc<dyn WorkerLink>,
+        threads: usize,
+        obs: Sender<Observation>,
+        since: Instant,
+    ) -> Result<Node, SpawnError> {
+        let address = link.address().to_string();
+        let (starts_tx, starts_rx) = unbounded::<Job>();
+        dispatchers("start", threads, &starts_rx, &link, &obs, index)?;
+        let (stops_tx, stops_rx) = unbounded::<Job>();
+        dispatchers("stop", 2, &stops_rx, &link, &obs, index)?;
+        // one poll at a time per node; the control thread skips a poll while one is in flight
+        let (polls_tx, polls_rx) = bounded::<u64>(1);
+        spawn_thread(format!("poll-{index}"), move || {
+            for epoch in polls_rx.iter() {
+                let result = guarded(|| {
+                    let health = link.health()?;
+                    let tasks = link.tasks()?;
+                    let stats = link
+                        .stats()
+                        .map_err(|e| log::debug!("no statistics address={} error={e}", link.address()))
+                        .ok();
+                    Ok(Poll { health, tasks, stats })
+                });
+                if obs.send(Observation::Polled { node: index, epoch, result }).is_err() {
+                    return;
+                }
+            }
+        })?;
+        Ok(Node {
+            address,
+            name: None,
+            name_stored: true,
+            starts: starts_tx,
+            stops: stops_tx,
+            polls: polls_tx,
+            poll_in_flight: false,
+            last_contact: None,
+            contact: Contact { heard: None, since, ever_failed: false },
+            unreachable: false,
+            engine_reachable: None,
+            error: None,
+            report: None,
+            stray_stops: HashSet::new(),
+            stats: None,
+            orphans: HashMap::new(),
+        })
+    }
+
+    pub(super) fn display_name(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.address)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TIMEOUT: Duration = Duration::from_secs(4);
+
+    #[test]
+    fn a_node_heard_from_is_up_until_the_timeout_passes() {
+        let t0 = Instant::now();
+        let c = Contact { heard: Some(t0), since: t0, ever_failed: true };
+        assert_eq!(c.status(TIMEOUT, t0 + TIMEOUT), NodeStatus::Up);
+        assert_eq!(c.status(TIMEOUT, t0 + TIMEOUT + Duration::from_millis(1)), NodeStatus::Down);
+        assert_eq!(c.silent(t0 + Duration::from_secs(3)), Duration::from_secs(3));
+    }
+
+    #[test]
+    fn a_node_never_heard_from_is_unknown_until_it_has_failed_for_longer_than_the_timeout() {
+        let t0 = Instant::now();
+        let later = t0 + TIMEOUT * 10;
+        let quiet = Contact { heard: None, since: t0, ever_failed: false };
+        assert_eq!(quiet.status(TIMEOUT, later), NodeStatus::Unknown, "no answer yet is no failure");
+        let failing = Contact { ever_failed: true, ..quiet };
+        assert_eq!(failing.status(TIMEOUT, t0 + TIMEOUT), NodeStatus::Unknown);
+        assert_eq!(failing.status(TIMEOUT, later), NodeStatus::Down);
+        assert_eq!(failing.silent(later), TIMEOUT * 10, "silent since the manager started following it");
+    }
+
+    #[test]
+    fn an_instant_before_the_last_contact_counts_as_no_silence() {
+        let t0 = Instant::now();
+        let c = Contact { heard: Some(t0 + Duration::from_secs(1)), since: t0, ever_failed: false };
+        assert_eq!(c.silent(t0), Duration::ZERO);
+        assert_eq!(c.status(TIMEOUT, t0), NodeStatus::Up);
+    }
+}

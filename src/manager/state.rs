@@ -1,0 +1,360 @@
+//! The control thread's state and its loop: the task table with the manager's bookkeeping, the
+//! nodes, the store and the scheduler; the commands of the handle; committing records; and
+//! placement. What it does with the dispatchers' answers, the polls and the plan's actions is in
+//! `apply.rs`, on the same `State`.
+//!
+//! Must not block: every call to a worker goes to a node's queue (`node.rs`), and its answer comes
+//! back as an observation. Must not read the system's time: it reads `ManagerConfig::clock`.
+//! A change is kept in the table, and told to a caller, only once the store has it.
+
+use super::node::{Job, Node, Observation};
+use super::{Command, ManagerConfig, ManagerError};
+use crate::api::{ManagerHealth, NodeInfo, NodeStatus, StartTask};
+use crate::clock::Clock;
+use crate::control::{answer, error_chain, survive};
+use crate::sched::{NodeState, NodeTable, Request, Scheduler, Usage};
+use crate::stats::Resources;
+use crate::store::{NodeRecord, Store};
+use crate::task::{DesiredState, Task, TaskId, TaskSpec, TaskState};
+use crate::time::Timestamp;
+use crossbeam_channel::{select, Receiver, Sender, TrySendError};
+use log::{debug, error, info};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The manager's own bookkeeping next to each task record.
+pub(super) struct Tracked {
+    pub(super) task: Task,
+    /// The node a start or stop for it is under way on; its answer is awaited.
+    pub(super) op_on: Option<usize>,
+    pub(super) settled_epoch: u64,
+    pub(super) not_before: Timestamp,
+}
+
+impl Tracked {
+    fn new(task: Task) -> Tracked {
+        Tracked { task, op_on: None, settled_epoch: 0, not_before: Timestamp(0) }
+    }
+}
+
+/// Back-off after a failed call about a task.
+pub(super) const RETRY_AFTER_MS: u64 = 1000;
+
+pub(super) struct State {
+    pub(super) config: ManagerConfig,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) store: Box<dyn Store>,
+    pub(super) scheduler: Box<dyn Scheduler>,
+    pub(super) nodes: Vec<Node>,
+    pub(super) tasks: HashMap<TaskId, Tracked>,
+    /// Counts events; tells reports requested before an answer from those requested after.
+    pub(super) epoch: u64,
+    /// Kept so that the observation channel never disconnects (see `spawn_with_ticks`).
+    _observations: Sender<Observation>,
+}
+
+/// Moves a task whose move the caller has checked the table allows. A refusal is a bug in that
+/// check: it is logged with the move, the change is not made (the caller commits nothing), and
+/// debug builds (tests) fail on it.
+pub(super) fn move_task(task: &mut Task, to: TaskState, now: Timestamp) -> bool {
+    match task.set_state(to, now) {
+        Ok(()) => true,
+        Err(e) => {
+            error!("state change refused task_id={} from={} to={} error={e}", task.id, e.from, e.to);
+            debug_assert!(false, "state change refused task_id={}: {e}", task.id);
+            false
+        }
+    }
+}
+
+impl State {
+    pub(super) fn new(
+        config: ManagerConfig,
+        mut store: Box<dyn Store>,
+        mut nodes: Vec<Node>,
+        observations: Sender<Observation>,
+    ) -> Result<State, ManagerError> {
+        // the names workers reported before a restart, so tasks map to their nodes at once
+        let known = store.list_nodes().map_err(ManagerError::Store)?;
+        for node in &mut nodes {
+            match known.iter().find(|k| k.address == node.address) {
+                Some(record) => node.name = record.name.clone(),
+                None => store
+                    .put_node(&NodeRecord { address: node.address.clone(), name: None })
+                    .map_err(ManagerError::Store)?,
+            }
+        }
+        let mut tasks = HashMap::new();
+        for task in store.list_tasks().map_err(ManagerError::Store)? {
+            tasks.insert(task.id, Tracked::new(task));
+        }
+        let scheduler = config.scheduler.build();
+        let clock = config.clock.clone();
+        Ok(State { config, clock, store, scheduler, nodes, tasks, epoch: 1, _observations: observations })
+    }
+
+    pub(super) fn run(&mut self, cmd_rx: Receiver<Command>, obs_rx: Receiver<Observation>, ticker: Receiver<Instant>) {
+        self.poll_all();
+        loop {
+            select! {
+                recv(cmd_rx) -> cmd => match cmd {
+                    Ok(Command::Shutdown) | Err(_) => break,
+                    Ok(cmd) => survive("a command", || self.on_command(cmd)),
+                },
+                recv(obs_rx) -> obs => if let Ok(obs) = obs { survive("an observation", || self.on_observation(obs)) },
+                recv(ticker) -> _ => self.poll_all(),
+            }
+            self.epoch += 1;
+            survive("the plan", || self.reconcile());
+        }
+        info!("manager control loop stopped");
+    }
+
+    /// Wall-clock time, for records.
+    pub(super) fn now(&self) -> Timestamp {
+        self.clock.wall()
+    }
+
+    pub(super) fn status_of(&self, node: &Node) -> NodeStatus {
+        node.contact.status(self.config.node_timeout, self.clock.now())
+    }
+
+    fn poll_all(&mut self) {
+        let epoch = self.epoch;
+        for node in &mut self.nodes {
+            if node.poll_in_flight {
+                continue;
+            }
+            match node.polls.try_send(epoch) {
+                Ok(()) => node.poll_in_flight = true,
+                Err(TrySendError::Full(_)) => node.poll_in_flight = true,
+                Err(TrySendError::Disconnected(_)) => {}
+            }
+        }
+    }
+
+    /// Writes a task's record, then keeps it in the table. On a store failure nothing changes.
+    pub(super) fn commit(&mut self, mut task: Task) -> Result<(), ManagerError> {
+        let old = self.tasks.get(&task.id).map(|t| &t.task);
+        if old == Some(&task) {
+            return Ok(()); // nothing changed: nothing written
+        }
+        if let Some((from, reason)) = task.change_since(old) {
+            task.record(from, reason, self.now());
+        }
+        self.store.put_task(&task).map_err(|e| {
+            error!("store write failed task_id={} error={}", task.id, error_chain(&e));
+            ManagerError::Store(e)
+        })?;
+        match self.tasks.get_mut(&task.id) {
+            Some(t) => t.task = task,
+            None => {
+                self.tasks.insert(task.id, Tracked::new(task));
+            }
+        }
+        Ok(())
+    }
+
+    /// `commit` for changes the control loop makes on its own: a failure is logged there, nobody
+    /// is told of the change, and a later plan tries again from what the workers report.
+    pub(super) fn commit_quietly(&mut self, task: Task) {
+        if self.commit(task).is_err() {
+            debug!("change left for a later plan");
+        }
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Submit { spec, reply } => answer(&reply, self.submit(spec)),
+            Command::Get { id, reply } => {
+                answer(&reply, self.tasks.get(&id).map(|t| t.task.clone()).ok_or(ManagerError::NotFound(id)))
+            }
+            Command::List { reply } => {
+                let mut all: Vec<Task> = self.tasks.values().map(|t| t.task.clone()).collect();
+                all.sort_by_key(|t| (t.created_at, t.id));
+                answer(&reply, Ok(all));
+            }
+            Command::Stop { id, reply } => answer(&reply, self.stop(id)),
+            Command::Nodes { reply } => answer(&reply, Ok(self.node_infos())),
+            Command::Health { reply } => {
+                let up = self.nodes.iter().filter(|n| self.status_of(n) == NodeStatus::Up).count();
+                answer(
+                    &reply,
+                    Ok(ManagerHealth {
+                        status: "ok".into(),
+                        version: env!("CARGO_PKG_VERSION").into(),
+                        scheduler: self.config.scheduler.name().into(),
+                        storage: self.store.kind().into(),
+                        nodes_up: up,
+                        nodes_total: self.nodes.len(),
+                        tasks: self.tasks.values().filter(|t| !t.task.is_terminal()).count(),
+                    }),
+                );
+            }
+            Command::Shutdown => {}
+        }
+    }
+
+    fn submit(&mut self, spec: TaskSpec) -> Result<Task, ManagerError> {
+        let task = Task::new(TaskId::new_v4(), spec, self.now());
+        let id = task.id;
+        self.commit(task)?;
+        info!("task accepted task_id={id}");
+        // place it now rather than at the next tick
+        self.place(&[id]);
+        Ok(self.tasks[&id].task.clone())
+    }
+
+    fn stop(&mut self, id: TaskId) -> Result<Task, ManagerError> {
+        let Some(t) = self.tasks.get(&id) else {
+            return Err(ManagerError::NotFound(id));
+        };
+        if t.task.is_terminal() {
+            return Err(ManagerError::AlreadyFinished { id, state: t.task.state });
+        }
+        let mut task = t.task.clone();
+        task.desired_state = DesiredState::Stopped;
+        // never placed: nothing runs, so it is stopped at once (Pending → Stopped is in the table)
+        if task.state == TaskState::Pending {
+            let now = self.now();
+            move_task(&mut task, TaskState::Stopped, now);
+        }
+        self.commit(task)?;
+        info!("task stop requested task_id={id}");
+        // the stop itself is sent by the plan that runs after this command
+        if let Some(t) = self.tasks.get_mut(&id) {
+            t.not_before = Timestamp(0);
+        }
+        self.reconcile();
+        Ok(self.tasks[&id].task.clone())
+    }
+
+    fn node_infos(&self) -> Vec<NodeInfo> {
+        let allocations = self.allocations();
+        self.nodes
+            .iter()
+            .map(|n| {
+                let name = n.display_name().to_string();
+                let (allocated, tasks) = allocations.get(name.as_str()).copied().unwrap_or_default();
+                NodeInfo {
+                    name,
+                    address: n.address.clone(),
+                    status: self.status_of(n),
+                    last_contact: n.last_contact,
+                    tasks: tasks as usize,
+                    engine_reachable: n.engine_reachable,
+                    error: n.error.clone(),
+                    capacity: n.stats.as_ref().map(|s| s.capacity),
+                    allocated,
+                    stats: n.stats.clone(),
+                }
+            })
+            .collect()
+    }
+
+    pub(super) fn node_index(&self, name: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| n.name.as_deref() == Some(name))
+    }
+
+    /// What every node has placed on it: the requests of its unfinished tasks, and their count.
+    fn allocations(&self) -> HashMap<&str, (Resources, u32)> {
+        let mut by_node: HashMap<&str, (Resources, u32)> = HashMap::new();
+        for t in self.tasks.values().filter(|t| !t.task.is_terminal()) {
+            let Some(node) = t.task.node.as_deref() else { continue };
+            let req = Request::of(&t.task.spec);
+            let entry = by_node.entry(node).or_default();
+            entry.0.cpus += req.cpus;
+            entry.0.memory_mb += req.memory_mb;
+            entry.0.disk_mb += req.disk_mb;
+            entry.1 += 1;
+        }
+        by_node
+    }
+
+    /// The node table placement works on, built afresh from the node and task tables.
+    fn node_table(&self) -> NodeTable {
+        let allocations = self.allocations();
+        let states = self
+            .nodes
+            .iter()
+            .map(|n| {
+                let unavailable = match self.status_of(n) {
+                    NodeStatus::Unknown => Some("not heard from yet".to_string()),
+                    NodeStatus::Down => Some("down".to_string()),
+                    NodeStatus::Up if n.unreachable => Some("not answering".to_string()),
+                    NodeStatus::Up if n.engine_reachable == Some(false) => Some("engine unreachable".to_string()),
+                    NodeStatus::Up => None,
+                };
+                let name = n.display_name();
+                let (allocated, tasks) = allocations.get(name).copied().unwrap_or_default();
+                let usage = n.stats.as_ref().map_or(Usage::default(), |s| Usage {
+                    cpu: s.cpu_usage_pct / 100.0,
+                    memory: if s.memory_total_mb > 0 {
+                        1.0 - s.memory_available_mb as f64 / s.memory_total_mb as f64
+                    } else {
+                        0.0
+                    },
+                });
+                NodeState {
+                    name: name.to_string(),
+                    unavailable,
+                    capacity: n.stats.as_ref().map(|s| s.capacity),
+                    allocated,
+                    usage,
+                    tasks,
+                    disk_free_mb: n.stats.as_ref().map(|s| s.disk_free_mb),
+                }
+            })
+            .collect();
+        NodeTable::new(states)
+    }
+
+    /// Chooses nodes for Pending tasks, oldest first, and sends them there; or records why no node
+    /// can take a task. One table serves the whole batch, each placement counted in it. A start is
+    /// sent only once the placement is committed.
+    pub(super) fn place(&mut self, ids: &[TaskId]) {
+        let mut table: Option<NodeTable> = None;
+        let now = self.now();
+        for &id in ids {
+            let Some(t) = self.tasks.get(&id) else { continue };
+            if t.task.state != TaskState::Pending || t.task.desired_state != DesiredState::Running || t.op_on.is_some()
+            {
+                continue;
+            }
+            let mut task = t.task.clone();
+            let req = Request::of(&task.spec);
+            let table = table.get_or_insert_with(|| self.node_table());
+            match self.scheduler.pick(&req, table) {
+                Ok(index) => {
+                    let name = table.nodes()[index].name.clone();
+                    if !move_task(&mut task, TaskState::Scheduled, now) {
+                        continue;
+                    }
+                    task.node = Some(name.clone());
+                    task.error = None;
+                    if self.commit(task.clone()).is_err() {
+                        continue;
+                    }
+                    table.allocate(index, &req);
+                    debug!("task placed task_id={id} node={name}");
+                    // restarts in place carry over to the new node; the move itself is not one
+                    let start = StartTask { id, spec: task.spec, restart_count: task.restart_count };
+                    if self.nodes[index].starts.send(Job::Start(Box::new(start))).is_ok() {
+                        if let Some(t) = self.tasks.get_mut(&id) {
+                            t.op_on = Some(index);
+                        }
+                    }
+                }
+                Err(why) => {
+                    let reason = why.to_string();
+                    if task.error.as_deref() != Some(reason.as_str()) {
+                        info!("task not placed task_id={id} reason={reason}");
+                        task.error = Some(reason);
+                        self.commit_quietly(task);
+                    }
+                }
+            }
+        }
+    }
+}
