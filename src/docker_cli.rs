@@ -158,7 +158,13 @@ impl Docker {
     }
 
     pub fn ping(&self) -> Result<(), DockerError> {
-        framing::exchange(&self.socket, "GET", "/_ping", None, Duration::from_secs(5))?.ok().map(drop)
+        self.ping_within(Duration::from_secs(5))
+    }
+
+    /// `GET /_ping`, answered within `deadline` or failed: an engine that accepts and does not
+    /// answer (hung, not dead) is told within that, not after the 30 s of an ordinary call.
+    pub fn ping_within(&self, deadline: Duration) -> Result<(), DockerError> {
+        framing::exchange(&self.socket, "GET", "/_ping", None, deadline)?.ok().map(drop)
     }
 
     pub fn image_exists(&self, image: &str) -> Result<bool, DockerError> {

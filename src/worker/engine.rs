@@ -16,9 +16,11 @@ pub trait Engine: Send + Sync {
     fn version(&self) -> Result<(String, String), DockerError>;
     /// Where the engine keeps its data: the disk that containers fill.
     fn root_dir(&self) -> Result<PathBuf, DockerError>;
-    fn image_exists(&self, image: &str) -> Result<bool, DockerError>;
+    /// Pulls an image; an error the registry reports in the progress stream is an error.
     fn pull(&self, image: &str, timeout: Duration) -> Result<(), DockerError>;
-    /// Creates a container and returns its id; a name in use is a 409.
+    /// Answers within `deadline` or fails: how a hung engine is told from a slow call.
+    fn ping(&self, deadline: Duration) -> Result<(), DockerError>;
+    /// Creates a container and returns its id; a name in use is a 409, a missing image a 404.
     fn create(&self, opts: &CreateOptions) -> Result<String, DockerError>;
     /// Starting a running container is not an error.
     fn start(&self, id: &str) -> Result<(), DockerError>;
@@ -42,12 +44,12 @@ impl Engine for Docker {
         Docker::root_dir(self)
     }
 
-    fn image_exists(&self, image: &str) -> Result<bool, DockerError> {
-        Docker::image_exists(self, image)
-    }
-
     fn pull(&self, image: &str, timeout: Duration) -> Result<(), DockerError> {
         Docker::pull(self, image, timeout)
+    }
+
+    fn ping(&self, deadline: Duration) -> Result<(), DockerError> {
+        Docker::ping_within(self, deadline)
     }
 
     fn create(&self, opts: &CreateOptions) -> Result<String, DockerError> {

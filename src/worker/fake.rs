@@ -46,6 +46,8 @@ pub struct FakeContainer {
 struct Inner {
     containers: BTreeMap<String, FakeContainer>,
     images: HashSet<String>,
+    /// Images a pull brings (any other pull fails as a registry would).
+    pullable: HashSet<String>,
     calls: Vec<String>,
     faults: VecDeque<(String, Fault)>,
     down: bool,
@@ -89,6 +91,11 @@ impl FakeEngine {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A pull of this image succeeds.
+    pub fn set_pullable(&self, image: &str) {
+        self.lock().pullable.insert(image.to_string());
     }
 
     /// The next call of `op` (e.g. "create", "start", "inspect", "list") fails this way.
@@ -213,25 +220,31 @@ impl Engine for FakeEngine {
         Ok(PathBuf::from("/var/lib/docker"))
     }
 
-    fn image_exists(&self, image: &str) -> Result<bool, DockerError> {
-        let hang = self.enter("image", image)?;
-        let found = self.lock().images.contains(image);
-        if hang {
-            return Err(timed_out());
-        }
-        Ok(found)
-    }
-
     fn pull(&self, image: &str, _timeout: Duration) -> Result<(), DockerError> {
         if self.enter("pull", image)? {
             return Err(timed_out());
         }
+        let mut inner = self.lock();
+        if inner.pullable.contains(image) {
+            inner.images.insert(image.to_string());
+            return Ok(());
+        }
         Err(DockerError::Api { status: 500, message: format!("pull access denied for {image}") })
+    }
+
+    fn ping(&self, _deadline: Duration) -> Result<(), DockerError> {
+        if self.enter("ping", "")? {
+            return Err(timed_out());
+        }
+        Ok(())
     }
 
     fn create(&self, opts: &CreateOptions) -> Result<String, DockerError> {
         let hang = self.enter("create", opts.name)?;
         let mut inner = self.lock();
+        if !inner.images.contains(&opts.spec.image) {
+            return Err(DockerError::Api { status: 404, message: format!("No such image: {}", opts.spec.image) });
+        }
         if inner.containers.values().any(|c| c.name == opts.name) {
             return Err(DockerError::Api { status: 409, message: format!("name {} is already in use", opts.name) });
         }

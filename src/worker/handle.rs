@@ -7,10 +7,11 @@
 use super::engine::Engine;
 use super::ops::{engine_pool, OpResult, Pools};
 use super::state::State;
-use super::watch::{follow_events, sample_node, EngineEvent, HealthResult, Sample};
+use super::watch::{self, follow_events, sample_node, EngineEvent, HealthResult, Sample};
 use super::{WorkerConfig, WorkerError};
 use crate::api::{StartTask, WorkerHealth};
 use crate::control::{ask, spawn_thread, survive, AskError, ControlThread};
+use crate::docker_cli::DockerError;
 use crate::stats::NodeStats;
 use crate::store::Store;
 use crate::task::{Task, TaskId};
@@ -103,6 +104,7 @@ pub fn spawn(config: WorkerConfig, engine: Arc<dyn Engine>, store: Box<dyn Store
     let (results_tx, results_rx) = unbounded::<OpResult>();
     // Starts may take minutes (an image pull): they have their own threads, so that stops,
     // removals, inspects and syncs never wait behind them.
+    let pulls = engine_pool("engine-pull", config.pull_threads, &engine, &config, &results_tx)?;
     let starts = engine_pool("engine-start", config.engine_threads, &engine, &config, &results_tx)?;
     let others = engine_pool("engine", config.engine_threads, &engine, &config, &results_tx)?;
     let (samples_tx, samples_rx) = unbounded::<Sample>();
@@ -113,8 +115,12 @@ pub fn spawn(config: WorkerConfig, engine: Arc<dyn Engine>, store: Box<dyn Store
     let (ev_engine, ev_name) = (engine.clone(), config.name.clone());
     spawn_thread("engine-events", move || follow_events(&*ev_engine, &ev_name, &events_tx))?;
 
+    let (pings_tx, pings_rx) = unbounded::<Result<(), DockerError>>();
+    let (ping_engine, every, within) = (engine.clone(), config.ping_interval, config.ping_deadline);
+    spawn_thread("engine-ping", move || watch::ping_engine(&*ping_engine, every, within, &pings_tx))?;
+
     let (health_tx, health_rx) = unbounded::<HealthResult>();
-    let mut state = State::new(config.clone(), store, Pools { starts, others }, disk_tx, health_tx)?;
+    let mut state = State::new(config.clone(), store, Pools { pulls, starts, others }, disk_tx, health_tx)?;
     let ticker = tick(config.sync_interval);
     let join = spawn_thread("worker-control", move || {
         state.begin();
@@ -131,6 +137,7 @@ pub fn spawn(config: WorkerConfig, engine: Arc<dyn Engine>, store: Box<dyn Store
                 recv(results_rx) -> res => if let Ok(res) = res { survive("an engine result", || state.on_result(res)) },
                 recv(events_rx) -> ev => if let Ok(ev) = ev { survive("an engine event", || state.on_event(ev)) },
                 recv(samples_rx) -> s => if let Ok(s) = s { survive("a stats sample", || state.on_sample(s)) },
+                recv(pings_rx) -> p => if let Ok(p) = p { survive("an engine ping", || state.on_ping(p)) },
                 recv(ticker) -> _ => survive("a tick", || state.on_tick()),
             }
         }
@@ -143,9 +150,9 @@ pub fn spawn(config: WorkerConfig, engine: Arc<dyn Engine>, store: Box<dyn Store
 
 /// Lets the unit tests build a `State` on pools they read themselves.
 #[cfg(test)]
-pub fn test_pools() -> (Pools, crossbeam_channel::Receiver<super::ops::Op>, crossbeam_channel::Receiver<super::ops::Op>)
-{
+pub fn test_pools() -> (Pools, [crossbeam_channel::Receiver<super::ops::Op>; 3]) {
+    let (pulls, pulls_rx) = unbounded();
     let (starts, starts_rx) = unbounded();
     let (others, others_rx) = unbounded();
-    (Pools { starts, others }, starts_rx, others_rx)
+    (Pools { pulls, starts, others }, [pulls_rx, starts_rx, others_rx])
 }

@@ -54,7 +54,12 @@ pub struct WorkerConfig {
     /// How often the table is checked against the engine (events make it prompt; this is the net).
     pub sync_interval: Duration,
     pub engine_threads: usize,
+    /// Pulls at once: a registry that hangs holds these threads, and nothing else.
+    pub pull_threads: usize,
     pub pull_timeout: Duration,
+    /// How often the engine is pinged, and how soon it must answer to count as answering.
+    pub ping_interval: Duration,
+    pub ping_deadline: Duration,
     /// How long finished tasks stay listed for the manager to see.
     pub keep_finished: Duration,
     /// How long an HTTP thread waits for a start to finish before answering 504.
@@ -88,7 +93,10 @@ impl WorkerConfig {
             stop_grace: Duration::from_secs(10),
             sync_interval: Duration::from_secs(5),
             engine_threads: 4,
+            pull_threads: 2,
             pull_timeout: Duration::from_secs(300),
+            ping_interval: Duration::from_secs(2),
+            ping_deadline: Duration::from_secs(2),
             // long enough for a manager cut off for a while to still learn how a task ended
             keep_finished: Duration::from_secs(24 * 3600),
             start_wait: Duration::from_secs(330),

@@ -44,6 +44,8 @@ pub enum Op {
         id: TaskId,
         container_id: String,
     },
+    /// Pulls an image that starts are waiting for (answered as `Pulled`).
+    Pull { image: String },
     /// Removes a container that no task owns (answered as `Swept`).
     Sweep {
         container_id: String,
@@ -59,10 +61,6 @@ pub enum Op {
 }
 
 impl Op {
-    /// Whether the op goes to the start pool.
-    pub fn is_start(&self) -> bool {
-        matches!(self, Op::Start { .. } | Op::Restart { .. })
-    }
 
     /// The result to report if running this op panics (a bug): a failure that clears the op.
     fn failed(&self) -> OpResult {
@@ -75,6 +73,7 @@ impl Op {
             Op::Stop { id, .. } => OpResult::Stopped { id: *id, result: Err(e()) },
             Op::Remove { id, .. } => OpResult::Removed { id: *id, result: Err(e()) },
             Op::Sweep { container_id } => OpResult::Swept { container_id: container_id.clone(), result: Err(e()) },
+            Op::Pull { image } => OpResult::Pulled { image: image.clone(), result: Err(e()) },
             Op::Sync { epoch } => OpResult::Synced { epoch: *epoch, result: Err(e()) },
             Op::Version => OpResult::Version { result: Err(e()) },
         }
@@ -92,9 +91,16 @@ pub enum StartFailure {
     /// The engine stopped answering once a container may exist: what runs is unknown until the
     /// next sync, and the start is made again (it adopts what the first attempt left).
     Unknown(String),
+    /// The image is not on this node: it is to be pulled (on the pull lane), then the start made
+    /// again.
+    NeedsImage(String),
 }
 
 pub enum OpResult {
+    Pulled {
+        image: String,
+        result: Result<(), DockerError>,
+    },
     Started {
         id: TaskId,
         result: Result<ContainerInfo, StartFailure>,
@@ -132,8 +138,11 @@ pub struct Observed {
     pub info: Option<ContainerInfo>,
 }
 
-/// The two sets of engine threads: one for starts, one for everything else.
+/// The three sets of engine threads: pulls, which may wait minutes on a registry; starts; and
+/// everything else, so that stops and syncs never wait behind a start, and a start whose image
+/// is present never waits behind a pull.
 pub struct Pools {
+    pub pulls: Sender<Op>,
     pub starts: Sender<Op>,
     pub others: Sender<Op>,
 }
@@ -142,7 +151,11 @@ impl Pools {
     /// Hands an op to its pool. The pools outlive the control loop that sends to them; if one is
     /// gone all the same, the op is logged as lost (the next sync repairs what it would have).
     pub fn send(&self, op: Op) {
-        let pool = if op.is_start() { &self.starts } else { &self.others };
+        let pool = match op {
+            Op::Pull { .. } => &self.pulls,
+            Op::Start { .. } | Op::Restart { .. } => &self.starts,
+            _ => &self.others,
+        };
         if pool.send(op).is_err() {
             log::error!("engine pool gone; an engine operation is lost");
         }
@@ -178,13 +191,13 @@ pub fn engine_pool(
 pub fn run_op(engine: &dyn Engine, cfg: &WorkerConfig, op: Op) -> OpResult {
     match op {
         Op::Start { id, spec, container_name, labels } => {
-            let result = start_container(engine, cfg, &spec, &container_name, &labels, &id);
+            let result = start_container(engine, &spec, &container_name, &labels, &id);
             OpResult::Started { id, result }
         }
         Op::Restart { id, container_id, spec, container_name, labels } => {
             let result = match engine.start(&container_id) {
                 // the container is gone: a new one
-                Err(e) if e.is_not_found() => start_container(engine, cfg, &spec, &container_name, &labels, &id),
+                Err(e) if e.is_not_found() => start_container(engine, &spec, &container_name, &labels, &id),
                 other => other
                     .map_err(after_create)
                     .and_then(|_| engine.inspect(&container_id).map_err(|e| StartFailure::Unknown(error_chain(&e)))),
@@ -205,6 +218,10 @@ pub fn run_op(engine: &dyn Engine, cfg: &WorkerConfig, op: Op) -> OpResult {
             OpResult::Stopped { id, result }
         }
         Op::Remove { id, container_id } => OpResult::Removed { id, result: engine.remove(&container_id) },
+        Op::Pull { image } => {
+            let result = engine.pull(&image, cfg.pull_timeout);
+            OpResult::Pulled { image, result }
+        }
         Op::Sweep { container_id } => {
             let result = engine.remove(&container_id);
             OpResult::Swept { container_id, result }
@@ -243,35 +260,20 @@ fn after_create(e: DockerError) -> StartFailure {
     }
 }
 
-/// Image check (and pull if absent), create, start, inspect. A container left by an earlier
-/// attempt for the same task is adopted if it runs and replaced if not.
+/// Create, start, inspect. A missing image is not looked for first: the create says so (404),
+/// and the start waits for a pull on the pull lane. A container left by an earlier attempt for
+/// the same task is adopted if it runs and replaced if not.
 fn start_container(
     engine: &dyn Engine,
-    cfg: &WorkerConfig,
     spec: &TaskSpec,
     name: &str,
     labels: &BTreeMap<String, String>,
     id: &TaskId,
 ) -> Result<ContainerInfo, StartFailure> {
-    if !engine.image_exists(&spec.image).map_err(before_create)? {
-        // No registry may be reachable: a pull failure is the task's failure, with the engine's words.
-        if let Err(e) = engine.pull(&spec.image, cfg.pull_timeout) {
-            if e.is_engine_down() {
-                return Err(StartFailure::NotStarted(error_chain(&e)));
-            }
-            let message = match &e {
-                DockerError::Api { message, .. } => message.clone(),
-                other => error_chain(other),
-            };
-            return Err(StartFailure::Refused(format!(
-                "image {} is not on node {} and could not be pulled: {message}",
-                spec.image, cfg.name
-            )));
-        }
-    }
     let opts = CreateOptions { name, spec, labels };
     let container_id = match engine.create(&opts) {
         Ok(cid) => cid,
+        Err(e) if e.is_not_found() => return Err(StartFailure::NeedsImage(spec.image.clone())),
         Err(DockerError::Api { status: 409, .. }) => {
             let existing = engine.inspect(name).map_err(after_create)?;
             let ours = existing.labels.get(LABEL_TASK_ID).map(String::as_str) == Some(id.to_string().as_str());

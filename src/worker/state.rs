@@ -32,6 +32,8 @@ const ENGINE_AWAY: &str = "engine unreachable, state not confirmed";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OpKind {
+    /// Waiting for its image on the pull lane (no container exists yet).
+    Pull,
     Start,
     Stop,
     Remove,
@@ -61,6 +63,8 @@ pub struct Entry {
     pub run: u64,
     /// The running health checker of the current run (dropping it stops the checker).
     checker: Option<Sender<()>>,
+    /// Its image was pulled for the start under way (a second "no such image" is a failure).
+    pulled: bool,
     /// Consecutive failed health checks in the current run.
     health_failures: u32,
     /// The container is being stopped because it failed its health checks.
@@ -85,6 +89,7 @@ impl Entry {
             checker: None,
             health_failures: 0,
             unhealthy: false,
+            pulled: false,
         }
     }
 }
@@ -102,6 +107,8 @@ pub struct State {
     pub synced: bool,
     /// Containers with this node's label that no task can own, and when each was first seen.
     suspects: HashMap<String, Instant>,
+    /// Images being pulled, and the tasks whose start waits for each (one pull per image).
+    pulls: HashMap<String, Vec<TaskId>>,
     /// Where the stats thread should measure the disk (the engine's data root, once known).
     disk_path: Sender<PathBuf>,
     last_cpu: Option<CpuTicks>,
@@ -148,6 +155,7 @@ impl State {
             epoch: 1,
             synced: false,
             suspects: HashMap::new(),
+            pulls: HashMap::new(),
             disk_path,
             last_cpu: None,
             stats: None,
@@ -349,6 +357,11 @@ impl State {
         }
         entry.task.desired_state = DesiredState::Stopped;
         entry.stop_waiters.push(reply);
+        if entry.op == Some(OpKind::Pull) {
+            // nothing was created yet: the stop is done at once, and the pull goes on alone
+            self.stop_before_create(id);
+            return;
+        }
         if entry.op.is_none() {
             entry.op = Some(OpKind::Stop);
             let container_id = entry.task.container_id.clone();
@@ -359,6 +372,16 @@ impl State {
         self.persist_quietly(&id);
     }
 
+    /// The pinger's verdict: an engine that does not answer a ping in time is out of reach,
+    /// whatever longer calls are still waiting for.
+    pub fn on_ping(&mut self, result: Result<(), DockerError>) {
+        match result {
+            Ok(()) if !self.engine.reachable => self.note_engine(None),
+            Ok(()) => {}
+            Err(e) => self.note_engine(Some(&e)),
+        }
+    }
+
     pub fn on_result(&mut self, res: OpResult) {
         self.epoch += 1;
         let now = self.now();
@@ -366,6 +389,7 @@ impl State {
             OpResult::Started { id, result } => self.on_started(id, result, now),
             OpResult::Stopped { id, result } => self.on_stopped(id, result, now),
             OpResult::Removed { id, result } => self.on_removed(id, result),
+            OpResult::Pulled { image, result } => self.on_pulled(image, result, now),
             OpResult::Swept { container_id, result } => {
                 self.note_engine(result.as_ref().err());
                 match result {

@@ -8,6 +8,7 @@ use super::engine::Engine;
 use super::LABEL_NODE;
 use super::LABEL_TASK_ID;
 use crate::control::error_chain;
+use crate::docker_cli::DockerError;
 use crate::stats::{self, ProcSample};
 use crate::task::{HealthCheck, TaskId};
 use crate::time::Timestamp;
@@ -66,8 +67,13 @@ pub fn health_loop(
     out: &Sender<HealthResult>,
 ) {
     let url = format!("http://127.0.0.1:{port}{}", check.path);
+    // Only ever the task's own port: no redirect is followed (a 3xx already counts as healthy,
+    // and following one would let a container make the worker fetch any URL on its host) and
+    // no proxy from the environment is used.
     let agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
+        .max_redirects(0)
+        .proxy(None)
         .timeout_global(Some(Duration::from_secs(u64::from(check.timeout_s))))
         .build()
         .new_agent();
@@ -85,6 +91,27 @@ pub fn health_loop(
             Err(e) => (false, format!("{url}: {e}")),
         };
         if out.send(HealthResult { id, run, ok, detail }).is_err() {
+            return;
+        }
+    }
+}
+
+/// Pings the engine every `interval`, each ping answered within `deadline` or reported failed,
+/// so that an engine that accepts and never answers is seen within seconds. Calls that are
+/// under way keep their own, longer deadlines.
+pub fn ping_engine(engine: &dyn Engine, interval: Duration, deadline: Duration, out: &Sender<Result<(), DockerError>>) {
+    let ticker = tick(interval);
+    loop {
+        let result = engine.ping(deadline).map_err(|e| match e {
+            DockerError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut || io.kind() == std::io::ErrorKind::WouldBlock => {
+                DockerError::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer to a ping within {} ms", deadline.as_millis()),
+                ))
+            }
+            other => other,
+        });
+        if out.send(result).is_err() || ticker.recv().is_err() {
             return;
         }
     }

@@ -6,11 +6,11 @@
 
 use super::{store_error_copy, transition, OpKind, State};
 use crate::control::{answer, error_chain, spawn_thread};
-use crate::docker_cli::ContainerInfo;
+use crate::docker_cli::{ContainerInfo, DockerError};
 use crate::task::{DesiredState, TaskId, TaskState};
 use crate::time::Timestamp;
 use crate::worker::decide::{self, Backoff, ExitContext, ExitDecision};
-use crate::worker::ops::{restart_op, Op, StartFailure};
+use crate::worker::ops::{restart_op, start_op, Op, StartFailure};
 use crate::worker::watch::{health_loop, EngineEvent, HealthResult};
 use crate::worker::{short_id, WorkerError};
 use crossbeam_channel::bounded;
@@ -67,7 +67,18 @@ impl State {
                 self.not_started(id, why);
                 return;
             }
+            Err(StartFailure::NeedsImage(image)) => {
+                self.wait_for_image(id, image);
+                return;
+            }
         };
+        self.answer_start(id, failure);
+        self.after_op(id);
+    }
+
+    /// Answers those waiting for the task's start: with the record once it is committed, or
+    /// with the failure.
+    fn answer_start(&mut self, id: TaskId, failure: Option<WorkerError>) {
         let Some(entry) = self.entries.get_mut(&id) else { return };
         let task = entry.task.clone();
         let waiters = std::mem::take(&mut entry.start_waiters);
@@ -82,7 +93,6 @@ impl State {
             };
             answer(&w, reply);
         }
-        self.after_op(id);
     }
 
     /// A start that created nothing because the engine is out of reach: the task is forgotten,
@@ -285,6 +295,96 @@ impl State {
                     self.pools.send(Op::Inspect { id, container_id: recorded });
                 }
             }
+        }
+    }
+
+    /// A start found its image missing: it waits for the image on the pull lane, where one pull
+    /// serves every task that needs the same image.
+    fn wait_for_image(&mut self, id: TaskId, image: String) {
+        let Some(entry) = self.entries.get_mut(&id) else { return };
+        if std::mem::take(&mut entry.pulled) {
+            // pulled a moment ago and missing again: do not go round in circles
+            let why = format!("image {image} is missing on node {} right after a pull", self.config.name);
+            self.start_refused(id, why, self.now());
+            return;
+        }
+        entry.op = Some(OpKind::Pull);
+        let waiting = self.pulls.entry(image.clone()).or_default();
+        waiting.push(id);
+        if waiting.len() == 1 {
+            info!("pulling image image={image} task_id={id}");
+            self.pools.send(Op::Pull { image });
+        } else {
+            debug!("start waits for a pull under way image={image} task_id={id}");
+        }
+    }
+
+    /// The pull of an image ended: the starts waiting for it are made again, or fail with the
+    /// registry's words (or, with the engine out of reach, are given back unstarted).
+    pub(super) fn on_pulled(&mut self, image: String, result: Result<(), DockerError>, now: Timestamp) {
+        self.note_engine(result.as_ref().err());
+        let waiting = self.pulls.remove(&image).unwrap_or_default();
+        for id in waiting {
+            let Some(entry) = self.entries.get_mut(&id).filter(|e| e.op == Some(OpKind::Pull)) else { continue };
+            entry.op = None;
+            match &result {
+                Ok(()) => {
+                    entry.pulled = true;
+                    entry.op = Some(OpKind::Start);
+                    let op = start_op(&entry.task, &self.config.name);
+                    self.pools.send(op);
+                }
+                Err(e) if e.is_engine_down() && entry.task.state == TaskState::Scheduled => {
+                    self.not_started(id, error_chain(e));
+                }
+                Err(e) => {
+                    let message = match e {
+                        DockerError::Api { message, .. } => message.clone(),
+                        other => error_chain(other),
+                    };
+                    let why = format!("image {image} is not on node {} and could not be pulled: {message}", self.config.name);
+                    self.start_refused(id, why, now);
+                }
+            }
+        }
+    }
+
+    /// A start the engine refused (or whose image could not be had): the task fails, and those
+    /// waiting for its start hear so.
+    fn start_refused(&mut self, id: TaskId, why: String, now: Timestamp) {
+        let Some(entry) = self.entries.get_mut(&id) else { return };
+        warn!("task failed to start task_id={id} error={why}");
+        let restarting = entry.task.state == TaskState::Running;
+        entry.op = None;
+        entry.task.error = Some(if restarting { format!("restart failed: {why}") } else { why });
+        transition(&mut entry.task, TaskState::Failed, now);
+        entry.container_present = restarting && entry.task.container_id.is_some();
+        self.answer_start(id, None);
+        self.after_op(id);
+    }
+
+    /// A stop of a task whose start waits for its image: no container exists, so the task is
+    /// Stopped at once and drops out of the pull's waiters.
+    pub(super) fn stop_before_create(&mut self, id: TaskId) {
+        let now = self.now();
+        for waiting in self.pulls.values_mut() {
+            waiting.retain(|w| *w != id);
+        }
+        let Some(entry) = self.entries.get_mut(&id) else { return };
+        entry.op = None;
+        entry.container_present = false;
+        transition(&mut entry.task, TaskState::Stopped, now);
+        info!("task stopped before its image arrived task_id={id}");
+        self.answer_start(id, None);
+        let Some(entry) = self.entries.get_mut(&id) else { return };
+        let (task, waiters) = (entry.task.clone(), std::mem::take(&mut entry.stop_waiters));
+        let committed = self.persist(&id);
+        for w in waiters {
+            let reply = match &committed {
+                Ok(()) => Ok(task.clone()),
+                Err(e) => Err(WorkerError::Store(store_error_copy(e))),
+            };
+            answer(&w, reply);
         }
     }
 }

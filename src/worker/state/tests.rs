@@ -25,8 +25,10 @@ struct Rig {
     clock: ManualClock,
     store: FlakyStore,
     cfg: WorkerConfig,
-    starts: Receiver<Op>,
-    others: Receiver<Op>,
+    /// The pull, start and other pools' queues.
+    pools: [Receiver<Op>; 3],
+    /// Pulls are left queued (a registry that does not answer).
+    hold_pulls: bool,
     _health: Receiver<HealthResult>,
     _disk: Receiver<PathBuf>,
 }
@@ -45,11 +47,12 @@ impl Rig {
     /// A worker (started afresh) over this engine, store and clock; its first steps are done.
     fn on(engine: Arc<FakeEngine>, store: FlakyStore, clock: ManualClock) -> Rig {
         let cfg = config(&clock);
-        let (pools, starts, others) = test_pools();
+        let (pools, queues) = test_pools();
         let (health_tx, health_rx) = unbounded();
         let (disk_tx, disk_rx) = unbounded();
         let state = State::new(cfg.clone(), Box::new(store.clone()), pools, disk_tx, health_tx).expect("state");
-        let mut rig = Rig { state, engine, clock, store, cfg, starts, others, _health: health_rx, _disk: disk_rx };
+        let mut rig =
+            Rig { state, engine, clock, store, cfg, pools: queues, hold_pulls: false, _health: health_rx, _disk: disk_rx };
         rig.state.begin();
         rig.pump();
         rig
@@ -73,7 +76,8 @@ impl Rig {
     }
 
     fn take_op(&self) -> Option<Op> {
-        self.starts.try_recv().or_else(|_| self.others.try_recv()).ok()
+        let from = if self.hold_pulls { &self.pools[1..] } else { &self.pools[..] };
+        from.iter().find_map(|q| q.try_recv().ok())
     }
 
     fn send_start(&mut self, spec: &str, id: TaskId) -> Receiver<Result<(Task, bool), WorkerError>> {
@@ -215,19 +219,87 @@ fn published_ports_are_read_from_the_engine() {
 }
 
 #[test]
+fn a_missing_image_is_pulled_once_for_every_task_that_needs_it() {
+    let mut rig = Rig::new();
+    rig.engine.set_pullable("other/web:1");
+    let web = r#"{"name":"w","image":"other/web:1"}"#;
+    rig.hold_pulls = true;
+    let answers: Vec<_> = (0..3).map(|_| rig.send_start(web, TaskId::new_v4())).collect();
+    rig.pump();
+    assert!(answers.iter().all(|a| a.try_recv().is_err()), "answered before the image came");
+    rig.hold_pulls = false;
+    rig.pump();
+    for a in answers {
+        assert_eq!(a.try_recv().expect("answered").expect("started").0.state, TaskState::Running);
+    }
+    assert_eq!(rig.engine.count("pull"), 1);
+}
+
+#[test]
+fn a_start_whose_image_is_present_never_waits_behind_a_pull() {
+    let mut rig = Rig::new();
+    rig.hold_pulls = true;
+    let stuck: Vec<_> = (0..8).map(|_| rig.send_start(r#"{"name":"h","image":"hang/ing:1"}"#, TaskId::new_v4())).collect();
+    rig.pump();
+    let (task, _) = rig.start_spec(&spec("local", "")).expect("started");
+    assert_eq!(task.state, TaskState::Running);
+    assert!(stuck.iter().all(|a| a.try_recv().is_err()));
+}
+
+#[test]
+fn a_stop_of_a_task_waiting_for_its_image_is_done_at_once() {
+    let mut rig = Rig::new();
+    rig.hold_pulls = true;
+    let id = TaskId::new_v4();
+    let started = rig.send_start(r#"{"name":"h","image":"hang/ing:1"}"#, id);
+    rig.pump();
+    let stopped = rig.stop(id).expect("stopped");
+    assert_eq!(stopped.state, TaskState::Stopped);
+    assert_eq!(started.try_recv().expect("the start is answered").expect("with the record").0.state, TaskState::Stopped);
+    // the pull ends later: the stopped task stays stopped, nothing is created
+    rig.hold_pulls = false;
+    rig.pump();
+    assert_eq!(rig.task(id).state, TaskState::Stopped);
+    assert!(rig.engine.containers().is_empty());
+}
+
+#[test]
+fn a_pull_with_the_engine_away_gives_the_task_back_unstarted() {
+    let mut rig = Rig::new();
+    rig.engine.fail_next("pull", Fault::Down);
+    let id = TaskId::new_v4();
+    let err = rig.start_id(r#"{"name":"h","image":"other/web:1"}"#, id).expect_err("not started");
+    assert!(matches!(err, WorkerError::EngineUnreachable(_)), "{err:?}");
+    assert!(!rig.state.entries.contains_key(&id));
+}
+
+#[test]
+fn an_engine_that_does_not_answer_a_ping_is_out_of_reach_until_it_does() {
+    let mut rig = Rig::new();
+    let hung = DockerError::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer to a ping within 2000 ms"));
+    rig.state.on_ping(Err(hung));
+    let health = rig.ask(|r| Command::Health { reply: r }).expect("health");
+    assert_eq!(health.status, "degraded");
+    assert!(health.engine.error.as_deref().is_some_and(|e| e.contains("ping")), "{:?}", health.engine.error);
+    rig.state.on_ping(Ok(()));
+    rig.pump();
+    assert_eq!(rig.ask(|r| Command::Health { reply: r }).expect("health").status, "ok");
+}
+
+#[test]
 fn a_missing_image_that_cannot_be_pulled_fails_the_task_with_the_engine_words() {
     let mut rig = Rig::new();
     let (task, _) = rig.start_spec(r#"{"name":"x","image":"nowhere/none:1"}"#).expect("answered");
     assert_eq!(task.state, TaskState::Failed);
     let error = task.error.expect("a reason");
     assert!(error.contains("could not be pulled") && error.contains("pull access denied"), "{error}");
-    assert_eq!(rig.engine.count("create"), 0);
+    assert!(rig.engine.containers().is_empty());
 }
 
 #[test]
 fn an_engine_out_of_reach_before_create_forgets_the_task_and_says_so() {
     let mut rig = Rig::new();
-    rig.engine.fail_next("image", Fault::Down);
+    rig.engine.fail_next("create", Fault::Down);
     let id = TaskId::new_v4();
     let err = rig.start_id(&spec("web", ""), id).expect_err("not started");
     assert!(matches!(err, WorkerError::EngineUnreachable(_)), "{err:?}");
