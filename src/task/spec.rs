@@ -115,6 +115,9 @@ pub const MAX_CMD_ARGS: usize = 256;
 pub const MAX_ENV_VARS: usize = 256;
 pub const MAX_PORTS: usize = 64;
 pub const MAX_CPUS: f64 = 1024.0;
+/// The engine's smallest CPU limit: below it, `NanoCpus` is refused by runc (or, rounded to 0,
+/// silently means "no limit").
+pub const MIN_CPUS: f64 = 0.01;
 /// Docker refuses less than 6 MB of memory.
 pub const MIN_MEMORY_MB: u64 = 6;
 pub const MAX_MEMORY_MB: u64 = 16 * 1024 * 1024;
@@ -177,6 +180,8 @@ impl TaskSpec {
             health_check: optional(&mut obj, "health_check")?,
         };
         spec.validate()?;
+        // what the record says is what the container gets: thousandths of a CPU
+        let spec = TaskSpec { cpus: spec.cpus.map(|c| (c * 1000.0).round() / 1000.0), ..spec };
         Ok(spec)
     }
 
@@ -200,8 +205,11 @@ impl TaskSpec {
             }
         }
         if let Some(cpus) = self.cpus {
-            if !cpus.is_finite() || cpus <= 0.0 || cpus > MAX_CPUS {
-                return Err(SpecError::at("cpus", format!("must be more than 0 and at most {MAX_CPUS}")));
+            if !cpus.is_finite() || !(MIN_CPUS..=MAX_CPUS).contains(&cpus) {
+                return Err(SpecError::at(
+                    "cpus",
+                    format!("must be from {MIN_CPUS} to {MAX_CPUS} (the engine refuses less than {MIN_CPUS})"),
+                ));
             }
         }
         if let Some(mb) = self.memory_mb {
@@ -483,6 +491,8 @@ mod tests {
             (json!({"name": "a", "image": "UPPER/case"}), "image"),
             (json!({"name": "a", "image": "b", "cpus": 0}), "cpus"),
             (json!({"name": "a", "image": "b", "cpus": -1.5}), "cpus"),
+            (json!({"name": "a", "image": "b", "cpus": 1e-10}), "cpus"),
+            (json!({"name": "a", "image": "b", "cpus": 0.009}), "cpus"),
             (json!({"name": "a", "image": "b", "memory_mb": 2}), "memory_mb"),
             (json!({"name": "a", "image": "b", "memory_mb": -2}), "memory_mb"),
             (json!({"name": "a", "image": "b", "memory_mb": "64"}), "memory_mb"),
@@ -552,6 +562,17 @@ mod tests {
             "exa mple.com/a",
         ] {
             assert!(check_image(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cpus_are_kept_to_the_thousandth_the_container_gets() {
+        for (given, kept, nano) in [(0.01, 0.01, 10_000_000), (0.0125, 0.013, 13_000_000), (1.0 / 3.0, 0.333, 333_000_000)] {
+            let text = format!(r#"{{"name":"a","image":"b","cpus":{given}}}"#);
+            let spec = TaskSpec::from_json(text.as_bytes()).expect("valid");
+            assert_eq!(spec.cpus, Some(kept), "{given}");
+            let body = crate::docker_cli::create_body(&spec, &Default::default());
+            assert_eq!(body["HostConfig"]["NanoCpus"], serde_json::json!(nano), "{given}");
         }
     }
 }

@@ -226,6 +226,14 @@ impl Cluster {
         cluster
     }
 
+    /// Starts one more worker (memory store) with these extra flags; the manager does not know it.
+    pub fn add_worker(&mut self, name: &str, extra: &[String]) {
+        let mut args = strings(&["-st", "memory"]);
+        args.extend(extra.iter().cloned());
+        self.worker_names.push(name.to_string());
+        self.start_worker(name, &args);
+    }
+
     /// Starts a worker with this name; it keeps its port when it is started again.
     fn start_worker(&mut self, name: &str, extra: &[String]) {
         let mut args = strings(&["-n", name, "-p", "0", "--bind", "127.0.0.1", "--stop-grace-s", "2"]);

@@ -17,6 +17,9 @@ use crossbeam_channel::bounded;
 use log::{debug, error, info, warn};
 use std::time::Instant;
 
+/// How a task's error reads while its start waits for its image.
+const PULLING: &str = "waiting for the pull of image";
+
 impl State {
     pub(super) fn on_started(&mut self, id: TaskId, result: Result<ContainerInfo, StartFailure>, now: Timestamp) {
         let (epoch, retry_at) = (self.epoch, self.instant() + self.config.sync_interval);
@@ -309,6 +312,11 @@ impl State {
             return;
         }
         entry.op = Some(OpKind::Pull);
+        entry.task.error = Some(format!("{PULLING} {image}"));
+        // Those waiting for the start hear now that it waits for its image: a pull may take
+        // minutes, and their threads (the manager's dispatchers among them) have other starts
+        // to make. The task reads Scheduled until its container runs.
+        self.answer_start(id, None);
         let waiting = self.pulls.entry(image.clone()).or_default();
         waiting.push(id);
         if waiting.len() == 1 {
@@ -330,6 +338,7 @@ impl State {
             match &result {
                 Ok(()) => {
                     entry.pulled = true;
+                    entry.task.error = None;
                     entry.op = Some(OpKind::Start);
                     let op = start_op(&entry.task, &self.config.name);
                     self.pools.send(op);

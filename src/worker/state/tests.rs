@@ -224,13 +224,20 @@ fn a_missing_image_is_pulled_once_for_every_task_that_needs_it() {
     rig.engine.set_pullable("other/web:1");
     let web = r#"{"name":"w","image":"other/web:1"}"#;
     rig.hold_pulls = true;
-    let answers: Vec<_> = (0..3).map(|_| rig.send_start(web, TaskId::new_v4())).collect();
+    let ids: Vec<TaskId> = (0..3).map(|_| TaskId::new_v4()).collect();
+    let answers: Vec<_> = ids.iter().map(|id| rig.send_start(web, *id)).collect();
     rig.pump();
-    assert!(answers.iter().all(|a| a.try_recv().is_err()), "answered before the image came");
+    // answered at once: the start waits for its image, its caller does not
+    for a in answers {
+        let (task, created) = a.try_recv().expect("answered").expect("accepted");
+        assert_eq!((task.state, created), (TaskState::Scheduled, true));
+        assert_eq!(task.error.as_deref(), Some("waiting for the pull of image other/web:1"));
+    }
     rig.hold_pulls = false;
     rig.pump();
-    for a in answers {
-        assert_eq!(a.try_recv().expect("answered").expect("started").0.state, TaskState::Running);
+    for id in ids {
+        let t = rig.task(id);
+        assert_eq!((t.state, t.error), (TaskState::Running, None));
     }
     assert_eq!(rig.engine.count("pull"), 1);
 }
@@ -243,7 +250,7 @@ fn a_start_whose_image_is_present_never_waits_behind_a_pull() {
     rig.pump();
     let (task, _) = rig.start_spec(&spec("local", "")).expect("started");
     assert_eq!(task.state, TaskState::Running);
-    assert!(stuck.iter().all(|a| a.try_recv().is_err()));
+    assert!(stuck.iter().all(|a| a.try_recv().is_ok_and(|r| r.is_ok_and(|(t, _)| t.state == TaskState::Scheduled))));
 }
 
 #[test]
@@ -253,9 +260,9 @@ fn a_stop_of_a_task_waiting_for_its_image_is_done_at_once() {
     let id = TaskId::new_v4();
     let started = rig.send_start(r#"{"name":"h","image":"hang/ing:1"}"#, id);
     rig.pump();
+    assert_eq!(started.try_recv().expect("the start is answered").expect("with the record").0.state, TaskState::Scheduled);
     let stopped = rig.stop(id).expect("stopped");
     assert_eq!(stopped.state, TaskState::Stopped);
-    assert_eq!(started.try_recv().expect("the start is answered").expect("with the record").0.state, TaskState::Stopped);
     // the pull ends later: the stopped task stays stopped, nothing is created
     rig.hold_pulls = false;
     rig.pump();
@@ -268,9 +275,11 @@ fn a_pull_with_the_engine_away_gives_the_task_back_unstarted() {
     let mut rig = Rig::new();
     rig.engine.fail_next("pull", Fault::Down);
     let id = TaskId::new_v4();
-    let err = rig.start_id(r#"{"name":"h","image":"other/web:1"}"#, id).expect_err("not started");
-    assert!(matches!(err, WorkerError::EngineUnreachable(_)), "{err:?}");
+    let (task, _) = rig.start_id(r#"{"name":"h","image":"other/web:1"}"#, id).expect("waits for its image");
+    assert_eq!(task.state, TaskState::Scheduled);
+    // forgotten, so that the manager, which no longer finds it here, places it again
     assert!(!rig.state.entries.contains_key(&id));
+    assert_eq!(rig.store.get_task(&id).expect("read"), None);
 }
 
 #[test]
@@ -290,6 +299,7 @@ fn an_engine_that_does_not_answer_a_ping_is_out_of_reach_until_it_does() {
 fn a_missing_image_that_cannot_be_pulled_fails_the_task_with_the_engine_words() {
     let mut rig = Rig::new();
     let (task, _) = rig.start_spec(r#"{"name":"x","image":"nowhere/none:1"}"#).expect("answered");
+    let task = rig.task(task.id);
     assert_eq!(task.state, TaskState::Failed);
     let error = task.error.expect("a reason");
     assert!(error.contains("could not be pulled") && error.contains("pull access denied"), "{error}");

@@ -1,0 +1,262 @@
+//! Regressions of what a hostile probe of the live daemons found (issue 15), each reproduced
+//! against a real manager, worker and Docker Engine: a registry that hangs, containers that
+//! impersonate a task or merely carry a node's label, an engine that hangs, health checks that
+//! are redirected, CPU limits the engine would not honour.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::net::TcpListener;
+use std::os::unix::net::UnixListener;
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const RUN: Duration = Duration::from_secs(30);
+
+fn sleeper(name: &str) -> Value {
+    json!({"name": name, "image": IMAGE, "cmd": ["sleep", "300"], "memory_mb": 16})
+}
+
+/// A TCP listener on loopback that accepts connections and never answers, counting them.
+struct Silent {
+    port: u16,
+    accepted: Arc<AtomicUsize>,
+}
+
+impl Silent {
+    fn start() -> Silent {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for conn in listener.incoming().flatten() {
+                count.fetch_add(1, Ordering::SeqCst);
+                held.push(conn); // kept open, never answered
+            }
+        });
+        Silent { port, accepted }
+    }
+}
+
+/// Runs `docker` with these arguments and returns its standard output, failing the test if it fails.
+fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker").args(args).output().expect("docker CLI runs");
+    assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Samples `check` every 100 ms for `window` and fails at the first sample that breaks it: for
+/// asserting that something does not happen.
+fn holds_for(what: &str, window: Duration, mut check: impl FnMut() -> bool) {
+    let end = Instant::now() + window;
+    while Instant::now() < end {
+        assert!(check(), "{what} stopped holding");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_hanging_registry_stalls_no_start_whose_image_is_present() {
+    let registry = Silent::start();
+    let c = Cluster::start("hanging_registry", ClusterOptions { workers: 1, ..ClusterOptions::default() });
+    c.wait_nodes_up();
+    let image = format!("127.0.0.1:{}/skiff-test/never:1", registry.port);
+    let stuck: Vec<String> =
+        (0..8).map(|i| c.submit(&json!({"name": format!("stuck{i}"), "image": image, "memory_mb": 16}))).collect();
+    wait_for("the registry to be asked", RUN, || (registry.accepted.load(Ordering::SeqCst) > 0).then_some(()));
+    let asked = Instant::now();
+    let local = c.submit(&sleeper("local"));
+    c.wait_state(&local, "Running", Duration::from_secs(15));
+    println!("a task with a local image ran {:?} after the registry began to hang", asked.elapsed());
+    for id in &stuck {
+        assert_eq!(c.get_task(id)["state"], "Scheduled", "a start waits for its image");
+    }
+    // eight tasks of one image: one pull (the engine may open a second connection to try TLS)
+    assert!(registry.accepted.load(Ordering::SeqCst) <= 2, "pulls: {}", registry.accepted.load(Ordering::SeqCst));
+    // a task waiting for its image stops at once
+    let (status, _) = http("DELETE", &c.manager_url(&format!("/v1/tasks/{}", stuck[0])), None);
+    assert_eq!(status, 202);
+    c.wait_state(&stuck[0], "Stopped", Duration::from_secs(10));
+}
+
+/// The labels a worker named `node` gives the container of this task record.
+fn labels_of(task: &Value, node: &str) -> Vec<String> {
+    let spec = task["spec"].to_string();
+    vec![
+        format!("skiff.task-id={}", task["id"].as_str().expect("id")),
+        format!("skiff.node={node}"),
+        format!("skiff.name={}", task["name"].as_str().expect("name")),
+        format!("skiff.spec={spec}"),
+        format!("skiff.created-at={}", task["created_at"].as_str().expect("created_at")),
+    ]
+}
+
+fn run_labelled(labels: &[String], cmd: &[&str]) -> String {
+    let mut args = vec!["run".to_string(), "-d".to_string()];
+    for l in labels {
+        args.extend(["--label".to_string(), l.clone()]);
+    }
+    args.push(IMAGE.to_string());
+    args.extend(cmd.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    docker(&args)
+}
+
+#[test]
+fn a_hand_made_copy_of_a_task_neither_fails_it_nor_replaces_it() {
+    let opts = ClusterOptions {
+        workers: 1,
+        worker_args: strings(&["--sync-interval-ms", "300"]),
+        ..ClusterOptions::default()
+    };
+    let mut c = Cluster::start("spoofed_task", opts);
+    c.wait_nodes_up();
+    let node = c.worker_names[0].clone();
+    let id = c.submit(&sleeper("real"));
+    let task = c.wait_state(&id, "Running", RUN);
+    let real = task["container_id"].as_str().expect("container").to_string();
+
+    // a copy with every label of the task that exits 7 at once
+    let spoof = run_labelled(&labels_of(&task, &node), &["sh", "-c", "exit 7"]);
+    holds_for("the task running on its own container", Duration::from_secs(3), || {
+        let t = c.get_task(&id);
+        t["state"] == "Running" && t["container_id"] == real.as_str()
+    });
+    assert_eq!(docker_inspect(&real)["State"]["Running"], true, "the real container runs");
+    assert_eq!(docker_inspect(&spoof)["State"]["ExitCode"], 7, "the copy is kept for its grace");
+
+    // a running copy present when the worker restarts with a memory store: the real one is adopted
+    let runner = run_labelled(&labels_of(&task, &node), &["sleep", "300"]);
+    c.workers[0].kill();
+    c.restart_worker(0);
+    c.wait_nodes_up();
+    holds_for("the task on its own container after the restart", Duration::from_secs(3), || {
+        let t = c.get_task(&id);
+        t["state"] == "Running" && t["container_id"] == real.as_str()
+    });
+    assert_eq!(docker_inspect(&real)["State"]["Running"], true);
+    assert_eq!(docker_inspect(&runner)["State"]["Running"], true, "a suspect waits for its grace");
+}
+
+#[test]
+fn a_container_with_only_a_node_label_is_never_removed() {
+    let opts = ClusterOptions {
+        workers: 1,
+        worker_args: strings(&["--sync-interval-ms", "300"]),
+        ..ClusterOptions::default()
+    };
+    let c = Cluster::start("node_label_only", opts);
+    c.wait_nodes_up();
+    let node = c.worker_names[0].clone();
+    let bystander = run_labelled(&[format!("skiff.node={node}")], &["sleep", "300"]);
+    holds_for("the bystander alive", Duration::from_secs(4), || docker_inspect(&bystander)["State"]["Running"] == true);
+}
+
+/// A stand-in for the engine's socket that forwards to the real one until told to hang; then it
+/// cuts what is open and accepts new connections without ever answering, as a hung engine does.
+struct HangingEngine {
+    path: std::path::PathBuf,
+    hung: Arc<Mutex<bool>>,
+    open: Arc<Mutex<Vec<std::os::unix::net::UnixStream>>>,
+}
+
+impl HangingEngine {
+    fn start(dir: &Path) -> HangingEngine {
+        let path = dir.join(format!("hang-{}.sock", uuid::Uuid::new_v4().simple()));
+        let listener = UnixListener::bind(&path).expect("bind");
+        let (hung, open) = (Arc::new(Mutex::new(false)), Arc::new(Mutex::new(Vec::new())));
+        let (h, o) = (hung.clone(), open.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                if *h.lock().expect("lock") {
+                    o.lock().expect("lock").push(client); // held, never answered
+                    continue;
+                }
+                let Ok(engine) = std::os::unix::net::UnixStream::connect(skiff::docker_cli::DEFAULT_SOCKET) else {
+                    continue;
+                };
+                for (mut from, mut to) in [
+                    (client.try_clone().expect("clone"), engine.try_clone().expect("clone")),
+                    (engine.try_clone().expect("clone"), client.try_clone().expect("clone")),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+                o.lock().expect("lock").extend([client, engine]);
+            }
+        });
+        HangingEngine { path, hung, open }
+    }
+
+    fn hang(&self) {
+        *self.hung.lock().expect("lock") = true;
+        for c in self.open.lock().expect("lock").drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+#[test]
+fn a_hung_engine_is_reported_within_seconds() {
+    let c = Cluster::start("hung_engine_probe", ClusterOptions { workers: 0, ..ClusterOptions::default() });
+    let engine = HangingEngine::start(&c.dir);
+    let socket = engine.path.display().to_string();
+    let mut c = c;
+    let name = format!("hung-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    c.add_worker(&name, &strings(&["--docker-socket", &socket]));
+    let url = c.worker_url(0, "/v1/health");
+    wait_for("the worker's engine to answer", RUN, || (http("GET", &url, None).1["status"] == "ok").then_some(()));
+    engine.hang();
+    let hung = Instant::now();
+    let health = wait_for("health to say the engine does not answer", Duration::from_secs(15), || {
+        let (_, h) = http("GET", &url, None);
+        (h["status"] == "degraded").then_some(h)
+    });
+    println!("a hung engine was reported {:?} after it hung: {}", hung.elapsed(), health["engine"]["error"]);
+    assert!(health["engine"]["error"].as_str().is_some_and(|e| e.contains("ping")), "{health}");
+}
+
+#[test]
+fn health_checks_follow_no_redirect() {
+    let elsewhere = Silent::start();
+    let c = Cluster::start("health_redirect", ClusterOptions { workers: 1, ..ClusterOptions::default() });
+    c.wait_nodes_up();
+    let cgi = format!(
+        "mkdir -p /www/cgi-bin && printf '#!/bin/sh\\necho \"HTTP/1.0 302 Found\"\\necho \"Location: http://127.0.0.1:{}/leak\"\\necho\\n' > /www/cgi-bin/r && chmod +x /www/cgi-bin/r && exec httpd -f -p 8080 -h /www",
+        elsewhere.port
+    );
+    let id = c.submit(&json!({
+        "name": "redirector", "image": IMAGE, "memory_mb": 16, "cmd": ["sh", "-c", cgi],
+        "ports": [{"container": 8080}],
+        "health_check": {"path": "/cgi-bin/r", "port": 8080, "interval_s": 1, "timeout_s": 1, "failures": 2}
+    }));
+    c.wait_state(&id, "Running", RUN);
+    wait_for("the redirect to count as healthy", RUN, || (c.get_task(&id)["healthy"] == true).then_some(()));
+    holds_for("no connection to where the redirect points", Duration::from_secs(3), || {
+        elsewhere.accepted.load(Ordering::SeqCst) == 0 && c.get_task(&id)["healthy"] == true
+    });
+}
+
+#[test]
+fn cpu_limits_below_the_engine_minimum_are_refused_and_others_kept_as_given() {
+    let c = Cluster::start("cpu_limits", ClusterOptions { workers: 1, ..ClusterOptions::default() });
+    c.wait_nodes_up();
+    for tiny in [1e-10, 0.001, 0.009] {
+        let spec = json!({"name": "tiny", "image": IMAGE, "cmd": ["sleep", "300"], "cpus": tiny});
+        let (status, v) = http("POST", &c.manager_url("/v1/tasks"), Some(spec.to_string().as_bytes()));
+        assert_eq!((status, v["field"].as_str()), (400, Some("cpus")), "{tiny}: {v}");
+    }
+    let id = c.submit(&json!({"name": "small", "image": IMAGE, "cmd": ["sleep", "300"], "cpus": 0.0125}));
+    let t = c.wait_state(&id, "Running", RUN);
+    assert_eq!(t["spec"]["cpus"], 0.013);
+    let container = t["container_id"].as_str().expect("container");
+    assert_eq!(docker_inspect(container)["HostConfig"]["NanoCpus"], 13_000_000);
+}
