@@ -323,7 +323,10 @@ fn classify(e: ureq::Error) -> CallFailure {
             CallFailure::NotSent(text)
         }
         ureq::Error::Timeout(ureq::Timeout::Connect | ureq::Timeout::Resolve) => CallFailure::NotSent(text),
-        ureq::Error::Json(_) => CallFailure::BadAnswer(text),
+        // it answered, with too much or with something that is not what was asked
+        ureq::Error::Json(_) | ureq::Error::BodyExceedsLimit(_) | ureq::Error::Protocol(_) => {
+            CallFailure::BadAnswer(text)
+        }
         _ => CallFailure::Lost(text),
     }
 }

@@ -275,7 +275,7 @@ mod tests {
     use crate::task::DesiredState;
     use crate::time::Timestamp;
     use std::collections::HashMap;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::{Condvar, Mutex};
 
     const NODE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -298,6 +298,8 @@ mod tests {
         released: Condvar,
         /// A status to refuse starts with.
         refuse_starts: Mutex<Option<u16>>,
+        /// Task lists come back unusable (too big, malformed).
+        garbled: AtomicBool,
     }
 
     impl FakeWorker {
@@ -314,6 +316,7 @@ mod tests {
                 hold_starts: Mutex::new(false),
                 released: Condvar::new(),
                 refuse_starts: Mutex::new(None),
+                garbled: AtomicBool::new(false),
             })
         }
 
@@ -381,6 +384,10 @@ mod tests {
             Ok(t.clone())
         }
         fn tasks(&self) -> Result<Vec<Task>, LinkError> {
+            if self.garbled.load(Ordering::SeqCst) {
+                self.check()?;
+                return Err(LinkError::BadAnswer("response body exceeds the limit".into()));
+            }
             self.check()?;
             Ok(self.tasks.lock().expect("lock").values().cloned().collect())
         }
@@ -450,6 +457,10 @@ mod tests {
 
     /// A rig whose workers offer `memory_mb` each, if given.
     fn rig_with(names: &[&str], scheduler: SchedulerKind, memory_mb: Option<u64>) -> Rig {
+        rig_on(names, scheduler, memory_mb, FlakyStore::new())
+    }
+
+    fn rig_on(names: &[&str], scheduler: SchedulerKind, memory_mb: Option<u64>, store: FlakyStore) -> Rig {
         let workers: Vec<Arc<FakeWorker>> = names.iter().map(|n| FakeWorker::new(n)).collect();
         if let Some(mb) = memory_mb {
             for w in &workers {
@@ -459,7 +470,6 @@ mod tests {
         let links = workers.iter().map(|w| w.clone() as Arc<dyn WorkerLink>).collect();
         let (ticks, rx) = unbounded();
         let clock = manual_clock();
-        let store = FlakyStore::new();
         let manager = spawn_with_ticks(config(scheduler, &clock), Box::new(store.clone()), links, rx).expect("spawns");
         let rig = Rig { manager, ticks, workers, clock, store };
         rig.until("every node up", |h| h.nodes().ok()?.iter().all(|n| n.status == NodeStatus::Up).then_some(()));
@@ -600,6 +610,24 @@ mod tests {
     }
 
     #[test]
+    fn a_node_that_answers_with_something_unusable_is_not_down_and_keeps_its_tasks() {
+        let r = rig(&["w1", "w2"]);
+        let t = r.submit("a");
+        let placed = r.running(t.id);
+        let from = if placed.node.as_deref() == Some("w1") { 0 } else { 1 };
+        r.workers[from].garbled.store(true, Ordering::SeqCst);
+        for _ in 0..3 {
+            r.clock.advance(NODE_TIMEOUT);
+            r.one_poll_of(0);
+            r.one_poll_of(1);
+        }
+        let node = &r.handle().nodes().expect("nodes")[from];
+        assert_eq!(node.status, NodeStatus::Up);
+        assert!(node.error.as_deref().is_some_and(|e| e.starts_with("bad answer")), "{:?}", node.error);
+        assert_eq!(r.state_of(t.id), (TaskState::Running, placed.node), "not moved");
+    }
+
+    #[test]
     fn a_node_silent_past_the_timeout_is_down_and_its_tasks_move() {
         let r = rig(&["w1", "w2"]);
         let t = r.submit("a");
@@ -669,8 +697,8 @@ mod tests {
     }
 
     #[test]
-    fn a_container_no_task_owns_is_stopped_after_the_grace_period() {
-        let r = rig(&["w1"]);
+    fn with_a_persisted_store_a_container_no_task_owns_is_stopped_after_the_grace_period() {
+        let r = rig_on(&["w1"], SchedulerKind::RoundRobin, None, FlakyStore::persisted());
         let orphan = Task::new(TaskId::new_v4(), spec("orphan"), Timestamp(1));
         r.workers[0].run_copy(&orphan);
         // seen, and polled again, within the grace period: left alone
@@ -682,6 +710,30 @@ mod tests {
         r.clock.advance(Duration::from_secs(1));
         r.until("the orphan to be stopped", |_| r.workers[0].was_stopped(orphan.id).then_some(()));
         assert!(r.handle().get(orphan.id).is_err(), "not taken into the table");
+    }
+
+    #[test]
+    fn with_a_memory_store_a_running_task_a_worker_reports_is_taken_in_as_it_runs() {
+        let r = rig(&["w1", "w2"]);
+        let mut known = Task::new(TaskId::new_v4(), spec("survivor"), Timestamp(1));
+        known.set_state(TaskState::Scheduled, Timestamp(2)).expect("allowed");
+        known.set_state(TaskState::Running, Timestamp(3)).expect("allowed");
+        r.workers[0].run_copy(&known);
+        // the same task on a second node: one copy is kept, the other is a stray
+        r.workers[1].run_copy(&known);
+        let adopted = r.until("the task in the table", |h| h.get(known.id).ok());
+        assert_eq!((adopted.state, adopted.spec.clone()), (TaskState::Running, known.spec.clone()));
+        let home = adopted.node.clone().expect("a node");
+        // past the orphan grace, with both nodes answering all along
+        for _ in 0..ORPHAN_GRACE.as_secs() + 5 {
+            r.clock.advance(Duration::from_secs(1));
+            r.one_poll_of(0);
+            r.one_poll_of(1);
+        }
+        let (at_home, other) = if home == "w1" { (0, 1) } else { (1, 0) };
+        assert!(!r.workers[at_home].was_stopped(known.id), "the adopted copy keeps running");
+        r.until("the second copy stopped", |_| r.workers[other].was_stopped(known.id).then_some(()));
+        assert_eq!(r.state_of(known.id), (TaskState::Running, Some(home)));
     }
 
     #[test]

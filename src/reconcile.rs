@@ -55,11 +55,14 @@ pub struct PlanConfig {
     /// A container no task owns is left alone this long before it is stopped: a start whose
     /// answer was lost must not be killed before its task shows up.
     pub orphan_grace_ms: u64,
+    /// The manager's table does not outlive it (a memory store): a running task a worker
+    /// reports that the manager does not know is taken into the table as it runs, not stopped.
+    pub adopt_unknown: bool,
 }
 
 impl Default for PlanConfig {
     fn default() -> PlanConfig {
-        PlanConfig { orphan_grace_ms: 30_000 }
+        PlanConfig { orphan_grace_ms: 30_000, adopt_unknown: false }
     }
 }
 
@@ -78,6 +81,9 @@ pub enum Action {
     SendStop { id: TaskId, node: String },
     /// A node runs a copy of a task that belongs elsewhere or is finished: stop that copy.
     StopStray { id: TaskId, node: String },
+    /// A node runs a task the manager does not know, and the manager's table is rebuilt from
+    /// what workers report: take the task in as the node reports it.
+    Adopt { node: String, seen: Box<Task> },
     /// A node runs a task no task of the manager owns: note when it was first seen; after the
     /// grace period it is stopped (`StopStray`).
     NoteOrphan { node: String, id: TaskId },
@@ -169,6 +175,7 @@ pub fn plan(tasks: &[TaskView], nodes: &[NodeObs], now: Timestamp, config: &Plan
 fn strays(tasks: &[TaskView], nodes: &[NodeObs], now: Timestamp, config: &PlanConfig, actions: &mut Vec<Action>) {
     let by_id: HashMap<TaskId, &TaskView> = tasks.iter().map(|v| (v.task.id, v)).collect();
     let mut reclaimed: HashSet<TaskId> = HashSet::new();
+    let mut adopted: HashSet<TaskId> = HashSet::new();
     for node in nodes {
         let (Some(name), Some(report)) = (node.name, node.report) else { continue };
         if !node.reachable || node.down {
@@ -178,6 +185,12 @@ fn strays(tasks: &[TaskView], nodes: &[NodeObs], now: Timestamp, config: &PlanCo
         running.sort_by_key(|t| (t.created_at, t.id));
         for theirs in running {
             match by_id.get(&theirs.id) {
+                // one copy is adopted; a copy on another node is a stray once the task is known
+                None if config.adopt_unknown => {
+                    if adopted.insert(theirs.id) {
+                        actions.push(Action::Adopt { node: name.to_string(), seen: Box::new(theirs.clone()) });
+                    }
+                }
                 None => match node.orphans.get(&theirs.id) {
                     None => actions.push(Action::NoteOrphan { node: name.to_string(), id: theirs.id }),
                     Some(since)
@@ -281,7 +294,7 @@ mod tests {
     }
 
     fn plan(tasks: &[TaskView], nodes: &[NodeObs], now: Timestamp) -> Vec<Action> {
-        super::plan(tasks, nodes, now, &PlanConfig { orphan_grace_ms: 1000 })
+        super::plan(tasks, nodes, now, &PlanConfig { orphan_grace_ms: 1000, adopt_unknown: false })
     }
 
     #[test]
@@ -427,6 +440,20 @@ mod tests {
         assert_eq!(plan(&[], &[w1], Timestamp(500)), vec![]);
         // after it: stopped and removed
         assert_eq!(plan(&[], &[w1], Timestamp(1010)), vec![Action::StopStray { id: unknown.id, node: "w1".into() }]);
+    }
+
+    #[test]
+    fn with_a_table_rebuilt_from_reports_an_unknown_running_task_is_adopted_once() {
+        let unknown = task(TaskState::Running, Some("w1"));
+        let finished = task(TaskState::Completed, Some("w1"));
+        let r1 = report(5, &[unknown.clone(), finished]);
+        let r2 = report(5, std::slice::from_ref(&unknown));
+        let config = PlanConfig { orphan_grace_ms: 1000, adopt_unknown: true };
+        let actions = super::plan(&[], &[node("w1", Some(&r1)), node("w2", Some(&r2))], Timestamp(10), &config);
+        assert_eq!(actions, vec![Action::Adopt { node: "w1".into(), seen: Box::new(unknown.clone()) }]);
+        // long after the grace, still adopted, never stopped
+        let actions = super::plan(&[], &[node("w1", Some(&r1))], Timestamp(1_000_000), &config);
+        assert_eq!(actions, vec![Action::Adopt { node: "w1".into(), seen: Box::new(unknown) }]);
     }
 
     #[test]

@@ -127,12 +127,19 @@ impl Store for MemoryStore {
 pub struct FlakyStore {
     inner: std::sync::Arc<std::sync::Mutex<MemoryStore>>,
     failing: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Says "persisted" (a store that outlives the daemon) rather than "memory".
+    durable: bool,
 }
 
 #[cfg(test)]
 impl FlakyStore {
     pub fn new() -> FlakyStore {
         FlakyStore::default()
+    }
+
+    /// One that tells the daemon it outlives it, as SQLite does.
+    pub fn persisted() -> FlakyStore {
+        FlakyStore { durable: true, ..FlakyStore::default() }
     }
 
     /// From now on, every write fails (or succeeds again).
@@ -183,7 +190,11 @@ impl Store for FlakyStore {
     }
 
     fn kind(&self) -> &'static str {
-        "memory"
+        if self.durable {
+            "persisted"
+        } else {
+            "memory"
+        }
     }
 }
 

@@ -260,3 +260,27 @@ fn cpu_limits_below_the_engine_minimum_are_refused_and_others_kept_as_given() {
     let container = t["container_id"].as_str().expect("container");
     assert_eq!(docker_inspect(container)["HostConfig"]["NanoCpus"], 13_000_000);
 }
+
+#[test]
+fn a_manager_with_a_memory_store_keeps_running_tasks_across_its_restart() {
+    let opts =
+        ClusterOptions { workers: 1, manager_args: strings(&["--orphan-grace-s", "1"]), ..ClusterOptions::default() };
+    let mut c = Cluster::start("memory_manager_restart", opts);
+    c.wait_nodes_up();
+    let id = c.submit(&sleeper("keep"));
+    let before = c.wait_state(&id, "Running", RUN);
+    c.manager_mut().kill();
+    c.restart_manager();
+    let url = c.manager_url(&format!("/v1/tasks/{id}"));
+    let after = wait_for("the task back in the new manager's table", RUN, || {
+        let (status, t) = http("GET", &url, None);
+        (status == 200 && t["state"] == "Running").then_some(t)
+    });
+    assert_eq!(after["container_id"], before["container_id"]);
+    assert_eq!(after["spec"], before["spec"]);
+    let container = before["container_id"].as_str().expect("container").to_string();
+    // well past the orphan grace: the task is the manager's again, not an orphan to stop
+    holds_for("the task running in the same container", Duration::from_secs(4), || {
+        c.get_task(&id)["state"] == "Running" && docker_inspect(&container)["State"]["Running"] == true
+    });
+}

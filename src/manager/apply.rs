@@ -8,6 +8,9 @@
 
 use super::node::{Job, Observation, Poll};
 use super::state::{move_task, State, RETRY_AFTER_MS};
+
+/// How a node's error starts while its polls bring answers that cannot be used.
+const BAD_ANSWER: &str = "bad answer to a poll";
 use super::LinkError;
 use crate::api::NodeStatus;
 use crate::control::error_chain;
@@ -210,6 +213,17 @@ impl State {
                     .retain(|id, _| report.get(id).is_some_and(|t| !t.is_terminal()) && !known.contains_key(id));
                 node.report = Some(Report { epoch, complete: health.synced, tasks: report });
             }
+            // It answered, with something too big or malformed: a bad answer, not a lost node.
+            // Only unreachability and silence make a node down (and its tasks move); the last
+            // good report stands until a poll brings a better one.
+            Err(LinkError::BadAnswer(why)) => {
+                if !node.error.as_deref().is_some_and(|e| e.starts_with(BAD_ANSWER)) {
+                    warn!("worker answers a poll with something unusable address={} error={why}", node.address);
+                }
+                node.contact.heard = Some(heard_at);
+                node.last_contact = Some(now);
+                node.error = Some(format!("{BAD_ANSWER}: {why}"));
+            }
             Err(e) => {
                 if !node.unreachable {
                     warn!("worker not answering address={} error={e}", node.address);
@@ -251,7 +265,11 @@ impl State {
                     silent_ms: n.contact.silent(instant).as_millis() as u64,
                 })
                 .collect();
-            let config = PlanConfig { orphan_grace_ms: self.config.orphan_grace.as_millis() as u64 };
+            let config = PlanConfig {
+                orphan_grace_ms: self.config.orphan_grace.as_millis() as u64,
+                // a memory store starts empty: what the workers run is the truth to rebuild from
+                adopt_unknown: self.store.kind() == "memory",
+            };
             reconcile::plan(&views, &nodes, now, &config)
         };
         // placements last and together: one node table serves them all
@@ -317,6 +335,17 @@ impl State {
                 task.error = None;
                 let task = reconcile::merge_report(&task, &seen, now).unwrap_or(task);
                 info!("task found running where it was task_id={} node={node}", seen.id);
+                self.commit_quietly(task);
+            }
+            Action::Adopt { node, seen } => {
+                if self.tasks.contains_key(&seen.id) {
+                    return;
+                }
+                let mut task = *seen;
+                task.node = Some(node.clone());
+                info!("task adopted from its worker task_id={} node={node} state={}", task.id, task.state);
+                let state = task.state;
+                task.record(Some(state), format!("taken back from {node}'s report after a manager restart"), now);
                 self.commit_quietly(task);
             }
             Action::NoteOrphan { node, id } => {

@@ -567,7 +567,9 @@ mod tests {
 
     #[test]
     fn cpus_are_kept_to_the_thousandth_the_container_gets() {
-        for (given, kept, nano) in [(0.01, 0.01, 10_000_000), (0.0125, 0.013, 13_000_000), (1.0 / 3.0, 0.333, 333_000_000)] {
+        for (given, kept, nano) in
+            [(0.01, 0.01, 10_000_000), (0.0125, 0.013, 13_000_000), (1.0 / 3.0, 0.333, 333_000_000)]
+        {
             let text = format!(r#"{{"name":"a","image":"b","cpus":{given}}}"#);
             let spec = TaskSpec::from_json(text.as_bytes()).expect("valid");
             assert_eq!(spec.cpus, Some(kept), "{given}");

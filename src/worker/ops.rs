@@ -45,7 +45,9 @@ pub enum Op {
         container_id: String,
     },
     /// Pulls an image that starts are waiting for (answered as `Pulled`).
-    Pull { image: String },
+    Pull {
+        image: String,
+    },
     /// Removes a container that no task owns (answered as `Swept`).
     Sweep {
         container_id: String,
@@ -61,7 +63,6 @@ pub enum Op {
 }
 
 impl Op {
-
     /// The result to report if running this op panics (a bug): a failure that clears the op.
     fn failed(&self) -> OpResult {
         let e = || DockerError::Protocol("internal error during the engine call".into());

@@ -103,7 +103,9 @@ pub fn ping_engine(engine: &dyn Engine, interval: Duration, deadline: Duration, 
     let ticker = tick(interval);
     loop {
         let result = engine.ping(deadline).map_err(|e| match e {
-            DockerError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut || io.kind() == std::io::ErrorKind::WouldBlock => {
+            DockerError::Io(io)
+                if io.kind() == std::io::ErrorKind::TimedOut || io.kind() == std::io::ErrorKind::WouldBlock =>
+            {
                 DockerError::Io(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
                     format!("no answer to a ping within {} ms", deadline.as_millis()),

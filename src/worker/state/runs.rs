@@ -351,7 +351,8 @@ impl State {
                         DockerError::Api { message, .. } => message.clone(),
                         other => error_chain(other),
                     };
-                    let why = format!("image {image} is not on node {} and could not be pulled: {message}", self.config.name);
+                    let why =
+                        format!("image {image} is not on node {} and could not be pulled: {message}", self.config.name);
                     self.start_refused(id, why, now);
                 }
             }

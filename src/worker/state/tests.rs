@@ -51,8 +51,17 @@ impl Rig {
         let (health_tx, health_rx) = unbounded();
         let (disk_tx, disk_rx) = unbounded();
         let state = State::new(cfg.clone(), Box::new(store.clone()), pools, disk_tx, health_tx).expect("state");
-        let mut rig =
-            Rig { state, engine, clock, store, cfg, pools: queues, hold_pulls: false, _health: health_rx, _disk: disk_rx };
+        let mut rig = Rig {
+            state,
+            engine,
+            clock,
+            store,
+            cfg,
+            pools: queues,
+            hold_pulls: false,
+            _health: health_rx,
+            _disk: disk_rx,
+        };
         rig.state.begin();
         rig.pump();
         rig
@@ -246,7 +255,8 @@ fn a_missing_image_is_pulled_once_for_every_task_that_needs_it() {
 fn a_start_whose_image_is_present_never_waits_behind_a_pull() {
     let mut rig = Rig::new();
     rig.hold_pulls = true;
-    let stuck: Vec<_> = (0..8).map(|_| rig.send_start(r#"{"name":"h","image":"hang/ing:1"}"#, TaskId::new_v4())).collect();
+    let stuck: Vec<_> =
+        (0..8).map(|_| rig.send_start(r#"{"name":"h","image":"hang/ing:1"}"#, TaskId::new_v4())).collect();
     rig.pump();
     let (task, _) = rig.start_spec(&spec("local", "")).expect("started");
     assert_eq!(task.state, TaskState::Running);
@@ -260,7 +270,10 @@ fn a_stop_of_a_task_waiting_for_its_image_is_done_at_once() {
     let id = TaskId::new_v4();
     let started = rig.send_start(r#"{"name":"h","image":"hang/ing:1"}"#, id);
     rig.pump();
-    assert_eq!(started.try_recv().expect("the start is answered").expect("with the record").0.state, TaskState::Scheduled);
+    assert_eq!(
+        started.try_recv().expect("the start is answered").expect("with the record").0.state,
+        TaskState::Scheduled
+    );
     let stopped = rig.stop(id).expect("stopped");
     assert_eq!(stopped.state, TaskState::Stopped);
     // the pull ends later: the stopped task stays stopped, nothing is created
