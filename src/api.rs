@@ -43,6 +43,9 @@ pub struct WorkerHealth {
     /// The worker has checked its containers since it started: its task list is complete, so a
     /// task it does not list is not on this node.
     pub synced: bool,
+    /// Why checking the containers against the engine keeps failing, while it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_error: Option<String>,
     /// Tasks not finished yet.
     pub tasks: usize,
 }

@@ -226,12 +226,19 @@ impl Docker {
         parse_inspect(&resp.body)
     }
 
-    /// Every container (running or not) carrying all the given `key=value` labels.
+    /// Every container (running or not) carrying all the given `key=value` labels. The answer
+    /// is parsed as it is read, never held whole, and label values longer than any Skiff makes
+    /// are left out: containers made by others cannot make the list too large to read.
     pub fn list(&self, labels: &[String]) -> Result<Vec<ContainerSummary>, DockerError> {
         let filters = json!({ "label": labels }).to_string();
-        let path = format!("/containers/json?all=1&filters={}", encode(&filters));
-        let resp = self.call("GET", &path, None, CALL_TIMEOUT)?.ok()?;
-        parse_list(&resp.body)
+        let path = format!("{}/containers/json?all=1&filters={}", self.prefix()?, encode(&filters));
+        let (status, body) = framing::exchange_reader(&self.socket, "GET", &path, CALL_TIMEOUT)?;
+        if !(200..300).contains(&status) {
+            let mut text = Vec::new();
+            body.take(MAX_HEADER_LINE as u64).read_to_end(&mut text).map_err(DockerError::Io)?;
+            return Err(framing::api_error(status, &text));
+        }
+        wire::parse_list_from(body)
     }
 
     /// Opens the event stream for containers carrying the given labels. The returned reader

@@ -400,6 +400,7 @@ mod tests {
                 version: "test".into(),
                 engine: EngineStatus { reachable: true, version: None, api_version: None, error: None },
                 synced: *self.synced.lock().expect("lock"),
+                sync_error: None,
                 tasks: 0,
             })
         }

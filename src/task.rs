@@ -9,8 +9,8 @@ mod spec;
 
 pub use spec::{
     check_env_key, check_image, check_name, HealthCheck, PortSpec, Protocol, RestartMode, RestartPolicy, SpecError,
-    TaskSpec, MAX_CMD_ARGS, MAX_CPUS, MAX_DISK_MB, MAX_ENV_VARS, MAX_IMAGE_LEN, MAX_MEMORY_MB, MAX_NAME_LEN, MAX_PORTS,
-    MIN_MEMORY_MB, SPEC_FIELDS,
+    TaskSpec, MAX_CMD_ARGS, MAX_CMD_ENV_BYTES, MAX_CPUS, MAX_DISK_MB, MAX_ENV_VARS, MAX_IMAGE_LEN, MAX_MEMORY_MB,
+    MAX_NAME_LEN, MAX_PORTS, MAX_SPEC_BYTES, MIN_CPUS, MIN_MEMORY_MB, SPEC_FIELDS,
 };
 
 use crate::time::Timestamp;

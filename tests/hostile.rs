@@ -284,3 +284,37 @@ fn a_manager_with_a_memory_store_keeps_running_tasks_across_its_restart() {
         c.get_task(&id)["state"] == "Running" && docker_inspect(&container)["State"]["Running"] == true
     });
 }
+
+#[test]
+fn containers_with_huge_labels_do_not_wedge_a_workers_sync() {
+    let opts = ClusterOptions {
+        workers: 1,
+        worker_args: strings(&["--sync-interval-ms", "500"]),
+        ..ClusterOptions::default()
+    };
+    let mut c = Cluster::start("huge_labels", opts);
+    let node = c.worker_names[0].clone();
+    // 5 containers with a 14 MiB label each: a list of them is over the 64 MiB a body may be
+    c.workers[0].kill();
+    let spec =
+        skiff::task::TaskSpec::from_json(format!(r#"{{"name":"junk","image":"{IMAGE}"}}"#).as_bytes()).expect("spec");
+    for i in 0..5 {
+        let labels = std::collections::BTreeMap::from([
+            ("skiff.node".to_string(), node.clone()),
+            ("junk".to_string(), "z".repeat(14 * 1024 * 1024)),
+        ]);
+        let name = format!("skiff-test-huge-{}-{i}", &node);
+        let opts = skiff::docker_cli::CreateOptions { name: &name, spec: &spec, labels: &labels };
+        c.docker.create(&opts).expect("create a container with a huge label");
+    }
+    c.restart_worker(0);
+    let url = c.worker_url(0, "/v1/health");
+    let health = wait_for("the worker to check its containers", RUN, || {
+        let (_, h) = http("GET", &url, None);
+        (h["synced"] == true).then_some(h)
+    });
+    assert!(health.get("sync_error").is_none(), "{health}");
+    c.wait_nodes_up();
+    let id = c.submit(&sleeper("after"));
+    c.wait_state(&id, "Running", RUN);
+}

@@ -45,6 +45,21 @@ pub(super) fn exchange(
     Ok(Response { status: head.status, body })
 }
 
+/// One request whose body is handed back as a reader, still within `timeout` as a whole: for
+/// answers too large to hold at once (a list of many containers), read as they are parsed.
+pub(super) fn exchange_reader(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    timeout: Duration,
+) -> Result<(u16, Box<dyn Read + Send>), DockerError> {
+    let mut stream = connect(socket, Some(timeout))?;
+    write_request(&mut stream, method, path, None).map_err(DockerError::Io)?;
+    let mut reader = BufReader::new(Deadlined { stream, deadline: Instant::now() + timeout });
+    let head = read_head(&mut reader)?;
+    Ok((head.status, body_reader(reader, &head)))
+}
+
 /// A GET whose body is read as it comes (no read timeout: streams wait for events).
 pub(super) fn open(socket: &Path, path: &str) -> Result<(u16, Box<dyn Read + Send>), DockerError> {
     let mut stream = connect(socket, None)?;

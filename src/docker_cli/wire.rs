@@ -240,14 +240,57 @@ struct SummaryWire {
     names: Option<Vec<String>>,
     #[serde(rename = "State", default)]
     state: String,
-    #[serde(rename = "Labels", default)]
+    #[serde(rename = "Labels", default, deserialize_with = "bounded_labels")]
     labels: Option<BTreeMap<String, String>>,
     #[serde(rename = "Created", default)]
     created: i64,
 }
 
+/// The longest label value kept from a list: a spec label is at most this long
+/// (`task::MAX_SPEC_BYTES`); anything longer was not made by Skiff.
+pub const MAX_LABEL_VALUE: usize = crate::task::MAX_SPEC_BYTES;
+/// Labels kept per container from a list.
+const MAX_LABELS: usize = 256;
+
+/// A container's labels, leaving out values over `MAX_LABEL_VALUE` and labels past
+/// `MAX_LABELS`, so that what a list holds stays bounded whatever others put on containers.
+fn bounded_labels<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<BTreeMap<String, String>>, D::Error> {
+    struct Labels;
+    impl<'de> serde::de::Visitor<'de> for Labels {
+        type Value = Option<BTreeMap<String, String>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a map of labels or null")
+        }
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D2: serde::Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
+            d.deserialize_map(self)
+        }
+        fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+            let mut kept = BTreeMap::new();
+            while let Some((key, value)) = map.next_entry::<String, String>()? {
+                if value.len() <= MAX_LABEL_VALUE && kept.len() < MAX_LABELS {
+                    kept.insert(key, value);
+                }
+            }
+            Ok(Some(kept))
+        }
+    }
+    d.deserialize_option(Labels)
+}
+
 pub fn parse_list(body: &[u8]) -> Result<Vec<ContainerSummary>, DockerError> {
-    let items: Vec<SummaryWire> = parse_json(body)?;
+    parse_list_from(body)
+}
+
+/// `parse_list` over a reader: the list is parsed as it is read.
+pub fn parse_list_from(body: impl std::io::Read) -> Result<Vec<ContainerSummary>, DockerError> {
+    let items: Vec<SummaryWire> = serde_json::from_reader(std::io::BufReader::new(body))
+        .map_err(|e| DockerError::Protocol(format!("container list: {e}")))?;
     Ok(items
         .into_iter()
         .map(|w| ContainerSummary {
@@ -359,5 +402,20 @@ mod tests {
         assert_eq!(ev.time, Timestamp(1_795_607_674_123));
         assert_eq!(parse_event(br#"{"Action":"exec_start: sh -c true"}"#).unwrap().action, "exec_start");
         assert!(parse_event(b"not json").is_err());
+    }
+
+    #[test]
+    fn a_list_keeps_no_label_longer_than_a_skiff_spec() {
+        let huge = "y".repeat(MAX_LABEL_VALUE + 1);
+        let body = json!([
+            {"Id": "a", "Names": ["/a"], "State": "running", "Created": 5,
+             "Labels": {"skiff.node": "w1", "junk": huge, "skiff.spec": "{}"}},
+            {"Id": "b", "State": "exited", "Labels": null}
+        ])
+        .to_string();
+        let list = parse_list_from(body.as_bytes()).expect("parses");
+        assert_eq!(list[0].labels.keys().collect::<Vec<_>>(), ["skiff.node", "skiff.spec"]);
+        assert_eq!((list[0].names.clone(), list[0].created), (vec!["a".to_string()], Timestamp(5000)));
+        assert!(list[1].labels.is_empty());
     }
 }

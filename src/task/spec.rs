@@ -112,6 +112,10 @@ pub const SPEC_FIELDS: [&str; 10] =
 pub const MAX_NAME_LEN: usize = 63;
 pub const MAX_IMAGE_LEN: usize = 255;
 pub const MAX_CMD_ARGS: usize = 256;
+/// A spec, as JSON, is at most this long: it travels in every list and as a container label.
+pub const MAX_SPEC_BYTES: usize = 64 * 1024;
+/// The arguments of `cmd` and the keys and values of `env`, together, are at most this long.
+pub const MAX_CMD_ENV_BYTES: usize = 32 * 1024;
 pub const MAX_ENV_VARS: usize = 256;
 pub const MAX_PORTS: usize = 64;
 pub const MAX_CPUS: f64 = 1024.0;
@@ -180,6 +184,13 @@ impl TaskSpec {
             health_check: optional(&mut obj, "health_check")?,
         };
         spec.validate()?;
+        let size = serde_json::to_vec(&spec).map(|v| v.len()).unwrap_or(usize::MAX);
+        if size > MAX_SPEC_BYTES {
+            return Err(SpecError::at(
+                "spec",
+                format!("must be at most {MAX_SPEC_BYTES} bytes as JSON (it is {size})"),
+            ));
+        }
         // what the record says is what the container gets: thousandths of a CPU
         let spec = TaskSpec { cpus: spec.cpus.map(|c| (c * 1000.0).round() / 1000.0), ..spec };
         Ok(spec)
@@ -203,6 +214,15 @@ impl TaskSpec {
             if val.contains('\0') {
                 return Err(SpecError::at(format!("env.{key}"), "value must not contain NUL characters"));
             }
+        }
+        let cmd_env: usize = self.cmd.iter().map(String::len).sum::<usize>()
+            + self.env.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+        if cmd_env > MAX_CMD_ENV_BYTES {
+            let field = if self.env.is_empty() { "cmd" } else { "env" };
+            return Err(SpecError::at(
+                field,
+                format!("cmd and env together must be at most {MAX_CMD_ENV_BYTES} bytes (they are {cmd_env})"),
+            ));
         }
         if let Some(cpus) = self.cpus {
             if !cpus.is_finite() || !(MIN_CPUS..=MAX_CPUS).contains(&cpus) {
@@ -576,5 +596,20 @@ mod tests {
             let body = crate::docker_cli::create_body(&spec, &Default::default());
             assert_eq!(body["HostConfig"]["NanoCpus"], serde_json::json!(nano), "{given}");
         }
+    }
+
+    #[test]
+    fn a_spec_is_bounded_as_a_whole_and_in_cmd_and_env_together() {
+        let long = "x".repeat(20 * 1024);
+        let cmd = json!({"name": "a", "image": "b", "cmd": [long, long]});
+        let e = TaskSpec::from_json(cmd.to_string().as_bytes()).expect_err("too long");
+        assert_eq!(e.field.as_deref(), Some("cmd"), "{e}");
+        let env = json!({"name": "a", "image": "b", "cmd": [long], "env": {"A": long}});
+        let e = TaskSpec::from_json(env.to_string().as_bytes()).expect_err("too long");
+        assert_eq!(e.field.as_deref(), Some("env"), "{e}");
+        // within both bounds: accepted, and its JSON fits a label
+        let fits = json!({"name": "a", "image": "b", "cmd": ["x".repeat(MAX_CMD_ENV_BYTES - 1)]});
+        let spec = TaskSpec::from_json(fits.to_string().as_bytes()).expect("fits");
+        assert!(serde_json::to_vec(&spec).expect("json").len() <= MAX_SPEC_BYTES);
     }
 }

@@ -107,6 +107,8 @@ pub struct State {
     pub synced: bool,
     /// Containers with this node's label that no task can own, and when each was first seen.
     suspects: HashMap<String, Instant>,
+    /// Why the sync keeps failing, and how many times in a row, while it does.
+    sync_failing: Option<(String, u32)>,
     /// Images being pulled, and the tasks whose start waits for each (one pull per image).
     pulls: HashMap<String, Vec<TaskId>>,
     /// Where the stats thread should measure the disk (the engine's data root, once known).
@@ -156,6 +158,7 @@ impl State {
             synced: false,
             suspects: HashMap::new(),
             pulls: HashMap::new(),
+            sync_failing: None,
             disk_path,
             last_cpu: None,
             stats: None,
@@ -242,6 +245,7 @@ impl State {
                         version: env!("CARGO_PKG_VERSION").into(),
                         engine: self.engine.clone(),
                         synced: self.synced,
+                        sync_error: self.sync_failing.as_ref().map(|(why, _)| why.clone()),
                         tasks,
                     }),
                 );
@@ -404,8 +408,29 @@ impl State {
                 self.sync_in_flight = false;
                 self.note_engine(result.as_ref().err());
                 match result {
-                    Ok(seen) => self.on_synced(epoch, seen, now),
-                    Err(e) => debug!("sync failed error={}", error_chain(&e)),
+                    Ok(seen) => {
+                        if let Some((why, failures)) = self.sync_failing.take() {
+                            info!(
+                                "container sync works again node={} failures={failures} last_error={why}",
+                                self.config.name
+                            );
+                        }
+                        self.on_synced(epoch, seen, now)
+                    }
+                    Err(e) => {
+                        // said when it starts and when it ends, not at every tick
+                        let why = error_chain(&e);
+                        match &mut self.sync_failing {
+                            Some((last, failures)) => {
+                                *failures += 1;
+                                *last = why;
+                            }
+                            None => {
+                                warn!("container sync failing node={} error={why}", self.config.name);
+                                self.sync_failing = Some((why, 1));
+                            }
+                        }
+                    }
                 }
             }
             OpResult::Version { result } => match result {

@@ -867,6 +867,17 @@ fn an_engine_out_of_reach_is_said_on_tasks_and_in_health_and_cleared_when_it_ans
 }
 
 #[test]
+fn a_sync_that_keeps_failing_is_said_in_health_until_it_works() {
+    let mut rig = Rig::new();
+    rig.engine.fail_next("list", Fault::Refuse(500, "response too large".into()));
+    rig.tick();
+    let health = rig.ask(|r| Command::Health { reply: r }).expect("health");
+    assert!(health.sync_error.as_deref().is_some_and(|e| e.contains("too large")), "{health:?}");
+    rig.tick();
+    assert_eq!(rig.ask(|r| Command::Health { reply: r }).expect("health").sync_error, None);
+}
+
+#[test]
 fn health_says_whether_the_containers_were_checked() {
     let engine = Arc::new(FakeEngine::with_images(&[IMAGE]));
     engine.fail_next("list", Fault::Down);
