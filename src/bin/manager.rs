@@ -52,7 +52,7 @@ fn run(args: Args) -> Result<(), String> {
     if workers.is_empty() {
         workers = ready.store.list_nodes().map_err(|e| error_chain(&e))?.into_iter().map(|n| n.address).collect();
         if !workers.is_empty() {
-            log::info!("no -w given: using the workers of the last run workers={}", workers.join(","));
+            log::info!("no -w given: using the workers of the last run workers={}", q(&workers.join(",")));
         }
     }
     if workers.is_empty() {

@@ -216,7 +216,7 @@ impl Server {
                     Ok(stream) => accept_door.enter(stream, Instant::now() + first_byte, Partial::default()),
                     Err(e) => {
                         // EMFILE and friends: back off a little rather than spin
-                        warn!("accept failed error={e}");
+                        warn!("accept failed error={}", q(&e));
                         std::thread::sleep(Duration::from_millis(50));
                     }
                 }
