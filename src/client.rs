@@ -101,20 +101,53 @@ pub enum Input<'a> {
     Lines { reader: &'a mut dyn BufRead, interactive: bool },
 }
 
-/// The whole client after its flags: runs the commands, prints each failure once on `err`, and
-/// returns the exit code (0; 1 when a command failed; 2 for a usage error).
-pub fn session(api: &ManagerClient, json: bool, input: Input<'_>, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
-    let mut report = |f: &Failure| {
-        let _ = writeln!(err, "error: {f}");
-        f.exit_code()
+/// What the client's command line asks for.
+pub struct Options {
+    pub host: String,
+    pub port: u16,
+    /// Print the API's JSON instead of tables.
+    pub json: bool,
+    pub token_file: Option<PathBuf>,
+    /// One command to run; empty: read commands from stdin.
+    pub command: Vec<String>,
+}
+
+/// The client after its flags: the token (`--token-file`, else `SKIFF_TOKEN`), the manager's
+/// address, then the commands of `Input::Once` or of stdin. Returns the exit code.
+pub fn main(opts: Options) -> u8 {
+    let mut err = std::io::stderr();
+    let token = match crate::auth::load(opts.token_file.as_deref(), std::env::var(crate::auth::TOKEN_ENV).ok()) {
+        Ok(token) => token,
+        Err(e) => return report(&mut err, &Failure::Usage(e)),
     };
+    let api = ManagerClient::new(&opts.host, opts.port, token.as_ref());
+    let stdin = std::io::stdin();
+    let interactive = std::io::IsTerminal::is_terminal(&stdin);
+    let mut lines = stdin.lock();
+    let input = if opts.command.is_empty() {
+        Input::Lines { reader: &mut lines, interactive }
+    } else {
+        Input::Once(opts.command)
+    };
+    session(&api, opts.json, input, &mut std::io::stdout(), &mut err)
+}
+
+/// The one place a failure is shown: once, on stderr; its exit code.
+fn report(err: &mut dyn Write, f: &Failure) -> u8 {
+    let _ = writeln!(err, "error: {f}");
+    f.exit_code()
+}
+
+/// Runs the commands, prints each failure once on `err`, and returns the exit code (0; 1 when a
+/// command failed; 2 for a usage error).
+pub fn session(api: &ManagerClient, json: bool, input: Input<'_>, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     match input {
         Input::Once(words) => {
             let words: Vec<&str> = words.iter().map(String::as_str).collect();
             let result = parse_words(&words)
                 .map_err(Failure::Usage)
                 .and_then(|cmd| cmd.map_or(Ok(()), |cmd| run(&cmd, api, json, out)));
-            result.err().map_or(0, |f| report(&f))
+            result.err().map_or(0, |f| report(err, &f))
         }
         Input::Lines { reader, interactive } => {
             let mut failed = false;
@@ -127,7 +160,7 @@ pub fn session(api: &ManagerClient, json: bool, input: Input<'_>, out: &mut dyn 
                 match reader.read_line(&mut line) {
                     Ok(0) => break,
                     Ok(_) => {}
-                    Err(e) => return report(&Failure::Failed(format!("cannot read stdin: {e}"))),
+                    Err(e) => return report(err, &Failure::Failed(format!("cannot read stdin: {e}"))),
                 }
                 let result = match parse_line(&line) {
                     Ok(Some(Command::Quit)) => break,
@@ -136,7 +169,7 @@ pub fn session(api: &ManagerClient, json: bool, input: Input<'_>, out: &mut dyn 
                     Err(e) => Err(Failure::Usage(e)),
                 };
                 if let Err(f) = result {
-                    report(&f);
+                    report(err, &f);
                     failed = true;
                 }
                 let _ = out.flush();

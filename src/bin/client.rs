@@ -4,10 +4,8 @@
 
 use argh::FromArgs;
 use skiff::cli::{self, LogLevel};
-use skiff::client::{self, Input};
-use skiff::http::ManagerClient;
+use skiff::client;
 use skiff::signals::TerminationSignals;
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 /// Skiff client: talks to the manager's API. Commands: start FILE, stop ID, get ID, list,
@@ -49,23 +47,12 @@ fn main() -> ExitCode {
             std::process::exit(130);
         });
     }
-    let code = match skiff::auth::load(args.token_file.as_deref(), std::env::var(skiff::auth::TOKEN_ENV).ok()) {
-        Err(e) => {
-            eprintln!("error: {e}");
-            2
-        }
-        Ok(token) => {
-            let api = ManagerClient::new(&args.host, args.port, token.as_ref());
-            let stdin = std::io::stdin();
-            let interactive = stdin.is_terminal();
-            let mut lines = stdin.lock();
-            let input = if args.command.is_empty() {
-                Input::Lines { reader: &mut lines, interactive }
-            } else {
-                Input::Once(args.command)
-            };
-            client::session(&api, args.json, input, &mut std::io::stdout(), &mut std::io::stderr())
-        }
+    let opts = client::Options {
+        host: args.host,
+        port: args.port,
+        json: args.json,
+        token_file: args.token_file,
+        command: args.command,
     };
-    ExitCode::from(code)
+    ExitCode::from(client::main(opts))
 }
