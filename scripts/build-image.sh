@@ -3,6 +3,7 @@
 # with its applets (sh, httpd, sleep, ...) and a small /www/index.html. No registry is needed.
 # Idempotent: an image already built from the same busybox is kept as it is.
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 
 image="${SKIFF_IMAGE:-skiff/busybox:latest}"
 busybox="${BUSYBOX:-/bin/busybox}"
@@ -25,7 +26,8 @@ if current=$(docker image inspect --format '{{ index .Config.Labels "skiff.busyb
 fi
 
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+on_exit_remove_dir "$work"
+clean_up_on_exit
 root="$work/root"
 mkdir -p "$root/bin" "$root/www" "$root/tmp" "$root/etc"
 cp "$busybox" "$root/bin/busybox"

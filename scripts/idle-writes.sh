@@ -5,29 +5,24 @@
 # time each used, and their resident memory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
 
 idle="${IDLE_SECONDS:-60}"
 tasks="${TASKS:-10}"
 node="idle-$$"
 work=$(mktemp -d -t skiff-idle.XXXXXX)
-pids=()
 say() { printf 'idle-writes: %s\n' "$*"; }
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    ids=$(docker ps -aq --filter "label=skiff.node=$node")
-    [ -z "$ids" ] || docker rm -f $ids >/dev/null
-    rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
+on_exit_remove_node "$node"
+on_exit_remove_dir "$work"
+clean_up_on_exit
 
 cargo build --release --quiet
 scripts/build-image.sh >/dev/null
 bin=target/release
 mport=$((20000 + RANDOM % 10000)); wport=$((mport + 1))
-"$bin/worker" -n "$node" -p "$wport" --bind 127.0.0.1 -st persisted --data-dir "$work/data" 2>"$work/worker.log" & pids+=($!)
+"$bin/worker" -n "$node" -p "$wport" --bind 127.0.0.1 -st persisted --data-dir "$work/data" 2>"$work/worker.log" & on_exit_kill $!
 wpid=$!
-"$bin/manager" -p "$mport" --bind 127.0.0.1 -st persisted --data-dir "$work/data" -w "127.0.0.1:$wport" 2>"$work/manager.log" & pids+=($!)
+"$bin/manager" -p "$mport" --bind 127.0.0.1 -st persisted --data-dir "$work/data" -w "127.0.0.1:$wport" 2>"$work/manager.log" & on_exit_kill $!
 mpid=$!
 client=("$bin/client" --host 127.0.0.1 -p "$mport")
 deadline=$((SECONDS + 30))

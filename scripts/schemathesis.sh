@@ -5,6 +5,7 @@
 # body schema). Examples per operation: SCHEMATHESIS_EXAMPLES (default 60).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
 
 examples="${SCHEMATHESIS_EXAMPLES:-60}"
 venv="${SCHEMATHESIS_VENV:-target/schemathesis-venv}"
@@ -20,20 +21,14 @@ cargo build --quiet
 scripts/build-image.sh >/dev/null
 work=$(mktemp -d -t skiff-schemathesis.XXXXXX)
 node="st-$$"
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    ids=$(docker ps -aq --filter "label=skiff.node=$node")
-    [ -z "$ids" ] || docker rm -f $ids >/dev/null
-    rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
+on_exit_remove_node "$node"
+on_exit_remove_dir "$work"
+clean_up_on_exit
 
 export SKIFF_TOKEN="schemathesis-token-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 wport=$((30000 + RANDOM % 10000)); mport=$((wport + 1))
-target/debug/worker -n "$node" -p "$wport" --bind 127.0.0.1 --stop-grace-s 1 2>"$work/worker.log" & pids+=($!)
-target/debug/manager -p "$mport" --bind 127.0.0.1 -w "127.0.0.1:$wport" 2>"$work/manager.log" & pids+=($!)
+target/debug/worker -n "$node" -p "$wport" --bind 127.0.0.1 --stop-grace-s 1 2>"$work/worker.log" & on_exit_kill $!
+target/debug/manager -p "$mport" --bind 127.0.0.1 -w "127.0.0.1:$wport" 2>"$work/manager.log" & on_exit_kill $!
 for port in "$wport" "$mport"; do
     for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/v1/health" >/dev/null && break; sleep 0.1; done
 done

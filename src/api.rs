@@ -104,11 +104,19 @@ pub struct NodeInfo {
     pub stats: Option<NodeStats>,
 }
 
-/// The error shape of every API.
+/// The error shape of every API, `{"error": "...", "field": "..."}`: every error answer of both
+/// daemons is this, written by `http::Response::error`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub error: String,
     /// The spec field at fault, for a refused spec.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+}
+
+impl ErrorBody {
+    /// An error that names no field.
+    pub fn new(message: impl Into<String>) -> ErrorBody {
+        ErrorBody { error: message.into(), field: None }
+    }
 }

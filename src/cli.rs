@@ -1,14 +1,22 @@
-//! What the three binaries share on their command lines: the multi-letter short flags of the
-//! user's contract (`-st`, `-sct`), `--flag=value`, `--version`, the log level, and the logger.
+//! What the three binaries share on their command lines and in `main`: the multi-letter short
+//! flags of the user's contract (`-st`, `-sct`, shown so in `--help`), `--flag=value`,
+//! `--version`, the log level (`--log-level`, else `RUST_LOG`), the logger, the daemons' common
+//! flags (`daemon_args!`) and the daemons' common start and end (`daemon_main`, `serve`).
 //!
-//! argh takes one-letter short flags only, so the arguments are rewritten before argh sees them.
+//! argh takes one-letter short flags only, so the arguments are rewritten before argh sees them,
+//! and has no flattening, so the daemons' common flags are appended by a macro.
 
 use crate::auth::{self, Token};
 use crate::control::error_chain;
+use crate::http::{Handler, Limits, Server};
+use crate::signals::TerminationSignals;
 use crate::store::{MemoryStore, SqliteStore, Store};
 use log::LevelFilter;
+use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::str::FromStr;
+use std::sync::Arc;
 
 /// Multi-letter short flags and the long flags they stand for.
 pub const SHORT_FLAGS: [(&str, &str); 2] = [("-st", "--storage"), ("-sct", "--scheduler")];
@@ -48,6 +56,34 @@ pub fn wants_version(args: &[String]) -> bool {
     args.iter().take_while(|a| *a != "--").any(|a| a == "--version" || a == "-V")
 }
 
+/// argh's help with the multi-letter short forms the user is told about: `-st, --storage` in
+/// the options (in argh's 20-column layout) and `-st` in the usage line.
+pub fn with_short_forms(help: &str) -> String {
+    const COLUMN: usize = 20;
+    let mut out = Vec::new();
+    for line in help.lines() {
+        let mut line = line.to_string();
+        for (short, long) in SHORT_FLAGS {
+            line = line.replace(&format!("[{long} <"), &format!("[{short} <"));
+            let Some(description) = line.strip_prefix(&format!("  {long}")) else { continue };
+            if !description.is_empty() && !description.starts_with(' ') {
+                continue; // a longer flag that starts the same
+            }
+            let name = format!("  {short}, {long}");
+            let description = description.trim_start();
+            line = if description.is_empty() {
+                name
+            } else if name.len() < COLUMN {
+                format!("{name:<COLUMN$}{description}")
+            } else {
+                format!("{name}\n{:COLUMN$}{description}", "")
+            };
+        }
+        out.push(line);
+    }
+    out.join("\n")
+}
+
 /// Parses the process's arguments into `T`, printing help or errors the way argh does and
 /// exiting (0 for help and version, 2 for usage errors).
 pub fn parse_args<T: argh::FromArgs>(program: &str) -> T {
@@ -62,7 +98,7 @@ pub fn parse_args<T: argh::FromArgs>(program: &str) -> T {
         Ok(parsed) => parsed,
         Err(early) => {
             if early.status.is_ok() {
-                println!("{}", early.output);
+                println!("{}", with_short_forms(&early.output));
                 std::process::exit(0);
             }
             eprintln!("{}", early.output);
@@ -84,17 +120,49 @@ impl FromStr for LogLevel {
     }
 }
 
-/// Logs to stderr with UTC RFC 3339 times. Call once, before any thread starts.
-pub fn init_logging(level: LogLevel) {
+/// Our log targets: the library and the three binaries.
+const TARGETS: [&str; 4] = ["skiff", "manager", "worker", "client"];
+
+/// The level from a `RUST_LOG`-style value: a bare level (`debug`) applies, and so does one
+/// given for one of our targets (`skiff=debug`, `worker=trace`); a later directive wins. Other
+/// crates' directives are ignored (their lines are never written). `None` if nothing applies.
+pub fn level_from_env(value: &str) -> Option<LogLevel> {
+    let mut level = None;
+    for directive in value.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let named = match directive.split_once('=') {
+            None => directive,
+            Some((target, l)) if TARGETS.contains(&target) => l,
+            Some(_) => continue,
+        };
+        if let Ok(l) = named.parse::<LogLevel>() {
+            level = Some(l);
+        }
+    }
+    level
+}
+
+/// The level in force: `--log-level` if given, else `RUST_LOG`, else the binary's default.
+pub fn log_level(flag: Option<LogLevel>, env: Option<&str>, default: LogLevel) -> LogLevel {
+    flag.or_else(|| env.and_then(level_from_env)).unwrap_or(default)
+}
+
+/// Log lines start with a 24-character UTC time, milliseconds included.
+const LOG_TIME: &[time::format_description::BorrowedFormatItem<'static>] =
+    time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+
+/// Logs to stderr: `TIME [LEVEL] message key=value ...`, the level from `--log-level`, else
+/// `RUST_LOG`, else `default`. Call once, before any thread starts.
+pub fn init_logging(flag: Option<LogLevel>, default: LogLevel) {
+    let level = log_level(flag, std::env::var("RUST_LOG").ok().as_deref(), default);
     // our own lines only: the HTTP client's debug chatter would drown them
     let config = simplelog::ConfigBuilder::new()
-        .set_time_format_rfc3339()
+        .set_time_format_custom(LOG_TIME)
         .set_thread_level(LevelFilter::Off)
         .set_target_level(LevelFilter::Off)
-        .add_filter_allow_str("skiff")
-        .add_filter_allow_str("manager")
-        .add_filter_allow_str("worker")
-        .add_filter_allow_str("client")
+        .add_filter_allow_str(TARGETS[0])
+        .add_filter_allow_str(TARGETS[1])
+        .add_filter_allow_str(TARGETS[2])
+        .add_filter_allow_str(TARGETS[3])
         .build();
     let _ = simplelog::WriteLogger::init(level.0, config, std::io::stderr());
 }
@@ -180,6 +248,132 @@ pub fn open_store(storage: &str, dir: &Path, file: &str) -> Result<Box<dyn Store
     }
 }
 
+/// The flags both daemons have, after their own: `daemon_args!` appends them to a struct.
+pub struct DaemonFlags<'a> {
+    pub port: u16,
+    pub storage: &'a str,
+    pub data_dir: Option<&'a Path>,
+    pub bind: Option<IpAddr>,
+    pub token_file: Option<&'a Path>,
+    pub log_level: Option<LogLevel>,
+}
+
+/// A daemon's arguments: its own, and the common ones.
+pub trait DaemonArgs: argh::FromArgs {
+    fn flags(&self) -> DaemonFlags<'_>;
+}
+
+/// Declares a daemon's `argh` arguments with the flags both daemons share appended (port,
+/// storage, data directory, bind address, token file, log level, version), and implements
+/// `DaemonArgs` for them.
+#[macro_export]
+macro_rules! daemon_args {
+    // the field types are taken apart (`Option<u64>` as `Option` and `u64`) because argh looks
+    // for `Option` and `Vec` by name, which it cannot see in an opaque `ty` fragment
+    ($(#[$meta:meta])* struct $name:ident {
+        $($(#[$fmeta:meta])* $field:ident: $outer:ident $(<$inner:ty>)?,)*
+    }) => {
+        $(#[$meta])*
+        #[derive(argh::FromArgs)]
+        struct $name {
+            $($(#[$fmeta])* $field: $outer $(<$inner>)?,)*
+            /// port to serve the API on
+            #[argh(option, short = 'p')]
+            port: u16,
+            /// where tasks are kept: memory (default) or persisted (SQLite in --data-dir)
+            #[argh(option, default = "String::from(\"memory\")")]
+            storage: String,
+            /// directory of the persisted store (default /var/lib/skiff for root, else
+            /// ~/.local/state/skiff)
+            #[argh(option)]
+            data_dir: Option<std::path::PathBuf>,
+            /// address to listen on (default: 0.0.0.0 with a token, 127.0.0.1 without; without a
+            /// token only loopback addresses are allowed)
+            #[argh(option)]
+            bind: Option<std::net::IpAddr>,
+            /// a file holding the cluster token (mode 600); default: the SKIFF_TOKEN environment
+            /// variable
+            #[argh(option)]
+            token_file: Option<std::path::PathBuf>,
+            /// log level: off, error, warn, info, debug, trace (default: RUST_LOG, else info)
+            #[argh(option)]
+            log_level: Option<$crate::cli::LogLevel>,
+            /// print the version and exit
+            #[argh(switch, short = 'V')]
+            #[allow(dead_code)]
+            version: bool,
+        }
+
+        impl $crate::cli::DaemonArgs for $name {
+            fn flags(&self) -> $crate::cli::DaemonFlags<'_> {
+                $crate::cli::DaemonFlags {
+                    port: self.port,
+                    storage: &self.storage,
+                    data_dir: self.data_dir.as_deref(),
+                    bind: self.bind,
+                    token_file: self.token_file.as_deref(),
+                    log_level: self.log_level,
+                }
+            }
+        }
+    };
+}
+
+/// A daemon's `main`: its arguments, the logger, `run`, and one exit path that prints the error
+/// once (`program: message`) and exits 1.
+pub fn daemon_main<T: DaemonArgs>(program: &str, run: impl FnOnce(T) -> Result<(), String>) -> ExitCode {
+    let args: T = parse_args(program);
+    init_logging(args.flags().log_level, LogLevel(LevelFilter::Info));
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("{program}: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// What a daemon has once its common flags are applied: the token, its socket, its store, and
+/// SIGINT/SIGTERM blocked (so call this before starting any thread).
+pub struct Prepared {
+    pub token: Option<Token>,
+    pub listener: TcpListener,
+    pub store: Box<dyn Store>,
+    pub signals: TerminationSignals,
+}
+
+/// Applies the common flags: the store (`store_file` in the data directory when persisted), the
+/// token and the address, the open-files limit, the signals, the listening socket.
+pub fn prepare(flags: &DaemonFlags<'_>, store_file: &str) -> Result<Prepared, String> {
+    let data_dir = flags.data_dir.map_or_else(default_data_dir, Path::to_path_buf);
+    let store = open_store(flags.storage, &data_dir, store_file)?;
+    let (token, bind) = token_and_bind(flags.token_file, flags.bind)?;
+    let files = raise_fd_limit();
+    log::debug!("open files limit={files}");
+    let signals = TerminationSignals::block().map_err(|e| format!("cannot block signals: {e}"))?;
+    let addr = SocketAddr::new(bind, flags.port);
+    let listener = TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    Ok(Prepared { token, listener, store, signals })
+}
+
+/// Serves `handler` on the prepared socket until SIGINT or SIGTERM, then stops the server (the
+/// requests in flight are answered). `listening` is told the address once it serves. Returns
+/// the signal's name; the caller then stops its daemon.
+pub fn serve(
+    listener: TcpListener,
+    signals: &TerminationSignals,
+    handler: Arc<Handler>,
+    listening: impl FnOnce(SocketAddr),
+) -> Result<&'static str, String> {
+    let server =
+        Server::start(listener, Limits::default(), handler).map_err(|e| format!("cannot start the API server: {e}"))?;
+    listening(server.local_addr());
+    let signal = signals.wait();
+    log::info!("shutting down signal={signal}");
+    server.shutdown();
+    Ok(signal)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,5 +439,30 @@ mod tests {
     fn log_levels() {
         assert_eq!("debug".parse::<LogLevel>(), Ok(LogLevel(LevelFilter::Debug)));
         assert!("loud".parse::<LogLevel>().is_err());
+    }
+
+    #[test]
+    fn the_flag_wins_over_rust_log_which_wins_over_the_default() {
+        let l = |f: LevelFilter| LogLevel(f);
+        let info = l(LevelFilter::Info);
+        assert_eq!(log_level(None, None, info), info);
+        assert_eq!(log_level(None, Some("debug"), info), l(LevelFilter::Debug));
+        assert_eq!(log_level(Some(l(LevelFilter::Warn)), Some("debug"), info), l(LevelFilter::Warn));
+        assert_eq!(log_level(None, Some("ureq=trace,skiff=debug"), info), l(LevelFilter::Debug));
+        assert_eq!(log_level(None, Some("worker=trace"), info), l(LevelFilter::Trace));
+        assert_eq!(log_level(None, Some("ureq=trace"), info), info, "other crates' levels are not ours");
+        assert_eq!(log_level(None, Some("loud"), info), info);
+        assert_eq!(log_level(None, Some("error,skiff=off"), info), l(LevelFilter::Off));
+    }
+
+    #[test]
+    fn help_shows_the_multi_letter_short_forms() {
+        let help = "Usage: manager -p <port> [--storage <storage>] [--scheduler <scheduler>]\n\nOptions:\n  -p, --port        port to serve the API on\n  --storage         where tasks are kept: memory (default) or persisted (SQLite\n                    in --data-dir)\n  --scheduler       placement: roundrobin (default) or epvm\n  --storage-extra   not the same flag";
+        let shown = with_short_forms(help);
+        assert!(shown.starts_with("Usage: manager -p <port> [-st <storage>] [-sct <scheduler>]"), "{shown}");
+        assert!(shown.contains("\n  -st, --storage    where tasks are kept"), "{shown}");
+        assert!(shown.contains("\n                    in --data-dir)"), "{shown}");
+        assert!(shown.contains("\n  -sct, --scheduler placement"), "{shown}");
+        assert!(shown.contains("\n  --storage-extra   not the same flag"), "{shown}");
     }
 }

@@ -1,14 +1,14 @@
 //! The line-based client: commands read from stdin (or given once on the command line), each one
 //! REST call to the manager, answers printed as tables or as the API's JSON.
 //!
-//! Owns command parsing and output formatting; the calls themselves are `http::ManagerClient`.
+//! Owns command parsing, the read-eval loop, the exit-code policy (`session`) and output
+//! formatting; the calls themselves are `http::ManagerClient`'s typed methods.
 
 use crate::api::NodeInfo;
 use crate::http::{ClientError, ManagerClient};
-use crate::task::Task;
+use crate::task::{Task, TaskId};
 use crate::time::Timestamp;
-use serde_json::Value;
-use std::io::Write;
+use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
 pub const HELP: &str = "\
@@ -66,71 +66,178 @@ pub fn parse_words(words: &[&str]) -> Result<Option<Command>, String> {
     }
 }
 
-/// Runs one command, writing its answer to `out`. Errors come back as text for the user.
-pub fn run(cmd: &Command, api: &ManagerClient, json: bool, out: &mut dyn Write) -> Result<(), String> {
-    let shown = |e: ClientError| e.to_string();
+/// Why a command failed, and so which exit code a one-shot or piped run ends with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// The command line or the line read is not a command (exit code 2).
+    Usage(String),
+    /// The command was understood and did not work (exit code 1).
+    Failed(String),
+}
+
+impl Failure {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Usage(_) => 2,
+            Failure::Failed(_) => 1,
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Usage(m) | Failure::Failed(m) => f.write_str(m),
+        }
+    }
+}
+
+/// Where the client's commands come from.
+pub enum Input<'a> {
+    /// One command from the command line, then exit.
+    Once(Vec<String>),
+    /// Lines from stdin; `interactive` (a terminal) gets a prompt, and failures do not change
+    /// the exit code (a person saw them), while piped input exits 1 if any command failed.
+    Lines { reader: &'a mut dyn BufRead, interactive: bool },
+}
+
+/// What the client's command line asks for.
+pub struct Options {
+    pub host: String,
+    pub port: u16,
+    /// Print the API's JSON instead of tables.
+    pub json: bool,
+    pub token_file: Option<PathBuf>,
+    /// One command to run; empty: read commands from stdin.
+    pub command: Vec<String>,
+}
+
+/// The client after its flags: the token (`--token-file`, else `SKIFF_TOKEN`), the manager's
+/// address, then the commands of `Input::Once` or of stdin. Returns the exit code.
+pub fn main(opts: Options) -> u8 {
+    let mut err = std::io::stderr();
+    let token = match crate::auth::load(opts.token_file.as_deref(), std::env::var(crate::auth::TOKEN_ENV).ok()) {
+        Ok(token) => token,
+        Err(e) => return report(&mut err, &Failure::Usage(e)),
+    };
+    let api = ManagerClient::new(&opts.host, opts.port, token.as_ref());
+    let stdin = std::io::stdin();
+    let interactive = std::io::IsTerminal::is_terminal(&stdin);
+    let mut lines = stdin.lock();
+    let input = if opts.command.is_empty() {
+        Input::Lines { reader: &mut lines, interactive }
+    } else {
+        Input::Once(opts.command)
+    };
+    session(&api, opts.json, input, &mut std::io::stdout(), &mut err)
+}
+
+/// The one place a failure is shown: once, on stderr; its exit code.
+fn report(err: &mut dyn Write, f: &Failure) -> u8 {
+    let _ = writeln!(err, "error: {f}");
+    f.exit_code()
+}
+
+/// Runs the commands, prints each failure once on `err`, and returns the exit code (0; 1 when a
+/// command failed; 2 for a usage error).
+pub fn session(api: &ManagerClient, json: bool, input: Input<'_>, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    match input {
+        Input::Once(words) => {
+            let words: Vec<&str> = words.iter().map(String::as_str).collect();
+            let result = parse_words(&words)
+                .map_err(Failure::Usage)
+                .and_then(|cmd| cmd.map_or(Ok(()), |cmd| run(&cmd, api, json, out)));
+            result.err().map_or(0, |f| report(err, &f))
+        }
+        Input::Lines { reader, interactive } => {
+            let mut failed = false;
+            loop {
+                if interactive {
+                    let _ = write!(out, "skiff> ");
+                    let _ = out.flush();
+                }
+                let mut line = String::new();
+                match reader.read_line(&mut line) {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) => return report(err, &Failure::Failed(format!("cannot read stdin: {e}"))),
+                }
+                let result = match parse_line(&line) {
+                    Ok(Some(Command::Quit)) => break,
+                    Ok(Some(cmd)) => run(&cmd, api, json, out),
+                    Ok(None) => Ok(()),
+                    Err(e) => Err(Failure::Usage(e)),
+                };
+                if let Err(f) = result {
+                    report(err, &f);
+                    failed = true;
+                }
+                let _ = out.flush();
+            }
+            u8::from(failed && !interactive)
+        }
+    }
+}
+
+/// Runs one command, writing its answer to `out`: a table, or the API's JSON with `json`.
+pub fn run(cmd: &Command, api: &ManagerClient, json: bool, out: &mut dyn Write) -> Result<(), Failure> {
+    let failed = |e: ClientError| Failure::Failed(e.to_string());
     let text = match cmd {
         Command::Start(file) => {
-            let spec = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-            let v = api.call_value("POST", "/v1/tasks", Some(&spec)).map_err(shown)?;
+            let spec =
+                std::fs::read(file).map_err(|e| Failure::Failed(format!("cannot read {}: {e}", file.display())))?;
+            let task = api.submit(&spec).map_err(failed)?;
             if json {
-                pretty(&v)
+                pretty(&task)
             } else {
-                let id = v.get("id").and_then(Value::as_str).unwrap_or("?");
-                format!("{id}\n")
+                format!("{}\n", task.id)
             }
         }
         Command::Stop(id) => {
-            let v = api.call_value("DELETE", &format!("/v1/tasks/{}", path_safe(id)?), None).map_err(shown)?;
+            let task = api.stop(task_id(id)?).map_err(failed)?;
             if json {
-                pretty(&v)
+                pretty(&task)
             } else {
                 format!("stopping {id}\n")
             }
         }
         Command::Get(id) => {
-            let v = api.call_value("GET", &format!("/v1/tasks/{}", path_safe(id)?), None).map_err(shown)?;
+            let task = api.get(task_id(id)?).map_err(failed)?;
             if json {
-                pretty(&v)
+                pretty(&task)
             } else {
-                let task: Task = serde_json::from_value(v).map_err(|e| format!("unexpected answer: {e}"))?;
                 task_details(&task)
             }
         }
         Command::List => {
-            let v = api.call_value("GET", "/v1/tasks", None).map_err(shown)?;
+            let tasks = api.list().map_err(failed)?;
             if json {
-                pretty(&v)
+                pretty(&tasks)
             } else {
-                let tasks: Vec<Task> = serde_json::from_value(v).map_err(|e| format!("unexpected answer: {e}"))?;
                 task_table(&tasks, Timestamp::now())
             }
         }
         Command::ListNodes => {
-            let v = api.call_value("GET", "/v1/nodes", None).map_err(shown)?;
+            let nodes = api.nodes().map_err(failed)?;
             if json {
-                pretty(&v)
+                pretty(&nodes)
             } else {
-                let nodes: Vec<NodeInfo> = serde_json::from_value(v).map_err(|e| format!("unexpected answer: {e}"))?;
                 node_table(&nodes, Timestamp::now())
             }
         }
         Command::Help => format!("{HELP}\n"),
         Command::Quit => String::new(),
     };
-    out.write_all(text.as_bytes()).map_err(|e| format!("cannot write output: {e}"))
+    out.write_all(text.as_bytes()).map_err(|e| Failure::Failed(format!("cannot write output: {e}")))
 }
 
-/// Ids go into URL paths: refuse anything that would change the path.
-fn path_safe(id: &str) -> Result<&str, String> {
-    if id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-        Ok(id)
-    } else {
-        Err(format!("{id:?} is not a task id"))
-    }
+/// Ids go into URL paths: only a task id does.
+fn task_id(id: &str) -> Result<TaskId, Failure> {
+    id.parse().map_err(|e: crate::task::InvalidTaskId| Failure::Failed(e.to_string()))
 }
 
-fn pretty(v: &Value) -> String {
+/// The API's JSON, as the manager sent it (the same types, serialised the same way).
+fn pretty<T: serde::Serialize>(v: &T) -> String {
     let mut s = serde_json::to_string_pretty(v).unwrap_or_default();
     s.push('\n');
     s
@@ -331,9 +438,46 @@ mod tests {
 
     #[test]
     fn ids_cannot_escape_the_path() {
-        assert!(path_safe("3f2b9c1e-8d4a").is_ok());
-        assert!(path_safe("../nodes").is_err());
-        assert!(path_safe("a?b").is_err());
+        assert!(task_id("3f2b9c1e-8d4a-4f6b-9a7e-1c2d3e4f5a6b").is_ok());
+        assert!(task_id("../nodes").is_err());
+        assert!(task_id("a?b").is_err());
+    }
+
+    /// A client of a manager that is not there: every call fails at once, as an unreachable one.
+    fn nowhere() -> ManagerClient {
+        ManagerClient::new("127.0.0.1", 1, None)
+    }
+
+    fn run_session(input: Input<'_>) -> (u8, String, String) {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = session(&nowhere(), false, input, &mut out, &mut err);
+        (code, String::from_utf8_lossy(&out).into_owned(), String::from_utf8_lossy(&err).into_owned())
+    }
+
+    #[test]
+    fn exit_codes_say_how_a_session_went() {
+        let once = |words: &[&str]| run_session(Input::Once(words.iter().map(|w| w.to_string()).collect()));
+        let (code, out, _) = once(&["help"]);
+        assert_eq!(code, 0);
+        assert!(out.contains("list-nodes"));
+        let (code, _, err) = once(&["launch"]);
+        assert_eq!(code, 2);
+        assert!(err.starts_with("error: unknown command"), "{err}");
+        let (code, _, err) = once(&["list"]);
+        assert_eq!(code, 1);
+        assert_eq!(err.lines().count(), 1, "the failure is printed once: {err}");
+        assert!(err.contains("cannot reach the manager at 127.0.0.1:1"), "{err}");
+
+        let mut piped: &[u8] = b"help\n# nothing\nlist\nhelp\n";
+        let (code, out, err) = run_session(Input::Lines { reader: &mut piped, interactive: false });
+        assert_eq!((code, out.matches("commands:").count(), err.lines().count()), (1, 2, 1));
+        let mut fine: &[u8] = b"help\nquit\nlist\n";
+        let (code, _, err) = run_session(Input::Lines { reader: &mut fine, interactive: false });
+        assert_eq!((code, err.as_str()), (0, ""), "quit ends before the failing list");
+        let mut typed: &[u8] = b"list\n";
+        let (code, out, _) = run_session(Input::Lines { reader: &mut typed, interactive: true });
+        assert_eq!(code, 0, "a person saw the failure");
+        assert!(out.starts_with("skiff> "));
     }
 
     #[test]

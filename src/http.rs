@@ -9,9 +9,10 @@ pub mod server;
 
 pub use server::{Handler, Limits, Request, Response, Server};
 
-use crate::api::{ErrorBody, ManagerHealth, NodeInfo, StartTask, WorkerHealth};
+use crate::api::{ErrorBody, NodeInfo, StartTask, WorkerHealth};
 use crate::auth::Token;
 use crate::control::error_chain;
+use crate::logfmt::{q, short};
 use crate::manager::{LinkError, ManagerError, ManagerHandle, WorkerLink};
 use crate::stats::NodeStats;
 use crate::task::{InvalidTaskId, SpecError, Task, TaskId, TaskSpec};
@@ -19,8 +20,8 @@ use crate::worker::{WorkerError, WorkerHandle};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 // ---------------------------------------------------------------------------------------------
 // Routes
@@ -69,7 +70,7 @@ pub enum WorkerRoute {
 pub enum RouteError {
     NotFound,
     /// The path exists with other methods, listed for the `Allow` header.
-    MethodNotAllowed(&'static str),
+    MethodNotAllowed(String),
     BadId(InvalidTaskId),
 }
 
@@ -81,35 +82,60 @@ fn task_id(s: &str) -> Result<TaskId, RouteError> {
     s.parse().map_err(RouteError::BadId)
 }
 
+/// Whether a path's segments fit a route's pattern (`{id}` takes any one segment).
+fn fits(pattern: &str, segs: &[&str]) -> bool {
+    let want = segments(pattern);
+    want.len() == segs.len() && want.iter().zip(segs).all(|(w, s)| w.starts_with('{') || w == s)
+}
+
+/// Why nothing in the `match` took a request, from the route list (so that `Allow` and 404 are
+/// derived from the same list the specs are checked against): 405 with the methods the path has,
+/// else 404. `HEAD` is allowed wherever `GET` is.
+fn unrouted(routes: &[(&str, &str)], segs: &[&str]) -> RouteError {
+    let mut methods: Vec<&str> = routes.iter().filter(|(_, p)| fits(p, segs)).map(|(m, _)| *m).collect();
+    if methods.is_empty() {
+        return RouteError::NotFound;
+    }
+    if methods.contains(&"GET") {
+        methods.push("HEAD");
+    }
+    RouteError::MethodNotAllowed(methods.join(", "))
+}
+
+/// `HEAD` is answered as `GET` is, and the server sends no body.
+fn routing_method(method: &str) -> &str {
+    if method == "HEAD" {
+        "GET"
+    } else {
+        method
+    }
+}
+
 pub fn manager_route(method: &str, path: &str) -> Result<ManagerRoute, RouteError> {
     use ManagerRoute::*;
-    match (method, segments(path).as_slice()) {
+    let segs = segments(path);
+    match (routing_method(method), segs.as_slice()) {
         ("GET", ["v1", "health"]) => Ok(Health),
         ("GET", ["v1", "tasks"]) => Ok(ListTasks),
         ("POST", ["v1", "tasks"]) => Ok(SubmitTask),
         ("GET", ["v1", "tasks", id]) => Ok(GetTask(task_id(id)?)),
         ("DELETE", ["v1", "tasks", id]) => Ok(StopTask(task_id(id)?)),
         ("GET", ["v1", "nodes"]) => Ok(ListNodes),
-        (_, ["v1", "health"] | ["v1", "nodes"]) => Err(RouteError::MethodNotAllowed("GET")),
-        (_, ["v1", "tasks"]) => Err(RouteError::MethodNotAllowed("GET, POST")),
-        (_, ["v1", "tasks", _]) => Err(RouteError::MethodNotAllowed("GET, DELETE")),
-        _ => Err(RouteError::NotFound),
+        _ => Err(unrouted(&MANAGER_ROUTES, &segs)),
     }
 }
 
 pub fn worker_route(method: &str, path: &str) -> Result<WorkerRoute, RouteError> {
     use WorkerRoute::*;
-    match (method, segments(path).as_slice()) {
+    let segs = segments(path);
+    match (routing_method(method), segs.as_slice()) {
         ("GET", ["v1", "health"]) => Ok(Health),
         ("GET", ["v1", "stats"]) => Ok(Stats),
         ("GET", ["v1", "tasks"]) => Ok(ListTasks),
         ("POST", ["v1", "tasks"]) => Ok(StartTask),
         ("GET", ["v1", "tasks", id]) => Ok(GetTask(task_id(id)?)),
         ("DELETE", ["v1", "tasks", id]) => Ok(StopTask(task_id(id)?)),
-        (_, ["v1", "health"] | ["v1", "stats"]) => Err(RouteError::MethodNotAllowed("GET")),
-        (_, ["v1", "tasks"]) => Err(RouteError::MethodNotAllowed("GET, POST")),
-        (_, ["v1", "tasks", _]) => Err(RouteError::MethodNotAllowed("GET, DELETE")),
-        _ => Err(RouteError::NotFound),
+        _ => Err(unrouted(&WORKER_ROUTES, &segs)),
     }
 }
 
@@ -119,6 +145,8 @@ pub fn worker_route(method: &str, path: &str) -> Result<WorkerRoute, RouteError>
 /// Everything a handler can fail with.
 #[derive(Debug)]
 pub enum ApiError {
+    /// No token, or the wrong one, on a route that needs it.
+    Unauthorized,
     Route(RouteError),
     Spec(SpecError),
     Manager(ManagerError),
@@ -143,6 +171,7 @@ impl From<WorkerError> for ApiError {
 /// The one mapping from errors to status codes.
 pub fn status_of(e: &ApiError) -> u16 {
     match e {
+        ApiError::Unauthorized => 401,
         ApiError::Route(RouteError::NotFound) => 404,
         ApiError::Route(RouteError::MethodNotAllowed(_)) => 405,
         ApiError::Route(RouteError::BadId(_)) => 400,
@@ -160,20 +189,27 @@ pub fn status_of(e: &ApiError) -> u16 {
     }
 }
 
+/// The answer to an error: its status, the one error body (`Response::error`), and the headers
+/// the status calls for.
 fn error_response(e: ApiError) -> Response {
     let status = status_of(&e);
-    let (message, field) = match &e {
-        ApiError::Route(RouteError::NotFound) => ("no such route".to_string(), None),
-        ApiError::Route(RouteError::MethodNotAllowed(allow)) => (format!("method not allowed; use {allow}"), None),
-        ApiError::Route(RouteError::BadId(bad)) => (bad.to_string(), None),
-        ApiError::Spec(s) => (s.to_string(), s.field.clone()),
-        ApiError::Manager(m) => (error_chain(m), None),
-        ApiError::Worker(w) => (error_chain(w), None),
+    let body = match &e {
+        ApiError::Unauthorized => {
+            ErrorBody::new("missing or wrong token: send Authorization: Bearer <the cluster token>")
+        }
+        ApiError::Route(RouteError::NotFound) => ErrorBody::new("no such route"),
+        ApiError::Route(RouteError::MethodNotAllowed(allow)) => {
+            ErrorBody::new(format!("method not allowed; use {allow}"))
+        }
+        ApiError::Route(RouteError::BadId(bad)) => ErrorBody::new(bad.to_string()),
+        ApiError::Spec(s) => ErrorBody { error: s.to_string(), field: s.field.clone() },
+        ApiError::Manager(m) => ErrorBody::new(error_chain(m)),
+        ApiError::Worker(w) => ErrorBody::new(error_chain(w)),
     };
-    let body = serde_json::to_vec(&ErrorBody { error: message, field }).unwrap_or_default();
-    let resp = Response::json_bytes(status, body);
+    let resp = Response::error(status, &body);
     match e {
-        ApiError::Route(RouteError::MethodNotAllowed(allow)) => resp.with_header("Allow", allow),
+        ApiError::Unauthorized => resp.with_header("WWW-Authenticate", "Bearer"),
+        ApiError::Route(RouteError::MethodNotAllowed(allow)) => resp.with_header("Allow", &allow),
         _ => resp,
     }
 }
@@ -186,38 +222,96 @@ fn json<T: Serialize>(status: u16, value: &T) -> Result<Response, ApiError> {
 // ---------------------------------------------------------------------------------------------
 // Handlers
 
-/// The manager's API over its handle.
-pub fn manager_handler(handle: ManagerHandle, token: Option<Token>) -> Arc<Handler> {
-    Arc::new(move |req: &Request| {
-        if let Err(refused) = authorize(req, token.as_ref()) {
-            return refused;
+/// How often at most a daemon warns about refused requests (it counts all of them).
+pub const REFUSAL_WARNING_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Requests refused for want of the token: counted, and warned about at most once per interval
+/// with how many came since the last warning, so that whoever can reach the port cannot fill the
+/// disk with warnings.
+#[derive(Debug)]
+pub struct Refusals {
+    interval: Duration,
+    state: Mutex<RefusalCount>,
+}
+
+#[derive(Debug, Default)]
+struct RefusalCount {
+    total: u64,
+    since_warning: u64,
+    last_warning: Option<Instant>,
+}
+
+impl Refusals {
+    pub fn new(interval: Duration) -> Refusals {
+        Refusals { interval, state: Mutex::new(RefusalCount::default()) }
+    }
+
+    /// Counts one refusal at `now`; when a warning is due, how many it covers and the total.
+    pub fn note(&self, now: Instant) -> Option<(u64, u64)> {
+        // a poisoned lock only means a panic elsewhere mid-count: the count is still good
+        let mut c = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        c.total += 1;
+        c.since_warning += 1;
+        if c.last_warning.is_some_and(|at| now.duration_since(at) < self.interval) {
+            return None;
         }
-        let result = manager_route(&req.method, &req.path)
-            .map_err(ApiError::Route)
-            .and_then(|route| serve_manager(&handle, route, req));
-        result.unwrap_or_else(error_response)
-    })
+        c.last_warning = Some(now);
+        Some((std::mem::take(&mut c.since_warning), c.total))
+    }
+
+    /// Every refusal so far.
+    pub fn total(&self) -> u64 {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner).total
+    }
 }
 
 /// Every route but `GET /v1/health` needs the cluster token, when there is one (without one the
 /// daemon listens on loopback only). The token is never logged.
-fn authorize(req: &Request, token: Option<&Token>) -> Result<(), Response> {
+fn authorize(req: &Request, token: Option<&Token>, refusals: &Refusals) -> Result<(), ApiError> {
     let Some(token) = token else { return Ok(()) };
-    if req.method == "GET" && segments(&req.path) == ["v1", "health"] {
+    if routing_method(&req.method) == "GET" && segments(&req.path) == ["v1", "health"] {
         return Ok(());
     }
     if token.accepts(req.header("authorization")) {
         return Ok(());
     }
-    let remote = req.remote.map(|r| r.to_string()).unwrap_or_default();
-    let given = if req.header("authorization").is_some() { "a wrong token" } else { "no token" };
-    log::warn!("unauthorized request method={} path={} remote={remote} with={given}", req.method, req.path);
-    let body = serde_json::to_vec(&ErrorBody {
-        error: "missing or wrong token: send Authorization: Bearer <the cluster token>".into(),
-        field: None,
+    if let Some((count, total)) = refusals.note(Instant::now()) {
+        let remote = req.remote.map(|r| r.to_string()).unwrap_or_default();
+        let given = if req.header("authorization").is_some() { "wrong" } else { "none" };
+        log::warn!(
+            "unauthorized requests refused count={count} total={total} interval_s={} method={} path={} remote={remote} token={given}",
+            refusals.interval.as_secs(),
+            q(&short(&req.method)),
+            q(&short(&req.path)),
+        );
+    }
+    Err(ApiError::Unauthorized)
+}
+
+/// The one shape of both daemons' handlers: the token, the route, the daemon's own serving, and
+/// every failure through `error_response`.
+fn api_handler<R: 'static>(
+    token: Option<Token>,
+    route: fn(&str, &str) -> Result<R, RouteError>,
+    serve: impl Fn(R, &Request) -> Result<Response, ApiError> + Send + Sync + 'static,
+) -> Arc<Handler> {
+    let refusals = Refusals::new(REFUSAL_WARNING_INTERVAL);
+    Arc::new(move |req: &Request| {
+        authorize(req, token.as_ref(), &refusals)
+            .and_then(|()| route(&req.method, &req.path).map_err(ApiError::Route))
+            .and_then(|r| serve(r, req))
+            .unwrap_or_else(error_response)
     })
-    .unwrap_or_default();
-    Err(Response::json_bytes(401, body).with_header("WWW-Authenticate", "Bearer"))
+}
+
+/// The manager's API over its handle.
+pub fn manager_handler(handle: ManagerHandle, token: Option<Token>) -> Arc<Handler> {
+    api_handler(token, manager_route, move |route, req| serve_manager(&handle, route, req))
+}
+
+/// The worker's API over its handle.
+pub fn worker_handler(handle: WorkerHandle, token: Option<Token>) -> Arc<Handler> {
+    api_handler(token, worker_route, move |route, req| serve_worker(&handle, route, req))
 }
 
 fn serve_manager(h: &ManagerHandle, route: ManagerRoute, req: &Request) -> Result<Response, ApiError> {
@@ -233,19 +327,6 @@ fn serve_manager(h: &ManagerHandle, route: ManagerRoute, req: &Request) -> Resul
         ManagerRoute::StopTask(id) => json(202, &h.stop(id)?),
         ManagerRoute::ListNodes => json(200, &h.nodes()?),
     }
-}
-
-/// The worker's API over its handle.
-pub fn worker_handler(handle: WorkerHandle, token: Option<Token>) -> Arc<Handler> {
-    Arc::new(move |req: &Request| {
-        if let Err(refused) = authorize(req, token.as_ref()) {
-            return refused;
-        }
-        let result = worker_route(&req.method, &req.path)
-            .map_err(ApiError::Route)
-            .and_then(|route| serve_worker(&handle, route, req));
-        result.unwrap_or_else(error_response)
-    })
 }
 
 fn serve_worker(h: &WorkerHandle, route: WorkerRoute, req: &Request) -> Result<Response, ApiError> {
@@ -304,51 +385,46 @@ fn agent(connect: Duration) -> ureq::Agent {
         .new_agent()
 }
 
-/// How a call ended, before it is turned into the caller's error type.
-enum CallFailure {
-    NotSent(String),
-    Lost(String),
-    Status(u16, String),
-    BadAnswer(String),
-}
-
-fn classify(e: ureq::Error) -> CallFailure {
+/// How a call failed, decided once for both clients: `LinkError` says whether the request may
+/// have reached the other side, which is what both callers need to know.
+fn classify(e: ureq::Error) -> LinkError {
     use std::io::ErrorKind;
     let text = e.to_string();
     match e {
         ureq::Error::Io(io) if matches!(io.kind(), ErrorKind::ConnectionRefused | ErrorKind::NotFound) => {
-            CallFailure::NotSent(text)
+            LinkError::Unreachable(text)
         }
         ureq::Error::HostNotFound | ureq::Error::ConnectionFailed | ureq::Error::BadUri(_) => {
-            CallFailure::NotSent(text)
+            LinkError::Unreachable(text)
         }
-        ureq::Error::Timeout(ureq::Timeout::Connect | ureq::Timeout::Resolve) => CallFailure::NotSent(text),
+        ureq::Error::Timeout(ureq::Timeout::Connect | ureq::Timeout::Resolve) => LinkError::Unreachable(text),
         // it answered, with too much or with something that is not what was asked
         ureq::Error::Json(_) | ureq::Error::BodyExceedsLimit(_) | ureq::Error::Protocol(_) => {
-            CallFailure::BadAnswer(text)
+            LinkError::BadAnswer(text)
         }
-        _ => CallFailure::Lost(text),
+        _ => LinkError::Lost(text),
     }
 }
 
-/// One JSON call: method, URL, optional body, overall deadline.
+/// One JSON call: method, URL, optional body, overall deadline, the `Authorization` value.
 fn call<T: DeserializeOwned>(
     agent: &ureq::Agent,
     method: &str,
     url: &str,
     body: Option<&[u8]>,
     deadline: Duration,
-    headers: &[(&str, &str)],
-) -> Result<(u16, T), CallFailure> {
+    authorization: Option<&str>,
+) -> Result<T, LinkError> {
     let mut builder = ureq::http::Request::builder().method(method).uri(url);
-    for (name, value) in headers {
-        builder = builder.header(*name, *value);
+    if let Some(value) = authorization {
+        builder = builder.header("Authorization", value);
     }
     if body.is_some() {
         builder = builder.header("Content-Type", "application/json");
     }
-    let request =
-        builder.body(body.map(<[u8]>::to_vec).unwrap_or_default()).map_err(|e| CallFailure::NotSent(e.to_string()))?;
+    let request = builder
+        .body(body.map(<[u8]>::to_vec).unwrap_or_default())
+        .map_err(|e| LinkError::Unreachable(e.to_string()))?;
     let request = agent.configure_request(request).timeout_global(Some(deadline)).build();
     let mut resp = agent.run(request).map_err(classify)?;
     let status = resp.status().as_u16();
@@ -357,11 +433,9 @@ fn call<T: DeserializeOwned>(
         let message = serde_json::from_slice::<ErrorBody>(&bytes)
             .map(|e| e.error)
             .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).chars().take(300).collect());
-        return Err(CallFailure::Status(status, message));
+        return Err(LinkError::Refused { status, message });
     }
-    serde_json::from_slice(&bytes)
-        .map(|v| (status, v))
-        .map_err(|e| CallFailure::BadAnswer(format!("{e} in {} bytes", bytes.len())))
+    serde_json::from_slice(&bytes).map_err(|e| LinkError::BadAnswer(format!("{e} in {} bytes", bytes.len())))
 }
 
 /// The manager's link to one worker over HTTP.
@@ -397,13 +471,7 @@ impl HttpWorkerLink {
         deadline: Duration,
     ) -> Result<T, LinkError> {
         let url = format!("{}{path}", self.base);
-        let headers: Vec<(&str, &str)> = self.authorization.iter().map(|a| ("Authorization", a.as_str())).collect();
-        call(&self.agent, method, &url, body, deadline, &headers).map(|(_, v)| v).map_err(|f| match f {
-            CallFailure::NotSent(why) => LinkError::Unreachable(why),
-            CallFailure::Lost(why) => LinkError::Lost(why),
-            CallFailure::Status(status, message) => LinkError::Refused { status, message },
-            CallFailure::BadAnswer(why) => LinkError::BadAnswer(why),
-        })
+        call(&self.agent, method, &url, body, deadline, self.authorization.as_deref())
     }
 }
 
@@ -434,27 +502,39 @@ impl WorkerLink for HttpWorkerLink {
     }
 }
 
-/// Why a client call failed, in words for the person at the terminal.
+/// Why a client call failed: the manager's address and how the call failed.
 #[derive(Debug)]
-pub enum ClientError {
-    Unreachable { address: String, why: String },
-    Api { status: u16, message: String },
-    BadAnswer(String),
+pub struct ClientError {
+    pub address: String,
+    pub failure: LinkError,
+}
+
+impl ClientError {
+    /// The HTTP status of a refusal by the manager.
+    pub fn status(&self) -> Option<u16> {
+        match self.failure {
+            LinkError::Refused { status, .. } => Some(status),
+            _ => None,
+        }
+    }
 }
 
 impl std::fmt::Display for ClientError {
+    /// In words for the person at the terminal.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ClientError::Unreachable { address, why } => write!(f, "cannot reach the manager at {address}: {why}"),
-            ClientError::Api { status, message } => write!(f, "{message} (HTTP {status})"),
-            ClientError::BadAnswer(why) => write!(f, "the manager's answer is not understood: {why}"),
+        let address = &self.address;
+        match &self.failure {
+            LinkError::Unreachable(why) => write!(f, "cannot reach the manager at {address}: {why}"),
+            LinkError::Lost(why) => write!(f, "no answer from the manager at {address}: {why}"),
+            LinkError::Refused { status, message } => write!(f, "{message} (HTTP {status})"),
+            LinkError::BadAnswer(why) => write!(f, "the manager's answer is not understood: {why}"),
         }
     }
 }
 
 impl std::error::Error for ClientError {}
 
-/// The client's connection to the manager's API.
+/// The client's connection to the manager's API, one typed method per route.
 pub struct ManagerClient {
     address: String,
     base: String,
@@ -479,46 +559,30 @@ impl ManagerClient {
         }
     }
 
-    /// A call whose answer is returned as raw JSON, for `--json` output and for typed use.
-    pub fn call_value(&self, method: &str, path: &str, body: Option<&[u8]>) -> Result<Value, ClientError> {
+    fn call<T: DeserializeOwned>(&self, method: &str, path: &str, body: Option<&[u8]>) -> Result<T, ClientError> {
         let url = format!("{}{path}", self.base);
-        let headers: Vec<(&str, &str)> = self.authorization.iter().map(|a| ("Authorization", a.as_str())).collect();
-        call(&self.agent, method, &url, body, self.deadline, &headers).map(|(_, v)| v).map_err(|f| match f {
-            CallFailure::NotSent(why) | CallFailure::Lost(why) => {
-                ClientError::Unreachable { address: self.address.clone(), why }
-            }
-            CallFailure::Status(status, message) => ClientError::Api { status, message },
-            CallFailure::BadAnswer(why) => ClientError::BadAnswer(why),
-        })
-    }
-
-    fn typed<T: DeserializeOwned>(&self, method: &str, path: &str, body: Option<&[u8]>) -> Result<T, ClientError> {
-        let v = self.call_value(method, path, body)?;
-        serde_json::from_value(v).map_err(|e| ClientError::BadAnswer(e.to_string()))
+        call(&self.agent, method, &url, body, self.deadline, self.authorization.as_deref())
+            .map_err(|failure| ClientError { address: self.address.clone(), failure })
     }
 
     pub fn submit(&self, spec_json: &[u8]) -> Result<Task, ClientError> {
-        self.typed("POST", "/v1/tasks", Some(spec_json))
+        self.call("POST", "/v1/tasks", Some(spec_json))
     }
 
-    pub fn get(&self, id: &str) -> Result<Task, ClientError> {
-        self.typed("GET", &format!("/v1/tasks/{id}"), None)
+    pub fn get(&self, id: TaskId) -> Result<Task, ClientError> {
+        self.call("GET", &format!("/v1/tasks/{id}"), None)
     }
 
     pub fn list(&self) -> Result<Vec<Task>, ClientError> {
-        self.typed("GET", "/v1/tasks", None)
+        self.call("GET", "/v1/tasks", None)
     }
 
-    pub fn stop(&self, id: &str) -> Result<Task, ClientError> {
-        self.typed("DELETE", &format!("/v1/tasks/{id}"), None)
+    pub fn stop(&self, id: TaskId) -> Result<Task, ClientError> {
+        self.call("DELETE", &format!("/v1/tasks/{id}"), None)
     }
 
     pub fn nodes(&self) -> Result<Vec<NodeInfo>, ClientError> {
-        self.typed("GET", "/v1/nodes", None)
-    }
-
-    pub fn health(&self) -> Result<ManagerHealth, ClientError> {
-        self.typed("GET", "/v1/health", None)
+        self.call("GET", "/v1/nodes", None)
     }
 }
 
@@ -532,32 +596,95 @@ mod tests {
         pattern.replace("{id}", ID)
     }
 
-    #[test]
-    fn every_listed_route_is_routed() {
-        for (method, pattern) in MANAGER_ROUTES {
-            assert!(manager_route(method, &sample_path(pattern)).is_ok(), "manager {method} {pattern}");
+    const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+
+    /// The list and the `match` agree both ways: every listed route is routed, every method the
+    /// match routes on a listed path is listed (HEAD going with GET), and the rest is 405 with
+    /// the listed methods or 404.
+    fn check_table<R: std::fmt::Debug>(routes: &[(&str, &str)], route: fn(&str, &str) -> Result<R, RouteError>) {
+        for (method, pattern) in routes {
+            assert!(route(method, &sample_path(pattern)).is_ok(), "{method} {pattern} is listed but not routed");
         }
-        for (method, pattern) in WORKER_ROUTES {
-            assert!(worker_route(method, &sample_path(pattern)).is_ok(), "worker {method} {pattern}");
+        let patterns: std::collections::BTreeSet<&str> = routes.iter().map(|(_, p)| *p).collect();
+        for pattern in patterns {
+            let listed: Vec<&str> = routes.iter().filter(|(_, p)| *p == pattern).map(|(m, _)| *m).collect();
+            for method in METHODS {
+                let as_get = if method == "HEAD" { "GET" } else { method };
+                match route(method, &sample_path(pattern)) {
+                    Ok(r) => assert!(listed.contains(&as_get), "{method} {pattern} is routed ({r:?}) but not listed"),
+                    Err(RouteError::MethodNotAllowed(allow)) => {
+                        assert!(!listed.contains(&as_get), "{method} {pattern} is listed but refused");
+                        let allowed: Vec<&str> = allow.split(", ").filter(|m| *m != "HEAD").collect();
+                        assert_eq!(allowed, listed, "Allow of {pattern}");
+                    }
+                    Err(e) => panic!("{method} {pattern}: {e:?}"),
+                }
+            }
+        }
+        for unknown in ["/", "/v1", "/v2/tasks", "/v1/tasks/x/y", "/v1/nothing"] {
+            assert!(matches!(route("GET", unknown), Err(RouteError::NotFound)), "{unknown}");
         }
     }
 
-    fn assert_documented(file: &str, routes: &[(&str, &str)]) {
+    #[test]
+    fn the_route_lists_and_the_matches_agree() {
+        check_table(&MANAGER_ROUTES, manager_route);
+        check_table(&WORKER_ROUTES, worker_route);
+    }
+
+    /// The `(method, path)` pairs a spec documents: the paths under `paths:` (two-space indent)
+    /// and their operations (four-space indent).
+    fn documented(file: &str) -> std::collections::BTreeSet<(String, String)> {
         let path = format!("{}/docs/{file}", env!("CARGO_MANIFEST_DIR"));
         let spec = std::fs::read_to_string(&path).expect("the API spec exists");
-        for (method, pattern) in routes {
-            let heading = format!("\n  {pattern}:\n");
-            let section = spec.split(&heading).nth(1).unwrap_or_else(|| panic!("{pattern} missing from {file}"));
-            let section = format!("\n{}", section.split("\n  /").next().unwrap_or(""));
-            let op = format!("\n    {}:", method.to_lowercase());
-            assert!(section.contains(&op), "{method} {pattern} missing from {file}");
+        let mut found = std::collections::BTreeSet::new();
+        let mut in_paths = false;
+        let mut current: Option<String> = None;
+        for line in spec.lines() {
+            if !line.starts_with(' ') && !line.is_empty() {
+                in_paths = line == "paths:";
+                continue;
+            }
+            if !in_paths {
+                continue;
+            }
+            if let Some(p) = line.strip_prefix("  /") {
+                current = p.strip_suffix(':').map(|p| format!("/{p}"));
+            } else if let (Some(p), Some(op)) = (&current, line.strip_prefix("    ")) {
+                if let Some(method) = op.strip_suffix(':') {
+                    if ["get", "head", "post", "put", "patch", "delete", "options"].contains(&method) {
+                        found.insert((method.to_uppercase(), p.clone()));
+                    }
+                }
+            }
         }
+        found
     }
 
     #[test]
-    fn every_route_is_in_the_api_spec() {
-        assert_documented("openapi.yaml", &MANAGER_ROUTES);
-        assert_documented("worker-openapi.yaml", &WORKER_ROUTES);
+    fn the_api_specs_list_exactly_the_routes() {
+        for (file, routes) in [("openapi.yaml", &MANAGER_ROUTES), ("worker-openapi.yaml", &WORKER_ROUTES)] {
+            let routed: std::collections::BTreeSet<(String, String)> =
+                routes.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+            assert_eq!(documented(file), routed, "{file} against the route list");
+        }
+    }
+
+    /// The error shape, written once in each spec (each must stand alone for the tools that
+    /// read it), is the same text in both.
+    #[test]
+    fn both_specs_document_one_error_shape() {
+        let schema = |file: &str| {
+            let path = format!("{}/docs/{file}", env!("CARGO_MANIFEST_DIR"));
+            let spec = std::fs::read_to_string(&path).expect("the API spec exists");
+            let schemas = spec.split("\n  schemas:\n").nth(1).unwrap_or_else(|| panic!("no schemas in {file}"));
+            let schemas = format!("\n{schemas}");
+            let error = schemas.split("\n    Error:\n").nth(1).unwrap_or_else(|| panic!("no Error in {file}"));
+            error.lines().take_while(|l| l.starts_with("      ")).collect::<Vec<_>>().join("\n")
+        };
+        let manager = schema("openapi.yaml");
+        assert!(manager.contains("required: [error]"), "{manager}");
+        assert_eq!(manager, schema("worker-openapi.yaml"));
     }
 
     #[test]
@@ -567,8 +694,9 @@ mod tests {
         assert_eq!(manager_route("DELETE", &format!("/v1/tasks/{ID}/")), Ok(ManagerRoute::StopTask(id)));
         assert_eq!(manager_route("GET", "/v1/tasks/"), Ok(ManagerRoute::ListTasks));
         assert!(matches!(manager_route("GET", "/v1/tasks/nope"), Err(RouteError::BadId(_))));
-        assert_eq!(manager_route("PUT", "/v1/tasks"), Err(RouteError::MethodNotAllowed("GET, POST")));
-        assert_eq!(manager_route("POST", "/v1/nodes"), Err(RouteError::MethodNotAllowed("GET")));
+        assert_eq!(manager_route("PUT", "/v1/tasks"), Err(RouteError::MethodNotAllowed("GET, POST, HEAD".into())));
+        assert_eq!(manager_route("POST", "/v1/nodes"), Err(RouteError::MethodNotAllowed("GET, HEAD".into())));
+        assert_eq!(manager_route("HEAD", "/v1/nodes"), Ok(ManagerRoute::ListNodes));
         assert_eq!(manager_route("GET", "/v2/tasks"), Err(RouteError::NotFound));
         assert_eq!(manager_route("GET", "/"), Err(RouteError::NotFound));
         assert_eq!(worker_route("GET", "/v1/nodes"), Err(RouteError::NotFound));
@@ -579,8 +707,9 @@ mod tests {
     fn errors_get_their_status_and_shape() {
         let id: TaskId = ID.parse().expect("valid id");
         let cases: Vec<(ApiError, u16)> = vec![
+            (ApiError::Unauthorized, 401),
             (ApiError::Route(RouteError::NotFound), 404),
-            (ApiError::Route(RouteError::MethodNotAllowed("GET")), 405),
+            (ApiError::Route(RouteError::MethodNotAllowed("GET".into())), 405),
             (ApiError::Route(RouteError::BadId(InvalidTaskId("x".into()))), 400),
             (ApiError::Spec(SpecError { field: Some("image".into()), message: "is required".into() }), 400),
             (ApiError::Manager(ManagerError::NotFound(id)), 404),
@@ -596,12 +725,27 @@ mod tests {
             let body: ErrorBody = serde_json::from_slice(&resp.body).expect("error shape");
             assert!(!body.error.is_empty());
         }
-        let resp = error_response(ApiError::Route(RouteError::MethodNotAllowed("GET, POST")));
+        let resp = error_response(ApiError::Route(RouteError::MethodNotAllowed("GET, POST".into())));
         assert!(resp.headers.contains(&("Allow".to_string(), "GET, POST".to_string())));
+        let resp = error_response(ApiError::Unauthorized);
+        assert!(resp.headers.contains(&("WWW-Authenticate".to_string(), "Bearer".to_string())));
         let resp =
             error_response(ApiError::Spec(SpecError { field: Some("image".into()), message: "is required".into() }));
         let body: ErrorBody = serde_json::from_slice(&resp.body).expect("error shape");
         assert_eq!(body.field.as_deref(), Some("image"));
+    }
+
+    #[test]
+    fn refusals_are_counted_and_warned_about_once_per_interval() {
+        let refusals = Refusals::new(Duration::from_secs(60));
+        let t0 = Instant::now();
+        assert_eq!(refusals.note(t0), Some((1, 1)), "the first one at once");
+        for i in 1..100 {
+            assert_eq!(refusals.note(t0 + Duration::from_millis(i * 100)), None);
+        }
+        assert_eq!(refusals.note(t0 + Duration::from_secs(61)), Some((100, 101)), "then how many since");
+        assert_eq!(refusals.note(t0 + Duration::from_secs(62)), None);
+        assert_eq!(refusals.total(), 102);
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub mod clock;
 pub mod control;
 pub mod docker_cli;
 pub mod http;
+pub mod logfmt;
 pub mod manager;
 pub mod reconcile;
 pub mod sched;

@@ -245,7 +245,7 @@ fn the_http_server_survives_damaged_requests() {
     let limits = skiff::http::Limits { request_deadline: std::time::Duration::from_millis(200), ..Default::default() };
     let server = skiff::http::Server::start(listener, limits, handler).expect("starts");
     let addr = server.local_addr();
-    const GOOD: &[u8] = b"POST /v1/tasks?x=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 7\r\nExpect: 100-continue\r\nConnection: keep-alive\r\n\r\n{\"a\":1}GET / HTTP/1.1\r\n\r\n";
+    const GOOD: &[u8] = b"POST /v1/tasks?x=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 7\r\nExpect: 100-continue\r\nConnection: keep-alive\r\n\r\n{\"a\":1}GET / HTTP/1.1\r\nHost: a\r\n\r\n";
     let cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse::<u32>().ok()).unwrap_or(256).min(400);
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
         cases,
@@ -266,7 +266,7 @@ fn the_http_server_survives_damaged_requests() {
         })
         .expect("the property holds");
     let mut s = std::net::TcpStream::connect(addr).expect("connect");
-    s.write_all(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n").expect("write");
+    s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").expect("write");
     let mut out = String::new();
     s.read_to_string(&mut out).expect("read");
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");

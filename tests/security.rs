@@ -93,7 +93,7 @@ fn every_route_but_health_needs_the_token_and_the_token_is_never_logged() {
         }
     }
     let manager_log = std::fs::read_to_string(&c.manager().log).expect("log");
-    assert!(manager_log.contains("unauthorized request"), "refusals are logged");
+    assert!(manager_log.contains("unauthorized requests refused"), "refusals are logged");
 }
 
 #[test]
@@ -196,7 +196,7 @@ fn requests_that_declare_a_gigabyte_and_send_nine_bytes_block_nothing() {
         let mut held = Vec::new();
         for _ in 0..40 {
             let mut s = TcpStream::connect(&addr).expect("connect");
-            let attack = format!("POST /v1/tasks HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 1000000000\r\n\r\nnine byte");
+            let attack = format!("POST /v1/tasks HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 1000000000\r\n\r\nnine byte");
             s.write_all(attack.as_bytes()).expect("write");
             held.push(s);
         }
@@ -274,7 +274,8 @@ fn idle_and_slow_connections_cannot_pin_the_server() {
 fn a_burst_of_connections_is_served_and_connection_close_is_honoured() {
     let c = Cluster::start("hazard_burst", ClusterOptions { workers: 1, ..ClusterOptions::default() });
     for (addr, _, who) in daemons(&c) {
-        let request = format!("GET /v1/tasks HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n");
+        let request =
+            format!("GET /v1/tasks HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n");
         let mut conns: Vec<TcpStream> = (0..300).map(|_| TcpStream::connect(&addr).expect("connect")).collect();
         for s in &mut conns {
             s.write_all(request.as_bytes()).expect("write");
@@ -320,4 +321,182 @@ fn sigterm_answers_requests_in_flight_and_leaves_containers_running() {
     assert_eq!(answer["state"], "Stopped");
     let running: Vec<_> = c.containers().into_iter().filter(|s| s.state == "running").collect();
     assert_eq!(running.len(), 1, "the other task's container outlives the worker process");
+}
+
+/// The head and the body of an answer read whole (the request asks to close).
+fn head_and_body(answer: &str) -> (&str, &str) {
+    answer.split_once("\r\n\r\n").unwrap_or((answer, ""))
+}
+
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| l.split_once(": ").filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v))
+}
+
+#[test]
+fn a_head_ending_in_bare_newlines_is_answered_at_once_not_after_the_deadline() {
+    let c = Cluster::start("http_bare_lf", ClusterOptions { workers: 1, ..ClusterOptions::default() });
+    for (addr, _, who) in daemons(&c) {
+        let started = Instant::now();
+        let out = raw(&addr, b"GET /v1/health HTTP/1.1\nHost: x\nConnection: close\n\n", Duration::from_secs(12));
+        assert!(out.starts_with("HTTP/1.1 200"), "{who}: {out}");
+        assert!(started.elapsed() < Duration::from_secs(2), "{who}: answered after {:?}", started.elapsed());
+    }
+}
+
+#[test]
+fn every_answer_has_a_date_and_http_1_1_needs_a_host() {
+    let c = Cluster::start("http_date_host", ClusterOptions { workers: 1, ..ClusterOptions::default() });
+    for (addr, _, who) in daemons(&c) {
+        for request in [
+            "GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_string(),
+            "GET /v1/tasks HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".into(), // 401
+            format!("GET /nowhere HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"),
+            "BROKEN\r\n\r\n".into(),
+        ] {
+            let out = raw(&addr, request.as_bytes(), Duration::from_secs(5));
+            let (head, _) = head_and_body(&out);
+            let date = header(head, "Date").unwrap_or_else(|| panic!("{who}: no Date in {head}"));
+            // IMF-fixdate, e.g. "Sun, 06 Nov 1994 08:49:37 GMT"
+            let parts: Vec<&str> = date.split(' ').collect();
+            assert_eq!(parts.len(), 6, "{who}: {date}");
+            assert!(parts[0].len() == 4 && parts[0].ends_with(','), "{who}: {date}");
+            assert!(
+                parts[1].len() == 2 && parts[3].len() == 4 && parts[4].len() == 8 && parts[5] == "GMT",
+                "{who}: {date}"
+            );
+        }
+        let out = raw(&addr, b"GET /v1/health HTTP/1.1\r\nConnection: close\r\n\r\n", Duration::from_secs(5));
+        assert!(out.starts_with("HTTP/1.1 400"), "{who}: HTTP/1.1 without Host: {out}");
+        let (_, body) = head_and_body(&out);
+        let v: serde_json::Value = serde_json::from_str(body).expect("the error shape");
+        assert!(v["error"].as_str().is_some_and(|e| e.contains("Host")), "{who}: {v}");
+        let out = raw(&addr, b"GET /v1/health HTTP/1.0\r\n\r\n", Duration::from_secs(5));
+        assert!(out.starts_with("HTTP/1.1 200"), "{who}: HTTP/1.0 needs no Host: {out}");
+    }
+}
+
+#[test]
+fn absolute_form_targets_are_routed_like_their_path() {
+    let c = Cluster::start("http_absolute_form", ClusterOptions { workers: 1, ..ClusterOptions::default() });
+    for (addr, _, who) in daemons(&c) {
+        let request = format!(
+            "GET http://{addr}/v1/tasks HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
+        );
+        let out = raw(&addr, request.as_bytes(), Duration::from_secs(5));
+        assert!(out.starts_with("HTTP/1.1 200"), "{who}: {out}");
+        let (_, body) = head_and_body(&out);
+        assert_eq!(body, "[]", "{who}: the task list");
+        let out = raw(
+            &addr,
+            format!("GET http://{addr}/v1/health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+            Duration::from_secs(5),
+        );
+        assert!(out.starts_with("HTTP/1.1 200"), "{who}: health needs no token in absolute form either: {out}");
+    }
+}
+
+#[test]
+fn head_works_wherever_get_does_with_the_same_headers_and_no_body() {
+    let c = Cluster::start("http_head", ClusterOptions { workers: 1, ..ClusterOptions::default() });
+    let unknown = "3f2b9c1e-8d4a-4f6b-9a7e-1c2d3e4f5a6b";
+    for (addr, _, who) in daemons(&c) {
+        let routes: Vec<(&str, &str)> =
+            if who == "manager" { skiff::http::MANAGER_ROUTES.to_vec() } else { skiff::http::WORKER_ROUTES.to_vec() };
+        for (_, pattern) in routes.iter().filter(|(m, _)| *m == "GET") {
+            let path = pattern.replace("{id}", unknown);
+            let ask = |method: &str| {
+                let request = format!(
+                    "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
+                );
+                raw(&addr, request.as_bytes(), Duration::from_secs(5))
+            };
+            let (get, head) = (ask("GET"), ask("HEAD"));
+            let (get_head, get_body) = head_and_body(&get);
+            let (head_head, head_body) = head_and_body(&head);
+            assert_eq!(get_head.lines().next(), head_head.lines().next(), "{who} HEAD {path}: the status");
+            assert_eq!(head_body, "", "{who} HEAD {path}: no body");
+            assert!(!get_body.is_empty(), "{who} GET {path}");
+            for name in ["Content-Type", "Connection"] {
+                assert_eq!(header(get_head, name), header(head_head, name), "{who} HEAD {path}: {name}");
+            }
+            let length = header(head_head, "Content-Length").expect("Content-Length");
+            // the lists and the 404 are the same bytes each time; health and stats may change
+            if path.ends_with("/tasks") || path.contains(unknown) {
+                assert_eq!(length, get_body.len().to_string(), "{who} HEAD {path}: the GET body's length");
+            } else {
+                assert!(length.parse::<usize>().is_ok_and(|n| n > 0), "{who} HEAD {path}: {length}");
+            }
+        }
+        let (status, _) = http_as("HEAD", &format!("http://{addr}/v1/tasks"), None, None);
+        assert_eq!(status, 401, "{who}: HEAD needs the token as GET does");
+        let (status, _) = http_as("HEAD", &format!("http://{addr}/v1/health"), None, None);
+        assert_eq!(status, 200, "{who}: HEAD of health needs no token");
+    }
+}
+
+#[test]
+fn unauthenticated_requests_are_counted_in_one_warning_not_logged_one_line_each() {
+    let c = Cluster::start("auth_flood", ClusterOptions { workers: 1, ..ClusterOptions::default() });
+    let long_path = format!("/v1/{}", "a".repeat(5000));
+    for (addr, _, who) in daemons(&c) {
+        let log = if who == "manager" { c.manager().log.clone() } else { c.workers[0].log.clone() };
+        for i in 0..200 {
+            let path = if i % 2 == 0 { "/v1/tasks".to_string() } else { long_path.clone() };
+            let (status, _) = http_as("GET", &format!("http://{addr}{path}"), None, None);
+            assert_eq!(status, 401, "{who}");
+        }
+        assert_answers_promptly(&addr, who);
+        let warnings = wait_for("the refusal warning", Duration::from_secs(5), || {
+            let text = std::fs::read_to_string(&log).ok()?;
+            let lines: Vec<String> =
+                text.lines().filter(|l| l.contains("unauthorized requests refused")).map(str::to_string).collect();
+            (!lines.is_empty()).then_some(lines)
+        });
+        assert_eq!(warnings.len(), 1, "{who}: 200 refusals, one warning: {warnings:#?}");
+        let line = skiff::logfmt::parse_line(&warnings[0]).expect("a key=value line");
+        let field = |k: &str| line.fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(line.level, "WARN");
+        assert_eq!((field("count"), field("total")), (Some("1"), Some("1")), "{who}: {warnings:?}");
+        assert!(field("interval_s").is_some_and(|s| s.parse::<u64>().is_ok_and(|s| s > 0)), "{who}");
+        // no line of the log holds a client's whole long path
+        let text = std::fs::read_to_string(&log).expect("log");
+        assert!(text.lines().all(|l| l.len() < 1000), "{who}: a long line in the log");
+    }
+}
+
+#[test]
+fn daemons_write_log_lines_a_log_shipper_can_parse() {
+    // the test daemons log at debug level
+    let mut c = Cluster::start("log_lines", ClusterOptions { workers: 1, ..ClusterOptions::default() });
+    c.wait_nodes_up();
+    // a name and an error with spaces, quotes and `=` are what needs quoting
+    let id = c.submit(&json!({"name": "logged", "image": IMAGE, "cmd": ["sleep", "300"]}));
+    c.wait_state(&id, "Running", Duration::from_secs(30));
+    let (status, _) = http("POST", &c.manager_url("/v1/tasks"), Some(br#"{"name": "a b=\"c\"", "image": 1}"#));
+    assert_eq!(status, 400);
+    let _ = http_as("GET", &c.manager_url("/v1/tasks?x=1&y=2"), None, None);
+    let _ = http("GET", &c.manager_url(&format!("/v1/{}", "b".repeat(3000))), None);
+    let (status, _) = http("DELETE", &c.manager_url(&format!("/v1/tasks/{id}")), None);
+    assert_eq!(status, 202);
+    c.wait_state(&id, "Stopped", Duration::from_secs(30));
+    // the manager first, so that it does not log the worker going away
+    assert!(c.manager_mut().terminate().success());
+    assert!(c.workers[0].terminate().success());
+    let mut seen = 0;
+    for log in [c.manager().log.clone(), c.workers[0].log.clone()] {
+        let text = wait_for("the last log line", Duration::from_secs(5), || {
+            let text = std::fs::read_to_string(&log).ok()?;
+            text.contains("shutting down").then_some(text)
+        });
+        for l in text.lines() {
+            let line = skiff::logfmt::parse_line(l).unwrap_or_else(|e| panic!("{}: {e}: {l}", log.display()));
+            assert_eq!(line.time.len(), 24, "a fixed-width time: {l}");
+            assert!(skiff::time::Timestamp::parse(&line.time).is_some(), "{l}");
+            assert!(["ERROR", "WARN", "INFO", "DEBUG", "TRACE"].contains(&line.level.as_str()), "{l}");
+            assert!(l.len() < 1000, "{l}");
+            seen += 1;
+        }
+        assert!(text.contains("http method=GET path="), "debug lines of requests in {}", log.display());
+    }
+    assert!(seen > 10, "a sample worth the name: {seen} lines");
 }

@@ -1,12 +1,11 @@
 //! `client --host managerhost -p 8080`: reads commands from stdin, one per line (or runs the one
-//! given after the flags). Wiring only; the commands are in `skiff::client`.
+//! given after the flags). Wiring only; the commands, the loop and the exit codes are in
+//! `skiff::client`.
 
 use argh::FromArgs;
 use skiff::cli::{self, LogLevel};
-use skiff::client::{self, Command};
-use skiff::http::ManagerClient;
+use skiff::client;
 use skiff::signals::TerminationSignals;
-use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
 /// Skiff client: talks to the manager's API. Commands: start FILE, stop ID, get ID, list,
@@ -25,9 +24,9 @@ struct Args {
     /// a file holding the cluster token (mode 600); default: the SKIFF_TOKEN environment variable
     #[argh(option)]
     token_file: Option<std::path::PathBuf>,
-    /// log level: off, error, warn (default), info, debug, trace
-    #[argh(option, default = "LogLevel(log::LevelFilter::Warn)")]
-    log_level: LogLevel,
+    /// log level: off, error, warn, info, debug, trace (default: RUST_LOG, else warn)
+    #[argh(option)]
+    log_level: Option<LogLevel>,
     /// print the version and exit
     #[argh(switch, short = 'V')]
     #[allow(dead_code)]
@@ -39,7 +38,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args: Args = cli::parse_args("client");
-    cli::init_logging(args.log_level);
+    cli::init_logging(args.log_level, LogLevel(log::LevelFilter::Warn));
     // Ctrl-C (or SIGTERM) leaves at once, mid-call included, with the usual exit code 130
     if let Ok(signals) = TerminationSignals::block() {
         std::thread::spawn(move || {
@@ -48,65 +47,12 @@ fn main() -> ExitCode {
             std::process::exit(130);
         });
     }
-    let token = match skiff::auth::load(args.token_file.as_deref(), std::env::var(skiff::auth::TOKEN_ENV).ok()) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
+    let opts = client::Options {
+        host: args.host,
+        port: args.port,
+        json: args.json,
+        token_file: args.token_file,
+        command: args.command,
     };
-    let api = ManagerClient::new(&args.host, args.port, token.as_ref());
-    let mut out = std::io::stdout();
-    if !args.command.is_empty() {
-        let words: Vec<&str> = args.command.iter().map(String::as_str).collect();
-        return match client::parse_words(&words) {
-            Ok(Some(cmd)) => match client::run(&cmd, &api, args.json, &mut out) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::FAILURE
-                }
-            },
-            Ok(None) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(2)
-            }
-        };
-    }
-    let stdin = std::io::stdin();
-    let interactive = stdin.is_terminal();
-    let mut failed = false;
-    loop {
-        if interactive {
-            print!("skiff> ");
-            let _ = out.flush();
-        }
-        let mut line = String::new();
-        match stdin.lock().read_line(&mut line) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e) => {
-                eprintln!("error: cannot read stdin: {e}");
-                return ExitCode::FAILURE;
-            }
-        }
-        let result = match client::parse_line(&line) {
-            Ok(Some(Command::Quit)) => break,
-            Ok(Some(cmd)) => client::run(&cmd, &api, args.json, &mut out),
-            Ok(None) => Ok(()),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = result {
-            eprintln!("error: {e}");
-            failed = true;
-        }
-        let _ = out.flush();
-    }
-    // piped input: say with the exit code whether every command worked
-    if failed && !interactive {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
+    ExitCode::from(client::main(opts))
 }

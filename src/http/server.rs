@@ -19,10 +19,16 @@
 //! - once its first byte is in, a request must arrive whole within `request_deadline` (slow
 //!   senders get 408);
 //! - when the handlers' queue is full a connection gets 503 and is closed;
+//! - the head ends where httparse says (CRLF CRLF, or a bare LF LF); an HTTP/1.1 request without
+//!   exactly one `Host` gets 400; an absolute-form target (`http://host/path`) is served as its
+//!   path; every answer carries `Date`; a `HEAD` answer is the head of the `GET` answer;
 //! - `shutdown` stops accepting, lets requests in progress finish and joins every thread.
 //!
 //! Must not know routes or domain types: it calls one handler with a `Request`.
 
+use crate::api::ErrorBody;
+use crate::logfmt::{q, short};
+use crate::time::Timestamp;
 use log::{debug, warn};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -71,7 +77,8 @@ impl Default for Limits {
 #[derive(Debug, Clone)]
 pub struct Request {
     pub method: String,
-    /// The path without the query string, as sent (not percent-decoded).
+    /// The path without the query string, as sent (not percent-decoded; an absolute-form
+    /// target's scheme and authority taken off).
     pub path: String,
     pub query: String,
     pub headers: Vec<(String, String)>,
@@ -101,10 +108,10 @@ impl Response {
         Response { status, body, close: false, headers: Vec::new() }
     }
 
-    /// The one error shape of every API: `{"error": "..."}`.
-    pub fn error(status: u16, message: &str) -> Response {
-        let body = serde_json::json!({ "error": message }).to_string().into_bytes();
-        Response::json_bytes(status, body)
+    /// Every error answer of both daemons, in the one error shape (`ErrorBody`).
+    pub fn error(status: u16, body: &ErrorBody) -> Response {
+        // two strings always serialise; an empty body would show the impossible case
+        Response::json_bytes(status, serde_json::to_vec(body).unwrap_or_default())
     }
 
     pub fn with_header(mut self, name: &str, value: &str) -> Response {
@@ -209,7 +216,7 @@ impl Server {
                     Ok(stream) => accept_door.enter(stream, Instant::now() + first_byte, Partial::default()),
                     Err(e) => {
                         // EMFILE and friends: back off a little rather than spin
-                        warn!("accept failed error={e}");
+                        warn!("accept failed error={}", q(&e));
                         std::thread::sleep(Duration::from_millis(50));
                     }
                 }
@@ -276,7 +283,7 @@ fn waiting_room(
     let mut fds: Vec<libc::pollfd> = Vec::new();
     let refuse = |mut stream: TcpStream, status: u16, message: &str| {
         let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
-        let _ = write_response(&mut stream, &Response::error(status, message), true, false);
+        let _ = write_response(&mut stream, &Response::error(status, &ErrorBody::new(message)), true, false);
         let _ = stream.shutdown(Shutdown::Both);
     };
     loop {
@@ -374,8 +381,13 @@ impl Connection<'_> {
                 }
                 Err(ReadFailure::Gone) => break,
                 Err(ReadFailure::Reply(status, message)) => {
-                    let _ = write_response(&mut self.stream, &Response::error(status, message), true, false);
-                    debug!("http request refused status={status} reason={message:?}");
+                    let _ = write_response(
+                        &mut self.stream,
+                        &Response::error(status, &ErrorBody::new(message)),
+                        true,
+                        false,
+                    );
+                    debug!("http request refused status={status} reason={}", q(message));
                     if self.linger_for.is_some() {
                         self.linger();
                     }
@@ -385,14 +397,14 @@ impl Connection<'_> {
             let started = partial.started.take().unwrap_or_else(Instant::now);
             partial.continued = false;
             let resp = catch_unwind(AssertUnwindSafe(|| (self.handler)(&req)))
-                .unwrap_or_else(|_| Response::error(500, "internal error: the handler panicked"));
+                .unwrap_or_else(|_| Response::error(500, &ErrorBody::new("internal error: the handler panicked")));
             let close = !keep_alive || resp.close || self.stopping.load(Ordering::SeqCst);
             // a HEAD answer has the head of the GET answer and no body
             let written = write_response(&mut self.stream, &resp, close, req.method == "HEAD");
             debug!(
                 "http method={} path={} status={} latency_us={}",
-                req.method,
-                req.path,
+                q(&short(&req.method)),
+                q(&short(&req.path)),
                 resp.status,
                 started.elapsed().as_micros()
             );
@@ -478,26 +490,26 @@ impl Connection<'_> {
         partial.started.get_or_insert_with(Instant::now);
         let closed = arrived.is_err();
         let buf = &mut partial.buf;
-        // the head
-        let Some(head_len) = find_head_end(buf) else {
-            if buf.len() > self.limits.max_head_bytes {
-                return Err(ReadFailure::Reply(431, "request head too large"));
+        // the head: httparse says where it ends (after CRLF CRLF, or a bare LF LF, which
+        // RFC 9112 lets a server accept), or that it has not all come yet
+        let mut header_slots = vec![httparse::EMPTY_HEADER; self.limits.max_headers];
+        let mut parsed = httparse::Request::new(&mut header_slots);
+        let head_len = match parsed.parse(buf) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) => {
+                if buf.len() > self.limits.max_head_bytes {
+                    return Err(ReadFailure::Reply(431, "request head too large"));
+                }
+                return Err(if closed { ReadFailure::Gone } else { self.wait_more(partial) });
             }
-            return Err(if closed { ReadFailure::Gone } else { self.wait_more(partial) });
+            Err(httparse::Error::TooManyHeaders) => return Err(ReadFailure::Reply(431, "too many request headers")),
+            Err(_) => return Err(ReadFailure::Reply(400, "malformed request head")),
         };
         if head_len > self.limits.max_head_bytes {
             return Err(ReadFailure::Reply(431, "request head too large"));
         }
-        let mut header_slots = vec![httparse::EMPTY_HEADER; self.limits.max_headers];
-        let mut parsed = httparse::Request::new(&mut header_slots);
-        match parsed.parse(&buf[..head_len]) {
-            Ok(httparse::Status::Complete(_)) => {}
-            Ok(httparse::Status::Partial) => return Err(ReadFailure::Reply(400, "malformed request head")),
-            Err(httparse::Error::TooManyHeaders) => return Err(ReadFailure::Reply(431, "too many request headers")),
-            Err(_) => return Err(ReadFailure::Reply(400, "malformed request head")),
-        }
         let method = parsed.method.unwrap_or("").to_string();
-        let target = parsed.path.unwrap_or("");
+        let target = origin_form(parsed.path.unwrap_or(""));
         let version = parsed.version.unwrap_or(1);
         let (path, query) = match target.split_once('?') {
             Some((p, q)) => (p.to_string(), q.to_string()),
@@ -528,6 +540,11 @@ impl Connection<'_> {
             self.linger_for = (content_length <= LINGER_BYTES as u64).then_some(content_length);
             return Err(ReadFailure::Reply(413, "request body too large"));
         }
+        // RFC 9112 section 3.2: a 1.1 request without exactly one Host is a 400
+        let hosts = headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("host")).count();
+        if version == 1 && hosts != 1 {
+            return Err(ReadFailure::Reply(400, "an HTTP/1.1 request needs one Host header"));
+        }
         let connection = header("connection").map(str::to_ascii_lowercase).unwrap_or_default();
         let keep_alive = if version == 0 { connection.contains("keep-alive") } else { !connection.contains("close") };
         let expects_continue = header("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
@@ -550,8 +567,19 @@ impl Connection<'_> {
     }
 }
 
-fn find_head_end(buf: &[u8]) -> Option<usize> {
-    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+/// The path and query of a request target: an absolute-form target (`http://host:port/path`,
+/// as proxies send) is routed like its path.
+fn origin_form(target: &str) -> &str {
+    let lower = |n: usize| target.get(..n).map(str::to_ascii_lowercase);
+    let scheme = if lower(7).as_deref() == Some("http://") {
+        7
+    } else if lower(8).as_deref() == Some("https://") {
+        8
+    } else {
+        return target;
+    };
+    let rest = &target[scheme..];
+    rest.find(['/', '?']).map_or("/", |i| &rest[i..])
 }
 
 fn reason(status: u16) -> &'static str {
@@ -582,9 +610,10 @@ fn reason(status: u16) -> &'static str {
 
 fn write_response(stream: &mut TcpStream, resp: &Response, close: bool, head_only: bool) -> io::Result<()> {
     let mut out = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: {}\r\n",
+        "HTTP/1.1 {} {}\r\nDate: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: {}\r\n",
         resp.status,
         reason(resp.status),
+        Timestamp::now().http_date(),
         resp.body.len(),
         if close { "close" } else { "keep-alive" }
     );
@@ -628,7 +657,7 @@ mod tests {
     fn serves_and_parses_a_request() {
         let server = echo_server(Limits::default());
         let out =
-            raw(&server, b"POST /v1/x?y=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc");
+            raw(&server, b"POST /v1/x?y=1 HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc");
         assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
         assert!(out.contains(r#""path":"/v1/x""#) && out.contains(r#""query":"y=1""#) && out.contains(r#""len":3"#));
         server.shutdown();
@@ -638,7 +667,8 @@ mod tests {
     fn keeps_alive_and_serves_pipelined_requests() {
         let server = echo_server(Limits::default());
         let mut s = TcpStream::connect(server.local_addr()).expect("connect");
-        s.write_all(b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\nConnection: close\r\n\r\n").expect("write");
+        s.write_all(b"GET /a HTTP/1.1\r\nHost: t\r\n\r\nGET /b HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .expect("write");
         let mut out = String::new();
         std::io::BufReader::new(s).read_to_string(&mut out).expect("read");
         assert_eq!(out.matches("HTTP/1.1 200 OK").count(), 2, "{out}");
@@ -648,36 +678,83 @@ mod tests {
     #[test]
     fn head_answers_carry_no_body() {
         let server = echo_server(Limits::default());
-        let out = raw(&server, b"HEAD /x HTTP/1.1\r\nConnection: close\r\n\r\n");
+        let out = raw(&server, b"HEAD /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
         assert!(out.starts_with("HTTP/1.1 200"), "{out}");
         assert!(out.ends_with("\r\n\r\n"), "no body after the head: {out:?}");
+        assert!(!out.contains("Content-Length: 0\r\n"), "the length of the body a GET gets: {out}");
+    }
+
+    #[test]
+    fn a_head_ending_in_bare_newlines_is_answered_at_once() {
+        let server = echo_server(Limits::default());
+        let started = Instant::now();
+        let mut s = TcpStream::connect(server.local_addr()).expect("connect");
+        s.write_all(b"GET /lf HTTP/1.1\nHost: t\n\n").expect("write");
+        s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        let mut first = [0u8; 12];
+        s.read_exact(&mut first).expect("an answer before the request deadline");
+        assert_eq!(&first, b"HTTP/1.1 200");
+        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    }
+
+    #[test]
+    fn every_answer_has_a_date_and_errors_too() {
+        let server = echo_server(Limits::default());
+        for request in [&b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"[..], b"NONSENSE\r\n\r\n"] {
+            let out = raw(&server, request);
+            let date = out.lines().find_map(|l| l.strip_prefix("Date: ")).unwrap_or_else(|| panic!("no Date: {out}"));
+            // IMF-fixdate: "Sun, 06 Nov 1994 08:49:37 GMT"
+            assert_eq!(date.len(), 29, "{date}");
+            assert!(date.ends_with(" GMT") && date.as_bytes()[3] == b',', "{date}");
+        }
+    }
+
+    #[test]
+    fn http_1_1_needs_a_host_and_1_0_does_not() {
+        let server = echo_server(Limits::default());
+        let out = raw(&server, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n");
+        assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+        assert!(out.contains("Host"), "{out}");
+        let out = raw(&server, b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n");
+        assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+        assert!(raw(&server, b"GET / HTTP/1.0\r\n\r\n").starts_with("HTTP/1.1 200"));
+    }
+
+    #[test]
+    fn absolute_form_targets_are_routed_by_their_path() {
+        assert_eq!(origin_form("http://h:1/v1/health"), "/v1/health");
+        assert_eq!(origin_form("HTTPS://h/v1/tasks?x=1"), "/v1/tasks?x=1");
+        assert_eq!(origin_form("http://h:1"), "/");
+        assert_eq!(origin_form("/v1/health"), "/v1/health");
+        let server = echo_server(Limits::default());
+        let out = raw(&server, b"GET http://t:80/v1/x?y=1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        assert!(out.contains(r#""path":"/v1/x""#) && out.contains(r#""query":"y=1""#), "{out}");
     }
 
     #[test]
     fn huge_declared_body_gets_413_without_reading_it() {
         let server = echo_server(Limits::default());
-        let out = raw(&server, b"POST / HTTP/1.1\r\nContent-Length: 100000000000000\r\n\r\nabc");
+        let out = raw(&server, b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 100000000000000\r\n\r\nabc");
         assert!(out.starts_with("HTTP/1.1 413"), "{out}");
-        let out = raw(&server, b"POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n");
+        let out = raw(&server, b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 99999999999999999999999\r\n\r\n");
         assert!(out.starts_with("HTTP/1.1 413"), "{out}");
         // and it still serves
-        assert!(raw(&server, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n").starts_with("HTTP/1.1 200"));
+        assert!(raw(&server, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").starts_with("HTTP/1.1 200"));
     }
 
     #[test]
     fn bad_heads_are_refused() {
         let server = echo_server(Limits::default());
         assert!(raw(&server, b"NONSENSE\r\n\r\n").starts_with("HTTP/1.1 400"));
-        assert!(raw(&server, b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")
+        assert!(raw(&server, b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")
             .starts_with("HTTP/1.1 400"));
-        assert!(raw(&server, b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n").starts_with("HTTP/1.1 400"));
-        assert!(
-            raw(&server, b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n").starts_with("HTTP/1.1 411")
-        );
-        let mut long = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        assert!(raw(&server, b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: -1\r\n\r\n").starts_with("HTTP/1.1 400"));
+        assert!(raw(&server, b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+            .starts_with("HTTP/1.1 411"));
+        let mut long = b"GET / HTTP/1.1\r\nHost: t\r\nX: ".to_vec();
         long.extend(std::iter::repeat_n(b'a', 64 * 1024));
         assert!(raw(&server, &long).starts_with("HTTP/1.1 431"));
-        let mut many = b"GET / HTTP/1.1\r\n".to_vec();
+        let mut many = b"GET / HTTP/1.1\r\nHost: t\r\n".to_vec();
         for i in 0..100 {
             many.extend(format!("X-{i}: 1\r\n").bytes());
         }
@@ -690,7 +767,7 @@ mod tests {
         let limits = Limits { request_deadline: Duration::from_millis(300), ..Limits::default() };
         let server = echo_server(limits);
         let started = Instant::now();
-        let out = raw(&server, b"POST / HTTP/1.1\r\nContent-Length: 1000000\r\n\r\nonly nine");
+        let out = raw(&server, b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\nonly nine");
         assert!(out.starts_with("HTTP/1.1 408"), "{out}");
         assert!(started.elapsed() < Duration::from_secs(3));
     }
@@ -701,13 +778,13 @@ mod tests {
         let server = echo_server(limits);
         // one idle keep-alive connection holds the only thread...
         let mut idle = TcpStream::connect(server.local_addr()).expect("connect");
-        idle.write_all(b"GET /idle HTTP/1.1\r\n\r\n").expect("write");
+        idle.write_all(b"GET /idle HTTP/1.1\r\nHost: t\r\n\r\n").expect("write");
         let mut line = String::new();
         std::io::BufReader::new(idle.try_clone().expect("clone")).read_line(&mut line).expect("read");
         assert!(line.starts_with("HTTP/1.1 200"));
         // ...and a second connection is still served promptly
         let started = Instant::now();
-        let out = raw(&server, b"GET /next HTTP/1.1\r\nConnection: close\r\n\r\n");
+        let out = raw(&server, b"GET /next HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
         assert!(out.starts_with("HTTP/1.1 200"), "{out}");
         assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
     }
@@ -728,14 +805,14 @@ mod tests {
         let server =
             Server::start(listener, Limits { threads: 1, queue: 1, ..Limits::default() }, handler).expect("starts");
         let mut hold = TcpStream::connect(server.local_addr()).expect("connect");
-        hold.write_all(b"GET /hold HTTP/1.1\r\n\r\n").expect("write");
+        hold.write_all(b"GET /hold HTTP/1.1\r\nHost: t\r\n\r\n").expect("write");
         entered_rx.recv_timeout(Duration::from_secs(5)).expect("the thread is held");
         // the next request fills the queue, and one more is refused at once
         let mut queued = TcpStream::connect(server.local_addr()).expect("connect");
-        queued.write_all(b"GET /q HTTP/1.1\r\nConnection: close\r\n\r\n").expect("write");
+        queued.write_all(b"GET /q HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").expect("write");
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            let out = raw(&server, b"GET /r HTTP/1.1\r\n\r\n");
+            let out = raw(&server, b"GET /r HTTP/1.1\r\nHost: t\r\n\r\n");
             if out.starts_with("HTTP/1.1 503") {
                 break;
             }
@@ -757,9 +834,9 @@ mod tests {
             slow.push(s);
         }
         let mut body = TcpStream::connect(server.local_addr()).expect("connect");
-        body.write_all(b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc").expect("write");
+        body.write_all(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc").expect("write");
         let started = Instant::now();
-        let out = raw(&server, b"GET /x HTTP/1.1\r\nConnection: close\r\n\r\n");
+        let out = raw(&server, b"GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
         assert!(out.starts_with("HTTP/1.1 200"), "{out}");
         assert!(started.elapsed() < Duration::from_millis(500), "{:?}", started.elapsed());
         // and the slow body, once complete, is served
@@ -776,7 +853,7 @@ mod tests {
         let mut idle: Vec<TcpStream> =
             (0..10).map(|_| TcpStream::connect(server.local_addr()).expect("connect")).collect();
         // a request on a new connection is still served
-        let out = raw(&server, b"GET /x HTTP/1.1\r\nConnection: close\r\n\r\n");
+        let out = raw(&server, b"GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
         assert!(out.starts_with("HTTP/1.1 200"), "{out}");
         // and the first connections were closed by the server
         idle[0].set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
@@ -789,7 +866,7 @@ mod tests {
         let server = echo_server(Limits { threads: 2, ..Limits::default() });
         let idle: Vec<TcpStream> = (0..50).map(|_| TcpStream::connect(server.local_addr()).expect("connect")).collect();
         let started = Instant::now();
-        let out = raw(&server, b"GET /x HTTP/1.1\r\nConnection: close\r\n\r\n");
+        let out = raw(&server, b"GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
         assert!(out.starts_with("HTTP/1.1 200"), "{out}");
         assert!(started.elapsed() < Duration::from_millis(500), "{:?}", started.elapsed());
         drop(idle);
@@ -799,7 +876,7 @@ mod tests {
     fn shutdown_joins_with_idle_connections_open() {
         let server = echo_server(Limits { idle_timeout: Duration::from_secs(60), ..Limits::default() });
         let mut idle = TcpStream::connect(server.local_addr()).expect("connect");
-        idle.write_all(b"GET / HTTP/1.1\r\n\r\n").expect("write");
+        idle.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").expect("write");
         let mut line = String::new();
         std::io::BufReader::new(idle.try_clone().expect("clone")).read_line(&mut line).expect("read");
         let started = Instant::now();
