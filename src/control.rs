@@ -106,7 +106,7 @@ impl<C: Send + 'static> Drop for ControlThread<C> {
 /// and the loop carries on, rather than leaving a daemon that answers nothing.
 pub fn survive(what: &str, f: impl FnOnce()) {
     if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
-        log::error!("internal error while handling {what}; carrying on");
+        log::error!("internal error, carrying on while_handling={}", crate::logfmt::q(what));
     }
 }
 

@@ -14,6 +14,7 @@ const BAD_ANSWER: &str = "bad answer to a poll";
 use super::LinkError;
 use crate::api::NodeStatus;
 use crate::control::error_chain;
+use crate::logfmt::q;
 use crate::reconcile::{self, Action, NodeObs, PlanConfig, Report, TaskView};
 use crate::store::NodeRecord;
 use crate::task::{Task, TaskId, TaskState};
@@ -35,7 +36,9 @@ impl State {
                     Ok(_) | Err(LinkError::Refused { status: 404 | 409, .. }) => {
                         info!("stray copy stopped task_id={id} node={}", n.display_name())
                     }
-                    Err(e) => warn!("stray copy not stopped task_id={id} node={} error={e}", n.display_name()),
+                    Err(e) => {
+                        warn!("stray copy not stopped task_id={id} node={} error={e}", n.display_name(), e = q(&e))
+                    }
                 }
             }
             Observation::Polled { node, epoch, result } => self.on_polled(node, epoch, result, now),
@@ -78,7 +81,7 @@ impl State {
             }
             // never reached the worker, or its engine is down: place it again (elsewhere if possible)
             Err(e @ (LinkError::Unreachable(_) | LinkError::Refused { status: 503, .. })) => {
-                warn!("task start not delivered task_id={id} node={node_name} error={e}");
+                warn!("task start not delivered task_id={id} node={node_name} error={e}", e = q(&e));
                 if let LinkError::Refused { .. } = e {
                     self.nodes[node].engine_reachable = Some(false);
                 } else {
@@ -88,13 +91,14 @@ impl State {
             }
             // the worker is still cleaning up the task's previous run there: the same start, later
             Err(LinkError::Refused { status: 409, message }) if !task.is_terminal() => {
-                debug!("task start must wait task_id={id} node={node_name} error={message}");
+                debug!("task start must wait task_id={id} node={node_name} error={message}", message = q(&message));
                 self.retry_later(id, now);
             }
             // stopped meanwhile (on a node gone down): the refusal changes nothing
             Err(LinkError::Refused { status, message }) if (400..500).contains(&status) && task.is_terminal() => {
                 debug!(
-                    "start refused for a finished task task_id={id} node={node_name} status={status} error={message}"
+                    "start refused for a finished task task_id={id} node={node_name} status={status} error={message}",
+                    message = q(&message)
                 );
             }
             Err(LinkError::Refused { status, message }) if (400..500).contains(&status) => {
@@ -106,7 +110,7 @@ impl State {
             }
             Err(e) => {
                 // it may have started: the node's next report says
-                warn!("task start unanswered task_id={id} node={node_name} error={e}");
+                warn!("task start unanswered task_id={id} node={node_name} error={e}", e = q(&e));
                 self.retry_later(id, now);
             }
         }
@@ -150,7 +154,7 @@ impl State {
             }
             Err(e) => {
                 // finished meanwhile (409) or not done: the node's next report settles it
-                debug!("task stop not done task_id={id} node={node_name} error={e}");
+                debug!("task stop not done task_id={id} node={node_name} error={e}", e = q(&e));
                 self.retry_later(id, now);
             }
         }
@@ -195,7 +199,7 @@ impl State {
                         Ok(()) => {}
                         Err(e) => {
                             if node.name_stored || renamed {
-                                error!("store write failed address={} error={}", record.address, error_chain(&e));
+                                error!("store write failed address={} error={}", record.address, q(&error_chain(&e)));
                             }
                             node.name_stored = false;
                         }
@@ -218,7 +222,11 @@ impl State {
             // good report stands until a poll brings a better one.
             Err(LinkError::BadAnswer(why)) => {
                 if !node.error.as_deref().is_some_and(|e| e.starts_with(BAD_ANSWER)) {
-                    warn!("worker answers a poll with something unusable address={} error={why}", node.address);
+                    warn!(
+                        "worker answers a poll with something unusable address={} error={why}",
+                        node.address,
+                        why = q(&why)
+                    );
                 }
                 node.contact.heard = Some(heard_at);
                 node.last_contact = Some(now);
@@ -226,7 +234,7 @@ impl State {
             }
             Err(e) => {
                 if !node.unreachable {
-                    warn!("worker not answering address={} error={e}", node.address);
+                    warn!("worker not answering address={} error={e}", node.address, e = q(&e));
                 }
                 node.unreachable = true;
                 node.contact.ever_failed = true;
@@ -300,7 +308,7 @@ impl State {
             }
             Action::Requeue { id, reason } => {
                 if let Some(t) = self.tasks.get(&id) {
-                    warn!("task lost by its node task_id={id} reason={reason}");
+                    warn!("task lost by its node task_id={id} reason={reason}", reason = q(&reason));
                     let task = t.task.clone();
                     self.requeue(task, reason, now);
                 }
@@ -350,7 +358,7 @@ impl State {
             }
             Action::NoteOrphan { node, id } => {
                 if let Some(index) = self.node_index(&node) {
-                    warn!("a container no task owns task_id={id} node={node}; stopped after the grace period");
+                    warn!("a container no task owns, stopped after the grace period task_id={id} node={node}");
                     self.nodes[index].orphans.insert(id, now);
                 }
             }

@@ -9,6 +9,7 @@
 use super::{LinkError, WorkerLink};
 use crate::api::{NodeStatus, StartTask, WorkerHealth};
 use crate::control::{spawn_thread, SpawnError};
+use crate::logfmt::q;
 use crate::reconcile::Report;
 use crate::stats::NodeStats;
 use crate::task::{Task, TaskId};
@@ -159,7 +160,7 @@ impl Node {
                     let tasks = link.tasks()?;
                     let stats = link
                         .stats()
-                        .map_err(|e| log::debug!("no statistics address={} error={e}", link.address()))
+                        .map_err(|e| log::debug!("no statistics address={} error={e}", link.address(), e = q(&e)))
                         .ok();
                     Ok(Poll { health, tasks, stats })
                 });

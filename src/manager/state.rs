@@ -12,6 +12,7 @@ use super::{Command, ManagerConfig, ManagerError};
 use crate::api::{ManagerHealth, NodeInfo, NodeStatus, StartTask};
 use crate::clock::Clock;
 use crate::control::{answer, error_chain, survive};
+use crate::logfmt::q;
 use crate::sched::{NodeState, NodeTable, Request, Scheduler, Usage};
 use crate::stats::Resources;
 use crate::store::{NodeRecord, Store};
@@ -61,7 +62,7 @@ pub(super) fn move_task(task: &mut Task, to: TaskState, now: Timestamp) -> bool 
     match task.set_state(to, now) {
         Ok(()) => true,
         Err(e) => {
-            error!("state change refused task_id={} from={} to={} error={e}", task.id, e.from, e.to);
+            error!("state change refused task_id={} from={} to={} error={e}", task.id, e.from, e.to, e = q(&e));
             debug_assert!(false, "state change refused task_id={}: {e}", task.id);
             false
         }
@@ -144,7 +145,7 @@ impl State {
             task.record(from, reason, self.now());
         }
         self.store.put_task(&task).map_err(|e| {
-            error!("store write failed task_id={} error={}", task.id, error_chain(&e));
+            error!("store write failed task_id={} error={}", task.id, q(&error_chain(&e)));
             ManagerError::Store(e)
         })?;
         match self.tasks.get_mut(&task.id) {
@@ -349,7 +350,7 @@ impl State {
                 Err(why) => {
                     let reason = why.to_string();
                     if task.error.as_deref() != Some(reason.as_str()) {
-                        info!("task not placed task_id={id} reason={reason}");
+                        info!("task not placed task_id={id} reason={reason}", reason = q(&reason));
                         task.error = Some(reason);
                         self.commit_quietly(task);
                     }

@@ -9,6 +9,7 @@ use super::engine::Engine;
 use super::{WorkerConfig, LABEL_CREATED, LABEL_NAME, LABEL_NODE, LABEL_SPEC, LABEL_TASK_ID};
 use crate::control::{error_chain, spawn_thread, SpawnError};
 use crate::docker_cli::{ContainerInfo, ContainerSummary, CreateOptions, DockerError};
+use crate::logfmt::q;
 use crate::task::{Task, TaskId, TaskSpec};
 use crossbeam_channel::{unbounded, Sender};
 use std::collections::BTreeMap;
@@ -298,7 +299,10 @@ fn start_container(
         if let StartFailure::Refused(_) = failure {
             // leave nothing behind; if this fails too, the sync removes it later
             if let Err(e) = engine.remove(&container_id) {
-                log::debug!("removal after a refused start failed container={container_id} error={}", error_chain(&e));
+                log::debug!(
+                    "removal after a refused start failed container={container_id} error={}",
+                    q(&error_chain(&e))
+                );
             }
         }
         return Err(failure);

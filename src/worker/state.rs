@@ -12,6 +12,7 @@ use super::{WorkerConfig, WorkerError};
 use crate::api::{EngineStatus, StartTask, WorkerHealth};
 use crate::control::{answer, error_chain};
 use crate::docker_cli::{ContainerInfo, DockerError};
+use crate::logfmt::q;
 use crate::stats::{self, CpuTicks, NodeStats};
 use crate::store::{Store, StoreError};
 use crate::task::{DesiredState, Task, TaskId, TaskState};
@@ -124,7 +125,7 @@ pub struct State {
 pub(super) fn transition(task: &mut Task, to: TaskState, now: Timestamp) {
     let from = task.state;
     if let Err(e) = task.set_state(to, now) {
-        error!("refused state change task_id={} from={from} to={to} error={e}", task.id);
+        error!("refused state change task_id={} from={from} to={to} error={e}", task.id, e = q(&e));
         debug_assert!(false, "refused state change of {}: {e}", task.id);
     }
 }
@@ -208,7 +209,7 @@ impl State {
                 Ok(())
             }
             Err(err) => {
-                error!("store write failed task_id={id} error={}", error_chain(&err));
+                error!("store write failed task_id={id} error={}", q(&error_chain(&err)));
                 Err(err)
             }
         }
@@ -269,7 +270,7 @@ impl State {
             Ok(p) => p,
             Err(e) => {
                 if self.stats.is_some() {
-                    warn!("node statistics unreadable error={e}");
+                    warn!("node statistics unreadable error={e}", e = q(&e));
                 }
                 self.stats = None;
                 return;
@@ -400,7 +401,9 @@ impl State {
                     Ok(()) => {
                         self.suspects.remove(&container_id);
                     }
-                    Err(e) => warn!("removal of an orphan failed container={container_id} error={}", error_chain(&e)),
+                    Err(e) => {
+                        warn!("removal of an orphan failed container={container_id} error={}", q(&error_chain(&e)))
+                    }
                 }
             }
             OpResult::Inspected { id, result } => self.on_inspected(id, result, now),
@@ -412,7 +415,8 @@ impl State {
                         if let Some((why, failures)) = self.sync_failing.take() {
                             info!(
                                 "container sync works again node={} failures={failures} last_error={why}",
-                                self.config.name
+                                self.config.name,
+                                why = q(&why)
                             );
                         }
                         self.on_synced(epoch, seen, now)
@@ -426,7 +430,7 @@ impl State {
                                 *last = why;
                             }
                             None => {
-                                warn!("container sync failing node={} error={why}", self.config.name);
+                                warn!("container sync failing node={} error={why}", self.config.name, why = q(&why));
                                 self.sync_failing = Some((why, 1));
                             }
                         }
@@ -435,7 +439,7 @@ impl State {
             }
             OpResult::Version { result } => match result {
                 Ok((version, api, root)) => {
-                    info!("engine answers version={version} api={api}");
+                    info!("engine answers version={version} api={api}", version = q(&version), api = q(&api));
                     // the disk to measure is the one containers fill
                     if root.is_some_and(|root| self.disk_path.send(root).is_err()) {
                         debug!("stats thread gone; the disk path is not passed on");
@@ -459,7 +463,7 @@ impl State {
             Ok(()) => entry.container_present = false,
             Err(e) => {
                 entry.backoff = true;
-                warn!("container removal failed task_id={id} error={}", error_chain(&e));
+                warn!("container removal failed task_id={id} error={}", q(&error_chain(&e)));
             }
         }
         self.after_op(id);
@@ -492,7 +496,7 @@ impl State {
             }
             Err(e) => {
                 entry.unhealthy = false;
-                debug!("inspect failed task_id={id} error={}", error_chain(&e))
+                debug!("inspect failed task_id={id} error={}", q(&error_chain(&e)))
             }
         }
         self.after_op(id);
@@ -503,7 +507,7 @@ impl State {
         match err {
             Some(e) if e.is_engine_down() || matches!(e, DockerError::UnsupportedEngine(_)) => {
                 if self.engine.reachable || self.engine.error.is_none() {
-                    error!("engine unreachable node={} error={}", self.config.name, error_chain(e));
+                    error!("engine unreachable node={} error={}", self.config.name, q(&error_chain(e)));
                     self.mark_tasks(Some(&format!("{ENGINE_AWAY}: {}", error_chain(e))));
                 }
                 self.engine.reachable = false;
@@ -570,7 +574,7 @@ impl State {
             }
             Err(e) => {
                 let why = error_chain(&e);
-                warn!("stop failed task_id={id} error={why}");
+                warn!("stop failed task_id={id} error={why}", why = q(&why));
                 entry.backoff = true;
                 entry.task.error = Some(format!("stop failed: {why}"));
                 let reply = |why: &str| {
@@ -668,7 +672,7 @@ impl State {
                 Ok(_) => {
                     self.entries.remove(&id);
                 }
-                Err(e) => error!("store delete failed task_id={id} error={}", error_chain(&e)),
+                Err(e) => error!("store delete failed task_id={id} error={}", q(&error_chain(&e))),
             }
         }
     }

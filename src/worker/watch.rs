@@ -9,6 +9,7 @@ use super::LABEL_NODE;
 use super::LABEL_TASK_ID;
 use crate::control::error_chain;
 use crate::docker_cli::DockerError;
+use crate::logfmt::q;
 use crate::stats::{self, ProcSample};
 use crate::task::{HealthCheck, TaskId};
 use crate::time::Timestamp;
@@ -149,13 +150,13 @@ pub fn follow_events(engine: &dyn Engine, node: &str, tx: &Sender<EngineEvent>) 
                         }
                         Ok(_) => {}
                         Err(e) => {
-                            debug!("engine event stream broke error={}", error_chain(&e));
+                            debug!("engine event stream broke error={}", q(&error_chain(&e)));
                             break;
                         }
                     }
                 }
             }
-            Err(e) => debug!("engine event stream unavailable error={}", error_chain(&e)),
+            Err(e) => debug!("engine event stream unavailable error={}", q(&error_chain(&e))),
         }
         // retry pacing while the engine is away, not synchronisation
         std::thread::sleep(backoff);

@@ -7,6 +7,7 @@
 use super::{store_error_copy, transition, OpKind, State};
 use crate::control::{answer, error_chain, spawn_thread};
 use crate::docker_cli::{ContainerInfo, DockerError};
+use crate::logfmt::q;
 use crate::task::{DesiredState, TaskId, TaskState};
 use crate::time::Timestamp;
 use crate::worker::decide::{self, Backoff, ExitContext, ExitDecision};
@@ -46,7 +47,7 @@ impl State {
                 None
             }
             Err(StartFailure::Refused(why)) => {
-                warn!("task failed to start task_id={id} error={why}");
+                warn!("task failed to start task_id={id} error={why}", why = q(&why));
                 entry.task.error = Some(if restarting { format!("restart failed: {why}") } else { why });
                 transition(&mut entry.task, TaskState::Failed, now);
                 entry.container_present = restarting;
@@ -54,7 +55,7 @@ impl State {
             }
             Err(StartFailure::Unknown(why) | StartFailure::NotStarted(why)) if restarting => {
                 // the engine is away: try the restart again later
-                warn!("task restart not done task_id={id} error={why}");
+                warn!("task restart not done task_id={id} error={why}", why = q(&why));
                 entry.task.error = Some(format!("restart not done yet: {why}"));
                 entry.restart_at = Some(retry_at);
                 None
@@ -62,7 +63,7 @@ impl State {
             Err(StartFailure::Unknown(why)) => {
                 // Keep the task: the next tick makes the start again, which adopts a container
                 // the first attempt left; the caller hears that the outcome is not known yet.
-                warn!("task start outcome unknown task_id={id} error={why}");
+                warn!("task start outcome unknown task_id={id} error={why}", why = q(&why));
                 entry.backoff = true;
                 Some(WorkerError::OutcomeUnknown(why))
             }
@@ -101,7 +102,7 @@ impl State {
     /// A start that created nothing because the engine is out of reach: the task is forgotten,
     /// so that the manager can place it elsewhere.
     pub(super) fn not_started(&mut self, id: TaskId, why: String) {
-        warn!("task not started, engine unreachable task_id={id} error={why}");
+        warn!("task not started, engine unreachable task_id={id} error={why}", why = q(&why));
         let Some(entry) = self.entries.remove(&id) else { return };
         for (w, _) in entry.start_waiters {
             answer(&w, Err(WorkerError::EngineUnreachable(why.clone())));
@@ -110,7 +111,7 @@ impl State {
             answer(&w, Err(WorkerError::EngineUnreachable(why.clone())));
         }
         if let Err(e) = self.store.delete_task(&id) {
-            error!("store delete failed task_id={id} error={}", error_chain(&e));
+            error!("store delete failed task_id={id} error={}", q(&error_chain(&e)));
         }
         self.engine.reachable = false;
         self.engine.error = Some(why);
@@ -143,7 +144,7 @@ impl State {
         match spawn_thread(format!("health-{}", id.short()), move || health_loop(id, run, &check, port, &stop_rx, &tx))
         {
             Ok(_) => entry.checker = Some(stop_tx),
-            Err(e) => error!("cannot start a health checker task_id={id} error={}", error_chain(&e)),
+            Err(e) => error!("cannot start a health checker task_id={id} error={}", q(&error_chain(&e))),
         }
     }
 
@@ -247,11 +248,11 @@ impl State {
         } else {
             entry.health_failures += 1;
             entry.task.healthy = Some(false);
-            debug!("health check failed task_id={} failures={} detail={}", h.id, entry.health_failures, h.detail);
+            debug!("health check failed task_id={} failures={} detail={}", h.id, entry.health_failures, q(&h.detail));
         }
         if entry.health_failures >= threshold && entry.op.is_none() {
             if let Some(container_id) = entry.task.container_id.clone() {
-                warn!("task unhealthy task_id={} failures={} detail={}", h.id, entry.health_failures, h.detail);
+                warn!("task unhealthy task_id={} failures={} detail={}", h.id, entry.health_failures, q(&h.detail));
                 entry.unhealthy = true;
                 entry.checker = None;
                 entry.op = Some(OpKind::Inspect);
@@ -363,7 +364,7 @@ impl State {
     /// waiting for its start hear so.
     fn start_refused(&mut self, id: TaskId, why: String, now: Timestamp) {
         let Some(entry) = self.entries.get_mut(&id) else { return };
-        warn!("task failed to start task_id={id} error={why}");
+        warn!("task failed to start task_id={id} error={why}", why = q(&why));
         let restarting = entry.task.state == TaskState::Running;
         entry.op = None;
         entry.task.error = Some(if restarting { format!("restart failed: {why}") } else { why });

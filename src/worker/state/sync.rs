@@ -6,6 +6,7 @@
 
 use super::{transition, Entry, OpKind, State};
 use crate::docker_cli::ContainerInfo;
+use crate::logfmt::q;
 use crate::task::{DesiredState, Task, TaskId, TaskSpec, TaskState};
 use crate::time::Timestamp;
 use crate::worker::decide::{self, Backoff, EntryView, ExitContext, ExitDecision, SyncAction};
@@ -122,7 +123,8 @@ impl State {
                     let claims = claims.map(|id| id.to_string()).unwrap_or_default();
                     warn!(
                         "a container that is no task's own; removed after the grace container={} claims_task={claims}",
-                        short_id(&container_id)
+                        short_id(&container_id),
+                        claims = q(&claims)
                     );
                     instant
                 });
@@ -132,7 +134,8 @@ impl State {
                 let claimed = claims.map(|id| id.to_string()).unwrap_or_default();
                 warn!(
                     "removing a container that is no task's own container={} claims_task={claimed}",
-                    short_id(&container_id)
+                    short_id(&container_id),
+                    claimed = q(&claimed)
                 );
                 suspects.insert(container_id.clone(), instant);
                 if let Some(entry) = claims.and_then(|id| self.entries.get_mut(&id)) {
