@@ -8,7 +8,7 @@
 
 use crate::auth::{self, Token};
 use crate::control::error_chain;
-use crate::http::{Handler, Limits, Server};
+use crate::http::{Limits, Server, Service};
 use crate::signals::TerminationSignals;
 use crate::store::{MemoryStore, SqliteStore, Store};
 use log::LevelFilter;
@@ -16,7 +16,6 @@ use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::str::FromStr;
-use std::sync::Arc;
 
 /// Multi-letter short flags and the long flags they stand for.
 pub const SHORT_FLAGS: [(&str, &str); 2] = [("-st", "--storage"), ("-sct", "--scheduler")];
@@ -185,6 +184,18 @@ pub fn token_and_bind(
 /// Raises the soft limit on open files to the hard one (at most 65,536): a daemon holds a file
 /// descriptor per waiting connection, and running out of them would also cut it off its engine
 /// and its store. Returns the limit in force.
+/// Makes the allocator give memory back: large blocks (request bodies, lists) are mapped and
+/// unmapped each time instead of kept in the heap after a burst (glibc otherwise raises its
+/// mapping threshold to the largest block freed), and threads share two arenas rather than one
+/// each. A burst of large requests then leaves the resident size where it was.
+pub fn tame_allocator() {
+    // SAFETY: mallopt only sets allocator parameters; it is called before the daemon's threads start.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 pub fn raise_fd_limit() -> u64 {
     // SAFETY: getrlimit/setrlimit with a valid pointer to a local rlimit.
     unsafe {
@@ -345,6 +356,7 @@ pub struct Prepared {
 /// Applies the common flags: the store (`store_file` in the data directory when persisted), the
 /// token and the address, the open-files limit, the signals, the listening socket.
 pub fn prepare(flags: &DaemonFlags<'_>, store_file: &str) -> Result<Prepared, String> {
+    tame_allocator();
     let data_dir = flags.data_dir.map_or_else(default_data_dir, Path::to_path_buf);
     let store = open_store(flags.storage, &data_dir, store_file)?;
     let (token, bind) = token_and_bind(flags.token_file, flags.bind)?;
@@ -362,11 +374,11 @@ pub fn prepare(flags: &DaemonFlags<'_>, store_file: &str) -> Result<Prepared, St
 pub fn serve(
     listener: TcpListener,
     signals: &TerminationSignals,
-    handler: Arc<Handler>,
+    service: Service,
     listening: impl FnOnce(SocketAddr),
 ) -> Result<&'static str, String> {
-    let server =
-        Server::start(listener, Limits::default(), handler).map_err(|e| format!("cannot start the API server: {e}"))?;
+    let server = Server::start_service(listener, Limits::default(), service)
+        .map_err(|e| format!("cannot start the API server: {e}"))?;
     listening(server.local_addr());
     let signal = signals.wait();
     log::info!("shutting down signal={signal}");

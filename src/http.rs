@@ -7,7 +7,7 @@
 
 pub mod server;
 
-pub use server::{Handler, Limits, Request, Response, Server};
+pub use server::{Gate, Handler, Limits, Request, Response, Server, Service};
 
 use crate::api::{ErrorBody, NodeInfo, StartTask, WorkerHealth};
 use crate::auth::Token;
@@ -288,30 +288,34 @@ fn authorize(req: &Request, token: Option<&Token>, refusals: &Refusals) -> Resul
     Err(ApiError::Unauthorized)
 }
 
-/// The one shape of both daemons' handlers: the token, the route, the daemon's own serving, and
-/// every failure through `error_response`.
-fn api_handler<R: 'static>(
+/// The one shape of both daemons' APIs: the token (checked by the server's gate as soon as a
+/// request's head is in, and again by the handler, which stays the authority), the route, the
+/// daemon's own serving, and every failure through `error_response`.
+fn api_service<R: 'static>(
     token: Option<Token>,
     route: fn(&str, &str) -> Result<R, RouteError>,
     serve: impl Fn(R, &Request) -> Result<Response, ApiError> + Send + Sync + 'static,
-) -> Arc<Handler> {
-    let refusals = Refusals::new(REFUSAL_WARNING_INTERVAL);
-    Arc::new(move |req: &Request| {
+) -> Service {
+    let refusals = Arc::new(Refusals::new(REFUSAL_WARNING_INTERVAL));
+    let (gate_token, gate_refusals) = (token.clone(), refusals.clone());
+    let gate = move |head: &Request| authorize(head, gate_token.as_ref(), &gate_refusals).err().map(error_response);
+    let handler = move |req: &Request| {
         authorize(req, token.as_ref(), &refusals)
             .and_then(|()| route(&req.method, &req.path).map_err(ApiError::Route))
             .and_then(|r| serve(r, req))
             .unwrap_or_else(error_response)
-    })
+    };
+    Service { gate: Some(Arc::new(gate)), handler: Arc::new(handler) }
 }
 
 /// The manager's API over its handle.
-pub fn manager_handler(handle: ManagerHandle, token: Option<Token>) -> Arc<Handler> {
-    api_handler(token, manager_route, move |route, req| serve_manager(&handle, route, req))
+pub fn manager_handler(handle: ManagerHandle, token: Option<Token>) -> Service {
+    api_service(token, manager_route, move |route, req| serve_manager(&handle, route, req))
 }
 
 /// The worker's API over its handle.
-pub fn worker_handler(handle: WorkerHandle, token: Option<Token>) -> Arc<Handler> {
-    api_handler(token, worker_route, move |route, req| serve_worker(&handle, route, req))
+pub fn worker_handler(handle: WorkerHandle, token: Option<Token>) -> Service {
+    api_service(token, worker_route, move |route, req| serve_worker(&handle, route, req))
 }
 
 fn serve_manager(h: &ManagerHandle, route: ManagerRoute, req: &Request) -> Result<Response, ApiError> {

@@ -9,16 +9,18 @@
 //!   `reconcile` is its pure plan, `sched` its placement, `clock` its time.
 //! - `control`, `clock`: what both control threads share (ask with a deadline, answer, stop,
 //!   survive a bug) and the time they read (the system's, or a test's manual clock).
-//! - `worker`: the worker's control thread. It owns its node's task table and runs engine calls
-//!   on a small pool through `docker_cli` (the engine's API: its calls in the root, HTTP/1.1
-//!   over the Unix socket in `docker_cli::framing`, Docker JSON in `docker_cli::wire`); an events
-//!   thread sees container exits at once, a periodic sync is the safety net.
-//! - `store`: where records are kept (`Store` trait; in memory for now).
+//! - `worker`: the worker's control thread (`worker::state`), which owns its node's task table
+//!   and hands engine calls to pools (`worker::ops`) through the `Engine` seam (`worker::engine`,
+//!   implemented by `docker_cli`: its calls in the root, HTTP/1.1 over the Unix socket in
+//!   `docker_cli::framing`, Docker JSON in `docker_cli::wire`); its pure decisions are in
+//!   `worker::decide`, its watchers (stats, health checks, events, ping) in `worker::watch`.
+//! - `store`: where records are kept (`Store` trait; in memory or SQLite).
 //! - `http`: route tables, error → status mapping, the server (`http::server`) and the HTTP
 //!   clients (manager → worker, client → manager). `api` holds the other wire shapes.
 //! - `client`: the line-based client's commands and tables.
 //! - `auth`: the cluster token and where a daemon may listen with or without one.
-//! - `cli`, `signals`, `time`: flags and logging, SIGINT/SIGTERM, RFC 3339 timestamps.
+//! - `cli`, `signals`, `time`, `logfmt`: flags and logging, SIGINT/SIGTERM, RFC 3339
+//!   timestamps, quoted `key=value` log values.
 //!
 //! Data flows one way: the manager pushes work to workers and pulls their status; workers keep
 //! their containers running without the manager. Containers carry `skiff.*` labels, the truth

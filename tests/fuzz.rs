@@ -202,7 +202,7 @@ fn valid_spec() -> impl Strategy<Value = Value> {
 fn accepted_specs_round_trip_through_the_api() {
     let manager = skiff::manager::spawn(Default::default(), Box::new(skiff::store::MemoryStore::new()), Vec::new())
         .expect("a manager");
-    let handler = skiff::http::manager_handler(manager.handle(), None);
+    let handler = skiff::http::manager_handler(manager.handle(), None).handler;
     let request = |method: &str, path: String, body: Vec<u8>| Request {
         method: method.into(),
         path,

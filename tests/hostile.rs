@@ -318,3 +318,71 @@ fn containers_with_huge_labels_do_not_wedge_a_workers_sync() {
     let id = c.submit(&sleeper("after"));
     c.wait_state(&id, "Running", RUN);
 }
+
+/// Resident and peak resident memory of a process, in KiB (`VmRSS`, `VmHWM`).
+fn memory_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// 500 connections at once, each sending a 1 MiB body without a token.
+fn unauthenticated_flood(addr: &str) {
+    let body = vec![b'x'; 1024 * 1024];
+    let head = format!("POST /v1/tasks HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n", body.len());
+    let body = Arc::new(body);
+    let threads: Vec<_> = (0..50)
+        .map(|_| {
+            let (addr, head, body) = (addr.to_string(), head.clone(), body.clone());
+            std::thread::spawn(move || {
+                let mut conns = Vec::new();
+                for _ in 0..10 {
+                    if let Ok(mut s) = std::net::TcpStream::connect(&addr) {
+                        let _ = s.set_write_timeout(Some(Duration::from_secs(5)));
+                        let _ = std::io::Write::write_all(&mut s, head.as_bytes());
+                        conns.push(s);
+                    }
+                }
+                for s in &mut conns {
+                    let _ = std::io::Write::write_all(s, &body);
+                }
+                for s in &mut conns {
+                    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                    let mut answer = [0u8; 64];
+                    let _ = std::io::Read::read(s, &mut answer);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        let _ = t.join();
+    }
+}
+
+#[test]
+fn bodies_sent_without_a_token_cost_no_memory() {
+    let c = Cluster::start("unauthenticated_flood", ClusterOptions { workers: 1, ..ClusterOptions::default() });
+    c.wait_nodes_up();
+    let limit_kib = 64 * 1024;
+    for (who, pid, addr) in [
+        ("manager", c.manager().child.id(), c.manager().addr.clone()),
+        ("worker", c.workers[0].child.id(), c.workers[0].addr.clone()),
+    ] {
+        let (before, _) = memory_kib(pid);
+        unauthenticated_flood(&addr);
+        let (after, peak) = memory_kib(pid);
+        println!("{who}: resident {before} KiB before, {after} KiB after, peak {peak} KiB");
+        assert!(peak < limit_kib, "{who} peaked at {peak} KiB");
+        assert!(after < limit_kib, "{who} kept {after} KiB");
+        // and it still serves
+        let (status, _) = http("GET", &format!("http://{addr}/v1/health"), None);
+        assert_eq!(status, 200);
+    }
+}

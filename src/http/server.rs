@@ -33,7 +33,7 @@ use log::{debug, warn};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -55,6 +55,9 @@ pub struct Limits {
     /// idle connections cannot use up the process's file descriptors).
     pub max_waiting: usize,
     pub write_timeout: Duration,
+    /// The bodies of all requests being read, together, are at most this long; a request whose
+    /// body would go past it gets 503 (so memory stays bounded however many clients send).
+    pub max_bodies_in_flight: usize,
 }
 
 impl Default for Limits {
@@ -69,6 +72,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(5),
             max_waiting: 512,
             write_timeout: Duration::from_secs(10),
+            max_bodies_in_flight: 16 * 1024 * 1024,
         }
     }
 }
@@ -122,6 +126,18 @@ impl Response {
 
 pub type Handler = dyn Fn(&Request) -> Response + Send + Sync + 'static;
 
+/// Sees a request as soon as its head is in (its `body` is empty, none of it read yet) and may
+/// answer it there: the cluster token is checked before a byte of the body is read and before
+/// any `100 Continue`, so an unauthenticated client costs no memory for its body.
+pub type Gate = dyn Fn(&Request) -> Option<Response> + Send + Sync + 'static;
+
+/// A daemon's API as the server serves it: the gate, then the handler.
+#[derive(Clone)]
+pub struct Service {
+    pub gate: Option<Arc<Gate>>,
+    pub handler: Arc<Handler>,
+}
+
 /// A running server.
 pub struct Server {
     addr: SocketAddr,
@@ -147,6 +163,36 @@ struct Partial {
     started: Option<Instant>,
     /// `100 Continue` has been sent for it.
     continued: bool,
+    /// Its head passed the gate.
+    admitted: bool,
+    /// The room its body holds in the servers' budget of bodies in flight.
+    reserved: Option<Reservation>,
+}
+
+/// Room taken in the budget of bodies in flight; given back when dropped (the request is read,
+/// or its connection is gone).
+struct Reservation {
+    budget: Arc<AtomicUsize>,
+    bytes: usize,
+}
+
+impl Reservation {
+    fn take(budget: &Arc<AtomicUsize>, bytes: usize, max: usize) -> Option<Reservation> {
+        let mut used = budget.load(Ordering::SeqCst);
+        loop {
+            let after = used.checked_add(bytes).filter(|a| *a <= max)?;
+            match budget.compare_exchange(used, after, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) => return Some(Reservation { budget: budget.clone(), bytes }),
+                Err(now) => used = now,
+            }
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.budget.fetch_sub(self.bytes, Ordering::SeqCst);
+    }
 }
 
 /// Hands idle connections to the waiting room and wakes its `poll`.
@@ -167,6 +213,13 @@ impl RoomDoor {
 impl Server {
     /// Serves `listener` with `handler` on `limits.threads` threads.
     pub fn start(listener: TcpListener, limits: Limits, handler: Arc<Handler>) -> io::Result<Server> {
+        Server::start_service(listener, limits, Service { gate: None, handler })
+    }
+
+    /// Serves `listener` with `service` (gate, then handler) on `limits.threads` threads.
+    pub fn start_service(listener: TcpListener, limits: Limits, service: Service) -> io::Result<Server> {
+        let Service { gate, handler } = service;
+        let in_flight = Arc::new(AtomicUsize::new(0));
         let addr = listener.local_addr()?;
         let stopping = Arc::new(AtomicBool::new(false));
         // connections with bytes to read, for the handler threads
@@ -182,6 +235,7 @@ impl Server {
         for i in 0..limits.threads.max(1) {
             let (rx, limits, handler, stopping, door) =
                 (ready_rx.clone(), limits.clone(), handler.clone(), stopping.clone(), door.clone());
+            let (gate, in_flight) = (gate.clone(), in_flight.clone());
             let worker = std::thread::Builder::new().name(format!("http-{i}")).spawn(move || {
                 for (stream, partial) in rx.iter() {
                     let conn = Connection {
@@ -189,6 +243,8 @@ impl Server {
                         linger_for: None,
                         limits: &limits,
                         handler: &*handler,
+                        gate: gate.as_deref(),
+                        in_flight: &in_flight,
                         stopping: &stopping,
                     };
                     if let Some((stream, until, partial)) = conn.serve(partial) {
@@ -344,6 +400,8 @@ struct Connection<'a> {
     linger_for: Option<u64>,
     limits: &'a Limits,
     handler: &'a Handler,
+    gate: Option<&'a Gate>,
+    in_flight: &'a Arc<AtomicUsize>,
     stopping: &'a AtomicBool,
 }
 
@@ -353,6 +411,8 @@ enum ReadFailure {
     Gone,
     /// Answer this and close.
     Reply(u16, &'static str),
+    /// The gate's answer: send it and close.
+    Answer(Box<Response>),
     /// Not all of it is here yet: wait in the room for more.
     Incomplete,
 }
@@ -388,6 +448,13 @@ impl Connection<'_> {
                         false,
                     );
                     debug!("http request refused status={status} reason={}", q(message));
+                    if self.linger_for.is_some() {
+                        self.linger();
+                    }
+                    break;
+                }
+                Err(ReadFailure::Answer(resp)) => {
+                    let _ = write_response(&mut self.stream, &resp, true, false);
                     if self.linger_for.is_some() {
                         self.linger();
                     }
@@ -439,7 +506,7 @@ impl Connection<'_> {
 
     /// Takes what the socket has now, without waiting: whether anything came. A closed peer is
     /// `Gone`.
-    fn read_now(&mut self, buf: &mut Vec<u8>) -> Result<bool, ReadFailure> {
+    fn read_now(&mut self, buf: &mut Vec<u8>, limit: usize) -> Result<bool, ReadFailure> {
         if self.stream.set_nonblocking(true).is_err() {
             return Err(ReadFailure::Gone);
         }
@@ -451,7 +518,7 @@ impl Connection<'_> {
                 Ok(n) => {
                     buf.extend_from_slice(&chunk[..n]);
                     got = true;
-                    if n < chunk.len() || buf.len() > self.limits.max_body_bytes + self.limits.max_head_bytes {
+                    if n < chunk.len() || buf.len() > limit {
                         break Ok(got);
                     }
                 }
@@ -479,8 +546,14 @@ impl Connection<'_> {
         partial: &mut Partial,
         remote: Option<SocketAddr>,
     ) -> Result<(Request, bool), ReadFailure> {
-        // what the socket has now (the waiting room saw bytes, or a close)
-        let arrived = self.read_now(&mut partial.buf);
+        // what the socket has now (the waiting room saw bytes, or a close): no more than a head
+        // until the head has passed the gate and its body has room in the budget
+        let limit = if partial.reserved.is_some() {
+            self.limits.max_body_bytes + self.limits.max_head_bytes
+        } else {
+            self.limits.max_head_bytes
+        };
+        let arrived = self.read_now(&mut partial.buf, limit);
         if partial.buf.is_empty() {
             return match arrived {
                 Err(e) => Err(e),
@@ -548,8 +621,42 @@ impl Connection<'_> {
         let connection = header("connection").map(str::to_ascii_lowercase).unwrap_or_default();
         let keep_alive = if version == 0 { connection.contains("keep-alive") } else { !connection.contains("close") };
         let expects_continue = header("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
-        // the body
+        // the gate, once per request, before any of the body is read
+        if !partial.admitted {
+            if let Some(gate) = self.gate {
+                let head = Request {
+                    method: method.clone(),
+                    path: path.clone(),
+                    query: query.clone(),
+                    headers: headers.clone(),
+                    body: Vec::new(),
+                    remote,
+                };
+                if let Some(resp) = gate(&head) {
+                    self.linger_for =
+                        (content_length > 0 && content_length <= LINGER_BYTES as u64).then_some(content_length);
+                    return Err(ReadFailure::Answer(Box::new(resp)));
+                }
+            }
+            partial.admitted = true;
+        }
+        // the body, within the budget of bodies in flight
         let body_len = content_length as usize;
+        if buf.len() < head_len + body_len && partial.reserved.is_none() {
+            match Reservation::take(self.in_flight, body_len, self.limits.max_bodies_in_flight) {
+                Some(r) => partial.reserved = Some(r),
+                None => return Err(ReadFailure::Reply(503, "too many request bodies in flight; retry")),
+            }
+            if expects_continue && !partial.continued {
+                let _ = self.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+                partial.continued = true;
+            }
+            // what is already here of the body is read on the next pass, now with room for it
+            if !closed {
+                return Err(ReadFailure::Incomplete);
+            }
+        }
+        let buf = &mut partial.buf;
         if buf.len() < head_len + body_len {
             if closed {
                 return Err(ReadFailure::Gone);
@@ -563,6 +670,8 @@ impl Connection<'_> {
         }
         buf.drain(..head_len);
         let body: Vec<u8> = buf.drain(..body_len).collect();
+        partial.admitted = false;
+        partial.reserved = None;
         Ok((Request { method, path, query, headers, body, remote }, keep_alive))
     }
 }
@@ -882,5 +991,64 @@ mod tests {
         let started = Instant::now();
         server.shutdown();
         assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    }
+
+    fn gated_server(limits: Limits) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let handler: Arc<Handler> = Arc::new(|req: &Request| Response::json_bytes(200, req.body.clone()));
+        let gate: Arc<Gate> = Arc::new(|head: &Request| {
+            (head.header("authorization") != Some("yes")).then(|| Response::error(401, &ErrorBody::new("no")))
+        });
+        Server::start_service(listener, limits, Service { gate: Some(gate), handler }).expect("server starts")
+    }
+
+    #[test]
+    fn the_gate_answers_before_the_body_is_read_and_before_any_continue() {
+        let server = gated_server(Limits::default());
+        let out = raw(
+            &server,
+            b"POST / HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 500000\r\nConnection: close\r\n\r\n",
+        );
+        assert!(out.starts_with("HTTP/1.1 401"), "{out}");
+        assert!(!out.contains("100 Continue"), "{out}");
+        let ok = raw(
+            &server,
+            b"POST / HTTP/1.1\r\nHost: t\r\nAuthorization: yes\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
+        );
+        assert!(ok.starts_with("HTTP/1.1 200") && ok.ends_with("abc"), "{ok}");
+    }
+
+    #[test]
+    fn bodies_past_the_budget_in_flight_get_503() {
+        let server = gated_server(Limits { max_bodies_in_flight: 1000, ..Limits::default() });
+        // one body holds 800 bytes of the budget while it trickles in
+        let mut slow = TcpStream::connect(server.local_addr()).expect("connect");
+        slow.write_all(
+            b"POST / HTTP/1.1\r\nHost: t\r\nAuthorization: yes\r\nExpect: 100-continue\r\nContent-Length: 800\r\n\r\n",
+        )
+        .expect("write");
+        // the 100 Continue comes once its room is taken
+        let mut got = [0u8; 25];
+        slow.read_exact(&mut got).expect("100 Continue");
+        assert_eq!(&got, b"HTTP/1.1 100 Continue\r\n\r\n");
+        let out = raw(
+            &server,
+            b"POST / HTTP/1.1\r\nHost: t\r\nAuthorization: yes\r\nContent-Length: 300\r\nConnection: close\r\n\r\n",
+        );
+        assert!(out.starts_with("HTTP/1.1 503"), "{out}");
+        drop(slow);
+        // given back once that connection is gone
+        let body = "x".repeat(300);
+        let req = format!("POST / HTTP/1.1\r\nHost: t\r\nAuthorization: yes\r\nContent-Length: 300\r\nConnection: close\r\n\r\n{body}");
+        let mut tries = 0;
+        loop {
+            let out = raw(&server, req.as_bytes());
+            if out.starts_with("HTTP/1.1 200") {
+                break;
+            }
+            tries += 1;
+            assert!(tries < 100, "the budget never came back: {out}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
