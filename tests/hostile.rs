@@ -386,3 +386,20 @@ fn bodies_sent_without_a_token_cost_no_memory() {
         assert_eq!(status, 200);
     }
 }
+
+#[test]
+fn health_without_the_token_says_only_that_the_daemon_is_up() {
+    let c = Cluster::start("health_without_token", ClusterOptions { workers: 1, ..ClusterOptions::default() });
+    c.wait_nodes_up();
+    for (who, addr) in [("manager", c.manager().addr.clone()), ("worker", c.workers[0].addr.clone())] {
+        let url = format!("http://{addr}/v1/health");
+        let (status, body) = http_as("GET", &url, None, None);
+        let open: Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!((status, open), (200, json!({"status": "up"})), "{who}");
+        let (_, wrong) = http_as("GET", &url, None, Some("not-the-token-at-all"));
+        assert_eq!(serde_json::from_slice::<Value>(&wrong).expect("json"), json!({"status": "up"}), "{who}");
+        let (status, full) = http("GET", &url, None);
+        assert_eq!(status, 200);
+        assert!(full.get("version").is_some(), "{who}: the token shows the details: {full}");
+    }
+}
