@@ -13,9 +13,9 @@ use crate::api::{ErrorBody, NodeInfo, StartTask, WorkerHealth};
 use crate::auth::Token;
 use crate::control::error_chain;
 use crate::logfmt::{q, short};
-use crate::manager::{LinkError, ManagerError, ManagerHandle, WorkerLink};
+use crate::manager::{Cursor, LinkError, ManagerError, ManagerHandle, TaskQuery, WorkerLink};
 use crate::stats::NodeStats;
-use crate::task::{InvalidTaskId, SpecError, Task, TaskId, TaskSpec};
+use crate::task::{InvalidTaskId, SpecError, Task, TaskId, TaskSpec, TaskState};
 use crate::worker::{WorkerError, WorkerHandle};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -149,6 +149,11 @@ pub enum ApiError {
     Unauthorized,
     Route(RouteError),
     Spec(SpecError),
+    /// A query parameter that is unknown or out of range.
+    Query {
+        param: String,
+        message: String,
+    },
     Manager(ManagerError),
     Worker(WorkerError),
 }
@@ -175,7 +180,7 @@ pub fn status_of(e: &ApiError) -> u16 {
         ApiError::Route(RouteError::NotFound) => 404,
         ApiError::Route(RouteError::MethodNotAllowed(_)) => 405,
         ApiError::Route(RouteError::BadId(_)) => 400,
-        ApiError::Spec(_) => 400,
+        ApiError::Spec(_) | ApiError::Query { .. } => 400,
         ApiError::Manager(ManagerError::NotFound(_)) | ApiError::Worker(WorkerError::NotFound(_)) => 404,
         ApiError::Manager(ManagerError::AlreadyFinished { .. })
         | ApiError::Worker(WorkerError::AlreadyFinished { .. } | WorkerError::CleaningUp(_)) => 409,
@@ -203,6 +208,9 @@ fn error_response(e: ApiError) -> Response {
         }
         ApiError::Route(RouteError::BadId(bad)) => ErrorBody::new(bad.to_string()),
         ApiError::Spec(s) => ErrorBody { error: s.to_string(), field: s.field.clone() },
+        ApiError::Query { param, message } => {
+            ErrorBody { error: format!("query parameter `{param}`: {message}"), field: Some(param.clone()) }
+        }
         ApiError::Manager(m) => ErrorBody::new(error_chain(m)),
         ApiError::Worker(w) => ErrorBody::new(error_chain(w)),
     };
@@ -330,10 +338,77 @@ pub fn worker_handler(handle: WorkerHandle, token: Option<Token>) -> Service {
     api_service(token, worker_route, move |route, req| serve_worker(&handle, route, req))
 }
 
+/// The header that carries where the next page of a list starts (absent on the last page).
+pub const NEXT_PAGE_HEADER: &str = "Skiff-Next";
+
+/// `GET /v1/tasks`'s query: `limit`, `next` (from the header of the page before), `state`,
+/// `node`, `name`. An unknown parameter, or a value out of range, is a 400 that names it.
+pub fn task_query(query: &str) -> Result<TaskQuery, ApiError> {
+    let bad = |param: &str, message: String| ApiError::Query { param: param.to_string(), message };
+    let mut q = TaskQuery::default();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, raw) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = percent_decode(raw).ok_or_else(|| bad(key, "is not valid percent-encoded UTF-8".into()))?;
+        match key {
+            "limit" => {
+                q.limit = value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=TaskQuery::MAX_LIMIT).contains(n))
+                    .ok_or_else(|| bad(key, format!("must be a number from 1 to {}", TaskQuery::MAX_LIMIT)))?
+            }
+            "next" => {
+                q.after = Some(Cursor::parse(&value).ok_or_else(|| bad(key, "is not a cursor this list gave".into()))?)
+            }
+            "state" => {
+                let state = TaskState::ALL.into_iter().find(|s| s.as_str().eq_ignore_ascii_case(&value));
+                let names: Vec<&str> = TaskState::ALL.iter().map(|s| s.as_str()).collect();
+                q.state = Some(state.ok_or_else(|| bad(key, format!("must be one of {}", names.join(", "))))?)
+            }
+            "node" => q.node = Some(value),
+            "name" => q.name = Some(value),
+            other => return Err(bad(other, "unknown; the parameters are limit, next, state, node, name".into())),
+        }
+    }
+    Ok(q)
+}
+
+/// `%XX` escapes and `+` for space, as query strings carry them; `None` for a broken escape.
+fn percent_decode(raw: &str) -> Option<String> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 fn serve_manager(h: &ManagerHandle, route: ManagerRoute, req: &Request) -> Result<Response, ApiError> {
     match route {
         ManagerRoute::Health => json(200, &h.health()?),
-        ManagerRoute::ListTasks => json(200, &h.list()?),
+        ManagerRoute::ListTasks => {
+            let page = h.list(task_query(&req.query)?)?;
+            let resp = json(200, &page.tasks)?;
+            Ok(match page.next {
+                Some(next) => resp.with_header(NEXT_PAGE_HEADER, &next.to_string()),
+                None => resp,
+            })
+        }
         ManagerRoute::SubmitTask => {
             let spec = TaskSpec::from_json(&req.body).map_err(ApiError::Spec)?;
             let task = h.submit(spec)?;
@@ -431,6 +506,18 @@ fn call<T: DeserializeOwned>(
     deadline: Duration,
     authorization: Option<&str>,
 ) -> Result<T, LinkError> {
+    call_paged(agent, method, url, body, deadline, authorization).map(|(v, _)| v)
+}
+
+/// `call`, with where the next page starts when the answer is one page of a list.
+fn call_paged<T: DeserializeOwned>(
+    agent: &ureq::Agent,
+    method: &str,
+    url: &str,
+    body: Option<&[u8]>,
+    deadline: Duration,
+    authorization: Option<&str>,
+) -> Result<(T, Option<String>), LinkError> {
     let mut builder = ureq::http::Request::builder().method(method).uri(url);
     if let Some(value) = authorization {
         builder = builder.header("Authorization", value);
@@ -444,6 +531,7 @@ fn call<T: DeserializeOwned>(
     let request = agent.configure_request(request).timeout_global(Some(deadline)).build();
     let mut resp = agent.run(request).map_err(classify)?;
     let status = resp.status().as_u16();
+    let next = resp.headers().get(NEXT_PAGE_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
     let bytes = resp.body_mut().with_config().limit(MAX_ANSWER).read_to_vec().map_err(classify)?;
     if !(200..300).contains(&status) {
         let message = serde_json::from_slice::<ErrorBody>(&bytes)
@@ -451,7 +539,9 @@ fn call<T: DeserializeOwned>(
             .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).chars().take(300).collect());
         return Err(LinkError::Refused { status, message });
     }
-    serde_json::from_slice(&bytes).map_err(|e| LinkError::BadAnswer(format!("{e} in {} bytes", bytes.len())))
+    serde_json::from_slice(&bytes)
+        .map(|v| (v, next))
+        .map_err(|e| LinkError::BadAnswer(format!("{e} in {} bytes", bytes.len())))
 }
 
 /// The manager's link to one worker over HTTP.
@@ -589,8 +679,25 @@ impl ManagerClient {
         self.call("GET", &format!("/v1/tasks/{id}"), None)
     }
 
+    /// Every task, page by page, oldest first.
     pub fn list(&self) -> Result<Vec<Task>, ClientError> {
-        self.call("GET", "/v1/tasks", None)
+        let mut all = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let path = match &next {
+                Some(cursor) => format!("/v1/tasks?next={cursor}"),
+                None => "/v1/tasks".to_string(),
+            };
+            let url = format!("{}{path}", self.base);
+            let (page, more): (Vec<Task>, Option<String>) =
+                call_paged(&self.agent, "GET", &url, None, self.deadline, self.authorization.as_deref())
+                    .map_err(|failure| ClientError { address: self.address.clone(), failure })?;
+            all.extend(page);
+            match more {
+                Some(cursor) if next.as_deref() != Some(cursor.as_str()) => next = Some(cursor),
+                _ => return Ok(all),
+            }
+        }
     }
 
     pub fn stop(&self, id: TaskId) -> Result<Task, ClientError> {
@@ -774,5 +881,32 @@ mod tests {
         assert_eq!(e.field.as_deref(), Some("id"));
         let e = parse_start_task(format!(r#"{{"id":"{ID}","spec":{{}},"extra":1}}"#).as_bytes()).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("extra"));
+    }
+
+    #[test]
+    fn task_queries_are_read_and_bad_ones_name_the_parameter() {
+        let q = task_query("limit=10&state=running&node=w%2D1&name=web").expect("valid");
+        assert_eq!(
+            (q.limit, q.state, q.node.as_deref(), q.name.as_deref()),
+            (10, Some(TaskState::Running), Some("w-1"), Some("web"))
+        );
+        assert_eq!(task_query("").expect("empty"), TaskQuery::default());
+        for (query, param) in [
+            ("limit=0", "limit"),
+            ("limit=5000", "limit"),
+            ("limit=x", "limit"),
+            ("state=Sleeping", "state"),
+            ("next=garbage", "next"),
+            ("sort=name", "sort"),
+            ("name=%zz", "name"),
+        ] {
+            match task_query(query) {
+                Err(e @ ApiError::Query { .. }) => {
+                    assert_eq!(status_of(&e), 400);
+                    assert!(matches!(&e, ApiError::Query { param: p, .. } if p == param), "{query}: {e:?}");
+                }
+                other => panic!("{query}: {other:?}"),
+            }
+        }
     }
 }

@@ -22,6 +22,7 @@ use crate::sched::SchedulerKind;
 use crate::stats::NodeStats;
 use crate::store::{Store, StoreError};
 use crate::task::{SpecError, Task, TaskId, TaskSpec, TaskState};
+use crate::time::Timestamp;
 use crossbeam_channel::{tick, unbounded, Receiver, Sender};
 use node::Node;
 use state::State;
@@ -79,6 +80,8 @@ pub struct ManagerConfig {
     pub dispatch_threads: usize,
     /// A container no task owns is stopped after this (see `PlanConfig`).
     pub orphan_grace: Duration,
+    /// Finished tasks kept; beyond, the longest finished are forgotten (table and store).
+    pub keep_finished: usize,
     /// Where the control loop reads the time (the system's, but for tests).
     pub clock: Arc<dyn Clock>,
 }
@@ -91,6 +94,7 @@ impl Default for ManagerConfig {
             node_timeout: Duration::from_secs(4),
             dispatch_threads: 4,
             orphan_grace: Duration::from_secs(30),
+            keep_finished: 1000,
             clock: clock::system(),
         }
     }
@@ -107,6 +111,60 @@ impl fmt::Debug for ManagerConfig {
             .field("orphan_grace", &self.orphan_grace)
             .finish_non_exhaustive()
     }
+}
+
+/// Which tasks a list shows: those that match every filter given, oldest first, after the
+/// cursor of an earlier page, at most `limit`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskQuery {
+    pub limit: usize,
+    /// Where the last page ended (its `next`).
+    pub after: Option<Cursor>,
+    pub state: Option<TaskState>,
+    pub node: Option<String>,
+    pub name: Option<String>,
+}
+
+impl TaskQuery {
+    /// A page holds this many tasks unless the caller asks for fewer.
+    pub const DEFAULT_LIMIT: usize = 500;
+    /// And never more than this.
+    pub const MAX_LIMIT: usize = 1000;
+}
+
+impl Default for TaskQuery {
+    fn default() -> TaskQuery {
+        TaskQuery { limit: TaskQuery::DEFAULT_LIMIT, after: None, state: None, node: None, name: None }
+    }
+}
+
+/// A place in the list's order (by submission time, then id): a page goes on after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Cursor(pub Timestamp, pub TaskId);
+
+impl Cursor {
+    pub fn of(task: &Task) -> Cursor {
+        Cursor(task.created_at, task.id)
+    }
+
+    /// `MILLIS.UUID`, as the list hands it out.
+    pub fn parse(text: &str) -> Option<Cursor> {
+        let (ms, id) = text.split_once('.')?;
+        Some(Cursor(Timestamp(ms.parse().ok()?), id.parse().ok()?))
+    }
+}
+
+impl fmt::Display for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.0.millis(), self.1)
+    }
+}
+
+/// One page of a list, and where the next one starts if there is more.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskPage {
+    pub tasks: Vec<Task>,
+    pub next: Option<Cursor>,
 }
 
 /// Why a manager request failed.
@@ -158,7 +216,7 @@ type Reply<T> = Sender<Result<T, ManagerError>>;
 enum Command {
     Submit { spec: TaskSpec, reply: Reply<Task> },
     Get { id: TaskId, reply: Reply<Task> },
-    List { reply: Reply<Vec<Task>> },
+    List { query: TaskQuery, reply: Reply<TaskPage> },
     Stop { id: TaskId, reply: Reply<Task> },
     Nodes { reply: Reply<Vec<NodeInfo>> },
     Health { reply: Reply<ManagerHealth> },
@@ -189,8 +247,9 @@ impl ManagerHandle {
         self.ask(|reply| Command::Get { id, reply })
     }
 
-    pub fn list(&self) -> Result<Vec<Task>, ManagerError> {
-        self.ask(|reply| Command::List { reply })
+    /// One page of the tasks that match, oldest first.
+    pub fn list(&self, query: TaskQuery) -> Result<TaskPage, ManagerError> {
+        self.ask(|reply| Command::List { query, reply })
     }
 
     /// Records that the task is wanted stopped and sets the stop going; the record comes back at once.
@@ -458,10 +517,16 @@ mod tests {
 
     /// A rig whose workers offer `memory_mb` each, if given.
     fn rig_with(names: &[&str], scheduler: SchedulerKind, memory_mb: Option<u64>) -> Rig {
-        rig_on(names, scheduler, memory_mb, FlakyStore::new())
+        rig_on(names, scheduler, memory_mb, FlakyStore::new(), 1000)
     }
 
-    fn rig_on(names: &[&str], scheduler: SchedulerKind, memory_mb: Option<u64>, store: FlakyStore) -> Rig {
+    fn rig_on(
+        names: &[&str],
+        scheduler: SchedulerKind,
+        memory_mb: Option<u64>,
+        store: FlakyStore,
+        keep_finished: usize,
+    ) -> Rig {
         let workers: Vec<Arc<FakeWorker>> = names.iter().map(|n| FakeWorker::new(n)).collect();
         if let Some(mb) = memory_mb {
             for w in &workers {
@@ -471,7 +536,8 @@ mod tests {
         let links = workers.iter().map(|w| w.clone() as Arc<dyn WorkerLink>).collect();
         let (ticks, rx) = unbounded();
         let clock = manual_clock();
-        let manager = spawn_with_ticks(config(scheduler, &clock), Box::new(store.clone()), links, rx).expect("spawns");
+        let config = ManagerConfig { keep_finished, ..config(scheduler, &clock) };
+        let manager = spawn_with_ticks(config, Box::new(store.clone()), links, rx).expect("spawns");
         let rig = Rig { manager, ticks, workers, clock, store };
         rig.until("every node up", |h| h.nodes().ok()?.iter().all(|n| n.status == NodeStatus::Up).then_some(()));
         rig
@@ -629,6 +695,54 @@ mod tests {
     }
 
     #[test]
+    fn lists_come_in_pages_that_filter_and_go_on_where_the_last_ended() {
+        let r = rig(&["w1"]);
+        let ids: Vec<TaskId> = (0..5)
+            .map(|i| {
+                r.clock.advance(Duration::from_millis(10));
+                r.submit(if i % 2 == 0 { "even" } else { "odd" }).id
+            })
+            .collect();
+        for id in &ids {
+            r.running(*id);
+        }
+        let h = r.handle();
+        let first = h.list(TaskQuery { limit: 2, ..TaskQuery::default() }).expect("page");
+        assert_eq!(first.tasks.iter().map(|t| t.id).collect::<Vec<_>>(), ids[..2]);
+        let cursor = first.next.expect("more");
+        let rest = h.list(TaskQuery { after: Some(cursor), ..TaskQuery::default() }).expect("page");
+        assert_eq!(rest.tasks.iter().map(|t| t.id).collect::<Vec<_>>(), ids[2..]);
+        assert_eq!(rest.next, None, "the last page says so");
+        let evens = h.list(TaskQuery { name: Some("even".into()), ..TaskQuery::default() }).expect("page");
+        assert_eq!(evens.tasks.len(), 3);
+        let on_w1 =
+            h.list(TaskQuery { node: Some("w1".into()), state: Some(TaskState::Running), ..TaskQuery::default() });
+        assert_eq!(on_w1.expect("page").tasks.len(), 5);
+        let none = h.list(TaskQuery { state: Some(TaskState::Failed), ..TaskQuery::default() }).expect("page");
+        assert!(none.tasks.is_empty());
+        assert_eq!(Cursor::parse(&cursor.to_string()), Some(cursor));
+    }
+
+    #[test]
+    fn finished_tasks_beyond_the_bound_are_forgotten_longest_finished_first() {
+        let r = rig_on(&["w1"], SchedulerKind::RoundRobin, None, FlakyStore::new(), 2);
+        let ids: Vec<TaskId> = (0..4).map(|i| r.submit(&format!("t{i}")).id).collect();
+        for id in &ids {
+            r.running(*id);
+        }
+        for id in &ids {
+            r.clock.advance(Duration::from_secs(1));
+            r.handle().stop(*id).expect("stop");
+            r.until("stopped", |h| h.get(*id).ok().filter(|t| t.state == TaskState::Stopped).map(|_| ()));
+        }
+        r.until("the two longest finished forgotten", |h| h.get(ids[1]).is_err().then_some(()));
+        assert!(r.handle().get(ids[0]).is_err());
+        assert_eq!(r.handle().get(ids[3]).expect("kept").state, TaskState::Stopped);
+        assert_eq!(r.store.get_task(&ids[0]).expect("read"), None, "gone from the store too");
+        assert!(r.store.get_task(&ids[2]).expect("read").is_some());
+    }
+
+    #[test]
     fn a_node_silent_past_the_timeout_is_down_and_its_tasks_move() {
         let r = rig(&["w1", "w2"]);
         let t = r.submit("a");
@@ -699,7 +813,7 @@ mod tests {
 
     #[test]
     fn with_a_persisted_store_a_container_no_task_owns_is_stopped_after_the_grace_period() {
-        let r = rig_on(&["w1"], SchedulerKind::RoundRobin, None, FlakyStore::persisted());
+        let r = rig_on(&["w1"], SchedulerKind::RoundRobin, None, FlakyStore::persisted(), 1000);
         let orphan = Task::new(TaskId::new_v4(), spec("orphan"), Timestamp(1));
         r.workers[0].run_copy(&orphan);
         // seen, and polled again, within the grace period: left alone
@@ -821,7 +935,7 @@ mod tests {
         r.store.fail_writes(true);
         let refused = r.handle().submit(spec("a"));
         assert!(matches!(refused, Err(ManagerError::Store(_))), "{refused:?}");
-        assert!(r.handle().list().expect("list").is_empty(), "nothing claimed");
+        assert!(r.handle().list(TaskQuery::default()).expect("list").tasks.is_empty(), "nothing claimed");
         r.one_poll_of(0);
         assert!(r.workers[0].tasks.lock().expect("lock").is_empty(), "nothing started");
         r.store.fail_writes(false);

@@ -403,3 +403,109 @@ fn health_without_the_token_says_only_that_the_daemon_is_up() {
         assert!(full.get("version").is_some(), "{who}: the token shows the details: {full}");
     }
 }
+
+#[test]
+fn lists_come_in_pages_and_specs_are_bounded() {
+    let c = Cluster::start("pages_and_bounds", ClusterOptions { workers: 0, ..ClusterOptions::default() });
+    let ids: Vec<String> = (0..3).map(|i| c.submit(&sleeper(&format!("p{i}")))).collect();
+    let agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
+    let page = |query: &str| {
+        let mut resp = agent
+            .get(&c.manager_url(&format!("/v1/tasks{query}")))
+            .header("Authorization", &format!("Bearer {TOKEN}"))
+            .call()
+            .expect("list");
+        let next = resp.headers().get("Skiff-Next").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let tasks: Value = resp.body_mut().read_json().expect("json");
+        let ids: Vec<String> =
+            tasks.as_array().expect("array").iter().map(|t| t["id"].as_str().expect("id").to_string()).collect();
+        (ids, next)
+    };
+    let (first, next) = page("?limit=2");
+    assert_eq!(first, ids[..2]);
+    let (rest, last) = page(&format!("?next={}", next.expect("a next page")));
+    assert_eq!((rest, last), (ids[2..].to_vec(), None));
+    let (named, _) = page("?name=p1");
+    assert_eq!(named, ids[1..2]);
+    let (status, v) = http("GET", &c.manager_url("/v1/tasks?limit=100000"), None);
+    assert_eq!((status, v["field"].as_str()), (400, Some("limit")), "{v}");
+
+    let big = json!({"name": "big", "image": IMAGE, "cmd": ["x".repeat(20_000), "y".repeat(20_000)]});
+    let (status, v) = http("POST", &c.manager_url("/v1/tasks"), Some(big.to_string().as_bytes()));
+    assert_eq!((status, v["field"].as_str()), (400, Some("cmd")), "{v}");
+}
+
+/// A reader that takes a few hundred bytes every 100 ms through a small receive window: it keeps
+/// the server writing, slowly, for as long as the server lets it. Returns how many bytes it got
+/// before the connection ended (or `None` if it was still open after `limit`).
+fn trickle(addr: &str, path: &str, limit: Duration, reading: std::sync::mpsc::Sender<()>) -> Option<usize> {
+    use std::os::unix::io::AsRawFd;
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    let small: libc::c_int = 4096;
+    // SAFETY: setsockopt on an open socket with a pointer to a c_int of the size given.
+    unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&small as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+    let req = format!("GET {path} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n");
+    std::io::Write::write_all(&mut s, req.as_bytes()).expect("send");
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let end = Instant::now() + limit;
+    let mut got = 0;
+    let mut buf = [0u8; 256];
+    while Instant::now() < end {
+        match std::io::Read::read(&mut s, &mut buf) {
+            Ok(0) => return Some(got),
+            Ok(n) => {
+                if got == 0 {
+                    let _ = reading.send(());
+                }
+                got += n;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => return Some(got),
+        }
+        std::thread::sleep(Duration::from_millis(100)); // the reader's pace, not synchronisation
+    }
+    None
+}
+
+#[test]
+fn slow_readers_lose_their_connection_instead_of_holding_threads() {
+    let c = Cluster::start("slow_readers", ClusterOptions { workers: 0, ..ClusterOptions::default() });
+    // 500 Pending tasks of about 30 KB each: one page of the list is about 15 MB
+    let spec = json!({"name": "fat", "image": IMAGE, "cmd": ["x".repeat(30_000)]});
+    let body = spec.to_string();
+    for _ in 0..500 {
+        let (status, _) = http_raw("POST", &c.manager_url("/v1/tasks"), Some(body.as_bytes()));
+        assert_eq!(status, 201);
+    }
+    let addr = c.manager().addr.clone();
+    let (reading_tx, reading) = std::sync::mpsc::channel();
+    let readers: Vec<_> = (0..16)
+        .map(|_| {
+            let (addr, tx) = (addr.clone(), reading_tx.clone());
+            std::thread::spawn(move || trickle(&addr, "/v1/tasks", Duration::from_secs(60), tx))
+        })
+        .collect();
+    // every handler thread is writing to a slow reader now
+    for _ in 0..16 {
+        reading.recv_timeout(Duration::from_secs(30)).expect("each reader gets the start of its answer");
+    }
+    let started = Instant::now();
+    // within the response deadline they lose their connections and health answers again
+    let health = wait_for("health to answer again", Duration::from_secs(40), || {
+        let (status, _) = http("GET", &c.manager_url("/v1/health"), None);
+        (status == 200).then(|| started.elapsed())
+    });
+    for r in readers {
+        let got = r.join().expect("reader").expect("the server ended the slow connection");
+        assert!(got < 15_000_000, "a slow reader got the whole list ({got} bytes)");
+    }
+    println!("health answered {health:?} after 16 slow readers began");
+}

@@ -31,6 +31,9 @@ skiff::daemon_args! {
         /// seconds a container no task owns is left alone before it is stopped (default 30)
         #[argh(option, default = "30")]
         orphan_grace_s: u64,
+        /// finished tasks kept in the table and the store; older ones are forgotten (default 1000)
+        #[argh(option, default = "1000")]
+        keep_finished: usize,
     }
 }
 
@@ -65,6 +68,7 @@ fn run(args: Args) -> Result<(), String> {
         poll_interval: Duration::from_millis(args.poll_interval_ms),
         node_timeout: Duration::from_millis(args.node_timeout_ms),
         orphan_grace: Duration::from_secs(args.orphan_grace_s),
+        keep_finished: args.keep_finished,
         ..ManagerConfig::default()
     };
     let manager = manager::spawn(config, ready.store, links).map_err(|e| error_chain(&e))?;

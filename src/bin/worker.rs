@@ -27,6 +27,14 @@ skiff::daemon_args! {
         /// engine's event stream (default 5000)
         #[argh(option, default = "5000")]
         sync_interval_ms: u64,
+        /// finished tasks kept listed (for the manager to see how they ended); older ones are
+        /// forgotten, as are any older than a day (default 1000)
+        #[argh(option, default = "1000")]
+        keep_finished: usize,
+        /// seconds a container with this node's labels that is no task's own is left alone
+        /// before it is removed (default 30)
+        #[argh(option, default = "30")]
+        orphan_grace_s: u64,
         /// cores Skiff may place on this node (default: all of them)
         #[argh(option)]
         max_cpus: Option<f64>,
@@ -70,6 +78,8 @@ fn run(args: Args) -> Result<(), String> {
     let mut config = WorkerConfig::new(&args.name);
     config.stop_grace = Duration::from_secs(args.stop_grace_s);
     config.sync_interval = Duration::from_millis(args.sync_interval_ms);
+    config.keep_finished_count = args.keep_finished;
+    config.orphan_grace = Duration::from_secs(args.orphan_grace_s);
     config.restart_backoff_max = Duration::from_secs(args.restart_backoff_max_s.max(1));
     config.caps = Caps { cpus: args.max_cpus, memory_mb: args.max_memory_mb, disk_mb: args.max_disk_mb };
     let worker = worker::spawn(config, docker, ready.store).map_err(|e| error_chain(&e))?;

@@ -734,8 +734,53 @@ fn write_response(stream: &mut TcpStream, resp: &Response, close: bool, head_onl
     if !head_only {
         bytes.extend_from_slice(&resp.body);
     }
-    stream.write_all(&bytes)?;
+    write_within(stream, &bytes, RESPONSE_DEADLINE)
+}
+
+/// A whole response must be taken by its reader within this: a reader that takes a byte now and
+/// then loses its connection instead of holding a handler thread.
+const RESPONSE_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Writes all of `bytes` within `deadline`, each write waiting only for what is left of it.
+fn write_within(stream: &mut TcpStream, mut bytes: &[u8], deadline: Duration) -> io::Result<()> {
+    let end = Instant::now() + deadline;
+    while !bytes.is_empty() {
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            abort_on_close(stream);
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "the reader did not take the response in time"));
+        }
+        stream.set_write_timeout(Some(left))?;
+        match stream.write(&bytes[..bytes.len().min(64 * 1024)]) {
+            Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "connection closed")),
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                if matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) {
+                    abort_on_close(stream);
+                }
+                return Err(e);
+            }
+        }
+    }
     stream.flush()
+}
+
+/// Makes the close of this connection a reset: what is queued for a reader too slow to take it
+/// is dropped, not sent over minutes after the thread has given up on it.
+fn abort_on_close(stream: &TcpStream) {
+    use std::os::unix::io::AsRawFd;
+    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+    // SAFETY: setsockopt on an open socket with a pointer to a linger struct of the size given.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
 }
 
 #[cfg(test)]

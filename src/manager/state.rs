@@ -8,7 +8,7 @@
 //! A change is kept in the table, and told to a caller, only once the store has it.
 
 use super::node::{Job, Node, Observation};
-use super::{Command, ManagerConfig, ManagerError};
+use super::{Command, Cursor, ManagerConfig, ManagerError, TaskPage, TaskQuery};
 use crate::api::{ManagerHealth, NodeInfo, NodeStatus, StartTask};
 use crate::clock::Clock;
 use crate::control::{answer, error_chain, survive};
@@ -104,12 +104,39 @@ impl State {
                     Ok(cmd) => survive("a command", || self.on_command(cmd)),
                 },
                 recv(obs_rx) -> obs => if let Ok(obs) = obs { survive("an observation", || self.on_observation(obs)) },
-                recv(ticker) -> _ => self.poll_all(),
+                recv(ticker) -> _ => {
+                    self.poll_all();
+                    survive("pruning", || self.prune_finished());
+                }
             }
             self.epoch += 1;
             survive("the plan", || self.reconcile());
         }
         info!("manager control loop stopped");
+    }
+
+    /// Forgets the longest-finished tasks beyond `keep_finished`, so that neither the table nor
+    /// a list grows with every task ever run.
+    fn prune_finished(&mut self) {
+        let mut finished: Vec<(Timestamp, TaskId)> = self
+            .tasks
+            .values()
+            .filter(|t| t.task.is_terminal() && t.op_on.is_none())
+            .map(|t| (t.task.finished_at.unwrap_or(t.task.created_at), t.task.id))
+            .collect();
+        if finished.len() <= self.config.keep_finished {
+            return;
+        }
+        finished.sort();
+        let extra = finished.len() - self.config.keep_finished;
+        for (_, id) in finished.into_iter().take(extra) {
+            if let Err(e) = self.store.delete_task(&id) {
+                error!("store delete failed task_id={id} error={}", q(&error_chain(&e)));
+                return; // tried again at the next tick
+            }
+            self.tasks.remove(&id);
+        }
+        debug!("finished tasks forgotten count={extra}");
     }
 
     /// Wall-clock time, for records.
@@ -165,17 +192,36 @@ impl State {
         }
     }
 
+    /// One page of the tasks that match `query`: only that page is copied, whatever the table holds.
+    fn page(&self, query: &TaskQuery) -> TaskPage {
+        let mut matching: Vec<&Task> = self
+            .tasks
+            .values()
+            .map(|t| &t.task)
+            .filter(|t| query.after.is_none_or(|after| Cursor::of(t) > after))
+            .filter(|t| query.state.is_none_or(|s| t.state == s))
+            .filter(|t| query.node.as_deref().is_none_or(|n| t.node.as_deref() == Some(n)))
+            .filter(|t| query.name.as_deref().is_none_or(|n| t.name == n))
+            .collect();
+        let limit = query.limit.clamp(1, TaskQuery::MAX_LIMIT);
+        let more = matching.len() > limit;
+        if more {
+            matching.select_nth_unstable_by_key(limit, |t| Cursor::of(t));
+            matching.truncate(limit);
+        }
+        matching.sort_by_key(|t| Cursor::of(t));
+        let tasks: Vec<Task> = matching.into_iter().cloned().collect();
+        let next = if more { tasks.last().map(Cursor::of) } else { None };
+        TaskPage { tasks, next }
+    }
+
     fn on_command(&mut self, cmd: Command) {
         match cmd {
             Command::Submit { spec, reply } => answer(&reply, self.submit(spec)),
             Command::Get { id, reply } => {
                 answer(&reply, self.tasks.get(&id).map(|t| t.task.clone()).ok_or(ManagerError::NotFound(id)))
             }
-            Command::List { reply } => {
-                let mut all: Vec<Task> = self.tasks.values().map(|t| t.task.clone()).collect();
-                all.sort_by_key(|t| (t.created_at, t.id));
-                answer(&reply, Ok(all));
-            }
+            Command::List { query, reply } => answer(&reply, Ok(self.page(&query))),
             Command::Stop { id, reply } => answer(&reply, self.stop(id)),
             Command::Nodes { reply } => answer(&reply, Ok(self.node_infos())),
             Command::Health { reply } => {

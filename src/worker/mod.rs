@@ -62,6 +62,8 @@ pub struct WorkerConfig {
     pub ping_deadline: Duration,
     /// How long finished tasks stay listed for the manager to see.
     pub keep_finished: Duration,
+    /// How many finished tasks stay listed at most; the longest finished go first.
+    pub keep_finished_count: usize,
     /// How long an HTTP thread waits for a start to finish before answering 504.
     pub start_wait: Duration,
     /// How often the node's statistics are sampled (CPU usage is measured between samples).
@@ -99,6 +101,7 @@ impl WorkerConfig {
             ping_deadline: Duration::from_secs(2),
             // long enough for a manager cut off for a while to still learn how a task ended
             keep_finished: Duration::from_secs(24 * 3600),
+            keep_finished_count: 1000,
             start_wait: Duration::from_secs(330),
             stats_interval: Duration::from_secs(2),
             caps: Caps::default(),

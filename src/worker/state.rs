@@ -660,12 +660,19 @@ impl State {
         // forget finished tasks once the manager has had ample time to see them
         let now = self.now();
         let keep = self.config.keep_finished.as_millis() as u64;
-        let expired: Vec<TaskId> = self
+        let mut finished: Vec<(Timestamp, TaskId)> = self
             .entries
             .values()
             .filter(|e| e.task.is_terminal() && e.op.is_none() && !e.container_present)
-            .filter(|e| now.since(e.task.finished_at.unwrap_or(now)) > keep)
-            .map(|e| e.task.id)
+            .map(|e| (e.task.finished_at.unwrap_or(now), e.task.id))
+            .collect();
+        finished.sort();
+        let over = finished.len().saturating_sub(self.config.keep_finished_count);
+        let expired: Vec<TaskId> = finished
+            .iter()
+            .enumerate()
+            .filter(|(i, (at, _))| *i < over || now.since(*at) > keep)
+            .map(|(_, (_, id))| *id)
             .collect();
         for id in expired {
             match self.store.delete_task(&id) {

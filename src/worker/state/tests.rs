@@ -941,6 +941,20 @@ fn finished_tasks_are_forgotten_after_the_keep_time() {
 }
 
 #[test]
+fn finished_tasks_beyond_the_count_are_forgotten_longest_finished_first() {
+    let mut rig = Rig::new();
+    rig.state.config.keep_finished_count = 2;
+    let ids: Vec<TaskId> = (0..4).map(|_| rig.start().id).collect();
+    for id in &ids {
+        rig.exits(*id, 0);
+    }
+    rig.tick();
+    let kept: Vec<bool> = ids.iter().map(|id| rig.state.entries.contains_key(id)).collect();
+    assert_eq!(kept, [false, false, true, true]);
+    assert_eq!(rig.store.get_task(&ids[0]).expect("read"), None);
+}
+
+#[test]
 fn the_list_is_oldest_first() {
     let mut rig = Rig::new();
     let a = rig.start();
