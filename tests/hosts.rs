@@ -398,6 +398,11 @@ mod multi_host {
     ];
 
     impl Fault {
+        /// Whether the manager loses the worker (and moves its tasks) during this fault.
+        fn moves_tasks(self) -> bool {
+            matches!(self, Fault::CutHost | Fault::CutManager | Fault::KillWorker | Fault::PauseWorker)
+        }
+
         fn inject(self, c: &mut HostCluster, h: usize) {
             match self {
                 Fault::CutHost => c.cut(h),
@@ -417,6 +422,17 @@ mod multi_host {
                 Fault::RestartEngine | Fault::CrashEngine => c.engine_start(h),
             }
         }
+    }
+
+    /// Every task Running per the manager on a host other than `h`, with a copy running there.
+    fn all_running_off(c: &HostCluster, ids: &[String], h: usize) -> bool {
+        let copies = c.running_copies();
+        let tasks = c.tasks();
+        ids.iter().all(|id| {
+            let Some(t) = tasks.iter().find(|t| t["id"] == id.as_str()) else { return false };
+            let off = t["node"].as_str().is_some_and(|n| n != c.hosts[h].name);
+            off && t["state"] == "Running" && copies.get(id).is_some_and(|v| v.iter().any(|(i, _)| *i != h))
+        })
     }
 
     /// What the checker counts over the whole soak.
@@ -493,6 +509,7 @@ mod multi_host {
         let mut rng = Rng(seed);
         let mut tally = Tally::default();
         let mut figures: Vec<(Fault, String, Duration, Option<Duration>)> = Vec::new();
+        let mut failovers: Vec<Duration> = Vec::new();
         let end = Instant::now() + Duration::from_secs(secs);
         while Instant::now() < end {
             let fault = FAULTS[rng.below(FAULTS.len() as u64) as usize];
@@ -504,10 +521,16 @@ mod multi_host {
             let h = busy[rng.below(busy.len() as u64) as usize];
             let hold = Duration::from_secs(5 + rng.below(8));
             fault.inject(&mut c, h);
-            // the checker samples once a second while the fault holds
-            let until = Instant::now() + hold;
+            let injected = Instant::now();
+            // the checker samples once a second while the fault holds; a fault that silences a
+            // worker makes its tasks move, and the failover is when they all run elsewhere
+            let mut failover = None;
+            let until = injected + hold;
             while Instant::now() < until {
                 sample(&c, &ids, None, &mut tally);
+                if fault.moves_tasks() && failover.is_none() && all_running_off(&c, &ids, h) {
+                    failover = Some(injected.elapsed());
+                }
                 std::thread::sleep(Duration::from_secs(1));
             }
             fault.heal(&mut c, h);
@@ -522,10 +545,14 @@ mod multi_host {
                 std::thread::sleep(Duration::from_secs(1));
             }
             println!(
-                "  {fault:?} on {} for {hold:.0?}: every task Running once again {}",
+                "  {fault:?} on {} for {hold:.0?}: {}every task Running with one container {}",
                 c.hosts[h].name,
+                failover.map_or(String::new(), |d| format!("tasks Running elsewhere {d:.1?} after the fault; ")),
                 recovered.map_or("NOT within the bound".to_string(), |d| format!("{d:.1?} after the heal"))
             );
+            if let Some(d) = failover {
+                failovers.push(d);
+            }
             figures.push((fault, c.hosts[h].name.clone(), hold, recovered));
             if recovered.is_none() {
                 break;
@@ -539,6 +566,12 @@ mod multi_host {
         if let Some(worst) = recoveries.iter().max() {
             let mean = recoveries.iter().sum::<Duration>() / recoveries.len() as u32;
             println!("soak: recovery after a heal: mean {mean:.1?}, worst {worst:.1?}");
+        }
+        if let Some(worst) = failovers.iter().max() {
+            let mean = failovers.iter().sum::<Duration>() / failovers.len() as u32;
+            println!(
+                "soak: failover (tasks Running elsewhere, sampled each second): mean {mean:.1?}, worst {worst:.1?}"
+            );
         }
         assert!(tally.lost.is_empty(), "tasks lost: {:?}", tally.lost);
         assert_eq!(

@@ -5,7 +5,8 @@
 //! offers the faults as methods. Dropping it (also when a test fails or panics) stops the
 //! daemons and tears the hosts down: containers, engines, namespaces, links, mounts, data.
 //!
-//! One cluster at a time per machine (the names and addresses are fixed): tests hold `LOCK`.
+//! One cluster at a time per machine (the names and addresses are fixed): tests in a process
+//! hold `LOCK`, and `hosts.sh up` refuses to build over another run's hosts.
 
 #![allow(dead_code)]
 
@@ -143,6 +144,9 @@ pub struct HostCluster {
     pub dir: PathBuf,
     worker_args: Vec<String>,
     restarts: usize,
+    /// `up` succeeded, so the hosts are ours to tear down. A failed `up` cleans up after itself,
+    /// and one refused over leftovers must not tear down what may be another run's hosts.
+    built: bool,
     _lock: MutexGuard<'static, ()>,
 }
 
@@ -162,11 +166,13 @@ impl HostCluster {
             dir,
             worker_args: opts.worker_args,
             restarts: 0,
+            built: false,
             _lock: lock,
         };
         // from here on, a panic drops `cluster`, which runs `down`
         let started = Instant::now();
         let list = hosts_sh(&["up", &opts.hosts.to_string()]);
+        cluster.built = true;
         cluster.hosts = list.lines().filter_map(Host::parse).collect();
         assert_eq!(cluster.hosts.len(), opts.hosts, "hosts.sh up listed:\n{list}");
         println!("{} hosts up in {:.1?}", opts.hosts, started.elapsed());
@@ -333,6 +339,9 @@ impl Drop for HostCluster {
     fn drop(&mut self) {
         self.manager = None;
         self.workers.clear();
+        if !self.built {
+            return;
+        }
         // `down` removes every container of the hosts' engines, then the engines and the rest
         let out = Command::new(script()).arg("down").output();
         match out {
