@@ -7,9 +7,10 @@
 #   hosts.sh up N               build N hosts (refuses if leftovers of an earlier run would collide)
 #   hosts.sh down               tear everything down: workers, engines, namespaces, links, mounts, data
 #   hosts.sh list               one line per host: name, address, engine socket, netns, worker port
-#   hosts.sh worker HOST ARGS…  exec `worker ARGS…` inside HOST's namespace (its PID is recorded)
+#   hosts.sh worker HOST CMD…   exec CMD… (a worker) inside HOST's namespace, its PID recorded
 #   hosts.sh cut HOST           cut HOST off the network (its link down)
-#   hosts.sh cut-manager HOST   drop only the manager ↔ worker traffic (the worker's port), in HOST
+#   hosts.sh cut-manager HOST   drop only the manager ↔ worker traffic (the worker's port, from and
+#                               to the bridge's address, where the manager runs), in HOST
 #   hosts.sh heal HOST          undo both cuts
 #   hosts.sh engine-stop HOST [--kill]   stop HOST's engine (SIGTERM, or SIGKILL as a crash)
 #   hosts.sh engine-start HOST  start it again, as `up` did
@@ -67,10 +68,12 @@ ns_pid() {
     echo "$pid"
 }
 
+# overlay2 where the kernel has overlayfs and the data root is not itself on an overlay (as in a
+# container, where the system engine may use fuse-overlayfs for that reason); else what works.
 storage_driver() {
     if [ -n "${SKIFF_HOSTS_STORAGE_DRIVER:-}" ]; then
         echo "$SKIFF_HOSTS_STORAGE_DRIVER"
-    elif grep -qw overlay /proc/filesystems; then
+    elif grep -qw overlay /proc/filesystems && [ "$(stat -f -c %T "$base")" != overlayfs ]; then
         echo overlay2
     elif command -v fuse-overlayfs >/dev/null 2>&1; then
         echo fuse-overlayfs
@@ -86,7 +89,7 @@ start_engine() {
     dir=$(host_dir "$name")
     i=$(host_index "$name")
     rm -f "$dir/docker.pid"
-    say "starting the engine of $name (log $dir/dockerd.log)"
+    say "starting the engine of $name (storage driver $(storage_driver), log $dir/dockerd.log)"
     # setsid: the engine outlives this script and is not hit by the caller's Ctrl-C; it is
     # stopped by PID (engine-stop, down).
     say "+ setsid nsenter --net=$(netns_path "$name") dockerd --config-file $dir/daemon.json --data-root $dir/data …"
