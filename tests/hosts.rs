@@ -4,7 +4,7 @@
 //! run a short soak of random faults with an invariant checker. They need root, and fail (never
 //! skip) when the hosts cannot be built.
 //!
-//! `cargo test --test hosts -- --nocapture` prints the figures; `SKIFF_SOAK_SECS=600` makes the
+//! `cargo test --test hosts -- --test-threads=1 --nocapture` prints the figures; `SKIFF_SOAK_SECS=600` makes the
 //! soak a long one.
 
 mod common;
