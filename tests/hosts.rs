@@ -4,8 +4,8 @@
 //! run a short soak of random faults with an invariant checker. They need root, and fail (never
 //! skip) when the hosts cannot be built.
 //!
-//! `cargo test --test hosts -- --test-threads=1 --nocapture` prints the figures; `SKIFF_SOAK_SECS=600` makes the
-//! soak a long one.
+//! `cargo test --test hosts -- --test-threads=1 --nocapture` prints the figures;
+//! `SKIFF_SOAK_SECS=600` makes the soak a long one, `SKIFF_SOAK_SEED=N` replays one.
 
 mod common;
 #[path = "common/hosts.rs"]
