@@ -68,7 +68,14 @@ mod multi_host {
     #[test]
     fn tasks_spread_over_three_hosts_answer_at_their_own_hosts_address() {
         let c = HostCluster::start("spread", HostOptions::default());
-        let ids: Vec<String> = (0..3).map(|i| c.submit(&web(&format!("web{i}"), "on-failure"))).collect();
+        // each container serves its own hostname (its id's first 12 characters) at /id.txt, so
+        // that an answer tells which container gave it
+        let spec = |i: usize| {
+            let mut s = web(&format!("web{i}"), "on-failure");
+            s["cmd"] = json!(["sh", "-c", "hostname > /www/id.txt; exec httpd -f -p 8080 -h /www"]);
+            s
+        };
+        let ids: Vec<String> = (0..3).map(|i| c.submit(&spec(i))).collect();
         let tasks = wait_settled(&c, &ids, RUN);
 
         let nodes: BTreeSet<&str> = tasks.iter().filter_map(|t| t["node"].as_str()).collect();
@@ -76,18 +83,20 @@ mod multi_host {
         for t in &tasks {
             let i = c.host_of(t["node"].as_str().expect("node"));
             let port = host_port(t);
-            let body = probe(&c.hosts[i].addr, port, "/").unwrap_or_else(|| {
-                panic!("task {} does not answer at {}:{port}", t["id"], c.hosts[i].addr);
+            let container = t["container_id"].as_str().expect("container");
+            let body = wait_for("the task to answer at its host's address", START, || {
+                probe(&c.hosts[i].addr, port, "/id.txt")
             });
-            assert!(body.contains("Hello from a Skiff task"), "{body}");
-            // published on its own host only
+            assert_eq!(body.trim(), &container[..12], "{}:{port} is this task's container", c.hosts[i].addr);
+            // published on its own host only: the same port elsewhere is closed or another container
             for (j, other) in c.hosts.iter().enumerate() {
                 if j != i {
-                    let others_port_is_its_own =
-                        tasks.iter().any(|u| u["node"] == other.name.as_str() && host_port(u) == port);
-                    if !others_port_is_its_own {
-                        assert!(probe(&other.addr, port, "/").is_none(), "{}:{port} answers too", other.addr);
-                    }
+                    let there = probe(&other.addr, port, "/id.txt");
+                    assert!(
+                        there.as_deref().map(str::trim) != Some(&container[..12]),
+                        "{}:{port} answers too",
+                        other.addr
+                    );
                 }
             }
             // the container lives in its own host's engine and in no other
