@@ -801,6 +801,23 @@ mod tests {
     }
 
     #[test]
+    fn a_copy_on_the_wrong_node_is_stopped_there_every_time_it_appears() {
+        let r = rig(&["w1", "w2"]);
+        let t = r.submit("a");
+        let placed = r.running(t.id);
+        let other = if placed.node.as_deref() == Some("w1") { 1 } else { 0 };
+        let stops = |w: usize| r.workers[w].stops.lock().expect("lock").iter().filter(|id| **id == t.id).count();
+        for round in 1..=3 {
+            r.workers[other].run_copy(&placed);
+            r.until("the stray stopped again", |_| (stops(other) == round).then_some(()));
+            // the copy is gone from the node's next reports
+            r.one_poll_of(other);
+            r.one_poll_of(other);
+        }
+        assert_eq!(r.state_of(t.id), (TaskState::Running, placed.node), "the real one is untouched");
+    }
+
+    #[test]
     fn a_copy_on_the_wrong_node_is_stopped_there() {
         let r = rig(&["w1", "w2"]);
         let t = r.submit("a");

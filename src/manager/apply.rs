@@ -29,8 +29,11 @@ impl State {
             Observation::Started { node, id, result } => self.on_started(node, id, result, now),
             Observation::Stopped { node, id, result } => self.on_stopped(node, id, result, now),
             Observation::StrayStopped { node, id, result } => {
-                // stays in `stray_stops` until the node's next report: the one in hand still lists
-                // the copy, and must not make the plan ask again
+                // stays in `stray_stops` until a report asked for after this answer: the one in
+                // hand still lists the copy, and must not make the plan ask again; a later one
+                // shows whether it is gone (or, if the stop failed, lets the plan ask again)
+                let epoch = self.epoch;
+                self.nodes[node].stray_answered.insert(id, epoch);
                 let n = &self.nodes[node];
                 match result {
                     Ok(_) | Err(LinkError::Refused { status: 404 | 409, .. }) => {
@@ -216,6 +219,15 @@ impl State {
                 node.orphans
                     .retain(|id, _| report.get(id).is_some_and(|t| !t.is_terminal()) && !known.contains_key(id));
                 node.report = Some(Report { epoch, complete: health.synced, tasks: report });
+                // stray stops answered before this report was asked for are settled by it: a
+                // copy it still lists (a second move of the task, a stop that failed) is stopped
+                // again by the plan
+                let settled: Vec<TaskId> =
+                    node.stray_answered.iter().filter(|(_, at)| **at < epoch).map(|(id, _)| *id).collect();
+                for id in settled {
+                    node.stray_answered.remove(&id);
+                    node.stray_stops.remove(&id);
+                }
             }
             // It answered, with something too big or malformed: a bad answer, not a lost node.
             // Only unreachability and silence make a node down (and its tasks move); the last

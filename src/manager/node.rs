@@ -131,6 +131,9 @@ pub(super) struct Node {
     pub(super) report: Option<Report>,
     /// Tasks whose stray copy on this node is being stopped.
     pub(super) stray_stops: HashSet<TaskId>,
+    /// When (the manager's epoch) each stray stop was answered; the next report asked for after
+    /// that settles it.
+    pub(super) stray_answered: HashMap<TaskId, u64>,
     /// The worker's last statistics (capacity, usage).
     pub(super) stats: Option<NodeStats>,
     /// Tasks this node runs that the manager does not know, and when each was first seen.
@@ -184,6 +187,7 @@ impl Node {
             error: None,
             report: None,
             stray_stops: HashSet::new(),
+            stray_answered: HashMap::new(),
             stats: None,
             orphans: HashMap::new(),
         })
