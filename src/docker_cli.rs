@@ -38,6 +38,9 @@ pub const MIN_API: (u32, u32) = (1, 41);
 pub const MAX_API: (u32, u32) = (1, 47);
 /// Ordinary calls (everything but stop, pull and streams) must answer within this.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// A container list is read as it is parsed and may be long (many containers, large labels):
+/// it gets longer than an ordinary call.
+pub const LIST_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// What went wrong talking to the engine.
 #[derive(Debug)]
@@ -232,7 +235,7 @@ impl Docker {
     pub fn list(&self, labels: &[String]) -> Result<Vec<ContainerSummary>, DockerError> {
         let filters = json!({ "label": labels }).to_string();
         let path = format!("{}/containers/json?all=1&filters={}", self.prefix()?, encode(&filters));
-        let (status, body) = framing::exchange_reader(&self.socket, "GET", &path, CALL_TIMEOUT)?;
+        let (status, body) = framing::exchange_reader(&self.socket, "GET", &path, LIST_TIMEOUT)?;
         if !(200..300).contains(&status) {
             let mut text = Vec::new();
             body.take(MAX_HEADER_LINE as u64).read_to_end(&mut text).map_err(DockerError::Io)?;

@@ -317,7 +317,12 @@ fn api_service<R: 'static>(
         // engine's state are for the cluster
         if let Some(t) = token.as_ref() {
             if is_health(req) && !t.accepts(req.header("authorization")) {
-                return Response::json_bytes(200, br#"{"status":"up"}"#.to_vec());
+                // up means the control thread answers, as it does for the full answer
+                return match route(&req.method, &req.path).map_err(ApiError::Route).and_then(|r| serve(r, req)) {
+                    Ok(resp) if resp.status == 200 => Response::json_bytes(200, br#"{"status":"up"}"#.to_vec()),
+                    Ok(other) => other,
+                    Err(e) => error_response(e),
+                };
             }
         }
         authorize(req, token.as_ref(), &refusals)
@@ -465,7 +470,7 @@ pub fn parse_start_task(body: &[u8]) -> Result<StartTask, SpecError> {
 // Clients
 
 /// Responses bigger than this are refused (a task list of many thousands fits easily).
-const MAX_ANSWER: u64 = 256 * 1024 * 1024;
+const MAX_ANSWER: u64 = 64 * 1024 * 1024;
 
 fn agent(connect: Duration) -> ureq::Agent {
     ureq::Agent::config_builder()
@@ -532,7 +537,14 @@ fn call_paged<T: DeserializeOwned>(
     let mut resp = agent.run(request).map_err(classify)?;
     let status = resp.status().as_u16();
     let next = resp.headers().get(NEXT_PAGE_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
-    let bytes = resp.body_mut().with_config().limit(MAX_ANSWER).read_to_vec().map_err(classify)?;
+    // the head came: a body that does not come whole (too big, too slow) is a bad answer from a
+    // peer that answered, not a lost one
+    let bytes = resp.body_mut().with_config().limit(MAX_ANSWER).read_to_vec().map_err(|e| match classify(e) {
+        LinkError::Lost(why) | LinkError::Unreachable(why) => {
+            LinkError::BadAnswer(format!("the answer did not arrive whole: {why}"))
+        }
+        other => other,
+    })?;
     if !(200..300).contains(&status) {
         let message = serde_json::from_slice::<ErrorBody>(&bytes)
             .map(|e| e.error)

@@ -354,6 +354,8 @@ mod tests {
         polls: AtomicUsize,
         /// While true, starts wait.
         hold_starts: Mutex<bool>,
+        /// Polls wait (as a slow worker's would) until released.
+        hold_polls: Mutex<bool>,
         released: Condvar,
         /// A status to refuse starts with.
         refuse_starts: Mutex<Option<u16>>,
@@ -373,6 +375,7 @@ mod tests {
                 capacity: Mutex::new(Resources { cpus: 64.0, memory_mb: 1 << 20, disk_mb: 1 << 20 }),
                 polls: AtomicUsize::new(0),
                 hold_starts: Mutex::new(false),
+                hold_polls: Mutex::new(false),
                 released: Condvar::new(),
                 refuse_starts: Mutex::new(None),
                 garbled: AtomicBool::new(false),
@@ -397,6 +400,11 @@ mod tests {
 
         fn was_stopped(&self, id: TaskId) -> bool {
             self.stops.lock().expect("lock").contains(&id)
+        }
+
+        fn hold_polls(&self, hold: bool) {
+            *self.hold_polls.lock().expect("lock") = hold;
+            self.released.notify_all();
         }
 
         fn hold_starts(&self, hold: bool) {
@@ -451,6 +459,11 @@ mod tests {
             Ok(self.tasks.lock().expect("lock").values().cloned().collect())
         }
         fn health(&self) -> Result<WorkerHealth, LinkError> {
+            let mut held = self.hold_polls.lock().expect("lock");
+            while *held {
+                held = self.released.wait(held).expect("lock");
+            }
+            drop(held);
             self.polls.fetch_add(1, Ordering::SeqCst);
             self.check()?;
             Ok(WorkerHealth {
@@ -740,6 +753,30 @@ mod tests {
         assert_eq!(r.handle().get(ids[3]).expect("kept").state, TaskState::Stopped);
         assert_eq!(r.store.get_task(&ids[0]).expect("read"), None, "gone from the store too");
         assert!(r.store.get_task(&ids[2]).expect("read").is_some());
+    }
+
+    #[test]
+    fn after_every_node_was_down_a_task_is_taken_back_where_it_runs_not_by_the_first_to_answer() {
+        let r = rig(&["w1", "w2"]);
+        let t = r.submit("a");
+        let placed = r.running(t.id);
+        let (home, first) = if placed.node.as_deref() == Some("w1") { (0, 1) } else { (1, 0) };
+        for w in &r.workers {
+            w.set_reachable(false);
+        }
+        r.clock.advance(NODE_TIMEOUT + Duration::from_millis(1));
+        r.until("the task waiting for a node", |h| h.get(t.id).ok().filter(|t| t.state == TaskState::Pending));
+        // both come back; the node that does not run it answers first
+        r.workers[home].hold_polls(true);
+        r.workers[home].set_reachable(true);
+        r.workers[first].set_reachable(true);
+        r.one_poll_of(first);
+        r.one_poll_of(first);
+        assert_eq!(r.state_of(t.id).0, TaskState::Pending, "not placed on the first node to answer");
+        r.workers[home].hold_polls(false);
+        let back = r.until("the task taken back", |h| h.get(t.id).ok().filter(|t| t.state == TaskState::Running));
+        assert_eq!(back.node, placed.node);
+        assert!(!r.workers[first].has(t.id), "no second copy was started");
     }
 
     #[test]

@@ -51,19 +51,16 @@ pub struct NodeObs<'a> {
 
 /// The plan's settings.
 #[derive(Debug, Clone, Copy)]
-pub struct PlanConfig {
+pub struct PlanConfig<'a> {
     /// A container no task owns is left alone this long before it is stopped: a start whose
     /// answer was lost must not be killed before its task shows up.
     pub orphan_grace_ms: u64,
     /// The manager's table does not outlive it (a memory store): a running task a worker
     /// reports that the manager does not know is taken into the table as it runs, not stopped.
     pub adopt_unknown: bool,
-}
-
-impl Default for PlanConfig {
-    fn default() -> PlanConfig {
-        PlanConfig { orphan_grace_ms: 30_000, adopt_unknown: false }
-    }
+    /// Tasks the manager forgot (finished, then pruned): never adopted again, even with a
+    /// memory store; a copy of one a node still runs is an orphan like any other.
+    pub forgotten: &'a HashSet<TaskId>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -186,7 +183,7 @@ fn strays(tasks: &[TaskView], nodes: &[NodeObs], now: Timestamp, config: &PlanCo
         for theirs in running {
             match by_id.get(&theirs.id) {
                 // one copy is adopted; a copy on another node is a stray once the task is known
-                None if config.adopt_unknown => {
+                None if config.adopt_unknown && !config.forgotten.contains(&theirs.id) => {
                     if adopted.insert(theirs.id) {
                         actions.push(Action::Adopt { node: name.to_string(), seen: Box::new(theirs.clone()) });
                     }
@@ -294,7 +291,12 @@ mod tests {
     }
 
     fn plan(tasks: &[TaskView], nodes: &[NodeObs], now: Timestamp) -> Vec<Action> {
-        super::plan(tasks, nodes, now, &PlanConfig { orphan_grace_ms: 1000, adopt_unknown: false })
+        super::plan(
+            tasks,
+            nodes,
+            now,
+            &PlanConfig { orphan_grace_ms: 1000, adopt_unknown: false, forgotten: &HashSet::new() },
+        )
     }
 
     #[test]
@@ -448,12 +450,18 @@ mod tests {
         let finished = task(TaskState::Completed, Some("w1"));
         let r1 = report(5, &[unknown.clone(), finished]);
         let r2 = report(5, std::slice::from_ref(&unknown));
-        let config = PlanConfig { orphan_grace_ms: 1000, adopt_unknown: true };
+        let none = HashSet::new();
+        let config = PlanConfig { orphan_grace_ms: 1000, adopt_unknown: true, forgotten: &none };
         let actions = super::plan(&[], &[node("w1", Some(&r1)), node("w2", Some(&r2))], Timestamp(10), &config);
         assert_eq!(actions, vec![Action::Adopt { node: "w1".into(), seen: Box::new(unknown.clone()) }]);
         // long after the grace, still adopted, never stopped
         let actions = super::plan(&[], &[node("w1", Some(&r1))], Timestamp(1_000_000), &config);
-        assert_eq!(actions, vec![Action::Adopt { node: "w1".into(), seen: Box::new(unknown) }]);
+        assert_eq!(actions, vec![Action::Adopt { node: "w1".into(), seen: Box::new(unknown.clone()) }]);
+        // unless the manager forgot it (finished and pruned): then it is an orphan
+        let forgotten: HashSet<TaskId> = [unknown.id].into();
+        let config = PlanConfig { forgotten: &forgotten, ..config };
+        let actions = super::plan(&[], &[node("w1", Some(&r1))], Timestamp(10), &config);
+        assert_eq!(actions, vec![Action::NoteOrphan { node: "w1".into(), id: unknown.id }]);
     }
 
     #[test]

@@ -441,7 +441,8 @@ fn unauthenticated_requests_are_counted_in_one_warning_not_logged_one_line_each(
     for (addr, _, who) in daemons(&c) {
         let log = if who == "manager" { c.manager().log.clone() } else { c.workers[0].log.clone() };
         for i in 0..200 {
-            let path = if i % 2 == 0 { "/v1/tasks".to_string() } else { long_path.clone() };
+            // the long path first: the one warning shows the first refusal's path, cut short
+            let path = if i % 2 == 0 { long_path.clone() } else { "/v1/tasks".to_string() };
             let (status, _) = http_as("GET", &format!("http://{addr}{path}"), None, None);
             assert_eq!(status, 401, "{who}");
         }
@@ -458,6 +459,8 @@ fn unauthenticated_requests_are_counted_in_one_warning_not_logged_one_line_each(
         assert_eq!(line.level, "WARN");
         assert_eq!((field("count"), field("total")), (Some("1"), Some("1")), "{who}: {warnings:?}");
         assert!(field("interval_s").is_some_and(|s| s.parse::<u64>().is_ok_and(|s| s > 0)), "{who}");
+        let logged = field("path").expect("the path");
+        assert!(logged.starts_with("/v1/aaa") && logged.chars().count() <= 201, "{who}: path={logged}");
         // no line of the log holds a client's whole long path
         let text = std::fs::read_to_string(&log).expect("log");
         assert!(text.lines().all(|l| l.len() < 1000), "{who}: a long line in the log");

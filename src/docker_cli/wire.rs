@@ -272,8 +272,13 @@ fn bounded_labels<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<BTree
         }
         fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
             let mut kept = BTreeMap::new();
+            let mut others = 0usize;
             while let Some((key, value)) = map.next_entry::<String, String>()? {
-                if value.len() <= MAX_LABEL_VALUE && kept.len() < MAX_LABELS {
+                // Skiff's own labels are always kept: others' labels, however many, must not push
+                // out the ones that say whose a container is
+                let ours = key.starts_with("skiff.");
+                if value.len() <= MAX_LABEL_VALUE && (ours || others < MAX_LABELS) {
+                    others += usize::from(!ours);
                     kept.insert(key, value);
                 }
             }
@@ -417,5 +422,13 @@ mod tests {
         assert_eq!(list[0].labels.keys().collect::<Vec<_>>(), ["skiff.node", "skiff.spec"]);
         assert_eq!((list[0].names.clone(), list[0].created), (vec!["a".to_string()], Timestamp(5000)));
         assert!(list[1].labels.is_empty());
+        // however many labels others add, Skiff's are kept
+        let mut labels: serde_json::Map<String, Value> =
+            (0..300).map(|i| (format!("com.example.{i:03}"), json!("v"))).collect();
+        labels.insert("skiff.task-id".into(), json!("t"));
+        let body = json!([{"Id": "c", "State": "running", "Labels": labels}]).to_string();
+        let list = parse_list_from(body.as_bytes()).expect("parses");
+        assert_eq!(list[0].labels.get("skiff.task-id").map(String::as_str), Some("t"));
+        assert_eq!(list[0].labels.len(), MAX_LABELS + 1);
     }
 }

@@ -54,6 +54,8 @@ pub struct Limits {
     /// Connections kept waiting at once; beyond, the oldest waiting one is closed (so that
     /// idle connections cannot use up the process's file descriptors).
     pub max_waiting: usize,
+    /// A whole response must be taken by its reader within this; a reader slower than that
+    /// loses its connection (reset) instead of holding a handler thread.
     pub write_timeout: Duration,
     /// The bodies of all requests being read, together, are at most this long; a request whose
     /// body would go past it gets 503 (so memory stays bounded however many clients send).
@@ -167,6 +169,9 @@ struct Partial {
     admitted: bool,
     /// The room its body holds in the servers' budget of bodies in flight.
     reserved: Option<Reservation>,
+    /// A refused body is being read and dropped until then (see `linger`).
+    drain_until: Option<Instant>,
+    drained: usize,
 }
 
 /// Room taken in the budget of bodies in flight; given back when dropped (the request is read,
@@ -339,7 +344,13 @@ fn waiting_room(
     let mut fds: Vec<libc::pollfd> = Vec::new();
     let refuse = |mut stream: TcpStream, status: u16, message: &str| {
         let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
-        let _ = write_response(&mut stream, &Response::error(status, &ErrorBody::new(message)), true, false);
+        let _ = write_response(
+            &mut stream,
+            &Response::error(status, &ErrorBody::new(message)),
+            true,
+            false,
+            Duration::from_secs(1),
+        );
         let _ = stream.shutdown(Shutdown::Both);
     };
     loop {
@@ -429,6 +440,9 @@ impl Connection<'_> {
         let _ = self.stream.set_write_timeout(Some(self.limits.write_timeout));
         let remote = self.stream.peer_addr().ok();
         let mut partial = partial;
+        if let Some(until) = partial.drain_until {
+            return self.drain(until, partial);
+        }
         loop {
             let (req, keep_alive) = match self.read_request(&mut partial, remote) {
                 Ok(r) => r,
@@ -446,17 +460,18 @@ impl Connection<'_> {
                         &Response::error(status, &ErrorBody::new(message)),
                         true,
                         false,
+                        self.limits.write_timeout,
                     );
                     debug!("http request refused status={status} reason={}", q(message));
                     if self.linger_for.is_some() {
-                        self.linger();
+                        return self.linger();
                     }
                     break;
                 }
                 Err(ReadFailure::Answer(resp)) => {
-                    let _ = write_response(&mut self.stream, &resp, true, false);
+                    let _ = write_response(&mut self.stream, &resp, true, false, self.limits.write_timeout);
                     if self.linger_for.is_some() {
-                        self.linger();
+                        return self.linger();
                     }
                     break;
                 }
@@ -467,7 +482,8 @@ impl Connection<'_> {
                 .unwrap_or_else(|_| Response::error(500, &ErrorBody::new("internal error: the handler panicked")));
             let close = !keep_alive || resp.close || self.stopping.load(Ordering::SeqCst);
             // a HEAD answer has the head of the GET answer and no body
-            let written = write_response(&mut self.stream, &resp, close, req.method == "HEAD");
+            let written =
+                write_response(&mut self.stream, &resp, close, req.method == "HEAD", self.limits.write_timeout);
             debug!(
                 "http method={} path={} status={} latency_us={}",
                 q(&short(&req.method)),
@@ -485,23 +501,25 @@ impl Connection<'_> {
 
     /// After refusing a body unread: most clients send the whole body before they read the
     /// answer, and a close with unread data resets the connection under them. So the answer's
-    /// side is closed and what keeps coming is read and dropped, for a short, bounded while.
-    fn linger(&mut self) {
+    /// side is closed and the connection goes back to the waiting room, where what keeps coming
+    /// is read and dropped for a short, bounded while: no thread waits on it.
+    fn linger(self) -> Option<(TcpStream, Instant, Partial)> {
         let _ = self.stream.shutdown(Shutdown::Write);
-        let deadline = Instant::now() + LINGER_TIME;
-        let mut dropped = 0usize;
-        let mut sink = [0u8; 16 * 1024];
-        while dropped < LINGER_BYTES {
-            let now = Instant::now();
-            if now >= deadline {
-                break;
-            }
-            let _ = self.stream.set_read_timeout(Some(deadline - now));
-            match self.stream.read(&mut sink) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => dropped += n,
-            }
+        let until = Instant::now() + LINGER_TIME;
+        Some((self.stream, until, Partial { drain_until: Some(until), ..Partial::default() }))
+    }
+
+    /// Drops what a refused body sent since; the connection waits again until its linger ends
+    /// (or LINGER_BYTES have been dropped), then closes.
+    fn drain(mut self, until: Instant, mut partial: Partial) -> Option<(TcpStream, Instant, Partial)> {
+        let mut sink = Vec::new();
+        let gone = self.read_now(&mut sink, 64 * 1024).is_err();
+        partial.drained += sink.len();
+        if gone || Instant::now() >= until || partial.drained >= LINGER_BYTES {
+            let _ = self.stream.shutdown(Shutdown::Both);
+            return None;
         }
+        Some((self.stream, until, partial))
     }
 
     /// Takes what the socket has now, without waiting: whether anything came. A closed peer is
@@ -717,7 +735,14 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-fn write_response(stream: &mut TcpStream, resp: &Response, close: bool, head_only: bool) -> io::Result<()> {
+/// Writes a response; the whole of it must be taken by the reader within `deadline`.
+fn write_response(
+    stream: &mut TcpStream,
+    resp: &Response,
+    close: bool,
+    head_only: bool,
+    deadline: Duration,
+) -> io::Result<()> {
     let mut out = format!(
         "HTTP/1.1 {} {}\r\nDate: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: {}\r\n",
         resp.status,
@@ -734,12 +759,8 @@ fn write_response(stream: &mut TcpStream, resp: &Response, close: bool, head_onl
     if !head_only {
         bytes.extend_from_slice(&resp.body);
     }
-    write_within(stream, &bytes, RESPONSE_DEADLINE)
+    write_within(stream, &bytes, deadline)
 }
-
-/// A whole response must be taken by its reader within this: a reader that takes a byte now and
-/// then loses its connection instead of holding a handler thread.
-const RESPONSE_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Writes all of `bytes` within `deadline`, each write waiting only for what is left of it.
 fn write_within(stream: &mut TcpStream, mut bytes: &[u8], deadline: Duration) -> io::Result<()> {

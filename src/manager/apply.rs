@@ -175,6 +175,7 @@ impl State {
         let heard_at = self.clock.now();
         let node = &mut self.nodes[index];
         node.poll_in_flight = false;
+        node.polled_epoch = node.polled_epoch.max(epoch);
         match result {
             Ok(_) if clash => {
                 if !node.unreachable {
@@ -289,6 +290,7 @@ impl State {
                 orphan_grace_ms: self.config.orphan_grace.as_millis() as u64,
                 // a memory store starts empty: what the workers run is the truth to rebuild from
                 adopt_unknown: self.store.kind() == "memory",
+                forgotten: &self.forgotten.set,
             };
             reconcile::plan(&views, &nodes, now, &config)
         };
@@ -298,6 +300,28 @@ impl State {
             match action {
                 Action::Place(id) => places.push(id),
                 other => self.apply(other, now),
+            }
+        }
+        // After every node was down at once (the manager cut off from them all, or stalled), the
+        // first to answer again must not take every waiting task while the others, which most
+        // likely still run them, have not reported yet: a task that lost its node waits until
+        // every node has answered a poll asked for since (or failed to), at most two polls, to
+        // be taken back where it runs.
+        let instant = self.clock.now();
+        let up = self.nodes.iter().filter(|n| self.status_of(n) == NodeStatus::Up).count();
+        if up == 0 && self.nodes_up_last > 0 {
+            self.all_down = true;
+        }
+        if up > 0 && std::mem::take(&mut self.all_down) && self.nodes.len() > 1 {
+            self.settle = Some((self.epoch, instant + self.config.poll_interval * 2));
+        }
+        self.nodes_up_last = up;
+        if let Some((since, until)) = self.settle {
+            if instant >= until || self.nodes.iter().all(|n| n.polled_epoch > since) {
+                self.settle = None;
+            } else {
+                let tasks = &self.tasks;
+                places.retain(|id| !tasks.get(id).is_some_and(|t| t.lost_node));
             }
         }
         if !places.is_empty() {
@@ -319,7 +343,8 @@ impl State {
                 self.commit_quietly(*task);
             }
             Action::Requeue { id, reason } => {
-                if let Some(t) = self.tasks.get(&id) {
+                if let Some(t) = self.tasks.get_mut(&id) {
+                    t.lost_node = true;
                     warn!("task lost by its node task_id={id} reason={reason}", reason = q(&reason));
                     let task = t.task.clone();
                     self.requeue(task, reason, now);

@@ -134,6 +134,8 @@ pub(super) struct Node {
     /// When (the manager's epoch) each stray stop was answered; the next report asked for after
     /// that settles it.
     pub(super) stray_answered: HashMap<TaskId, u64>,
+    /// The request epoch of the newest poll answered (or failed): which events it postdates.
+    pub(super) polled_epoch: u64,
     /// The worker's last statistics (capacity, usage).
     pub(super) stats: Option<NodeStats>,
     /// Tasks this node runs that the manager does not know, and when each was first seen.
@@ -188,6 +190,7 @@ impl Node {
             report: None,
             stray_stops: HashSet::new(),
             stray_answered: HashMap::new(),
+            polled_epoch: 0,
             stats: None,
             orphans: HashMap::new(),
         })

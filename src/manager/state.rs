@@ -20,7 +20,7 @@ use crate::task::{DesiredState, Task, TaskId, TaskSpec, TaskState};
 use crate::time::Timestamp;
 use crossbeam_channel::{select, Receiver, Sender, TrySendError};
 use log::{debug, error, info};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -31,11 +31,35 @@ pub(super) struct Tracked {
     pub(super) op_on: Option<usize>,
     pub(super) settled_epoch: u64,
     pub(super) not_before: Timestamp,
+    /// It waits to be placed again because its node was lost (not because it is new).
+    pub(super) lost_node: bool,
 }
 
 impl Tracked {
     fn new(task: Task) -> Tracked {
-        Tracked { task, op_on: None, settled_epoch: 0, not_before: Timestamp(0) }
+        Tracked { task, op_on: None, settled_epoch: 0, not_before: Timestamp(0), lost_node: false }
+    }
+}
+
+/// The ids of the tasks forgotten last, at most `FORGOTTEN_KEPT`, oldest out first.
+#[derive(Default)]
+pub(super) struct Forgotten {
+    pub(super) set: HashSet<TaskId>,
+    order: std::collections::VecDeque<TaskId>,
+}
+
+const FORGOTTEN_KEPT: usize = 10_000;
+
+impl Forgotten {
+    fn insert(&mut self, id: TaskId) {
+        if self.set.insert(id) {
+            self.order.push_back(id);
+        }
+        while self.order.len() > FORGOTTEN_KEPT {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
     }
 }
 
@@ -51,6 +75,14 @@ pub(super) struct State {
     pub(super) tasks: HashMap<TaskId, Tracked>,
     /// Counts events; tells reports requested before an answer from those requested after.
     pub(super) epoch: u64,
+    /// Nodes up at the last plan, and, after every node was down and one came back, until when
+    /// tasks that lost their node wait for the others to report (see `reconcile`).
+    pub(super) nodes_up_last: usize,
+    pub(super) all_down: bool,
+    /// The tasks pruned lately, never to be adopted again (bounded).
+    pub(super) forgotten: Forgotten,
+    /// The epoch and the instant a settling began, and when it ends at the latest.
+    pub(super) settle: Option<(u64, Instant)>,
     /// Kept so that the observation channel never disconnects (see `spawn_with_ticks`).
     _observations: Sender<Observation>,
 }
@@ -92,7 +124,20 @@ impl State {
         }
         let scheduler = config.scheduler.build();
         let clock = config.clock.clone();
-        Ok(State { config, clock, store, scheduler, nodes, tasks, epoch: 1, _observations: observations })
+        Ok(State {
+            config,
+            clock,
+            store,
+            scheduler,
+            nodes,
+            tasks,
+            epoch: 1,
+            nodes_up_last: 0,
+            all_down: false,
+            forgotten: Forgotten::default(),
+            settle: None,
+            _observations: observations,
+        })
     }
 
     pub(super) fn run(&mut self, cmd_rx: Receiver<Command>, obs_rx: Receiver<Observation>, ticker: Receiver<Instant>) {
@@ -135,6 +180,7 @@ impl State {
                 return; // tried again at the next tick
             }
             self.tasks.remove(&id);
+            self.forgotten.insert(id);
         }
         debug!("finished tasks forgotten count={extra}");
     }
@@ -176,7 +222,12 @@ impl State {
             ManagerError::Store(e)
         })?;
         match self.tasks.get_mut(&task.id) {
-            Some(t) => t.task = task,
+            Some(t) => {
+                if task.state != TaskState::Pending {
+                    t.lost_node = false;
+                }
+                t.task = task
+            }
             None => {
                 self.tasks.insert(task.id, Tracked::new(task));
             }
