@@ -32,7 +32,7 @@ say "building the binaries (cargo build --release)"
 cargo build --release --quiet
 say "building the image skiff/busybox:latest"
 scripts/build-image.sh
-bin=target/release
+bin="${CARGO_TARGET_DIR:-target}/release"
 
 logs=$(mktemp -d -t skiff-demo.XXXXXX)
 on_exit_remove_node "${workers[@]}"

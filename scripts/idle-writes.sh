@@ -18,7 +18,7 @@ clean_up_on_exit
 
 cargo build --release --quiet
 scripts/build-image.sh >/dev/null
-bin=target/release
+bin="${CARGO_TARGET_DIR:-target}/release"
 mport=$((20000 + RANDOM % 10000)); wport=$((mport + 1))
 "$bin/worker" -n "$node" -p "$wport" --bind 127.0.0.1 -st persisted --data-dir "$work/data" 2>"$work/worker.log" & on_exit_kill $!
 wpid=$!

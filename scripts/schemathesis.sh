@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
 examples="${SCHEMATHESIS_EXAMPLES:-60}"
-venv="${SCHEMATHESIS_VENV:-target/schemathesis-venv}"
+venv="${SCHEMATHESIS_VENV:-${CARGO_TARGET_DIR:-target}/schemathesis-venv}"
 say() { printf 'schemathesis: %s\n' "$*"; }
 
 if ! [ -x "$venv/bin/schemathesis" ]; then
@@ -27,8 +27,8 @@ clean_up_on_exit
 
 export SKIFF_TOKEN="schemathesis-token-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 wport=$((30000 + RANDOM % 10000)); mport=$((wport + 1))
-target/debug/worker -n "$node" -p "$wport" --bind 127.0.0.1 --stop-grace-s 1 2>"$work/worker.log" & on_exit_kill $!
-target/debug/manager -p "$mport" --bind 127.0.0.1 -w "127.0.0.1:$wport" 2>"$work/manager.log" & on_exit_kill $!
+"${CARGO_TARGET_DIR:-target}"/debug/worker -n "$node" -p "$wport" --bind 127.0.0.1 --stop-grace-s 1 2>"$work/worker.log" & on_exit_kill $!
+"${CARGO_TARGET_DIR:-target}"/debug/manager -p "$mport" --bind 127.0.0.1 -w "127.0.0.1:$wport" 2>"$work/manager.log" & on_exit_kill $!
 for port in "$wport" "$mport"; do
     for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/v1/health" >/dev/null && break; sleep 0.1; done
 done

@@ -780,6 +780,18 @@ mod tests {
     }
 
     #[test]
+    fn a_task_stopped_while_it_waited_for_a_node_says_no_more_why_it_waited() {
+        let r = rig(&["w1"]);
+        r.workers[0].set_reachable(false);
+        r.clock.advance(NODE_TIMEOUT * 2);
+        let t = r.submit("a");
+        let waiting = r.until("a reason", |h| h.get(t.id).ok().filter(|t| t.error.is_some()));
+        assert_eq!(waiting.state, TaskState::Pending);
+        let stopped = r.handle().stop(t.id).expect("stop");
+        assert_eq!((stopped.state, stopped.error), (TaskState::Stopped, None));
+    }
+
+    #[test]
     fn a_node_silent_past_the_timeout_is_down_and_its_tasks_move() {
         let r = rig(&["w1", "w2"]);
         let t = r.submit("a");

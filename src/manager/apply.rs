@@ -355,7 +355,11 @@ impl State {
                 // the plan marks only unfinished tasks, and every one may become Stopped
                 if let Some(t) = self.tasks.get(&id) {
                     let mut task = t.task.clone();
+                    let was_pending = task.state == TaskState::Pending;
                     if move_task(&mut task, TaskState::Stopped, now) {
+                        if was_pending {
+                            task.error = None; // why it was waiting for a node no longer applies
+                        }
                         self.commit_quietly(task);
                     }
                 }

@@ -316,7 +316,10 @@ impl State {
         // never placed: nothing runs, so it is stopped at once (Pending → Stopped is in the table)
         if task.state == TaskState::Pending {
             let now = self.now();
-            move_task(&mut task, TaskState::Stopped, now);
+            if move_task(&mut task, TaskState::Stopped, now) {
+                // why it was waiting for a node no longer applies
+                task.error = None;
+            }
         }
         self.commit(task)?;
         info!("task stop requested task_id={id}");

@@ -179,9 +179,15 @@ impl TaskSpec {
             cpus: optional(&mut obj, "cpus")?,
             memory_mb: optional(&mut obj, "memory_mb")?,
             disk_mb: optional(&mut obj, "disk_mb")?,
-            ports: list(&mut obj, "ports")?,
-            restart_policy: optional(&mut obj, "restart_policy")?,
-            health_check: optional(&mut obj, "health_check")?,
+            ports: ports(&mut obj)?,
+            restart_policy: match obj.remove("restart_policy") {
+                None | Some(Value::Null) => None,
+                Some(v) => Some(restart_policy(v)?),
+            },
+            health_check: match obj.remove("health_check") {
+                None | Some(Value::Null) => None,
+                Some(v) => Some(health_check(v)?),
+            },
         };
         spec.validate()?;
         let size = serde_json::to_vec(&spec).map(|v| v.len()).unwrap_or(usize::MAX);
@@ -334,17 +340,82 @@ fn optional<T: DeserializeOwned>(obj: &mut Map<String, Value>, key: &str) -> Res
     }
 }
 
-/// A list field, each element parsed on its own so that an error names its index.
-fn list<T: DeserializeOwned>(obj: &mut Map<String, Value>, key: &str) -> Result<Vec<T>, SpecError> {
-    match obj.remove(key) {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(items)) => items
-            .into_iter()
-            .enumerate()
-            .map(|(i, v)| serde_json::from_value(v).map_err(|e| SpecError::at(format!("{key}[{i}]"), e.to_string())))
-            .collect(),
-        Some(_) => Err(SpecError::at(key, "must be a list")),
+/// An object inside the spec at `path`, with its unknown fields refused by name
+/// (`ports[0].hostIp`), so that every error names the field at fault, however deep.
+fn object(value: Value, path: &str, fields: &[&str]) -> Result<Map<String, Value>, SpecError> {
+    let Value::Object(obj) = value else { return Err(SpecError::at(path, "must be an object")) };
+    if let Some(unknown) = obj.keys().find(|k| !fields.contains(&k.as_str())) {
+        return Err(SpecError::at(
+            format!("{path}.{unknown}"),
+            format!("unknown field; the fields are: {}", fields.join(", ")),
+        ));
     }
+    Ok(obj)
+}
+
+/// A field of an object at `path`, absent or null as `None`; its errors name `path.key`.
+fn field<T: DeserializeOwned>(obj: &mut Map<String, Value>, path: &str, key: &str) -> Result<Option<T>, SpecError> {
+    match obj.remove(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => {
+            serde_json::from_value(v).map(Some).map_err(|e| SpecError::at(format!("{path}.{key}"), e.to_string()))
+        }
+    }
+}
+
+/// A port number from `min` to 65535, said in those words when it is not one.
+fn port_number(obj: &mut Map<String, Value>, path: &str, key: &str, min: u64) -> Result<Option<u16>, SpecError> {
+    let range = || SpecError::at(format!("{path}.{key}"), format!("must be a port number from {min} to 65535"));
+    match obj.remove(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => match v.as_u64() {
+            Some(n) if (min..=65535).contains(&n) => Ok(u16::try_from(n).ok()),
+            _ => Err(range()),
+        },
+    }
+}
+
+/// `ports`: a list of objects, each parsed field by field.
+fn ports(obj: &mut Map<String, Value>) -> Result<Vec<PortSpec>, SpecError> {
+    let items = match obj.remove("ports") {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(items)) => items,
+        Some(_) => return Err(SpecError::at("ports", "must be a list")),
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let path = format!("ports[{i}]");
+        let mut port = object(item, &path, &["container", "host", "protocol"])?;
+        let container = port_number(&mut port, &path, "container", 1)?
+            .ok_or_else(|| SpecError::at(format!("{path}.container"), "is required"))?;
+        let host = port_number(&mut port, &path, "host", 0)?;
+        let protocol = field(&mut port, &path, "protocol")?.unwrap_or_default();
+        out.push(PortSpec { container, host, protocol });
+    }
+    Ok(out)
+}
+
+fn restart_policy(value: Value) -> Result<RestartPolicy, SpecError> {
+    let path = "restart_policy";
+    let mut obj = object(value, path, &["mode", "max_restarts"])?;
+    let mode = field(&mut obj, path, "mode")?.ok_or_else(|| SpecError::at("restart_policy.mode", "is required"))?;
+    let max_restarts = field(&mut obj, path, "max_restarts")?.unwrap_or_else(default_max_restarts);
+    Ok(RestartPolicy { mode, max_restarts })
+}
+
+fn health_check(value: Value) -> Result<HealthCheck, SpecError> {
+    let path = "health_check";
+    let mut obj = object(value, path, &["path", "port", "interval_s", "timeout_s", "failures"])?;
+    let check_path = field(&mut obj, path, "path")?.ok_or_else(|| SpecError::at("health_check.path", "is required"))?;
+    let port =
+        port_number(&mut obj, path, "port", 1)?.ok_or_else(|| SpecError::at("health_check.port", "is required"))?;
+    Ok(HealthCheck {
+        path: check_path,
+        port,
+        interval_s: field(&mut obj, path, "interval_s")?.unwrap_or_else(default_interval_s),
+        timeout_s: field(&mut obj, path, "timeout_s")?.unwrap_or_else(default_timeout_s),
+        failures: field(&mut obj, path, "failures")?.unwrap_or_else(default_failures),
+    })
 }
 
 /// Task names become part of container names: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, at most 63 characters.
@@ -520,15 +591,36 @@ mod tests {
             (json!({"name": "a", "image": "b", "env": {"X": 1}}), "env"),
             (json!({"name": "a", "image": "b", "cmd": "sleep 1"}), "cmd"),
             (json!({"name": "a", "image": "b", "ports": [{"container": 0}]}), "ports[0].container"),
-            (json!({"name": "a", "image": "b", "ports": [{"container": 80}, {"container": 70000}]}), "ports[1]"),
-            (json!({"name": "a", "image": "b", "ports": [{"container": 80, "hots": 1}]}), "ports[0]"),
+            (
+                json!({"name": "a", "image": "b", "ports": [{"container": 80}, {"container": 70000}]}),
+                "ports[1].container",
+            ),
+            (json!({"name": "a", "image": "b", "ports": [{"container": -1}]}), "ports[0].container"),
+            (json!({"name": "a", "image": "b", "ports": [{"container": 80, "host": 70000}]}), "ports[0].host"),
+            (json!({"name": "a", "image": "b", "ports": [{"container": 80, "hots": 1}]}), "ports[0].hots"),
+            (json!({"name": "a", "image": "b", "ports": [{"host": 80}]}), "ports[0].container"),
+            (json!({"name": "a", "image": "b", "ports": [{"container": 80, "protocol": "sctp"}]}), "ports[0].protocol"),
+            (json!({"name": "a", "image": "b", "ports": [7]}), "ports[0]"),
+            (
+                json!({"name": "a", "image": "b", "restart_policy": {"mode": "always", "tries": 2}}),
+                "restart_policy.tries",
+            ),
+            (json!({"name": "a", "image": "b", "restart_policy": {"max_restarts": 2}}), "restart_policy.mode"),
+            (
+                json!({"name": "a", "image": "b", "health_check": {"path": "/", "port": 80, "every": 1}}),
+                "health_check.every",
+            ),
+            (
+                json!({"name": "a", "image": "b", "health_check": {"path": "/", "port": 80, "interval_s": "1"}}),
+                "health_check.interval_s",
+            ),
             (json!({"name": "a", "image": "b", "ports": [{"container": 80}, {"container": 80}]}), "ports[1].container"),
             (
                 json!({"name": "a", "image": "b", "ports": [{"container": 80, "host": 9000}, {"container": 81, "host": 9000}]}),
                 "ports[1].host",
             ),
             (json!({"name": "a", "image": "b", "ports": {"container": 80}}), "ports"),
-            (json!({"name": "a", "image": "b", "restart_policy": {"mode": "sometimes"}}), "restart_policy"),
+            (json!({"name": "a", "image": "b", "restart_policy": {"mode": "sometimes"}}), "restart_policy.mode"),
             (json!({"name": "a", "image": "b", "health_check": {"path": "/", "port": 80}}), "health_check.port"),
             (
                 json!({"name": "a", "image": "b", "ports": [{"container": 80}], "health_check": {"path": "x", "port": 80}}),

@@ -108,6 +108,8 @@ pub struct State {
     pub synced: bool,
     /// Containers with this node's label that no task can own, and when each was first seen.
     suspects: HashMap<String, Instant>,
+    /// A version question is out to the engine.
+    version_asked: bool,
     /// Why the sync keeps failing, and how many times in a row, while it does.
     sync_failing: Option<(String, u32)>,
     /// Images being pulled, and the tasks whose start waits for each (one pull per image).
@@ -160,6 +162,7 @@ impl State {
             suspects: HashMap::new(),
             pulls: HashMap::new(),
             sync_failing: None,
+            version_asked: false,
             disk_path,
             last_cpu: None,
             stats: None,
@@ -182,9 +185,16 @@ impl State {
     /// The first steps of the control thread: ask the engine who it is, carry on with what the
     /// store holds, and check the table against the engine.
     pub fn begin(&mut self) {
-        self.pools.send(Op::Version);
+        self.ask_version();
         self.resume();
         self.request_sync();
+    }
+
+    /// Asks the engine who it is, unless a question is already out.
+    fn ask_version(&mut self) {
+        if !std::mem::replace(&mut self.version_asked, true) {
+            self.pools.send(Op::Version);
+        }
     }
 
     fn request_sync(&mut self) {
@@ -437,19 +447,26 @@ impl State {
                     }
                 }
             }
-            OpResult::Version { result } => match result {
-                Ok((version, api, root)) => {
-                    info!("engine answers version={version} api={api}", version = q(&version), api = q(&api));
-                    // the disk to measure is the one containers fill
-                    if root.is_some_and(|root| self.disk_path.send(root).is_err()) {
-                        debug!("stats thread gone; the disk path is not passed on");
-                    }
-                    self.engine.version = Some(version);
-                    self.engine.api_version = Some(api);
-                    self.note_engine(None);
+            OpResult::Version { result } => {
+                self.version_asked = false;
+                self.on_version(result);
+            }
+        }
+    }
+
+    fn on_version(&mut self, result: Result<(String, String, Option<PathBuf>), DockerError>) {
+        match result {
+            Ok((version, api, root)) => {
+                info!("engine answers version={version} api={api}", version = q(&version), api = q(&api));
+                // the disk to measure is the one containers fill
+                if root.is_some_and(|root| self.disk_path.send(root).is_err()) {
+                    debug!("stats thread gone; the disk path is not passed on");
                 }
-                Err(e) => self.note_engine(Some(&e)),
-            },
+                self.engine.version = Some(version);
+                self.engine.api_version = Some(api);
+                self.note_engine(None);
+            }
+            Err(e) => self.note_engine(Some(&e)),
         }
     }
 
@@ -523,7 +540,7 @@ impl State {
                     self.engine.reachable = true;
                     self.engine.error = None;
                     if self.engine.version.is_none() {
-                        self.pools.send(Op::Version);
+                        self.ask_version();
                     }
                     // what happened while it was away
                     self.request_sync();
@@ -645,7 +662,7 @@ impl State {
 
     pub fn on_tick(&mut self) {
         if !self.engine.reachable {
-            self.pools.send(Op::Version);
+            self.ask_version();
         }
         self.request_sync();
         // retry what failed since the last tick: follow-ups and writes the store refused
