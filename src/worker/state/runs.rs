@@ -169,6 +169,7 @@ impl State {
             last_exit_at: entry.task.last_exit_at,
             ran_for: entry.run_started.map(|t| instant.saturating_duration_since(t)),
             unhealthy_after: unhealthy.then_some(entry.health_failures),
+            memory_mb: entry.task.spec.memory_mb,
         };
         let decision = decide::on_exit(&ctx, info, backoff, now);
         let task = &mut entry.task;
