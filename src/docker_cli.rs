@@ -18,7 +18,9 @@ mod framing;
 mod wire;
 
 pub use framing::parse_response;
-pub use wire::{create_body, parse_event, parse_inspect, parse_list, ContainerEvent, ContainerInfo, ContainerSummary};
+pub use wire::{
+    create_body, is_podman, parse_event, parse_inspect, parse_list, ContainerEvent, ContainerInfo, ContainerSummary,
+};
 
 use crate::task::TaskSpec;
 use framing::{Response, MAX_BODY, MAX_HEADER_LINE};

@@ -44,8 +44,9 @@ pub struct ExitContext {
     pub ran_for: Option<Duration>,
     /// Failed health checks in a row, if the container was stopped for failing them.
     pub unhealthy_after: Option<u32>,
-    /// The container's memory limit: an exit 137 under one is likely an out-of-memory kill,
-    /// which Podman 4 never marks as such.
+    /// The container's memory limit, given only when the engine does not mark out-of-memory
+    /// kills (Podman 4 never sets `OOMKilled`): then an exit 137 under it is likely one. `None`
+    /// on Docker, whose `OOMKilled` is trusted (a `docker kill` is not taken for one).
     pub memory_mb: Option<u64>,
 }
 

@@ -233,7 +233,8 @@ impl FakeEngine {
 impl Engine for FakeEngine {
     fn version(&self) -> Result<(String, String), DockerError> {
         self.enter("version", "")?;
-        Ok(("20.10.24-fake".into(), "1.41".into()))
+        let version = if self.lock().podman { "Podman 4.3.1-fake" } else { "20.10.24-fake" };
+        Ok((version.into(), "1.41".into()))
     }
 
     fn root_dir(&self) -> Result<PathBuf, DockerError> {

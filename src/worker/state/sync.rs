@@ -5,7 +5,7 @@
 //! Must not call the engine: it hands ops to the pools like the rest of `State`.
 
 use super::{transition, Entry, OpKind, State};
-use crate::docker_cli::ContainerInfo;
+use crate::docker_cli::{is_podman, ContainerInfo};
 use crate::logfmt::q;
 use crate::task::{DesiredState, RestartMode, Task, TaskId, TaskSpec, TaskState};
 use crate::time::Timestamp;
@@ -177,7 +177,10 @@ impl State {
                 );
             }
             Some(_) if restartable => transition(&mut task, TaskState::Running, now),
-            Some(info) => finish_from(&mut task, info, now),
+            Some(info) => {
+                let podman = self.engine.version.as_deref().is_some_and(is_podman);
+                finish_from(&mut task, info, podman, now)
+            }
         }
         if let Some(info) = &o.info {
             task.ports = info.ports.clone();
@@ -202,7 +205,7 @@ impl State {
 
 /// Records how an adopted container ended: exit 0 is Completed, anything else Failed with the
 /// reason. A task being stopped ends Stopped.
-fn finish_from(task: &mut Task, info: &ContainerInfo, now: Timestamp) {
+fn finish_from(task: &mut Task, info: &ContainerInfo, podman: bool, now: Timestamp) {
     if task.is_terminal() {
         return;
     }
@@ -215,7 +218,7 @@ fn finish_from(task: &mut Task, info: &ContainerInfo, now: Timestamp) {
         last_exit_at: None,
         ran_for: None,
         unhealthy_after: None,
-        memory_mb: task.spec.memory_mb,
+        memory_mb: task.spec.memory_mb.filter(|_| podman),
     };
     let no_backoff = Backoff { first: Default::default(), max: Default::default(), reset_after: Default::default() };
     match decide::on_exit(&ctx, info, no_backoff, now) {

@@ -83,6 +83,17 @@ fn an_out_of_memory_kill_podman_does_not_mark_reads_as_likely_out_of_memory() {
 }
 
 #[test]
+fn on_docker_a_sigkill_the_engine_did_not_mark_is_not_taken_for_out_of_memory() {
+    let mut rig = Rig::new();
+    let (task, _) = rig.start_spec(&spec("hog", r#","memory_mb":16"#)).expect("started");
+    let cid = rig.container(task.id);
+    rig.engine.exit(&cid, 137, false);
+    rig.state.on_event(EngineEvent::Died { container_id: cid, task_id: Some(task.id) });
+    rig.pump();
+    assert_eq!(rig.task(task.id).error.as_deref(), Some("exited with code 137 (SIGKILL)"));
+}
+
+#[test]
 fn the_restart_budget_survives_a_restart_of_a_worker_with_a_memory_store() {
     for (engine, mut rig) in both_engines() {
         let (task, _) = rig.start_spec(&on_failure(3)).expect("started");
