@@ -73,7 +73,7 @@ if [ "${1:-}" = "--bench" ]; then
     say "cargo bench --bench start_latency"
     cargo bench --bench start_latency "$@"
 elif [ $# -eq 0 ]; then
-    say "cargo test --test cluster --test healing --test persistence"
+    say "cargo test --no-fail-fast --test cluster --test healing --test persistence"
     cargo test --no-fail-fast --test cluster --test healing --test persistence
 else
     say "cargo test $*"

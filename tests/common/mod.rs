@@ -442,7 +442,9 @@ pub fn http_as(method: &str, url: &str, body: Option<&[u8]>, token: Option<&str>
 
 /// `docker inspect` through the CLI: an independent view of what the engine holds.
 pub fn docker_inspect(id: &str) -> Value {
-    let out = docker_command().args(["inspect", id]).output().expect("docker CLI runs");
+    // `container inspect`: a bare `inspect` looks the id up as an image too, which Podman refuses
+    // (500: "cannot specify 64-byte hexadecimal strings") where Docker answers 404
+    let out = docker_command().args(["container", "inspect", id]).output().expect("docker CLI runs");
     assert!(out.status.success(), "docker inspect {id}: {}", String::from_utf8_lossy(&out.stderr));
     let v: Value = serde_json::from_slice(&out.stdout).expect("inspect JSON");
     v[0].clone()
