@@ -4,6 +4,10 @@
 //! Each round times both, in alternating order: the raw path is our Docker client's create and
 //! start calls with the body Skiff would send; the Skiff path is `POST /v1/tasks` to a manager
 //! with one worker, then `GET /v1/tasks/{id}` every millisecond until it reads Running.
+//!
+//! Against another engine (Podman's socket, say), name its socket in `SKIFF_TEST_ENGINE_SOCKET`
+//! and the CLI that builds the image in its store in `SKIFF_ENGINE_CLI` (`podman`), as the tests'
+//! helpers take them: `scripts/test-podman.sh --bench` does both.
 
 mod common;
 
@@ -37,14 +41,18 @@ fn main() {
     let root = env!("CARGO_MANIFEST_DIR");
     let built = Command::new(format!("{root}/scripts/build-image.sh")).status().expect("build-image runs");
     assert!(built.success(), "the image must build");
-    let docker = Docker::new(skiff::docker_cli::DEFAULT_SOCKET);
-    let (version, api) = docker.version().expect("the Docker Engine must answer");
-    println!("engine {version} (API {api}), {rounds} rounds");
+    let socket = std::env::var("SKIFF_TEST_ENGINE_SOCKET")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or(skiff::docker_cli::DEFAULT_SOCKET.to_string());
+    let docker = Docker::new(&socket);
+    let (version, api) = docker.version().expect("the engine must answer");
+    println!("engine {version} (API {api}) at {socket}, {rounds} rounds");
 
     let node = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let (_worker, worker_addr) = daemon(
         env!("CARGO_BIN_EXE_worker"),
-        &["-n", &node, "-p", "0", "--bind", "127.0.0.1", "--stop-grace-s", "1"],
+        &["-n", &node, "-p", "0", "--bind", "127.0.0.1", "--stop-grace-s", "1", "--docker-socket", &socket],
         None,
     );
     let (_manager, manager_addr) =

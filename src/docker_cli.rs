@@ -18,7 +18,9 @@ mod framing;
 mod wire;
 
 pub use framing::parse_response;
-pub use wire::{create_body, parse_event, parse_inspect, parse_list, ContainerEvent, ContainerInfo, ContainerSummary};
+pub use wire::{
+    create_body, is_podman, parse_event, parse_inspect, parse_list, ContainerEvent, ContainerInfo, ContainerSummary,
+};
 
 use crate::task::TaskSpec;
 use framing::{Response, MAX_BODY, MAX_HEADER_LINE};
@@ -67,7 +69,38 @@ impl DockerError {
     pub fn is_engine_down(&self) -> bool {
         matches!(self, DockerError::Unreachable { .. } | DockerError::Io(_))
     }
+
+    /// A refusal because of a container's current state: a name in use, a removal already under
+    /// way. Docker says so with 409; Podman 4 answers 500 with the same words (`… that name is
+    /// already in use`), so the words are what count for a 500. The one place where a caller
+    /// learns that an engine meant "conflict".
+    pub fn is_conflict(&self) -> bool {
+        match self {
+            DockerError::Api { status: 409, .. } => true,
+            DockerError::Api { status: 500, message } => CONFLICT_WORDS.iter().any(|w| message.contains(w)),
+            _ => false,
+        }
+    }
+
+    /// A removal refused because one is already under way (Docker: 409, Podman: 500).
+    pub fn is_removal_in_progress(&self) -> bool {
+        matches!(self, DockerError::Api { message, .. } if self.is_conflict() && message.contains("already in progress"))
+    }
+
+    /// The engine has no init binary for `HostConfig.Init` (Podman without catatonit).
+    pub fn is_missing_init(&self) -> bool {
+        matches!(self, DockerError::Api { message, .. } if message.contains(MISSING_INIT))
+    }
 }
+
+/// How Podman words the conflicts it answers with 500.
+const CONFLICT_WORDS: [&str; 2] = ["is already in use", "already in progress"];
+/// How Podman says it has no init binary (`container-init binary not found on the host: stat
+/// /usr/libexec/podman/catatonit: no such file or directory`).
+const MISSING_INIT: &str = "container-init binary not found";
+/// What to do about it, added to the engine's words.
+pub const INSTALL_INIT: &str =
+    "the engine has no init binary for the container's PID 1: install catatonit on this node (Debian: apt-get install catatonit)";
 
 impl fmt::Display for DockerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -77,6 +110,9 @@ impl fmt::Display for DockerError {
             }
             DockerError::Io(_) => f.write_str("docker engine exchange failed"),
             DockerError::Protocol(what) => write!(f, "docker engine answered unexpectedly: {what}"),
+            DockerError::Api { status, message } if self.is_missing_init() => {
+                write!(f, "{INSTALL_INIT}; docker engine refused ({status}): {message}")
+            }
             DockerError::Api { status, message } => write!(f, "docker engine refused ({status}): {message}"),
             DockerError::UnsupportedEngine(what) => write!(f, "unsupported docker engine: {what}"),
         }
@@ -219,7 +255,7 @@ impl Docker {
             Ok(_) => Ok(()),
             Err(e) if e.is_not_found() => Ok(()),
             // "removal of container ... is already in progress"
-            Err(DockerError::Api { status: 409, message }) if message.contains("already in progress") => Ok(()),
+            Err(e) if e.is_removal_in_progress() => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -351,6 +387,53 @@ mod tests {
         assert!(matches!(choose_api_version("1.40", "1.12"), Err(DockerError::UnsupportedEngine(_))));
         assert!(matches!(choose_api_version("1.60", "1.50"), Err(DockerError::UnsupportedEngine(_))));
         assert!(choose_api_version("x", "1.12").is_err());
+    }
+
+    #[test]
+    fn refusals_classified_for_both_engines() {
+        let api = |status, message: &str| DockerError::Api { status, message: message.into() };
+        let podman_name = "container create: creating container storage: the container name \"x\" is already in use \
+                           by 3a78. You have to remove that container to be able to reuse that name: that name is \
+                           already in use";
+        // (what, error, conflict, removal in progress, missing init)
+        let cases = [
+            (
+                "docker, name in use",
+                api(409, "Conflict. The container name \"/x\" is already in use"),
+                true,
+                false,
+                false,
+            ),
+            ("podman, name in use", api(500, podman_name), true, false, false),
+            ("docker, removal", api(409, "removal of container x is already in progress"), true, true, false),
+            ("podman, removal", api(500, "removal of container x is already in progress"), true, true, false),
+            ("another 500", api(500, "runc create failed"), false, false, false),
+            ("not found", api(404, "No such container: x"), false, false, false),
+            ("a 400 with the words", api(400, "x is already in use"), false, false, false),
+            (
+                "podman, no catatonit",
+                api(500, "container-init binary not found on the host: stat /usr/libexec/podman/catatonit"),
+                false,
+                false,
+                true,
+            ),
+            ("unreachable", DockerError::Io(io::Error::other("x")), false, false, false),
+        ];
+        for (what, e, conflict, removing, init) in cases {
+            assert_eq!(
+                (e.is_conflict(), e.is_removal_in_progress(), e.is_missing_init()),
+                (conflict, removing, init),
+                "{what}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_init_says_what_to_install() {
+        let e = DockerError::Api { status: 500, message: "container-init binary not found on the host: x".into() };
+        let text = e.to_string();
+        assert!(text.starts_with(INSTALL_INIT), "{text}");
+        assert!(text.contains("apt-get install catatonit") && text.ends_with("not found on the host: x"), "{text}");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 const RUN: Duration = Duration::from_secs(30);
 
 fn docker(args: &[&str]) {
-    let out = Command::new("docker").args(args).output().expect("docker CLI");
+    let out = docker_command().args(args).output().expect("docker CLI");
     assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
@@ -50,8 +50,8 @@ fn a_killed_container_with_on_failure_runs_again_within_five_seconds() {
     );
 }
 
-/// A web task that serves /health.html until /tmp/broken exists (see `break_health`); the
-/// container's files outlive its restarts, so once broken it stays broken.
+/// A web task that serves /health.html until /tmp/broken exists (see `break_health`): broken
+/// for as long as its container lasts (a restart makes a new one).
 fn breakable_web(max_restarts: u32) -> Value {
     json!({
         "name": "web", "image": IMAGE, "memory_mb": 16,
@@ -66,18 +66,28 @@ fn break_health(container: &str) {
     docker(&["exec", container, "sh", "-c", "rm /www/health.html && touch /tmp/broken"]);
 }
 
+/// A web task whose every run serves /health.html for its first 4 seconds only: each container
+/// (a restart makes a new one) turns unhealthy by itself.
+fn souring_web(max_restarts: u32) -> Value {
+    json!({
+        "name": "web", "image": IMAGE, "memory_mb": 16,
+        "cmd": ["sh", "-c", "echo ok > /www/health.html; (sleep 4; rm /www/health.html) & exec httpd -f -p 8080 -h /www"],
+        "ports": [{"container": 8080}],
+        "restart_policy": {"mode": "on-failure", "max_restarts": max_restarts},
+        "health_check": {"path": "/health.html", "port": 8080, "interval_s": 1, "timeout_s": 1, "failures": 2}
+    })
+}
+
 #[test]
 fn a_task_failing_its_health_checks_is_restarted_then_failed() {
     let c = Cluster::start("health_checks", ClusterOptions { workers: 1, ..ClusterOptions::default() });
     c.wait_nodes_up();
-    let spec = breakable_web(2);
+    let spec = souring_web(2);
     let id = c.submit(&spec);
-    let t = wait_for("the task to be healthy", RUN, || {
+    wait_for("the task to be healthy", RUN, || {
         let t = c.get_task(&id);
         (t["healthy"] == true).then_some(t)
     });
-    let container = t["container_id"].as_str().expect("container").to_string();
-    break_health(&container);
 
     let restarted = wait_for("a restart for failed health checks", RUN, || {
         let t = c.get_task(&id);
@@ -229,6 +239,39 @@ fn a_worker_restarted_during_a_back_off_neither_recounts_the_exit_nor_resets_the
     let t = c.wait_state(&id, "Failed", Duration::from_secs(60));
     assert_eq!(t["restart_count"], 3, "{t}");
     assert_eq!(t["error"], "exited with code 1, 3 restarts used");
+}
+
+#[test]
+fn a_worker_restarted_with_a_memory_store_keeps_the_restart_budget_of_its_tasks() {
+    let mut c = Cluster::start("budget_after_restart", ClusterOptions { workers: 1, ..ClusterOptions::default() });
+    c.wait_nodes_up();
+    let mut spec = restartable("budget");
+    spec["restart_policy"]["max_restarts"] = json!(2);
+    let id = c.submit(&spec);
+    let on_worker = |c: &Cluster| http("GET", &c.worker_url(0, &format!("/v1/tasks/{id}")), None).1;
+    let running_after = |c: &Cluster, restarts: u64| {
+        wait_for(&format!("the task running after {restarts} restarts"), RUN, || {
+            let w = on_worker(c);
+            (w["state"] == "Running" && w["restart_count"] == restarts && w["error"].is_null()).then_some(w)
+        })
+    };
+    let w = c.wait_state(&id, "Running", RUN);
+    docker(&["kill", w["container_id"].as_str().expect("container")]);
+    running_after(&c, 1);
+    // the worker forgets everything but what the engine holds
+    c.workers[0].kill();
+    c.restart_worker(0);
+    let w = running_after(&c, 1);
+    assert_eq!(w["recent_restarts"], 1, "{w}");
+    docker(&["kill", w["container_id"].as_str().expect("container")]);
+    let w = running_after(&c, 2);
+    docker(&["kill", w["container_id"].as_str().expect("container")]);
+    // a budget started over would restart it a third time
+    let t = wait_for("the task failed on the worker", RUN, || Some(on_worker(&c)).filter(|w| w["state"] == "Failed"));
+    assert_eq!(t["restart_count"], 2, "{t}");
+    // Podman adds "likely out of memory: limit 16 MB" (it never marks an OOM kill; Docker does)
+    let error = t["error"].as_str().expect("a reason");
+    assert!(error.starts_with("exited with code 137 (SIGKILL)") && error.ends_with(", 2 restarts used"), "{t}");
 }
 
 #[test]

@@ -10,7 +10,6 @@ use serde_json::{json, Value};
 use std::net::TcpListener;
 use std::os::unix::net::UnixListener;
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -46,7 +45,7 @@ impl Silent {
 
 /// Runs `docker` with these arguments and returns its standard output, failing the test if it fails.
 fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker").args(args).output().expect("docker CLI runs");
+    let out = docker_command().args(args).output().expect("docker CLI runs");
     assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
@@ -184,7 +183,7 @@ impl HangingEngine {
                     o.lock().expect("lock").push(client); // held, never answered
                     continue;
                 }
-                let Ok(engine) = std::os::unix::net::UnixStream::connect(skiff::docker_cli::DEFAULT_SOCKET) else {
+                let Ok(engine) = std::os::unix::net::UnixStream::connect(engine_socket()) else {
                     continue;
                 };
                 for (mut from, mut to) in [

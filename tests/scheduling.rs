@@ -56,8 +56,7 @@ fn workers_report_their_statistics_with_caps_applied() {
 }
 
 fn docker_info_root() -> String {
-    let out =
-        std::process::Command::new("docker").args(["info", "--format", "{{.DockerRootDir}}"]).output().expect("docker");
+    let out = docker_command().args(["info", "--format", "{{.DockerRootDir}}"]).output().expect("docker");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 

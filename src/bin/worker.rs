@@ -69,12 +69,11 @@ fn run(args: Args) -> Result<(), String> {
     let socket = docker_cli::socket_path(args.docker_socket.as_deref(), std::env::var("DOCKER_HOST").ok().as_deref())?;
     let ready = cli::prepare(&args.flags(), &format!("worker-{}.db", args.name))?;
     let docker = Arc::new(Docker::new(socket.clone()));
-    let shown = socket.display().to_string();
-    match docker.version() {
-        Ok((version, api)) => log::info!("engine found socket={} version={} api={}", q(&shown), q(&version), q(&api)),
-        // not fatal: the worker reports the engine as unreachable and recovers when it answers
-        Err(e) => log::warn!("engine not answering yet socket={} error={}", q(&shown), q(&error_chain(&e))),
-    }
+    // The engine's version is asked on the worker's own threads ("engine answers", or the engine
+    // reported unreachable until it answers), not here before listening: Podman takes a second
+    // or more to answer /version (it runs conmon and the OCI runtime to report theirs), and a
+    // worker that listens late is taken for a lost node by a manager already polling it.
+    log::info!("engine socket={}", q(&socket.display().to_string()));
     let mut config = WorkerConfig::new(&args.name);
     config.stop_grace = Duration::from_secs(args.stop_grace_s);
     config.sync_interval = Duration::from_millis(args.sync_interval_ms);

@@ -92,10 +92,21 @@ pub fn create_body(spec: &TaskSpec, labels: &BTreeMap<String, String>) -> Value 
     body
 }
 
+/// How the version of a Podman engine reads (`Podman 4.3.1`): Podman answers `/version` with its
+/// own number and names itself only among the components.
+pub const PODMAN: &str = "Podman";
+
+/// True for a version as `parse_version_answer` gives it that is Podman's.
+pub fn is_podman(version: &str) -> bool {
+    version.starts_with(PODMAN)
+}
+
 /// The engine's version and the API versions it speaks (newest, oldest), from `/version`.
 pub(super) fn parse_version_answer(body: &[u8]) -> Result<(String, String, String), DockerError> {
     let v: VersionWire = parse_json(body)?;
-    Ok((v.version, v.api_version, v.min_api_version))
+    let podman = v.components.iter().any(|c| c.name.starts_with(PODMAN));
+    let version = if podman { format!("{PODMAN} {}", v.version) } else { v.version };
+    Ok((version, v.api_version, v.min_api_version))
 }
 
 /// Where the engine keeps its data, from `/info`.
@@ -118,6 +129,14 @@ struct VersionWire {
     api_version: String,
     #[serde(rename = "MinAPIVersion", default)]
     min_api_version: String,
+    #[serde(rename = "Components", default)]
+    components: Vec<ComponentWire>,
+}
+
+#[derive(Deserialize)]
+struct ComponentWire {
+    #[serde(rename = "Name", default)]
+    name: String,
 }
 
 #[derive(Deserialize)]
@@ -368,6 +387,18 @@ mod tests {
         assert_eq!(body["Labels"], json!({"skiff.task-id": "x"}));
         assert!(body["HostConfig"].get("RestartPolicy").is_none(), "skiff does its own restarts");
         assert_eq!(body["HostConfig"]["Init"], json!(true));
+    }
+
+    #[test]
+    fn podman_is_told_by_its_components() {
+        let docker = br#"{"Version":"20.10.24","ApiVersion":"1.41","MinAPIVersion":"1.12","Components":[{"Name":"Engine","Version":"20.10.24"}]}"#;
+        let podman = br#"{"Version":"4.3.1","ApiVersion":"1.41","MinAPIVersion":"1.24","Components":[{"Name":"Podman Engine","Version":"4.3.1"},{"Name":"Conmon"}]}"#;
+        let bare = br#"{"Version":"20.10.24","ApiVersion":"1.41"}"#;
+        let version = |b: &[u8]| parse_version_answer(b).expect("parses").0;
+        assert_eq!(version(docker), "20.10.24");
+        assert_eq!(version(podman), "Podman 4.3.1");
+        assert_eq!(version(bare), "20.10.24");
+        assert!(is_podman(&version(podman)) && !is_podman(&version(docker)));
     }
 
     #[test]

@@ -44,6 +44,10 @@ pub struct ExitContext {
     pub ran_for: Option<Duration>,
     /// Failed health checks in a row, if the container was stopped for failing them.
     pub unhealthy_after: Option<u32>,
+    /// The container's memory limit, given only when the engine does not mark out-of-memory
+    /// kills (Podman 4 never sets `OOMKilled`): then an exit 137 under it is likely one. `None`
+    /// on Docker, whose `OOMKilled` is trusted (a `docker kill` is not taken for one).
+    pub memory_mb: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -82,7 +86,7 @@ pub fn on_exit(ctx: &ExitContext, info: &ContainerInfo, backoff: Backoff, now: T
         return if ctx.state == TaskState::Running {
             ExitDecision::Stopped
         } else {
-            finish(failed, info, ctx.unhealthy_after, at, ctx.recent_restarts)
+            finish(failed, info, ctx, at, ctx.recent_restarts)
         };
     }
     let wanted = match ctx.policy.mode {
@@ -91,7 +95,7 @@ pub fn on_exit(ctx: &ExitContext, info: &ContainerInfo, backoff: Backoff, now: T
         RestartMode::Always => true,
     };
     let recent = if ctx.ran_for.is_some_and(|d| d >= backoff.reset_after) { 0 } else { ctx.recent_restarts };
-    let why = exit_reason(info, ctx.unhealthy_after);
+    let why = exit_reason(info, ctx.unhealthy_after, ctx.memory_mb);
     if wanted && recent < ctx.policy.max_restarts {
         let recent = recent + 1;
         let delay = backoff.first.saturating_mul(1 << (recent - 1).min(20)).min(backoff.max);
@@ -103,26 +107,26 @@ pub fn on_exit(ctx: &ExitContext, info: &ContainerInfo, backoff: Backoff, now: T
         let state = if failed { TaskState::Failed } else { TaskState::Completed };
         return ExitDecision::Finish { state, at, error: error.filter(|_| failed), recent_restarts: recent };
     }
-    finish(failed, info, ctx.unhealthy_after, at, recent)
+    finish(failed, info, ctx, at, recent)
 }
 
-fn finish(
-    failed: bool,
-    info: &ContainerInfo,
-    unhealthy_after: Option<u32>,
-    at: Timestamp,
-    recent: u32,
-) -> ExitDecision {
+fn finish(failed: bool, info: &ContainerInfo, ctx: &ExitContext, at: Timestamp, recent: u32) -> ExitDecision {
     if failed {
-        let error = Some(exit_reason(info, unhealthy_after));
+        let error = Some(exit_reason(info, ctx.unhealthy_after, ctx.memory_mb));
         ExitDecision::Finish { state: TaskState::Failed, at, error, recent_restarts: recent }
     } else {
         ExitDecision::Finish { state: TaskState::Completed, at, error: None, recent_restarts: recent }
     }
 }
 
-/// Why a container stopped, in words.
-pub fn exit_reason(info: &ContainerInfo, unhealthy_after: Option<u32>) -> String {
+/// What an exit with 137 (128 + SIGKILL) is.
+const SIGKILLED: i64 = 137;
+
+/// Why a container stopped, in words. An exit 137 of a container with a memory limit that the
+/// engine did not mark as killed for memory is said to be likely that: Podman 4 never sets
+/// `OOMKilled`, and the kernel's OOM killer sends SIGKILL; "likely", because a `kill -9` reads
+/// the same.
+pub fn exit_reason(info: &ContainerInfo, unhealthy_after: Option<u32>, memory_mb: Option<u64>) -> String {
     if let Some(n) = unhealthy_after {
         format!("unhealthy after {n} failed health checks")
     } else if info.status == "created" {
@@ -133,6 +137,10 @@ pub fn exit_reason(info: &ContainerInfo, unhealthy_after: Option<u32>) -> String
         }
     } else if info.oom_killed {
         format!("killed for using more than its memory limit (exit code {})", info.exit_code)
+    } else if let (SIGKILLED, Some(mb)) = (info.exit_code, memory_mb) {
+        format!("exited with code {SIGKILLED} (SIGKILL), likely out of memory: limit {mb} MB")
+    } else if info.exit_code == SIGKILLED && info.error.is_empty() {
+        format!("exited with code {SIGKILLED} (SIGKILL)")
     } else if !info.error.is_empty() {
         format!("exited with code {}: {}", info.exit_code, info.error)
     } else {
@@ -337,6 +345,7 @@ mod tests {
             last_exit_at: None,
             ran_for: Some(Duration::from_secs(5)),
             unhealthy_after: None,
+            memory_mb: None,
         }
     }
 
@@ -433,6 +442,54 @@ mod tests {
     }
 
     #[test]
+    fn a_sigkill_under_a_memory_limit_is_likely_out_of_memory() {
+        let limited = |mode, max| ExitContext { memory_mb: Some(16), ..ctx(mode, max, 0) };
+        let kill = |oom| exit(137, oom, "exited", Some(9));
+        let likely = "exited with code 137 (SIGKILL), likely out of memory: limit 16 MB";
+        let cases: Vec<(&str, ExitContext, ContainerInfo, ExitDecision)> = vec![
+            (
+                "podman: 137 under a limit",
+                limited(RestartMode::Never, 0),
+                kill(false),
+                finish(TaskState::Failed, Some(likely), 0),
+            ),
+            (
+                "podman: 137 under a limit, restarted",
+                limited(RestartMode::OnFailure, 3),
+                kill(false),
+                restart(1, 1, &format!("{likely}; restart 1 of 3 in 1 s")),
+            ),
+            (
+                "docker: the engine says so",
+                limited(RestartMode::Never, 0),
+                kill(true),
+                finish(TaskState::Failed, Some("killed for using more than its memory limit (exit code 137)"), 0),
+            ),
+            (
+                "137 without a limit",
+                ctx(RestartMode::Never, 0, 0),
+                kill(false),
+                finish(TaskState::Failed, Some("exited with code 137 (SIGKILL)"), 0),
+            ),
+            (
+                "another code under a limit",
+                limited(RestartMode::Never, 0),
+                exit(1, false, "exited", Some(9)),
+                finish(TaskState::Failed, Some("exited with code 1"), 0),
+            ),
+            (
+                "unhealthy under a limit",
+                ExitContext { unhealthy_after: Some(3), ..limited(RestartMode::Never, 0) },
+                kill(false),
+                finish(TaskState::Failed, Some("unhealthy after 3 failed health checks"), 0),
+            ),
+        ];
+        for (what, ctx, info, want) in cases {
+            assert_eq!(on_exit(&ctx, &info, BACKOFF, Timestamp(100)), want, "{what}");
+        }
+    }
+
+    #[test]
     fn an_exit_without_a_finish_time_is_dated_now_and_never_taken_for_one_seen_before() {
         let c = ctx(RestartMode::Never, 0, 0);
         let c = ExitContext { last_exit_at: None, ..c };
@@ -444,9 +501,9 @@ mod tests {
     fn exit_reasons_carry_the_engine_error() {
         let mut info = exit(127, false, "exited", Some(1));
         info.error = "exec: not found".into();
-        assert_eq!(exit_reason(&info, None), "exited with code 127: exec: not found");
+        assert_eq!(exit_reason(&info, None, None), "exited with code 127: exec: not found");
         info.status = "created".into();
-        assert_eq!(exit_reason(&info, None), "exec: not found");
+        assert_eq!(exit_reason(&info, None, None), "exec: not found");
     }
 
     const SPEC: &str = r#"{"name":"web","image":"skiff/busybox"}"#;

@@ -20,7 +20,8 @@ pub trait Engine: Send + Sync {
     fn pull(&self, image: &str, timeout: Duration) -> Result<(), DockerError>;
     /// Answers within `deadline` or fails: how a hung engine is told from a slow call.
     fn ping(&self, deadline: Duration) -> Result<(), DockerError>;
-    /// Creates a container and returns its id; a name in use is a 409, a missing image a 404.
+    /// Creates a container and returns its id; a name in use is a conflict (`is_conflict`: 409
+    /// from Docker, 500 from Podman), a missing image a 404.
     fn create(&self, opts: &CreateOptions) -> Result<String, DockerError>;
     /// Starting a running container is not an error.
     fn start(&self, id: &str) -> Result<(), DockerError>;

@@ -1,7 +1,9 @@
 //! A recording fake of the container engine for the worker's unit tests: containers are entries
 //! in a map, every call is recorded, and the fake can be told to refuse a call, to be out of
 //! reach, to hang past the client's deadline (answered as the real client would after it), or
-//! to lose a container behind the worker's back.
+//! to lose a container behind the worker's back. `FakeEngine::podman` answers the way Podman 4
+//! does where it differs from Docker: a name in use is a 500, `OOMKilled` is never set, and
+//! (`without_init`) a create asking for an init fails when catatonit is missing.
 
 use super::engine::{Engine, Events};
 use crate::docker_cli::{ContainerInfo, ContainerSummary, CreateOptions, DockerError};
@@ -54,6 +56,10 @@ struct Inner {
     next_id: u64,
     next_port: u16,
     clock: u64,
+    /// Answers as Podman 4.3 does.
+    podman: bool,
+    /// An init is asked for and the engine has none (Podman without catatonit).
+    no_init: bool,
 }
 
 #[derive(Default)]
@@ -87,6 +93,20 @@ impl FakeEngine {
             inner.clock = 1_000_000;
         }
         fake
+    }
+
+    /// An engine that answers as Podman 4.3 does, with these images.
+    pub fn podman(images: &[&str]) -> FakeEngine {
+        let fake = FakeEngine::with_images(images);
+        fake.lock().podman = true;
+        fake
+    }
+
+    /// The engine has no init binary: every create (the worker always asks for an init) fails
+    /// as Podman's does without catatonit.
+    pub fn without_init(self) -> FakeEngine {
+        self.lock().no_init = true;
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -129,11 +149,12 @@ impl FakeEngine {
     pub fn exit(&self, id: &str, code: i64, oom: bool) {
         let mut inner = self.lock();
         inner.clock += 1_000;
-        let at = Timestamp(inner.clock);
+        let (at, inner_podman) = (Timestamp(inner.clock), inner.podman);
         if let Some(c) = inner.containers.get_mut(id) {
             c.status = "exited".into();
             c.exit_code = code;
-            c.oom_killed = oom;
+            // Podman 4 never sets OOMKilled: an out-of-memory kill reads as exit 137
+            c.oom_killed = oom && !inner_podman;
             c.finished_at = Some(at);
         }
     }
@@ -212,7 +233,8 @@ impl FakeEngine {
 impl Engine for FakeEngine {
     fn version(&self) -> Result<(String, String), DockerError> {
         self.enter("version", "")?;
-        Ok(("20.10.24-fake".into(), "1.41".into()))
+        let version = if self.lock().podman { "Podman 4.3.1-fake" } else { "20.10.24-fake" };
+        Ok((version.into(), "1.41".into()))
     }
 
     fn root_dir(&self) -> Result<PathBuf, DockerError> {
@@ -245,8 +267,23 @@ impl Engine for FakeEngine {
         if !inner.images.contains(&opts.spec.image) {
             return Err(DockerError::Api { status: 404, message: format!("No such image: {}", opts.spec.image) });
         }
-        if inner.containers.values().any(|c| c.name == opts.name) {
-            return Err(DockerError::Api { status: 409, message: format!("name {} is already in use", opts.name) });
+        if inner.no_init {
+            let message = "container-init binary not found on the host: stat /usr/libexec/podman/catatonit: no such \
+                           file or directory";
+            return Err(DockerError::Api { status: 500, message: message.into() });
+        }
+        if let Some(other) = inner.containers.values().find(|c| c.name == opts.name) {
+            return Err(if inner.podman {
+                let message = format!(
+                    "container create: creating container storage: the container name \"{}\" is already in use by \
+                     {}. You have to remove that container to be able to reuse that name: that name is already in use",
+                    opts.name, other.id
+                );
+                DockerError::Api { status: 500, message }
+            } else {
+                let message = format!("Conflict. The container name \"/{}\" is already in use", opts.name);
+                DockerError::Api { status: 409, message }
+            });
         }
         inner.next_id += 1;
         let id = format!("{:064x}", inner.next_id);

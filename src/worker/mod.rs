@@ -44,6 +44,12 @@ pub const LABEL_NODE: &str = "skiff.node";
 pub const LABEL_NAME: &str = "skiff.name";
 pub const LABEL_SPEC: &str = "skiff.spec";
 pub const LABEL_CREATED: &str = "skiff.created-at";
+/// The restart budget as it stood when the container was created (optional: containers of
+/// earlier versions lack them). A restart in place makes a new container, so they stay true;
+/// with them a worker that lost its table (a memory store) keeps counting where it was.
+pub const LABEL_RESTART_COUNT: &str = "skiff.restart-count";
+pub const LABEL_RECENT_RESTARTS: &str = "skiff.recent-restarts";
+pub const LABEL_LAST_EXIT: &str = "skiff.last-exit-at";
 
 #[derive(Clone)]
 pub struct WorkerConfig {

@@ -6,11 +6,15 @@
 //! the engine did; the control thread decides what that means.
 
 use super::engine::Engine;
-use super::{WorkerConfig, LABEL_CREATED, LABEL_NAME, LABEL_NODE, LABEL_SPEC, LABEL_TASK_ID};
+use super::{
+    WorkerConfig, LABEL_CREATED, LABEL_LAST_EXIT, LABEL_NAME, LABEL_NODE, LABEL_RECENT_RESTARTS, LABEL_RESTART_COUNT,
+    LABEL_SPEC, LABEL_TASK_ID,
+};
 use crate::control::{error_chain, spawn_thread, SpawnError};
 use crate::docker_cli::{ContainerInfo, ContainerSummary, CreateOptions, DockerError};
 use crate::logfmt::q;
 use crate::task::{Task, TaskId, TaskSpec};
+use crate::time::Timestamp;
 use crossbeam_channel::{unbounded, Sender};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -23,8 +27,9 @@ pub enum Op {
         container_name: String,
         labels: BTreeMap<String, String>,
     },
-    /// Starts the task's exited container again (a restart in place); creates a new one if it
-    /// is gone.
+    /// Replaces the task's exited container with a new one of the same name, spec and labels
+    /// but the restart budget's (a restart in place: labels are fixed at create, and the budget
+    /// must outlive a worker that forgets it).
     Restart {
         id: TaskId,
         container_id: String,
@@ -197,12 +202,11 @@ pub fn run_op(engine: &dyn Engine, cfg: &WorkerConfig, op: Op) -> OpResult {
             OpResult::Started { id, result }
         }
         Op::Restart { id, container_id, spec, container_name, labels } => {
-            let result = match engine.start(&container_id) {
-                // the container is gone: a new one
-                Err(e) if e.is_not_found() => start_container(engine, &spec, &container_name, &labels, &id),
-                other => other
-                    .map_err(after_create)
-                    .and_then(|_| engine.inspect(&container_id).map_err(|e| StartFailure::Unknown(error_chain(&e)))),
+            // removing a container already gone is not an error; a removal that failed leaves
+            // the old container as it was, and the restart is tried again (or fails) as a start
+            let result = match engine.remove(&container_id) {
+                Ok(()) => start_container(engine, &spec, &container_name, &labels, &id),
+                Err(e) => Err(before_create(e)),
             };
             OpResult::Started { id, result }
         }
@@ -276,7 +280,8 @@ fn start_container(
     let container_id = match engine.create(&opts) {
         Ok(cid) => cid,
         Err(e) if e.is_not_found() => return Err(StartFailure::NeedsImage(spec.image.clone())),
-        Err(DockerError::Api { status: 409, .. }) => {
+        // a name in use (409 from Docker, 500 from Podman: `is_conflict` knows both)
+        Err(e) if e.is_conflict() => {
             let existing = engine.inspect(name).map_err(after_create)?;
             let ours = existing.labels.get(LABEL_TASK_ID).map(String::as_str) == Some(id.to_string().as_str());
             if ours && existing.running {
@@ -339,7 +344,8 @@ pub fn start_op(task: &Task, node: &str) -> Op {
     }
 }
 
-/// The op that restarts a task's exited container in place.
+/// The op that restarts a task's exited container in place: a new container whose labels carry
+/// the budget as the exit left it.
 pub fn restart_op(task: &Task, node: &str, container_id: String) -> Op {
     Op::Restart {
         id: task.id,
@@ -358,11 +364,36 @@ fn container_name(task: &Task, node: &str) -> String {
 pub fn labels_for(task: &Task, node: &str) -> BTreeMap<String, String> {
     // a spec always serialises (plain data); an empty label would only make adoption refuse it
     let spec = serde_json::to_string(&task.spec).unwrap_or_default();
-    BTreeMap::from([
+    let mut labels = BTreeMap::from([
         (LABEL_TASK_ID.to_string(), task.id.to_string()),
         (LABEL_NODE.to_string(), node.to_string()),
         (LABEL_NAME.to_string(), task.name.clone()),
         (LABEL_SPEC.to_string(), spec),
         (LABEL_CREATED.to_string(), task.created_at.to_string()),
-    ])
+        (LABEL_RESTART_COUNT.to_string(), task.restart_count.to_string()),
+        (LABEL_RECENT_RESTARTS.to_string(), task.recent_restarts.to_string()),
+    ]);
+    if let Some(at) = task.last_exit_at {
+        labels.insert(LABEL_LAST_EXIT.to_string(), at.to_string());
+    }
+    labels
+}
+
+/// The restart budget a container's labels carry: restarts so far, those that count against
+/// the budget, the exit handled last. Missing or unreadable labels (a container of an earlier
+/// version, or made by hand) read as a fresh budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Budget {
+    pub restart_count: u32,
+    pub recent_restarts: u32,
+    pub last_exit_at: Option<Timestamp>,
+}
+
+pub fn budget_from_labels(labels: &BTreeMap<String, String>) -> Budget {
+    let count = |key: &str| labels.get(key).and_then(|v| v.parse::<u32>().ok()).unwrap_or(0);
+    Budget {
+        restart_count: count(LABEL_RESTART_COUNT),
+        recent_restarts: count(LABEL_RECENT_RESTARTS),
+        last_exit_at: labels.get(LABEL_LAST_EXIT).and_then(|v| Timestamp::parse(v)),
+    }
 }

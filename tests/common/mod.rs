@@ -4,6 +4,11 @@
 //!
 //! Every worker gets a unique name, so every container a test creates carries
 //! `skiff.node=<that name>`, and the guard removes exactly those.
+//!
+//! The engine is Docker's at its default socket unless `SKIFF_TEST_ENGINE_SOCKET` names another
+//! (Podman's: `scripts/test-podman.sh`); then the helpers, the workers (through `DOCKER_HOST`,
+//! which a `--docker-socket` flag still overrides) and the `docker` CLI the tests run all talk to
+//! that one, and the tests assert the same things.
 #![allow(dead_code)]
 
 use serde_json::Value;
@@ -19,15 +24,40 @@ pub const IMAGE: &str = "skiff/busybox:latest";
 /// The cluster token every test daemon and client uses (through SKIFF_TOKEN).
 pub const TOKEN: &str = "test-cluster-token-0123456789abcdef";
 
+/// Names the socket of the engine the tests use instead of Docker's default.
+pub const ENGINE_SOCKET_VAR: &str = "SKIFF_TEST_ENGINE_SOCKET";
+
+/// The socket of the engine under test: `SKIFF_TEST_ENGINE_SOCKET`, else Docker's default.
+pub fn engine_socket() -> PathBuf {
+    match std::env::var_os(ENGINE_SOCKET_VAR) {
+        Some(path) if !path.is_empty() => PathBuf::from(path),
+        _ => PathBuf::from(skiff::docker_cli::DEFAULT_SOCKET),
+    }
+}
+
+/// `DOCKER_HOST` for the processes a test starts (workers, the `docker` CLI): the engine under
+/// test when it is not the default.
+fn engine_env() -> Option<String> {
+    std::env::var_os(ENGINE_SOCKET_VAR)
+        .filter(|p| !p.is_empty())
+        .map(|_| format!("unix://{}", engine_socket().display()))
+}
+
+/// The `docker` CLI, talking to the engine under test (Podman's compatible API answers it).
+pub fn docker_command() -> Command {
+    let mut command = Command::new("docker");
+    if let Some(host) = engine_env() {
+        command.env("DOCKER_HOST", host);
+    }
+    command
+}
+
 /// Fails the test (never skips it) when the engine does not answer.
 pub fn require_docker() -> Docker {
-    let docker = Docker::new(skiff::docker_cli::DEFAULT_SOCKET);
+    let socket = engine_socket();
+    let docker = Docker::new(&socket);
     if let Err(e) = docker.version() {
-        panic!(
-            "the Docker Engine must answer at {} for these tests: {}",
-            skiff::docker_cli::DEFAULT_SOCKET,
-            skiff::control::error_chain(&e)
-        );
+        panic!("the engine must answer at {} for these tests: {}", socket.display(), skiff::control::error_chain(&e));
     }
     docker
 }
@@ -37,7 +67,13 @@ pub fn require_image() {
     static BUILD: Once = Once::new();
     BUILD.call_once(|| {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-image.sh");
-        let out = Command::new(&script).output().expect("scripts/build-image.sh runs");
+        let mut command = Command::new(&script);
+        if std::env::var_os(ENGINE_SOCKET_VAR).is_some() && std::env::var_os("SKIFF_ENGINE_CLI").is_none() {
+            // the image goes where the engine under test keeps its images: another engine than
+            // Docker's default is Podman's, unless SKIFF_ENGINE_CLI says otherwise
+            command.env("SKIFF_ENGINE_CLI", "podman");
+        }
+        let out = command.output().expect("scripts/build-image.sh runs");
         assert!(
             out.status.success(),
             "building the image failed:\n{}{}",
@@ -81,7 +117,11 @@ impl Daemon {
     /// Starts `bin` with `args` (which must include `-p 0 --bind 127.0.0.1`) and waits for the
     /// address it listens on.
     fn start(bin: &str, args: &[String], log: PathBuf) -> Daemon {
-        let mut child = Command::new(bin)
+        let mut command = Command::new(bin);
+        if let Some(host) = engine_env() {
+            command.env("DOCKER_HOST", host);
+        }
+        let mut child = command
             .args(args)
             .env("SKIFF_TOKEN", TOKEN)
             .stdin(Stdio::null())
@@ -402,7 +442,9 @@ pub fn http_as(method: &str, url: &str, body: Option<&[u8]>, token: Option<&str>
 
 /// `docker inspect` through the CLI: an independent view of what the engine holds.
 pub fn docker_inspect(id: &str) -> Value {
-    let out = Command::new("docker").args(["inspect", id]).output().expect("docker CLI runs");
+    // `container inspect`: a bare `inspect` looks the id up as an image too, which Podman refuses
+    // (500: "cannot specify 64-byte hexadecimal strings") where Docker answers 404
+    let out = docker_command().args(["container", "inspect", id]).output().expect("docker CLI runs");
     assert!(out.status.success(), "docker inspect {id}: {}", String::from_utf8_lossy(&out.stderr));
     let v: Value = serde_json::from_slice(&out.stdout).expect("inspect JSON");
     v[0].clone()
@@ -449,7 +491,7 @@ impl EngineProxy {
                 if !st.open || st.generation != generation {
                     return; // closed: this listener is done
                 }
-                let Ok(engine) = std::os::unix::net::UnixStream::connect(skiff::docker_cli::DEFAULT_SOCKET) else {
+                let Ok(engine) = std::os::unix::net::UnixStream::connect(engine_socket()) else {
                     continue;
                 };
                 for (mut from, mut to) in [

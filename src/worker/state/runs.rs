@@ -6,7 +6,7 @@
 
 use super::{store_error_copy, transition, OpKind, State};
 use crate::control::{answer, error_chain, spawn_thread};
-use crate::docker_cli::{ContainerInfo, DockerError};
+use crate::docker_cli::{is_podman, ContainerInfo, DockerError};
 use crate::logfmt::q;
 use crate::task::{DesiredState, TaskId, TaskState};
 use crate::time::Timestamp;
@@ -157,6 +157,8 @@ impl State {
             max: self.config.restart_backoff_max,
             reset_after: self.config.restart_reset_after,
         };
+        // Podman 4 never marks an out-of-memory kill: what the reason may infer
+        let podman = self.engine.version.as_deref().is_some_and(is_podman);
         let Some(entry) = self.entries.get_mut(&id) else { return };
         entry.exit_seen = false;
         entry.checker = None;
@@ -169,6 +171,7 @@ impl State {
             last_exit_at: entry.task.last_exit_at,
             ran_for: entry.run_started.map(|t| instant.saturating_duration_since(t)),
             unhealthy_after: unhealthy.then_some(entry.health_failures),
+            memory_mb: entry.task.spec.memory_mb.filter(|_| podman),
         };
         let decision = decide::on_exit(&ctx, info, backoff, now);
         let task = &mut entry.task;

@@ -5,12 +5,12 @@
 //! Must not call the engine: it hands ops to the pools like the rest of `State`.
 
 use super::{transition, Entry, OpKind, State};
-use crate::docker_cli::ContainerInfo;
+use crate::docker_cli::{is_podman, ContainerInfo};
 use crate::logfmt::q;
-use crate::task::{DesiredState, Task, TaskId, TaskSpec, TaskState};
+use crate::task::{DesiredState, RestartMode, Task, TaskId, TaskSpec, TaskState};
 use crate::time::Timestamp;
 use crate::worker::decide::{self, Backoff, EntryView, ExitContext, ExitDecision, SyncAction};
-use crate::worker::ops::{start_op, Observed, Op};
+use crate::worker::ops::{budget_from_labels, start_op, Observed, Op};
 use crate::worker::short_id;
 use log::{info, warn};
 use std::collections::HashMap;
@@ -158,18 +158,38 @@ impl State {
         let mut task = Task::new(id, spec, created);
         task.node = Some(self.config.name.clone());
         task.container_id = Some(o.summary.id.clone());
+        // the budget as the container's labels carry it: a restart does not start it over
+        let budget = budget_from_labels(&o.summary.labels);
+        task.restart_count = budget.restart_count;
+        task.recent_restarts = budget.recent_restarts;
+        task.last_exit_at = budget.last_exit_at;
         transition(&mut task, TaskState::Scheduled, now);
+        // an exited container of a task whose policy may restart it: its exit is handled as
+        // any other (this worker never saw it), against the budget of the labels
+        let restartable = task.spec.restart().mode != RestartMode::Never;
         match &o.info {
             None => {
                 transition(&mut task, TaskState::Running, now);
-                info!("adopted running container task_id={id} container={}", short_id(&o.summary.id));
+                info!(
+                    "adopted running container task_id={id} container={} restarts={}",
+                    short_id(&o.summary.id),
+                    task.restart_count
+                );
             }
-            Some(info) => finish_from(&mut task, info, now),
+            Some(_) if restartable => transition(&mut task, TaskState::Running, now),
+            Some(info) => {
+                let podman = self.engine.version.as_deref().is_some_and(is_podman);
+                finish_from(&mut task, info, podman, now)
+            }
         }
         if let Some(info) = &o.info {
             task.ports = info.ports.clone();
         }
         self.entries.insert(id, Entry::new(task, None, true, self.epoch));
+        if let Some(info) = o.info.as_ref().filter(|_| restartable) {
+            info!("adopted exited container task_id={id} container={}", short_id(&o.summary.id));
+            self.on_exit(id, info, now);
+        }
         if o.info.is_none() {
             // a running container: ask for its details (ports, start time)
             if let Some(entry) = self.entries.get_mut(&id) {
@@ -185,7 +205,7 @@ impl State {
 
 /// Records how an adopted container ended: exit 0 is Completed, anything else Failed with the
 /// reason. A task being stopped ends Stopped.
-fn finish_from(task: &mut Task, info: &ContainerInfo, now: Timestamp) {
+fn finish_from(task: &mut Task, info: &ContainerInfo, podman: bool, now: Timestamp) {
     if task.is_terminal() {
         return;
     }
@@ -198,6 +218,7 @@ fn finish_from(task: &mut Task, info: &ContainerInfo, now: Timestamp) {
         last_exit_at: None,
         ran_for: None,
         unhealthy_after: None,
+        memory_mb: task.spec.memory_mb.filter(|_| podman),
     };
     let no_backoff = Backoff { first: Default::default(), max: Default::default(), reset_after: Default::default() };
     match decide::on_exit(&ctx, info, no_backoff, now) {
