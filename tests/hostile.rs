@@ -121,7 +121,7 @@ fn a_hand_made_copy_of_a_task_neither_fails_it_nor_replaces_it() {
     let task = c.wait_state(&id, "Running", RUN);
     let real = task["container_id"].as_str().expect("container").to_string();
     let gone = |cid: &str| {
-        Command::new("docker").args(["inspect", cid]).output().map(|o| !o.status.success()).unwrap_or(false)
+        docker_command().args(["container", "inspect", cid]).output().map(|o| !o.status.success()).unwrap_or(false)
     };
 
     // a copy with every label of the task that exits 7 at once
