@@ -442,9 +442,18 @@ pub fn parse_start_task(body: &[u8]) -> Result<StartTask, SpecError> {
     let Value::Object(mut obj) = value else {
         return Err(bad(None, "the body must be a JSON object with id and spec".into()));
     };
-    if let Some(unknown) = obj.keys().find(|k| !["id", "spec", "restart_count"].contains(&k.as_str())) {
-        return Err(bad(Some(unknown), "unknown field; the fields are: id, spec, restart_count".into()));
+    const FIELDS: [&str; 5] = ["id", "spec", "restart_count", "service", "service_version"];
+    if let Some(unknown) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+        return Err(bad(Some(unknown), format!("unknown field; the fields are: {}", FIELDS.join(", "))));
     }
+    let service = match obj.remove("service") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(serde_json::from_value::<String>(v).map_err(|e| bad(Some("service"), e.to_string()))?),
+    };
+    let service_version = match obj.remove("service_version") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(serde_json::from_value::<u32>(v).map_err(|e| bad(Some("service_version"), e.to_string()))?),
+    };
     let restart_count = match obj.remove("restart_count") {
         None | Some(Value::Null) => 0,
         Some(v) => serde_json::from_value::<u32>(v).map_err(|e| bad(Some("restart_count"), e.to_string()))?,
@@ -458,7 +467,7 @@ pub fn parse_start_task(body: &[u8]) -> Result<StartTask, SpecError> {
         field: Some(e.field.map(|f| format!("spec.{f}")).unwrap_or_else(|| "spec".into())),
         message: e.message,
     })?;
-    Ok(StartTask { id, spec, restart_count })
+    Ok(StartTask { id, spec, restart_count, service, service_version })
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ pub mod logfmt;
 pub mod manager;
 pub mod reconcile;
 pub mod sched;
+pub mod service;
 pub mod signals;
 pub mod stats;
 pub mod store;

@@ -386,7 +386,13 @@ impl State {
                     table.allocate(index, &req);
                     debug!("task placed task_id={id} node={name}");
                     // restarts in place carry over to the new node; the move itself is not one
-                    let start = StartTask { id, spec: task.spec, restart_count: task.restart_count };
+                    let start = StartTask {
+                        id,
+                        spec: task.spec,
+                        restart_count: task.restart_count,
+                        service: task.service,
+                        service_version: task.service_version,
+                    };
                     if self.nodes[index].starts.send(Job::Start(Box::new(start))).is_ok() {
                         if let Some(t) = self.tasks.get_mut(&id) {
                             t.op_on = Some(index);

@@ -358,11 +358,14 @@ fn container_name(task: &Task, node: &str) -> String {
 pub fn labels_for(task: &Task, node: &str) -> BTreeMap<String, String> {
     // a spec always serialises (plain data); an empty label would only make adoption refuse it
     let spec = serde_json::to_string(&task.spec).unwrap_or_default();
-    BTreeMap::from([
+    let mut labels = BTreeMap::from([
         (LABEL_TASK_ID.to_string(), task.id.to_string()),
         (LABEL_NODE.to_string(), node.to_string()),
         (LABEL_NAME.to_string(), task.name.clone()),
         (LABEL_SPEC.to_string(), spec),
         (LABEL_CREATED.to_string(), task.created_at.to_string()),
-    ])
+    ]);
+    labels.extend(task.service.iter().map(|s| ("skiff.service".to_string(), s.clone())));
+    labels.extend(task.service_version.map(|v| ("skiff.service-version".to_string(), v.to_string())));
+    labels
 }

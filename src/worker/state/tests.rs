@@ -92,7 +92,7 @@ impl Rig {
     fn send_start(&mut self, spec: &str, id: TaskId) -> Receiver<Result<(Task, bool), WorkerError>> {
         let spec = TaskSpec::from_json(spec.as_bytes()).expect("valid spec");
         let (tx, rx) = bounded(1);
-        let req = StartTask { id, spec, restart_count: 0 };
+        let req = StartTask { id, spec, restart_count: 0, service: None, service_version: None };
         self.state.on_command(Command::Start { req: Box::new(req), reply: tx });
         rx
     }
