@@ -6,6 +6,9 @@
 //! The server itself (threads, limits, parsing) is in `http/server.rs`.
 
 pub mod server;
+mod services;
+
+pub use services::ServiceRoute;
 
 pub use server::{Gate, Handler, Limits, Request, Response, Server, Service};
 
@@ -27,13 +30,20 @@ use std::time::{Duration, Instant};
 // Routes
 
 /// Every route of the manager: method and path pattern (also what `docs/openapi.yaml` lists).
-pub const MANAGER_ROUTES: [(&str, &str); 6] = [
+pub const MANAGER_ROUTES: [(&str, &str); 13] = [
     ("GET", "/v1/health"),
     ("GET", "/v1/tasks"),
     ("POST", "/v1/tasks"),
     ("GET", "/v1/tasks/{id}"),
     ("DELETE", "/v1/tasks/{id}"),
     ("GET", "/v1/nodes"),
+    ("GET", "/v1/services"),
+    ("POST", "/v1/services"),
+    ("GET", "/v1/services/{name}"),
+    ("PUT", "/v1/services/{name}"),
+    ("DELETE", "/v1/services/{name}"),
+    ("POST", "/v1/services/{name}/scale"),
+    ("POST", "/v1/services/{name}/rollback"),
 ];
 
 /// Every route of the worker.
@@ -54,6 +64,7 @@ pub enum ManagerRoute {
     GetTask(TaskId),
     StopTask(TaskId),
     ListNodes,
+    Service(ServiceRoute),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -121,6 +132,13 @@ pub fn manager_route(method: &str, path: &str) -> Result<ManagerRoute, RouteErro
         ("GET", ["v1", "tasks", id]) => Ok(GetTask(task_id(id)?)),
         ("DELETE", ["v1", "tasks", id]) => Ok(StopTask(task_id(id)?)),
         ("GET", ["v1", "nodes"]) => Ok(ListNodes),
+        ("GET", ["v1", "services"]) => Ok(Service(ServiceRoute::List)),
+        ("POST", ["v1", "services"]) => Ok(Service(ServiceRoute::Create)),
+        ("GET", ["v1", "services", name]) => Ok(Service(ServiceRoute::Get(name.to_string()))),
+        ("PUT", ["v1", "services", name]) => Ok(Service(ServiceRoute::Update(name.to_string()))),
+        ("DELETE", ["v1", "services", name]) => Ok(Service(ServiceRoute::Remove(name.to_string()))),
+        ("POST", ["v1", "services", name, "scale"]) => Ok(Service(ServiceRoute::Scale(name.to_string()))),
+        ("POST", ["v1", "services", name, "rollback"]) => Ok(Service(ServiceRoute::Rollback(name.to_string()))),
         _ => Err(unrouted(&MANAGER_ROUTES, &segs)),
     }
 }
@@ -191,6 +209,7 @@ pub fn status_of(e: &ApiError) -> u16 {
         | ApiError::Worker(WorkerError::EngineUnreachable(_) | WorkerError::ShuttingDown) => 503,
         ApiError::Worker(WorkerError::TimedOut | WorkerError::OutcomeUnknown(_)) => 504,
         ApiError::Worker(WorkerError::NotReady) => 503,
+        ApiError::Manager(ManagerError::Service(e)) => services::status_of(e),
     }
 }
 
@@ -367,7 +386,10 @@ pub fn task_query(query: &str) -> Result<TaskQuery, ApiError> {
             }
             "node" => q.node = Some(value),
             "name" => q.name = Some(value),
-            other => return Err(bad(other, "unknown; the parameters are limit, next, state, node, name".into())),
+            "service" => q.service = Some(value),
+            other => {
+                return Err(bad(other, "unknown; the parameters are limit, next, state, node, name, service".into()))
+            }
         }
     }
     Ok(q)
@@ -417,6 +439,7 @@ fn serve_manager(h: &ManagerHandle, route: ManagerRoute, req: &Request) -> Resul
         ManagerRoute::GetTask(id) => json(200, &h.get(id)?),
         ManagerRoute::StopTask(id) => json(202, &h.stop(id)?),
         ManagerRoute::ListNodes => json(200, &h.nodes()?),
+        ManagerRoute::Service(route) => services::serve(h, route, req),
     }
 }
 
@@ -725,7 +748,7 @@ mod tests {
     const ID: &str = "3f2b9c1e-8d4a-4f6b-9a7e-1c2d3e4f5a6b";
 
     fn sample_path(pattern: &str) -> String {
-        pattern.replace("{id}", ID)
+        pattern.replace("{id}", ID).replace("{name}", "web")
     }
 
     const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
@@ -795,7 +818,7 @@ mod tests {
 
     #[test]
     fn the_api_specs_list_exactly_the_routes() {
-        for (file, routes) in [("openapi.yaml", &MANAGER_ROUTES), ("worker-openapi.yaml", &WORKER_ROUTES)] {
+        for (file, routes) in [("openapi.yaml", &MANAGER_ROUTES[..]), ("worker-openapi.yaml", &WORKER_ROUTES[..])] {
             let routed: std::collections::BTreeSet<(String, String)> =
                 routes.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
             assert_eq!(documented(file), routed, "{file} against the route list");

@@ -49,6 +49,8 @@ pub(super) struct State {
     pub(super) scheduler: Box<dyn Scheduler>,
     pub(super) nodes: Vec<Node>,
     pub(super) tasks: HashMap<TaskId, Tracked>,
+    /// Services by name (`services.rs`).
+    pub(super) services: std::collections::BTreeMap<String, crate::service::Service>,
     /// Counts events; tells reports requested before an answer from those requested after.
     pub(super) epoch: u64,
     /// Kept so that the observation channel never disconnects (see `spawn_with_ticks`).
@@ -90,9 +92,11 @@ impl State {
         for task in store.list_tasks().map_err(ManagerError::Store)? {
             tasks.insert(task.id, Tracked::new(task));
         }
+        let services =
+            store.list_services().map_err(ManagerError::Store)?.into_iter().map(|s| (s.name.clone(), s)).collect();
         let scheduler = config.scheduler.build();
         let clock = config.clock.clone();
-        Ok(State { config, clock, store, scheduler, nodes, tasks, epoch: 1, _observations: observations })
+        Ok(State { config, clock, store, scheduler, nodes, tasks, services, epoch: 1, _observations: observations })
     }
 
     pub(super) fn run(&mut self, cmd_rx: Receiver<Command>, obs_rx: Receiver<Observation>, ticker: Receiver<Instant>) {
@@ -202,6 +206,7 @@ impl State {
             .filter(|t| query.state.is_none_or(|s| t.state == s))
             .filter(|t| query.node.as_deref().is_none_or(|n| t.node.as_deref() == Some(n)))
             .filter(|t| query.name.as_deref().is_none_or(|n| t.name == n))
+            .filter(|t| query.service.as_deref().is_none_or(|s| t.service.as_deref() == Some(s)))
             .collect();
         let limit = query.limit.clamp(1, TaskQuery::MAX_LIMIT);
         let more = matching.len() > limit;
@@ -239,6 +244,7 @@ impl State {
                     }),
                 );
             }
+            Command::Service(cmd) => self.on_service_command(cmd),
             Command::Shutdown => {}
         }
     }
@@ -320,7 +326,7 @@ impl State {
     }
 
     /// The node table placement works on, built afresh from the node and task tables.
-    fn node_table(&self) -> NodeTable {
+    pub(super) fn node_table(&self) -> NodeTable {
         let allocations = self.allocations();
         let states = self
             .nodes
@@ -357,6 +363,35 @@ impl State {
         NodeTable::new(states)
     }
 
+    /// Commits a Pending task as Scheduled on node `index` and sends its start there; false when
+    /// nothing was done (the move refused or the store failed).
+    pub(super) fn start_on(&mut self, mut task: Task, index: usize, name: &str, now: Timestamp) -> bool {
+        let id = task.id;
+        if !move_task(&mut task, TaskState::Scheduled, now) {
+            return false;
+        }
+        task.node = Some(name.to_string());
+        task.error = None;
+        if self.commit(task.clone()).is_err() {
+            return false;
+        }
+        debug!("task placed task_id={id} node={name}");
+        // restarts in place carry over to the new node; the move itself is not one
+        let start = StartTask {
+            id,
+            spec: task.spec,
+            restart_count: task.restart_count,
+            service: task.service,
+            service_version: task.service_version,
+        };
+        if self.nodes[index].starts.send(Job::Start(Box::new(start))).is_ok() {
+            if let Some(t) = self.tasks.get_mut(&id) {
+                t.op_on = Some(index);
+            }
+        }
+        true
+    }
+
     /// Chooses nodes for Pending tasks, oldest first, and sends them there; or records why no node
     /// can take a task. One table serves the whole batch, each placement counted in it. A start is
     /// sent only once the placement is committed.
@@ -369,34 +404,17 @@ impl State {
             {
                 continue;
             }
+            if t.task.service.is_some() {
+                continue; // replicas are placed spread first, by `services.rs`
+            }
             let mut task = t.task.clone();
             let req = Request::of(&task.spec);
             let table = table.get_or_insert_with(|| self.node_table());
             match self.scheduler.pick(&req, table) {
                 Ok(index) => {
                     let name = table.nodes()[index].name.clone();
-                    if !move_task(&mut task, TaskState::Scheduled, now) {
-                        continue;
-                    }
-                    task.node = Some(name.clone());
-                    task.error = None;
-                    if self.commit(task.clone()).is_err() {
-                        continue;
-                    }
-                    table.allocate(index, &req);
-                    debug!("task placed task_id={id} node={name}");
-                    // restarts in place carry over to the new node; the move itself is not one
-                    let start = StartTask {
-                        id,
-                        spec: task.spec,
-                        restart_count: task.restart_count,
-                        service: task.service,
-                        service_version: task.service_version,
-                    };
-                    if self.nodes[index].starts.send(Job::Start(Box::new(start))).is_ok() {
-                        if let Some(t) = self.tasks.get_mut(&id) {
-                            t.op_on = Some(index);
-                        }
+                    if self.start_on(task, index, &name, now) {
+                        table.allocate(index, &req);
                     }
                 }
                 Err(why) => {
