@@ -212,8 +212,8 @@ impl State {
 
     fn remove_service(&mut self, name: &str) -> Result<ServiceView, ManagerError> {
         let service = self.services.get(name).cloned().ok_or_else(|| not_found(name))?;
-        // the record first: its replicas are stopped by the sweep of every pass even if a stop
-        // below is not committed now
+        // the record first: with a persisted store, replicas of a service that has no record are
+        // stopped at every pass, so a stop below that is not committed now is made later
         self.store.delete_service(name).map_err(|e| {
             error!("store delete failed service={name} error={}", q(&error_chain(&e)));
             ManagerError::Store(e)
@@ -221,6 +221,10 @@ impl State {
         let view = self.view(&service);
         self.services.remove(name);
         info!("service removed service={name}");
+        let now = self.now();
+        for t in &view.tasks {
+            self.stop_replica(t.id, "its service was removed", now);
+        }
         self.reconcile();
         Ok(view)
     }
@@ -282,6 +286,9 @@ impl State {
             .iter()
             .map(|n| PlanNode { name: n.name.clone(), unavailable: n.unavailable.clone() })
             .collect();
+        // with a memory store, a restarted manager knows no service: the replicas it adopts from
+        // the workers are kept running as tasks, not stopped
+        let sweep = self.store.kind() == "persisted";
         let mut orphaned = Vec::new();
         let mut by_service: BTreeMap<&str, Vec<&Task>> =
             self.services.keys().map(|k| (k.as_str(), Vec::new())).collect();
@@ -289,7 +296,7 @@ impl State {
             let Some(name) = t.task.service.as_deref() else { continue };
             match by_service.get_mut(name) {
                 Some(list) => list.push(&t.task),
-                None if !t.task.is_terminal() && t.task.desired_state == DesiredState::Running => {
+                None if sweep && !t.task.is_terminal() && t.task.desired_state == DesiredState::Running => {
                     orphaned.push(t.task.id)
                 }
                 None => {}

@@ -184,3 +184,22 @@ fn bad_service_requests_leave_nothing_behind() {
     r.until("its replica stopped", |h| (h.get(id).ok()?.state == TaskState::Stopped).then_some(()));
     assert!(h.list_services().expect("list").is_empty());
 }
+
+#[test]
+fn a_replica_that_fits_nowhere_waits_with_the_reason_and_is_placed_when_room_appears() {
+    let r = rig_with(&["w1", "w2"], SchedulerKind::Epvm, Some(512));
+    r.until("statistics", |h| h.nodes().ok()?.iter().all(|n| n.capacity.is_some()).then_some(()));
+    let body = json!({"name": "big", "template": {"image": "b", "memory_mb": 400}, "replicas": 3});
+    r.handle().create_service(ServiceSpec::from_value(body, None).expect("valid")).expect("created");
+    let waiting = r.until("two running, one waiting", |h| {
+        let v = h.get_service("big".into()).ok()?;
+        let pending: Vec<_> = v.tasks.iter().filter(|t| t.state == TaskState::Pending).cloned().collect();
+        (running(h, "big").len() == 2 && pending.len() == 1).then(|| pending[0].clone())
+    });
+    let why = waiting.error.expect("a reason");
+    assert!(why.contains("memory 400/512 MB allocated, needs 400"), "{why}");
+    let rs = running(&r.handle(), "big");
+    assert_eq!((on_node(&rs, "w1"), on_node(&rs, "w2")), (1, 1), "spread before anything else");
+    r.workers[0].capacity.lock().expect("lock").memory_mb = 1024;
+    r.until("the third placed", |h| Some(running(h, "big")).filter(|rs| rs.len() == 3));
+}
