@@ -44,6 +44,9 @@ pub const LABEL_NODE: &str = "skiff.node";
 pub const LABEL_NAME: &str = "skiff.name";
 pub const LABEL_SPEC: &str = "skiff.spec";
 pub const LABEL_CREATED: &str = "skiff.created-at";
+/// A service's replicas also carry its name and version (absent on single tasks).
+pub const LABEL_SERVICE: &str = "skiff.service";
+pub const LABEL_SERVICE_VERSION: &str = "skiff.service-version";
 
 #[derive(Clone)]
 pub struct WorkerConfig {

@@ -6,7 +6,10 @@
 //! the engine did; the control thread decides what that means.
 
 use super::engine::Engine;
-use super::{WorkerConfig, LABEL_CREATED, LABEL_NAME, LABEL_NODE, LABEL_SPEC, LABEL_TASK_ID};
+use super::{
+    WorkerConfig, LABEL_CREATED, LABEL_NAME, LABEL_NODE, LABEL_SERVICE, LABEL_SERVICE_VERSION, LABEL_SPEC,
+    LABEL_TASK_ID,
+};
 use crate::control::{error_chain, spawn_thread, SpawnError};
 use crate::docker_cli::{ContainerInfo, ContainerSummary, CreateOptions, DockerError};
 use crate::logfmt::q;
@@ -365,7 +368,7 @@ pub fn labels_for(task: &Task, node: &str) -> BTreeMap<String, String> {
         (LABEL_SPEC.to_string(), spec),
         (LABEL_CREATED.to_string(), task.created_at.to_string()),
     ]);
-    labels.extend(task.service.iter().map(|s| ("skiff.service".to_string(), s.clone())));
-    labels.extend(task.service_version.map(|v| ("skiff.service-version".to_string(), v.to_string())));
+    labels.extend(task.service.iter().map(|s| (LABEL_SERVICE.to_string(), s.clone())));
+    labels.extend(task.service_version.map(|v| (LABEL_SERVICE_VERSION.to_string(), v.to_string())));
     labels
 }

@@ -158,6 +158,9 @@ impl State {
         let mut task = Task::new(id, spec, created);
         task.node = Some(self.config.name.clone());
         task.container_id = Some(o.summary.id.clone());
+        // a service's replica says so in its labels (`ops::labels_for`)
+        task.service = o.summary.labels.get(crate::worker::LABEL_SERVICE).cloned();
+        task.service_version = o.summary.labels.get(crate::worker::LABEL_SERVICE_VERSION).and_then(|v| v.parse().ok());
         transition(&mut task, TaskState::Scheduled, now);
         match &o.info {
             None => {

@@ -762,6 +762,21 @@ fn a_container_of_an_unknown_task_with_its_name_and_labels_is_adopted() {
 }
 
 #[test]
+fn an_adopted_replica_keeps_its_service_from_the_labels() {
+    let engine = Arc::new(FakeEngine::with_images(&[IMAGE]));
+    let id = TaskId::new_v4();
+    let spec = TaskSpec::from_json(spec("web", "").as_bytes()).expect("spec");
+    let mut task = Task::new(id, spec, Timestamp(5));
+    (task.service, task.service_version) = (Some("web".into()), Some(3));
+    let labels = crate::worker::ops::labels_for(&task, "w1");
+    assert_eq!(labels.get("skiff.service-version").map(String::as_str), Some("3"));
+    engine.add_foreign(&crate::worker::decide::container_name("w1", "web", &id), labels, true);
+    let rig = Rig::on(engine, FlakyStore::new(), ManualClock::new(Timestamp(0)));
+    let t = rig.task(id);
+    assert_eq!((t.service.as_deref(), t.service_version), (Some("web"), Some(3)));
+}
+
+#[test]
 fn an_exited_container_of_an_unknown_task_is_adopted_as_finished_and_cleaned_up() {
     let engine = Arc::new(FakeEngine::with_images(&[IMAGE]));
     let id = TaskId::new_v4();
