@@ -330,6 +330,7 @@ impl State {
                     return; // the next pass tries again
                 }
                 info!("replica started service={name} version={version} task_id={id}");
+                self.note_service(name, format!("replica {} of version {version} started", id.short()), now);
                 if !candidates.is_empty() {
                     self.place_replica(id, &candidates, now);
                 }
@@ -348,6 +349,7 @@ impl State {
             Step::Stop { id, reason } => {
                 info!("replica stopping service={name} task_id={id} reason={}", q(&reason));
                 self.stop_replica(id, &reason, now);
+                self.note_service(name, format!("replica {} stopped: {reason}", id.short()), now);
             }
             Step::Transition { state, reason } => {
                 let Some(mut service) = self.services.get(name).cloned() else { return };
@@ -388,6 +390,16 @@ impl State {
                     debug!("service change left for a later plan");
                 }
             }
+        }
+    }
+
+    /// Adds an event to a service (every step of an update is one); a store failure loses only
+    /// the event.
+    fn note_service(&mut self, name: &str, message: String, now: Timestamp) {
+        let Some(mut service) = self.services.get(name).cloned() else { return };
+        service.note(now, message);
+        if self.commit_service(service).is_err() {
+            debug!("service event not kept");
         }
     }
 

@@ -83,6 +83,9 @@ fn a_rolling_update_never_drops_below_the_count_and_finishes() {
     let events: Vec<String> =
         h.get_service("web".into()).expect("known").service.events.into_iter().map(|e| e.message).collect();
     assert!(events.iter().any(|e| e.contains("completed")), "{events:?}");
+    let steps = events.iter().filter(|e| e.contains("stopped: replaced by version 2")).count();
+    assert_eq!(steps, 3, "every replacement is an event: {events:?}");
+    assert_eq!(events.iter().filter(|e| e.contains("of version 2 started")).count(), 3, "{events:?}");
 }
 
 #[test]
