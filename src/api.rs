@@ -18,6 +18,11 @@ pub struct StartTask {
     /// `max_restarts` wherever the task runs.
     #[serde(default)]
     pub restart_count: u32,
+    /// The service it is a replica of and that service's version, for the container's labels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_version: Option<u32>,
 }
 
 /// The engine as a worker last saw it.

@@ -4,6 +4,8 @@
 //! Owns command parsing, the read-eval loop, the exit-code policy (`session`) and output
 //! formatting; the calls themselves are `http::ManagerClient`'s typed methods.
 
+mod services;
+
 use crate::api::NodeInfo;
 use crate::http::{ClientError, ManagerClient};
 use crate::task::{Task, TaskId};
@@ -18,6 +20,7 @@ commands:
   get ID         show one task
   list           list all tasks
   list-nodes     list the workers and their status
+  service ...    services (see below)
   help           show this help
   quit           leave (end of input does too)";
 
@@ -28,6 +31,7 @@ pub enum Command {
     Get(String),
     List,
     ListNodes,
+    Service(services::ServiceCmd),
     Help,
     Quit,
 }
@@ -60,6 +64,7 @@ pub fn parse_words(words: &[&str]) -> Result<Option<Command>, String> {
         Some("get") => one_arg("ID").map(|id| Some(Command::Get(id))),
         Some("list") => no_arg(Command::List),
         Some("list-nodes") => no_arg(Command::ListNodes),
+        Some("service") => services::parse(&words[1..]).map(|c| Some(Command::Service(c))),
         Some("help") => no_arg(Command::Help),
         Some("quit" | "exit") => no_arg(Command::Quit),
         Some(other) => Err(format!("unknown command {other:?}; try help")),
@@ -225,7 +230,8 @@ pub fn run(cmd: &Command, api: &ManagerClient, json: bool, out: &mut dyn Write) 
                 node_table(&nodes, Timestamp::now())
             }
         }
-        Command::Help => format!("{HELP}\n"),
+        Command::Service(c) => services::run(c, api, json)?,
+        Command::Help => format!("{HELP}{}\n", services::HELP),
         Command::Quit => String::new(),
     };
     out.write_all(text.as_bytes()).map_err(|e| Failure::Failed(format!("cannot write output: {e}")))

@@ -6,6 +6,9 @@
 //! The server itself (threads, limits, parsing) is in `http/server.rs`.
 
 pub mod server;
+mod services;
+
+pub use services::ServiceRoute;
 
 pub use server::{Gate, Handler, Limits, Request, Response, Server, Service};
 
@@ -27,13 +30,20 @@ use std::time::{Duration, Instant};
 // Routes
 
 /// Every route of the manager: method and path pattern (also what `docs/openapi.yaml` lists).
-pub const MANAGER_ROUTES: [(&str, &str); 6] = [
+pub const MANAGER_ROUTES: [(&str, &str); 13] = [
     ("GET", "/v1/health"),
     ("GET", "/v1/tasks"),
     ("POST", "/v1/tasks"),
     ("GET", "/v1/tasks/{id}"),
     ("DELETE", "/v1/tasks/{id}"),
     ("GET", "/v1/nodes"),
+    ("GET", "/v1/services"),
+    ("POST", "/v1/services"),
+    ("GET", "/v1/services/{name}"),
+    ("PUT", "/v1/services/{name}"),
+    ("DELETE", "/v1/services/{name}"),
+    ("POST", "/v1/services/{name}/scale"),
+    ("POST", "/v1/services/{name}/rollback"),
 ];
 
 /// Every route of the worker.
@@ -54,6 +64,7 @@ pub enum ManagerRoute {
     GetTask(TaskId),
     StopTask(TaskId),
     ListNodes,
+    Service(ServiceRoute),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -121,6 +132,13 @@ pub fn manager_route(method: &str, path: &str) -> Result<ManagerRoute, RouteErro
         ("GET", ["v1", "tasks", id]) => Ok(GetTask(task_id(id)?)),
         ("DELETE", ["v1", "tasks", id]) => Ok(StopTask(task_id(id)?)),
         ("GET", ["v1", "nodes"]) => Ok(ListNodes),
+        ("GET", ["v1", "services"]) => Ok(Service(ServiceRoute::List)),
+        ("POST", ["v1", "services"]) => Ok(Service(ServiceRoute::Create)),
+        ("GET", ["v1", "services", name]) => Ok(Service(ServiceRoute::Get(name.to_string()))),
+        ("PUT", ["v1", "services", name]) => Ok(Service(ServiceRoute::Update(name.to_string()))),
+        ("DELETE", ["v1", "services", name]) => Ok(Service(ServiceRoute::Remove(name.to_string()))),
+        ("POST", ["v1", "services", name, "scale"]) => Ok(Service(ServiceRoute::Scale(name.to_string()))),
+        ("POST", ["v1", "services", name, "rollback"]) => Ok(Service(ServiceRoute::Rollback(name.to_string()))),
         _ => Err(unrouted(&MANAGER_ROUTES, &segs)),
     }
 }
@@ -191,6 +209,7 @@ pub fn status_of(e: &ApiError) -> u16 {
         | ApiError::Worker(WorkerError::EngineUnreachable(_) | WorkerError::ShuttingDown) => 503,
         ApiError::Worker(WorkerError::TimedOut | WorkerError::OutcomeUnknown(_)) => 504,
         ApiError::Worker(WorkerError::NotReady) => 503,
+        ApiError::Manager(ManagerError::Service(e)) => services::status_of(e),
     }
 }
 
@@ -372,7 +391,10 @@ pub fn task_query(query: &str) -> Result<TaskQuery, ApiError> {
             }
             "node" => q.node = Some(value),
             "name" => q.name = Some(value),
-            other => return Err(bad(other, "unknown; the parameters are limit, next, state, node, name".into())),
+            "service" => q.service = Some(value),
+            other => {
+                return Err(bad(other, "unknown; the parameters are limit, next, state, node, name, service".into()))
+            }
         }
     }
     Ok(q)
@@ -422,6 +444,7 @@ fn serve_manager(h: &ManagerHandle, route: ManagerRoute, req: &Request) -> Resul
         ManagerRoute::GetTask(id) => json(200, &h.get(id)?),
         ManagerRoute::StopTask(id) => json(202, &h.stop(id)?),
         ManagerRoute::ListNodes => json(200, &h.nodes()?),
+        ManagerRoute::Service(route) => services::serve(h, route, req),
     }
 }
 
@@ -447,9 +470,18 @@ pub fn parse_start_task(body: &[u8]) -> Result<StartTask, SpecError> {
     let Value::Object(mut obj) = value else {
         return Err(bad(None, "the body must be a JSON object with id and spec".into()));
     };
-    if let Some(unknown) = obj.keys().find(|k| !["id", "spec", "restart_count"].contains(&k.as_str())) {
-        return Err(bad(Some(unknown), "unknown field; the fields are: id, spec, restart_count".into()));
+    const FIELDS: [&str; 5] = ["id", "spec", "restart_count", "service", "service_version"];
+    if let Some(unknown) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+        return Err(bad(Some(unknown), format!("unknown field; the fields are: {}", FIELDS.join(", "))));
     }
+    let service = match obj.remove("service") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(serde_json::from_value::<String>(v).map_err(|e| bad(Some("service"), e.to_string()))?),
+    };
+    let service_version = match obj.remove("service_version") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(serde_json::from_value::<u32>(v).map_err(|e| bad(Some("service_version"), e.to_string()))?),
+    };
     let restart_count = match obj.remove("restart_count") {
         None | Some(Value::Null) => 0,
         Some(v) => serde_json::from_value::<u32>(v).map_err(|e| bad(Some("restart_count"), e.to_string()))?,
@@ -463,7 +495,7 @@ pub fn parse_start_task(body: &[u8]) -> Result<StartTask, SpecError> {
         field: Some(e.field.map(|f| format!("spec.{f}")).unwrap_or_else(|| "spec".into())),
         message: e.message,
     })?;
-    Ok(StartTask { id, spec, restart_count })
+    Ok(StartTask { id, spec, restart_count, service, service_version })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -728,7 +760,7 @@ mod tests {
     const ID: &str = "3f2b9c1e-8d4a-4f6b-9a7e-1c2d3e4f5a6b";
 
     fn sample_path(pattern: &str) -> String {
-        pattern.replace("{id}", ID)
+        pattern.replace("{id}", ID).replace("{name}", "web")
     }
 
     const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
@@ -798,7 +830,7 @@ mod tests {
 
     #[test]
     fn the_api_specs_list_exactly_the_routes() {
-        for (file, routes) in [("openapi.yaml", &MANAGER_ROUTES), ("worker-openapi.yaml", &WORKER_ROUTES)] {
+        for (file, routes) in [("openapi.yaml", &MANAGER_ROUTES[..]), ("worker-openapi.yaml", &WORKER_ROUTES[..])] {
             let routed: std::collections::BTreeSet<(String, String)> =
                 routes.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
             assert_eq!(documented(file), routed, "{file} against the route list");

@@ -15,6 +15,8 @@
 //!   `docker_cli::framing`, Docker JSON in `docker_cli::wire`); its pure decisions are in
 //!   `worker::decide`, its watchers (stats, health checks, events, ping) in `worker::watch`.
 //! - `store`: where records are kept (`Store` trait; in memory or SQLite).
+//! - `service`: services (a versioned template kept at N replicas) and their pure plan
+//!   (`service::plan`), applied by the manager (`manager::services`).
 //! - `http`: route tables, error → status mapping, the server (`http::server`) and the HTTP
 //!   clients (manager → worker, client → manager). `api` holds the other wire shapes.
 //! - `client`: the line-based client's commands and tables.
@@ -37,6 +39,7 @@ pub mod logfmt;
 pub mod manager;
 pub mod reconcile;
 pub mod sched;
+pub mod service;
 pub mod signals;
 pub mod stats;
 pub mod store;

@@ -13,7 +13,10 @@
 
 mod apply;
 mod node;
+mod services;
 mod state;
+
+pub use services::{ReplicaSummary, ServiceCommandError, ServiceView};
 
 use crate::api::{ManagerHealth, NodeInfo, StartTask, WorkerHealth};
 use crate::clock::{self, Clock};
@@ -123,6 +126,7 @@ pub struct TaskQuery {
     pub state: Option<TaskState>,
     pub node: Option<String>,
     pub name: Option<String>,
+    pub service: Option<String>,
 }
 
 impl TaskQuery {
@@ -134,7 +138,7 @@ impl TaskQuery {
 
 impl Default for TaskQuery {
     fn default() -> TaskQuery {
-        TaskQuery { limit: TaskQuery::DEFAULT_LIMIT, after: None, state: None, node: None, name: None }
+        TaskQuery { limit: TaskQuery::DEFAULT_LIMIT, after: None, state: None, node: None, name: None, service: None }
     }
 }
 
@@ -182,6 +186,8 @@ pub enum ManagerError {
     Spawn(SpawnError),
     /// The control loop did not answer (shutting down or overloaded).
     Unavailable,
+    /// A service request that cannot be done (`services.rs`).
+    Service(ServiceCommandError),
 }
 
 impl fmt::Display for ManagerError {
@@ -195,6 +201,7 @@ impl fmt::Display for ManagerError {
             ManagerError::Store(_) => f.write_str("the manager's store failed; the change was not made"),
             ManagerError::Spawn(_) => f.write_str("the manager could not start its threads"),
             ManagerError::Unavailable => f.write_str("the manager is not answering; retry"),
+            ManagerError::Service(e) => write!(f, "{e}"),
         }
     }
 }
@@ -220,6 +227,7 @@ enum Command {
     Stop { id: TaskId, reply: Reply<Task> },
     Nodes { reply: Reply<Vec<NodeInfo>> },
     Health { reply: Reply<ManagerHealth> },
+    Service(services::ServiceCommand),
     Shutdown,
 }
 
@@ -336,6 +344,8 @@ mod tests {
     use std::collections::HashMap;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::{Condvar, Mutex};
+
+    mod services;
 
     const NODE_TIMEOUT: Duration = Duration::from_secs(3);
     const ORPHAN_GRACE: Duration = Duration::from_secs(30);

@@ -8,6 +8,7 @@
 //! last ones), takes an exclusive lock on its file (a second daemon on the same file is refused),
 //! and writes nothing when it is not asked to.
 
+use crate::service::Service;
 use crate::task::{Task, TaskId};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use std::collections::BTreeMap;
@@ -69,6 +70,12 @@ pub trait Store: Send {
     fn put_node(&mut self, node: &NodeRecord) -> Result<(), StoreError>;
     /// Every node, by address.
     fn list_nodes(&self) -> Result<Vec<NodeRecord>, StoreError>;
+    /// Inserts or replaces the service with this name.
+    fn put_service(&mut self, service: &Service) -> Result<(), StoreError>;
+    /// Every service, by name.
+    fn list_services(&self) -> Result<Vec<Service>, StoreError>;
+    /// Returns whether there was such a service.
+    fn delete_service(&mut self, name: &str) -> Result<bool, StoreError>;
     /// "memory" or "persisted", for health answers and logs.
     fn kind(&self) -> &'static str;
 }
@@ -78,6 +85,7 @@ pub trait Store: Send {
 pub struct MemoryStore {
     tasks: BTreeMap<TaskId, Task>,
     nodes: BTreeMap<String, NodeRecord>,
+    services: BTreeMap<String, Service>,
 }
 
 impl MemoryStore {
@@ -113,6 +121,19 @@ impl Store for MemoryStore {
 
     fn list_nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
         Ok(self.nodes.values().cloned().collect())
+    }
+
+    fn put_service(&mut self, service: &Service) -> Result<(), StoreError> {
+        self.services.insert(service.name.clone(), service.clone());
+        Ok(())
+    }
+
+    fn list_services(&self) -> Result<Vec<Service>, StoreError> {
+        Ok(self.services.values().cloned().collect())
+    }
+
+    fn delete_service(&mut self, name: &str) -> Result<bool, StoreError> {
+        Ok(self.services.remove(name).is_some())
     }
 
     fn kind(&self) -> &'static str {
@@ -189,6 +210,20 @@ impl Store for FlakyStore {
         self.with(|s| s.list_nodes())
     }
 
+    fn put_service(&mut self, service: &Service) -> Result<(), StoreError> {
+        self.check()?;
+        self.with(|s| s.put_service(service))
+    }
+
+    fn list_services(&self) -> Result<Vec<Service>, StoreError> {
+        self.with(|s| s.list_services())
+    }
+
+    fn delete_service(&mut self, name: &str) -> Result<bool, StoreError> {
+        self.check()?;
+        self.with(|s| s.delete_service(name))
+    }
+
     fn kind(&self) -> &'static str {
         if self.durable {
             "persisted"
@@ -200,7 +235,21 @@ impl Store for FlakyStore {
 
 /// The schema version this build writes and reads (`PRAGMA user_version`). A later version adds a
 /// migration from each older one; a file from a newer version is refused.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = SERVICES_SCHEMA;
+
+/// The schema step that adds services. Renumber it (one line) if another step lands before it;
+/// `MIGRATIONS` then runs the steps in order.
+const SERVICES_SCHEMA: i64 = 2;
+
+/// Every step after v1, by the version it makes: a file at version `v` gets each step above `v`.
+const MIGRATIONS: &[(i64, &str)] = &[(SERVICES_SCHEMA, SCHEMA_SERVICES)];
+
+const SCHEMA_SERVICES: &str = "
+    CREATE TABLE services (
+        name TEXT PRIMARY KEY NOT NULL,
+        record TEXT NOT NULL
+    );
+";
 
 const SCHEMA_V1: &str = "
     CREATE TABLE tasks (
@@ -266,11 +315,18 @@ impl SqliteStore {
             .map_err(io)?;
         match version {
             0 if tables == 0 => {
-                let sql = format!("BEGIN; {SCHEMA_V1} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;");
+                let steps: String = MIGRATIONS.iter().map(|(_, sql)| *sql).collect();
+                let sql = format!("BEGIN; {SCHEMA_V1} {steps} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;");
                 self.conn.execute_batch(&sql).map_err(io)
             }
             0 => Err(StoreError::Schema("the file holds tables but is not a Skiff store".into())),
             SCHEMA_VERSION => Ok(()),
+            v if (1..SCHEMA_VERSION).contains(&v) => {
+                // one transaction: a step cut off leaves the file as it was
+                let steps: String = MIGRATIONS.iter().filter(|(to, _)| *to > v).map(|(_, sql)| *sql).collect();
+                let sql = format!("BEGIN; {steps} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;");
+                self.conn.execute_batch(&sql).map_err(io)
+            }
             v if v > SCHEMA_VERSION => Err(StoreError::Schema(format!(
                 "the store was written by a newer Skiff (schema {v}; this build knows {SCHEMA_VERSION} and older)"
             ))),
@@ -362,6 +418,34 @@ impl Store for SqliteStore {
         rows.collect::<Result<Vec<_>, _>>().map_err(io)
     }
 
+    fn put_service(&mut self, service: &Service) -> Result<(), StoreError> {
+        let record = serde_json::to_string(service).map_err(|e| StoreError::Io(Box::new(e)))?;
+        self.conn
+            .execute(
+                "INSERT INTO services (name, record) VALUES (?1, ?2)
+                 ON CONFLICT (name) DO UPDATE SET record = excluded.record",
+                rusqlite::params![service.name, record],
+            )
+            .map_err(io)?;
+        Ok(())
+    }
+
+    fn list_services(&self) -> Result<Vec<Service>, StoreError> {
+        let mut stmt = self.conn.prepare("SELECT name, record FROM services ORDER BY name").map_err(io)?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).map_err(io)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (name, record) = row.map_err(io)?;
+            out.push(serde_json::from_str(&record).map_err(|e| StoreError::Corrupt(format!("service {name}: {e}")))?);
+        }
+        Ok(out)
+    }
+
+    fn delete_service(&mut self, name: &str) -> Result<bool, StoreError> {
+        let n = self.conn.execute("DELETE FROM services WHERE name = ?1", [name]).map_err(io)?;
+        Ok(n > 0)
+    }
+
     fn kind(&self) -> &'static str {
         "persisted"
     }
@@ -387,7 +471,32 @@ pub(crate) mod contract {
         delete_reports_presence(make());
         missing_is_none_not_error(make());
         nodes_are_kept_by_address(make());
+        services_are_kept_by_name(make());
         every_field_survives(make());
+    }
+
+    fn services_are_kept_by_name(mut s: Box<dyn Store>) {
+        use crate::service::{Service, ServiceSpec};
+        assert!(s.list_services().expect("list").is_empty());
+        let make = |name: &str| {
+            let body = serde_json::json!({"name": name, "template": {"image": "skiff/busybox"}, "replicas": 2});
+            Service::new(ServiceSpec::from_value(body, None).expect("valid"), Timestamp(5))
+        };
+        let (web, api) = (make("web"), make("api"));
+        s.put_service(&web).expect("put");
+        s.put_service(&api).expect("put");
+        let mut scaled = web.clone();
+        scaled.replicas = 5;
+        scaled.deploy(
+            ServiceSpec::from_value(serde_json::json!({"name": "web", "template": {"image": "b"}}), None)
+                .expect("valid"),
+            Timestamp(9),
+        );
+        s.put_service(&scaled).expect("put again");
+        assert_eq!(s.list_services().expect("list"), vec![api.clone(), scaled]);
+        assert!(s.delete_service("web").expect("delete"));
+        assert!(!s.delete_service("web").expect("delete again"));
+        assert_eq!(s.list_services().expect("list"), vec![api]);
     }
 
     fn nodes_are_kept_by_address(mut s: Box<dyn Store>) {
@@ -521,6 +630,29 @@ mod tests {
         let foreign = scratch("foreign.db");
         Connection::open(&foreign).expect("raw").execute_batch("CREATE TABLE x (y)").expect("table");
         assert!(matches!(SqliteStore::open(&foreign), Err(StoreError::Schema(_))));
+    }
+
+    #[test]
+    fn a_v1_file_gets_the_services_table_and_keeps_its_tasks() {
+        let path = scratch("v1.db");
+        let conn = Connection::open(&path).expect("raw");
+        conn.execute_batch(&format!("{SCHEMA_V1} PRAGMA user_version = 1;")).expect("a v1 file");
+        conn.execute("INSERT INTO nodes VALUES ('w:1', 'w1')", []).expect("a node");
+        drop(conn);
+        let mut s = SqliteStore::open(&path).expect("migrates");
+        assert_eq!(s.list_nodes().expect("nodes").len(), 1);
+        assert!(s.list_services().expect("the table is there").is_empty());
+        let body = serde_json::json!({"name": "web", "template": {"image": "x"}});
+        let svc = crate::service::Service::new(
+            crate::service::ServiceSpec::from_value(body, None).expect("valid"),
+            crate::time::Timestamp(1),
+        );
+        s.put_service(&svc).expect("put");
+        drop(s);
+        let s = SqliteStore::open(&path).expect("opens again");
+        assert_eq!(s.list_services().expect("list"), vec![svc]);
+        let v: i64 = s.conn.pragma_query_value(None, "user_version", |r| r.get(0)).expect("version");
+        assert_eq!(v, SCHEMA_VERSION);
     }
 
     #[test]

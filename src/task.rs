@@ -198,6 +198,11 @@ pub struct Task {
     /// Recent changes, oldest first (the last `MAX_EVENTS`).
     #[serde(default)]
     pub events: Vec<TaskEvent>,
+    /// The service this task is a replica of, and the service's version it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_version: Option<u32>,
 }
 
 /// How many events a task keeps.
@@ -268,6 +273,8 @@ impl Task {
             last_exit_at: None,
             healthy: None,
             events: Vec::new(),
+            service: None,
+            service_version: None,
         }
     }
 

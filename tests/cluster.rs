@@ -165,7 +165,7 @@ fn bad_input_gets_the_right_4xx_and_creates_nothing() {
     let (got, answer) =
         http("POST", &tasks, Some(br#"{"name":"a","image":"b","restart_policy":{"mode":"sometimes"}}"#));
     assert_eq!(got, 400);
-    assert_eq!(answer["field"], "restart_policy");
+    assert_eq!(answer["field"], "restart_policy.mode");
 
     let (_, list) = http("GET", &tasks, None);
     assert_eq!(list, json!([]), "nothing was created");

@@ -258,6 +258,7 @@ impl State {
 
     /// Runs the plan and applies its actions.
     pub(super) fn reconcile(&mut self) {
+        self.reconcile_services();
         let now = self.now();
         let actions = {
             let mut views: Vec<TaskView> = self

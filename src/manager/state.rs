@@ -73,6 +73,8 @@ pub(super) struct State {
     pub(super) scheduler: Box<dyn Scheduler>,
     pub(super) nodes: Vec<Node>,
     pub(super) tasks: HashMap<TaskId, Tracked>,
+    /// Services by name (`services.rs`).
+    pub(super) services: std::collections::BTreeMap<String, crate::service::Service>,
     /// Counts events; tells reports requested before an answer from those requested after.
     pub(super) epoch: u64,
     /// Nodes up at the last plan, and, after every node was down and one came back, until when
@@ -122,6 +124,8 @@ impl State {
         for task in store.list_tasks().map_err(ManagerError::Store)? {
             tasks.insert(task.id, Tracked::new(task));
         }
+        let services =
+            store.list_services().map_err(ManagerError::Store)?.into_iter().map(|s| (s.name.clone(), s)).collect();
         let scheduler = config.scheduler.build();
         let clock = config.clock.clone();
         Ok(State {
@@ -131,6 +135,7 @@ impl State {
             scheduler,
             nodes,
             tasks,
+            services,
             epoch: 1,
             nodes_up_last: 0,
             all_down: false,
@@ -253,6 +258,7 @@ impl State {
             .filter(|t| query.state.is_none_or(|s| t.state == s))
             .filter(|t| query.node.as_deref().is_none_or(|n| t.node.as_deref() == Some(n)))
             .filter(|t| query.name.as_deref().is_none_or(|n| t.name == n))
+            .filter(|t| query.service.as_deref().is_none_or(|s| t.service.as_deref() == Some(s)))
             .collect();
         let limit = query.limit.clamp(1, TaskQuery::MAX_LIMIT);
         let more = matching.len() > limit;
@@ -290,6 +296,7 @@ impl State {
                     }),
                 );
             }
+            Command::Service(cmd) => self.on_service_command(cmd),
             Command::Shutdown => {}
         }
     }
@@ -374,7 +381,7 @@ impl State {
     }
 
     /// The node table placement works on, built afresh from the node and task tables.
-    fn node_table(&self) -> NodeTable {
+    pub(super) fn node_table(&self) -> NodeTable {
         let allocations = self.allocations();
         let states = self
             .nodes
@@ -411,6 +418,35 @@ impl State {
         NodeTable::new(states)
     }
 
+    /// Commits a Pending task as Scheduled on node `index` and sends its start there; false when
+    /// nothing was done (the move refused or the store failed).
+    pub(super) fn start_on(&mut self, mut task: Task, index: usize, name: &str, now: Timestamp) -> bool {
+        let id = task.id;
+        if !move_task(&mut task, TaskState::Scheduled, now) {
+            return false;
+        }
+        task.node = Some(name.to_string());
+        task.error = None;
+        if self.commit(task.clone()).is_err() {
+            return false;
+        }
+        debug!("task placed task_id={id} node={name}");
+        // restarts in place carry over to the new node; the move itself is not one
+        let start = StartTask {
+            id,
+            spec: task.spec,
+            restart_count: task.restart_count,
+            service: task.service,
+            service_version: task.service_version,
+        };
+        if self.nodes[index].starts.send(Job::Start(Box::new(start))).is_ok() {
+            if let Some(t) = self.tasks.get_mut(&id) {
+                t.op_on = Some(index);
+            }
+        }
+        true
+    }
+
     /// Chooses nodes for Pending tasks, oldest first, and sends them there; or records why no node
     /// can take a task. One table serves the whole batch, each placement counted in it. A start is
     /// sent only once the placement is committed.
@@ -423,28 +459,17 @@ impl State {
             {
                 continue;
             }
+            if t.task.service.is_some() {
+                continue; // replicas are placed spread first, by `services.rs`
+            }
             let mut task = t.task.clone();
             let req = Request::of(&task.spec);
             let table = table.get_or_insert_with(|| self.node_table());
             match self.scheduler.pick(&req, table) {
                 Ok(index) => {
                     let name = table.nodes()[index].name.clone();
-                    if !move_task(&mut task, TaskState::Scheduled, now) {
-                        continue;
-                    }
-                    task.node = Some(name.clone());
-                    task.error = None;
-                    if self.commit(task.clone()).is_err() {
-                        continue;
-                    }
-                    table.allocate(index, &req);
-                    debug!("task placed task_id={id} node={name}");
-                    // restarts in place carry over to the new node; the move itself is not one
-                    let start = StartTask { id, spec: task.spec, restart_count: task.restart_count };
-                    if self.nodes[index].starts.send(Job::Start(Box::new(start))).is_ok() {
-                        if let Some(t) = self.tasks.get_mut(&id) {
-                            t.op_on = Some(index);
-                        }
+                    if self.start_on(task, index, &name, now) {
+                        table.allocate(index, &req);
                     }
                 }
                 Err(why) => {

@@ -50,6 +50,9 @@ pub const LABEL_CREATED: &str = "skiff.created-at";
 pub const LABEL_RESTART_COUNT: &str = "skiff.restart-count";
 pub const LABEL_RECENT_RESTARTS: &str = "skiff.recent-restarts";
 pub const LABEL_LAST_EXIT: &str = "skiff.last-exit-at";
+/// A service's replicas also carry its name and version (absent on single tasks).
+pub const LABEL_SERVICE: &str = "skiff.service";
+pub const LABEL_SERVICE_VERSION: &str = "skiff.service-version";
 
 #[derive(Clone)]
 pub struct WorkerConfig {

@@ -8,7 +8,7 @@
 use super::engine::Engine;
 use super::{
     WorkerConfig, LABEL_CREATED, LABEL_LAST_EXIT, LABEL_NAME, LABEL_NODE, LABEL_RECENT_RESTARTS, LABEL_RESTART_COUNT,
-    LABEL_SPEC, LABEL_TASK_ID,
+    LABEL_SERVICE, LABEL_SERVICE_VERSION, LABEL_SPEC, LABEL_TASK_ID,
 };
 use crate::control::{error_chain, spawn_thread, SpawnError};
 use crate::docker_cli::{ContainerInfo, ContainerSummary, CreateOptions, DockerError};
@@ -376,6 +376,8 @@ pub fn labels_for(task: &Task, node: &str) -> BTreeMap<String, String> {
     if let Some(at) = task.last_exit_at {
         labels.insert(LABEL_LAST_EXIT.to_string(), at.to_string());
     }
+    labels.extend(task.service.iter().map(|s| (LABEL_SERVICE.to_string(), s.clone())));
+    labels.extend(task.service_version.map(|v| (LABEL_SERVICE_VERSION.to_string(), v.to_string())));
     labels
 }
 

@@ -328,6 +328,7 @@ impl State {
         let mut task = Task::new(req.id, req.spec, now);
         task.node = Some(self.config.name.clone());
         task.restart_count = req.restart_count;
+        (task.service, task.service_version) = (req.service, req.service_version);
         // "sent to a node": on the worker a new task starts as Scheduled
         transition(&mut task, TaskState::Scheduled, now);
         let id = task.id;

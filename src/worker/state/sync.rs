@@ -163,6 +163,9 @@ impl State {
         task.restart_count = budget.restart_count;
         task.recent_restarts = budget.recent_restarts;
         task.last_exit_at = budget.last_exit_at;
+        // a service's replica says so in its labels (`ops::labels_for`)
+        task.service = o.summary.labels.get(crate::worker::LABEL_SERVICE).cloned();
+        task.service_version = o.summary.labels.get(crate::worker::LABEL_SERVICE_VERSION).and_then(|v| v.parse().ok());
         transition(&mut task, TaskState::Scheduled, now);
         // an exited container of a task whose policy may restart it: its exit is handled as
         // any other (this worker never saw it), against the budget of the labels

@@ -94,7 +94,7 @@ impl Rig {
     fn send_start(&mut self, spec: &str, id: TaskId) -> Receiver<Result<(Task, bool), WorkerError>> {
         let spec = TaskSpec::from_json(spec.as_bytes()).expect("valid spec");
         let (tx, rx) = bounded(1);
-        let req = StartTask { id, spec, restart_count: 0 };
+        let req = StartTask { id, spec, restart_count: 0, service: None, service_version: None };
         self.state.on_command(Command::Start { req: Box::new(req), reply: tx });
         rx
     }
@@ -770,6 +770,21 @@ fn a_container_of_an_unknown_task_with_its_name_and_labels_is_adopted() {
     assert_eq!((t.state, t.container_id.as_deref()), (TaskState::Running, Some(cid.as_str())));
     assert_eq!(rig.engine.count("start"), 0, "an adopted container is not restarted");
     assert!(rig.engine.container(&spoof).is_some(), "a suspect waits for its grace");
+}
+
+#[test]
+fn an_adopted_replica_keeps_its_service_from_the_labels() {
+    let engine = Arc::new(FakeEngine::with_images(&[IMAGE]));
+    let id = TaskId::new_v4();
+    let spec = TaskSpec::from_json(spec("web", "").as_bytes()).expect("spec");
+    let mut task = Task::new(id, spec, Timestamp(5));
+    (task.service, task.service_version) = (Some("web".into()), Some(3));
+    let labels = crate::worker::ops::labels_for(&task, "w1");
+    assert_eq!(labels.get("skiff.service-version").map(String::as_str), Some("3"));
+    engine.add_foreign(&crate::worker::decide::container_name("w1", "web", &id), labels, true);
+    let rig = Rig::on(engine, FlakyStore::new(), ManualClock::new(Timestamp(0)));
+    let t = rig.task(id);
+    assert_eq!((t.service.as_deref(), t.service_version), (Some("web"), Some(3)));
 }
 
 #[test]

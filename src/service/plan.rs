@@ -1,0 +1,299 @@
+//! A service's pure plan: from the service (the version wanted, replicas, policy, the update in
+//! progress), its tasks and the nodes to the steps that keep the count and move an update on:
+//! start a replica (with the nodes it may go to, spread first), place one waiting again, stop one,
+//! and change the update's state (done, failed → rollback or pause, a note).
+//!
+//! No I/O, no clock (`now` comes in): the manager's control thread applies the steps through its
+//! own placement, start and stop paths (`manager::services`). Every rule is tested from tables.
+//!
+//! The rules, in order:
+//! - a task of the version wanted, started since the update's current step began, that failed,
+//!   completed or restarted in place fails the update: nothing else is done in that plan;
+//! - Pending replicas are placed (again), spread first: nodes with fewer replicas of the service
+//!   come first, nodes where a fixed host port of the template is taken are left out;
+//! - at rest (no update moving), the count is kept: missing replicas started, extra ones stopped
+//!   newest first;
+//! - start-first: up to `parallelism` new replicas beyond the count, and an old one stopped only
+//!   when a new one has been ready (Running, healthy with a health check, for `monitor_s`), so
+//!   that never fewer than `replicas` run; when a host port leaves a new replica no node, that
+//!   step stops first and the update says so;
+//! - stop-first: `parallelism` old replicas stopped once the new ones before them are ready, then
+//!   new ones started in their place;
+//! - the update is done when no old replica is left and `replicas` new ones are ready.
+
+use crate::service::{Service, UpdateOrder, UpdateState};
+use crate::task::{DesiredState, Protocol, Task, TaskId, TaskSpec, TaskState};
+use crate::time::Timestamp;
+use std::collections::BTreeMap;
+
+/// A node as the plan sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanNode {
+    pub name: String,
+    /// `None` when it can take tasks; otherwise why not.
+    pub unavailable: Option<String>,
+}
+
+/// A node a replica may go to, with the replicas of the service it has: placement tries the
+/// nodes with the fewest first and lets the scheduler choose among equals.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    pub node: String,
+    pub replicas: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// A new replica of `version`; no candidates: it waits Pending with `why`.
+    Start { version: u32, candidates: Vec<Candidate>, why: Option<String> },
+    /// A Pending replica (never placed, or back from a lost node) to place.
+    Place { id: TaskId, candidates: Vec<Candidate>, why: Option<String> },
+    /// Stop a replica, for the reason given.
+    Stop { id: TaskId, reason: String },
+    /// The update moves to `state` (done, rolled back, failed, paused), for the reason given.
+    Transition { state: UpdateState, reason: Option<String> },
+    /// The update had to do something differently; recorded once.
+    Note(String),
+}
+
+/// What the plan needs of the service's versions: their templates' fixed host ports.
+fn fixed_ports(spec: &TaskSpec) -> Vec<(u16, Protocol)> {
+    spec.ports.iter().filter_map(|p| p.host.filter(|&h| h != 0).map(|h| (h, p.protocol))).collect()
+}
+
+/// Whether a replica counts as up: Running, healthy when checked, and for new replicas of an
+/// update in progress, for `monitor_ms` already.
+fn ready(t: &Task, monitor_ms: u64, now: Timestamp) -> bool {
+    let healthy = match t.spec.health_check {
+        Some(_) => t.healthy == Some(true),
+        None => t.healthy != Some(false),
+    };
+    t.state == TaskState::Running && healthy && t.started_at.is_some_and(|s| now.since(s) >= monitor_ms)
+}
+
+/// Why a task of the version wanted means the update failed, if it does.
+fn failure(t: &Task) -> Option<String> {
+    let short = t.id.short();
+    match t.state {
+        TaskState::Failed => {
+            Some(format!("replica {short} failed: {}", t.error.as_deref().unwrap_or("its container failed")))
+        }
+        TaskState::Completed => Some(format!("replica {short} exited by itself (code 0)")),
+        _ if t.restart_count > 0 => Some(format!(
+            "replica {short} restarted in place: {}",
+            t.error.as_deref().unwrap_or("its container exited")
+        )),
+        _ => None,
+    }
+}
+
+/// Everything to do for one service now. `tasks` are the service's tasks (finished ones too).
+pub fn plan(service: &Service, tasks: &[&Task], nodes: &[PlanNode], now: Timestamp) -> Vec<Step> {
+    let mut steps = Vec::new();
+    let target = service.version;
+    let update = service.update.as_ref().filter(|u| u.state.is_active());
+    if let Some(u) = update {
+        let failed = tasks
+            .iter()
+            .filter(|t| t.service_version == Some(target) && t.created_at >= u.step_since)
+            .filter(|t| t.desired_state == DesiredState::Running)
+            .find_map(|t| failure(t));
+        if let Some(why) = failed {
+            let to = match (u.state, service.policy.failure_action) {
+                (UpdateState::Updating, crate::service::FailureAction::Rollback) => UpdateState::RollingBack,
+                _ => UpdateState::Paused,
+            };
+            steps.push(Step::Transition { state: to, reason: Some(format!("version {target}: {why}")) });
+            return steps;
+        }
+    }
+    let mut live: Vec<&Task> =
+        tasks.iter().copied().filter(|t| !t.is_terminal() && t.desired_state == DesiredState::Running).collect();
+    live.sort_by_key(|t| (t.created_at, t.id));
+    // where replicas are, and which fixed host ports are taken where (copies being stopped too:
+    // their ports are not free until they are gone)
+    let mut counts: BTreeMap<&str, u32> = nodes.iter().map(|n| (n.name.as_str(), 0)).collect();
+    let mut taken: BTreeMap<&str, Vec<(u16, Protocol)>> = BTreeMap::new();
+    for t in tasks.iter().filter(|t| !t.is_terminal() && t.state != TaskState::Pending) {
+        let Some(node) = t.node.as_deref() else { continue };
+        if t.desired_state == DesiredState::Running {
+            *counts.entry(node).or_default() += 1;
+        }
+        taken.entry(node).or_default().extend(fixed_ports(&t.spec));
+    }
+    let mut spread = Spread { nodes, counts, taken };
+    let stopping = tasks.iter().filter(|t| !t.is_terminal() && t.desired_state == DesiredState::Stopped).count();
+    // the version a replica started now runs: a paused update keeps the count with the old one
+    let paused = service.update.as_ref().filter(|u| u.state == UpdateState::Paused);
+    let start_version = paused.map_or(target, |u| u.from);
+    let start_spec = service.template(start_version);
+    for t in live.iter().filter(|t| t.state == TaskState::Pending) {
+        let (candidates, why) = spread.candidates(&t.spec);
+        steps.push(Step::Place { id: t.id, candidates, why });
+    }
+    let replicas = service.replicas as usize;
+    let Some(u) = update else {
+        keep_count(&live, replicas, start_version, start_spec, &mut spread, &mut steps);
+        return steps;
+    };
+    let (new, old): (Vec<&Task>, Vec<&Task>) = live.iter().partition(|t| t.service_version == Some(target));
+    let monitor_ms = u64::from(service.policy.monitor_s) * 1000;
+    let new_ready = new.iter().filter(|t| ready(t, monitor_ms, now)).count();
+    let new_waiting = new.len() - new_ready;
+    let p = service.policy.parallelism as usize;
+    if old.is_empty() {
+        keep_count(&live, replicas, target, start_spec, &mut spread, &mut steps);
+        if new_ready >= replicas {
+            let done =
+                if u.state == UpdateState::RollingBack { UpdateState::RolledBack } else { UpdateState::Completed };
+            steps.push(Step::Transition { state: done, reason: u.reason.clone() });
+        }
+        return steps;
+    }
+    // old replicas not running are replaced first: stopping them costs nothing
+    let mut old_order: Vec<&Task> = old.clone();
+    old_order.sort_by_key(|t| (t.state == TaskState::Running, t.created_at, t.id));
+    let reason = format!("replaced by version {target}");
+    match service.policy.order {
+        UpdateOrder::StartFirst => {
+            let room = (replicas + p).saturating_sub(live.len());
+            let starts = replicas.saturating_sub(new.len()).min(p.saturating_sub(new_waiting)).min(room);
+            let mut forced = 0;
+            for _ in 0..starts {
+                let (candidates, why) = start_spec.map_or((Vec::new(), None), |s| spread.candidates(s));
+                if candidates.is_empty() && spread.blocked_by_ports(start_spec) {
+                    forced += 1;
+                    continue;
+                }
+                spread.count(&candidates, start_spec);
+                steps.push(Step::Start { version: target, candidates, why });
+            }
+            let stops = (old.len() + new_ready).saturating_sub(replicas);
+            let mut stopped = 0;
+            for t in old_order.iter().take(stops) {
+                steps.push(Step::Stop { id: t.id, reason: reason.clone() });
+                stopped += 1;
+            }
+            // a host port that every node's old replica holds: this step stops one first
+            if forced > 0 && stopped == 0 && new_waiting == 0 && stopping == 0 {
+                let ports = start_spec.map(fixed_ports).unwrap_or_default();
+                let port = ports.first().map_or(0, |p| p.0);
+                let note = format!("host port {port} is taken on every node by the old version: replicas are stopped before their replacement starts");
+                if u.note.as_deref() != Some(note.as_str()) {
+                    steps.push(Step::Note(note));
+                }
+                for t in old_order.iter().take(forced.min(p)) {
+                    steps.push(Step::Stop { id: t.id, reason: format!("{reason} (stopped first: host port {port})") });
+                }
+            }
+        }
+        UpdateOrder::StopFirst => {
+            if new_waiting == 0 && live.len() <= replicas {
+                for t in old_order.iter().take(p) {
+                    steps.push(Step::Stop { id: t.id, reason: reason.clone() });
+                }
+            }
+            let starts = replicas.saturating_sub(live.len());
+            for _ in 0..starts {
+                let (candidates, why) = start_spec.map_or((Vec::new(), None), |s| spread.candidates(s));
+                spread.count(&candidates, start_spec);
+                steps.push(Step::Start { version: target, candidates, why });
+            }
+        }
+    }
+    steps
+}
+
+/// At rest: start what is missing, stop the newest of what is too many.
+fn keep_count(
+    live: &[&Task],
+    replicas: usize,
+    version: u32,
+    spec: Option<&TaskSpec>,
+    spread: &mut Spread,
+    steps: &mut Vec<Step>,
+) {
+    if live.len() < replicas {
+        for _ in live.len()..replicas {
+            let (candidates, why) = match spec {
+                Some(s) => spread.candidates(s),
+                None => (Vec::new(), Some(format!("version {version} is no longer kept"))),
+            };
+            spread.count(&candidates, spec);
+            steps.push(Step::Start { version, candidates, why });
+        }
+    } else if live.len() > replicas {
+        // newest first, and among those, ones not running yet first
+        let mut order: Vec<&Task> = live.to_vec();
+        order.sort_by_key(|t| (std::cmp::Reverse(t.created_at), t.state == TaskState::Running, t.id));
+        for t in order.into_iter().take(live.len() - replicas) {
+            steps.push(Step::Stop { id: t.id, reason: format!("scaled down to {replicas}") });
+        }
+    }
+}
+
+/// Spreading across nodes, with the replicas this plan has already sent counted in.
+struct Spread<'a> {
+    nodes: &'a [PlanNode],
+    counts: BTreeMap<&'a str, u32>,
+    taken: BTreeMap<&'a str, Vec<(u16, Protocol)>>,
+}
+
+impl Spread<'_> {
+    /// The nodes a replica of `spec` may go to, fewest replicas first; or why there is none.
+    fn candidates(&self, spec: &TaskSpec) -> (Vec<Candidate>, Option<String>) {
+        let ports = fixed_ports(spec);
+        let mut why = Vec::new();
+        let mut out = Vec::new();
+        for n in self.nodes {
+            if let Some(u) = &n.unavailable {
+                why.push(format!("{}: {u}", n.name));
+                continue;
+            }
+            let clash = self.taken.get(n.name.as_str()).and_then(|t| ports.iter().find(|p| t.contains(p)));
+            if let Some((port, _)) = clash {
+                why.push(format!("{}: host port {port} taken by another replica", n.name));
+                continue;
+            }
+            out.push(Candidate {
+                node: n.name.clone(),
+                replicas: self.counts.get(n.name.as_str()).copied().unwrap_or(0),
+            });
+        }
+        out.sort_by(|a, b| a.replicas.cmp(&b.replicas).then_with(|| a.node.cmp(&b.node)));
+        let why = if out.is_empty() {
+            Some(if why.is_empty() {
+                "no nodes".to_string()
+            } else {
+                format!("no node can take it ({})", why.join("; "))
+            })
+        } else {
+            None
+        };
+        (out, why)
+    }
+
+    /// Whether some available node is left out only because of a host port.
+    fn blocked_by_ports(&self, spec: Option<&TaskSpec>) -> bool {
+        let Some(spec) = spec else { return false };
+        let ports = fixed_ports(spec);
+        !ports.is_empty()
+            && self.nodes.iter().any(|n| {
+                n.unavailable.is_none()
+                    && self.taken.get(n.name.as_str()).is_some_and(|t| ports.iter().any(|p| t.contains(p)))
+            })
+    }
+
+    /// Counts a replica on the first candidate (where placement most likely puts it), so that a
+    /// batch of starts spreads too.
+    fn count(&mut self, candidates: &[Candidate], spec: Option<&TaskSpec>) {
+        let Some(first) = candidates.first() else { return };
+        if let Some(n) = self.nodes.iter().find(|n| n.name == first.node) {
+            *self.counts.entry(n.name.as_str()).or_default() += 1;
+            self.taken.entry(n.name.as_str()).or_default().extend(spec.map(fixed_ports).unwrap_or_default());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
