@@ -6,8 +6,10 @@
 //! The server itself (threads, limits, parsing) is in `http/server.rs`.
 
 pub mod server;
+pub mod stream;
 
 pub use server::{Gate, Handler, Limits, Request, Response, Server, Service};
+pub use stream::{Body, Chunks, Producer};
 
 use crate::api::{ErrorBody, NodeInfo, StartTask, WorkerHealth};
 use crate::auth::Token;
@@ -845,7 +847,7 @@ mod tests {
             let shown = format!("{e:?}");
             let resp = error_response(e);
             assert_eq!(resp.status, status, "{shown}");
-            let body: ErrorBody = serde_json::from_slice(&resp.body).expect("error shape");
+            let body: ErrorBody = serde_json::from_slice(resp.bytes_of()).expect("error shape");
             assert!(!body.error.is_empty());
         }
         let resp = error_response(ApiError::Route(RouteError::MethodNotAllowed("GET, POST".into())));
@@ -854,7 +856,7 @@ mod tests {
         assert!(resp.headers.contains(&("WWW-Authenticate".to_string(), "Bearer".to_string())));
         let resp =
             error_response(ApiError::Spec(SpecError { field: Some("image".into()), message: "is required".into() }));
-        let body: ErrorBody = serde_json::from_slice(&resp.body).expect("error shape");
+        let body: ErrorBody = serde_json::from_slice(resp.bytes_of()).expect("error shape");
         assert_eq!(body.field.as_deref(), Some("image"));
     }
 

@@ -26,6 +26,7 @@
 //!
 //! Must not know routes or domain types: it calls one handler with a `Request`.
 
+use super::stream::{Body, Chunks, Producer, CHUNK_DEADLINE};
 use crate::api::ErrorBody;
 use crate::logfmt::{q, short};
 use crate::time::Timestamp;
@@ -37,6 +38,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+const JSON: &str = "application/json";
 
 /// Limits of one server; the defaults suit both daemons.
 #[derive(Debug, Clone)]
@@ -96,11 +99,13 @@ impl Request {
     }
 }
 
-/// A response: a status and a JSON body.
-#[derive(Debug, Clone, PartialEq)]
+/// A response: a status, a content type and a body, whole or streamed.
+#[derive(Debug)]
 pub struct Response {
     pub status: u16,
-    pub body: Vec<u8>,
+    pub body: Body,
+    /// `application/json` unless a handler says otherwise (`text/plain` logs, NDJSON events).
+    pub content_type: &'static str,
     /// Close the connection after this response.
     pub close: bool,
     /// Extra headers, e.g. `Allow` on a 405.
@@ -109,7 +114,26 @@ pub struct Response {
 
 impl Response {
     pub fn json_bytes(status: u16, body: Vec<u8>) -> Response {
-        Response { status, body, close: false, headers: Vec::new() }
+        Response { status, body: Body::Bytes(body), content_type: JSON, close: false, headers: Vec::new() }
+    }
+
+    /// A streamed answer: `produce` writes the body chunk by chunk on the serving thread (each
+    /// chunk within `CHUNK_DEADLINE`); the connection is closed after it.
+    pub fn stream(status: u16, content_type: &'static str, produce: Producer) -> Response {
+        Response { status, body: Body::Stream(produce), content_type, close: true, headers: Vec::new() }
+    }
+
+    /// A whole answer of another type than JSON.
+    pub fn bytes(status: u16, content_type: &'static str, body: Vec<u8>) -> Response {
+        Response { status, body: Body::Bytes(body), content_type, close: false, headers: Vec::new() }
+    }
+
+    /// The body, when it is whole (tests and handlers that look at an answer).
+    pub fn bytes_of(&self) -> &[u8] {
+        match &self.body {
+            Body::Bytes(b) => b,
+            Body::Stream(_) => &[],
+        }
     }
 
     /// Every error answer of both daemons, in the one error shape (`ErrorBody`).
@@ -339,7 +363,7 @@ fn waiting_room(
     let mut fds: Vec<libc::pollfd> = Vec::new();
     let refuse = |mut stream: TcpStream, status: u16, message: &str| {
         let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
-        let _ = write_response(&mut stream, &Response::error(status, &ErrorBody::new(message)), true, false);
+        let _ = write_response(&mut stream, Response::error(status, &ErrorBody::new(message)), true, false);
         let _ = stream.shutdown(Shutdown::Both);
     };
     loop {
@@ -443,7 +467,7 @@ impl Connection<'_> {
                 Err(ReadFailure::Reply(status, message)) => {
                     let _ = write_response(
                         &mut self.stream,
-                        &Response::error(status, &ErrorBody::new(message)),
+                        Response::error(status, &ErrorBody::new(message)),
                         true,
                         false,
                     );
@@ -454,7 +478,7 @@ impl Connection<'_> {
                     break;
                 }
                 Err(ReadFailure::Answer(resp)) => {
-                    let _ = write_response(&mut self.stream, &resp, true, false);
+                    let _ = write_response(&mut self.stream, *resp, true, false);
                     if self.linger_for.is_some() {
                         self.linger();
                     }
@@ -467,12 +491,13 @@ impl Connection<'_> {
                 .unwrap_or_else(|_| Response::error(500, &ErrorBody::new("internal error: the handler panicked")));
             let close = !keep_alive || resp.close || self.stopping.load(Ordering::SeqCst);
             // a HEAD answer has the head of the GET answer and no body
-            let written = write_response(&mut self.stream, &resp, close, req.method == "HEAD");
+            let status = resp.status;
+            let written = write_response(&mut self.stream, resp, close, req.method == "HEAD");
             debug!(
                 "http method={} path={} status={} latency_us={}",
                 q(&short(&req.method)),
                 q(&short(&req.path)),
-                resp.status,
+                status,
                 started.elapsed().as_micros()
             );
             if close || written.is_err() {
@@ -717,24 +742,42 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-fn write_response(stream: &mut TcpStream, resp: &Response, close: bool, head_only: bool) -> io::Result<()> {
+fn write_response(stream: &mut TcpStream, resp: Response, close: bool, head_only: bool) -> io::Result<()> {
+    let streamed = matches!(resp.body, Body::Stream(_));
+    let length = match &resp.body {
+        Body::Bytes(b) => format!("Content-Length: {}", b.len()),
+        Body::Stream(_) => "Transfer-Encoding: chunked".to_string(),
+    };
     let mut out = format!(
-        "HTTP/1.1 {} {}\r\nDate: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: {}\r\n",
+        "HTTP/1.1 {} {}\r\nDate: {}\r\nContent-Type: {}\r\n{length}\r\nConnection: {}\r\n",
         resp.status,
         reason(resp.status),
         Timestamp::now().http_date(),
-        resp.body.len(),
-        if close { "close" } else { "keep-alive" }
+        resp.content_type,
+        if close || streamed { "close" } else { "keep-alive" }
     );
     for (name, value) in &resp.headers {
         out.push_str(&format!("{name}: {value}\r\n"));
     }
     out.push_str("\r\n");
     let mut bytes = out.into_bytes();
-    if !head_only {
-        bytes.extend_from_slice(&resp.body);
+    match resp.body {
+        Body::Bytes(body) => {
+            if !head_only {
+                bytes.extend_from_slice(&body);
+            }
+            write_within(stream, &bytes, RESPONSE_DEADLINE)
+        }
+        Body::Stream(produce) => {
+            write_within(stream, &bytes, RESPONSE_DEADLINE)?;
+            if head_only {
+                return Ok(());
+            }
+            let mut chunks = Chunks::new(stream, CHUNK_DEADLINE);
+            produce(&mut chunks)?;
+            chunks.finish()
+        }
     }
-    write_within(stream, &bytes, RESPONSE_DEADLINE)
 }
 
 /// A whole response must be taken by its reader within this: a reader that takes a byte now and
@@ -742,7 +785,7 @@ fn write_response(stream: &mut TcpStream, resp: &Response, close: bool, head_onl
 const RESPONSE_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Writes all of `bytes` within `deadline`, each write waiting only for what is left of it.
-fn write_within(stream: &mut TcpStream, mut bytes: &[u8], deadline: Duration) -> io::Result<()> {
+pub(super) fn write_within(stream: &mut TcpStream, mut bytes: &[u8], deadline: Duration) -> io::Result<()> {
     let end = Instant::now() + deadline;
     while !bytes.is_empty() {
         let left = end.saturating_duration_since(Instant::now());
@@ -1095,5 +1138,30 @@ mod tests {
             assert!(tries < 100, "the budget never came back: {out}");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    #[test]
+    fn streamed_answers_are_chunked_typed_and_close_the_connection() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let handler: Arc<Handler> = Arc::new(|_req: &Request| {
+            Response::stream(
+                200,
+                "text/plain; charset=utf-8",
+                Box::new(|out| {
+                    out.send(b"one\n")?;
+                    out.send(b"")?;
+                    out.send(b"two\n")
+                }),
+            )
+        });
+        let server = Server::start(listener, Limits::default(), handler).expect("start");
+        let answer = raw(&server, b"GET /logs HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(answer.contains("Content-Type: text/plain; charset=utf-8\r\n"), "{answer}");
+        assert!(answer.contains("Transfer-Encoding: chunked\r\n"), "{answer}");
+        assert!(answer.contains("Connection: close\r\n"), "{answer}");
+        assert!(!answer.contains("Content-Length"), "{answer}");
+        assert!(answer.ends_with("\r\n\r\n4\r\none\n\r\n4\r\ntwo\n\r\n0\r\n\r\n"), "{answer}");
+        let head = raw(&server, b"HEAD /logs HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(head.ends_with("Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"), "{head}");
     }
 }
