@@ -24,11 +24,13 @@ mod engine;
 mod fake;
 mod handle;
 mod ops;
+mod retention;
 mod state;
 mod watch;
 
 pub use engine::{Engine, Events};
 pub use handle::{spawn, Worker, WorkerHandle};
+pub use retention::Retention;
 
 use crate::clock::{self, Clock};
 use crate::control::SpawnError;
@@ -64,6 +66,8 @@ pub struct WorkerConfig {
     pub keep_finished: Duration,
     /// How many finished tasks stay listed at most; the longest finished go first.
     pub keep_finished_count: usize,
+    /// The containers of Completed and Failed tasks kept for their output (count and age).
+    pub retention: Retention,
     /// How long an HTTP thread waits for a start to finish before answering 504.
     pub start_wait: Duration,
     /// How often the node's statistics are sampled (CPU usage is measured between samples).
@@ -102,6 +106,7 @@ impl WorkerConfig {
             // long enough for a manager cut off for a while to still learn how a task ended
             keep_finished: Duration::from_secs(24 * 3600),
             keep_finished_count: 1000,
+            retention: Retention::default(),
             start_wait: Duration::from_secs(330),
             stats_interval: Duration::from_secs(2),
             caps: Caps::default(),
