@@ -292,6 +292,7 @@ impl Docker {
 /// A container's output being read: its bytes (frames decoded) and a way to end the read from
 /// another thread.
 pub struct LogStream {
+    /// The output, frames decoded.
     pub reader: Box<dyn Read + Send>,
     pub close: Box<dyn FnOnce() + Send>,
 }

@@ -5,6 +5,7 @@
 //! Holds no domain state: handlers turn a request into one call on the daemon's handle.
 //! The server itself (threads, limits, parsing) is in `http/server.rs`.
 
+pub mod logs;
 pub mod server;
 pub mod stream;
 
@@ -29,23 +30,25 @@ use std::time::{Duration, Instant};
 // Routes
 
 /// Every route of the manager: method and path pattern (also what `docs/openapi.yaml` lists).
-pub const MANAGER_ROUTES: [(&str, &str); 6] = [
+pub const MANAGER_ROUTES: [(&str, &str); 7] = [
     ("GET", "/v1/health"),
     ("GET", "/v1/tasks"),
     ("POST", "/v1/tasks"),
     ("GET", "/v1/tasks/{id}"),
     ("DELETE", "/v1/tasks/{id}"),
+    ("GET", "/v1/tasks/{id}/logs"),
     ("GET", "/v1/nodes"),
 ];
 
 /// Every route of the worker.
-pub const WORKER_ROUTES: [(&str, &str); 6] = [
+pub const WORKER_ROUTES: [(&str, &str); 7] = [
     ("GET", "/v1/health"),
     ("GET", "/v1/stats"),
     ("GET", "/v1/tasks"),
     ("POST", "/v1/tasks"),
     ("GET", "/v1/tasks/{id}"),
     ("DELETE", "/v1/tasks/{id}"),
+    ("GET", "/v1/tasks/{id}/logs"),
 ];
 
 #[derive(Debug, Clone, PartialEq)]
@@ -55,6 +58,7 @@ pub enum ManagerRoute {
     SubmitTask,
     GetTask(TaskId),
     StopTask(TaskId),
+    TaskLogs(TaskId),
     ListNodes,
 }
 
@@ -66,6 +70,7 @@ pub enum WorkerRoute {
     StartTask,
     GetTask(TaskId),
     StopTask(TaskId),
+    TaskLogs(TaskId),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -122,6 +127,7 @@ pub fn manager_route(method: &str, path: &str) -> Result<ManagerRoute, RouteErro
         ("POST", ["v1", "tasks"]) => Ok(SubmitTask),
         ("GET", ["v1", "tasks", id]) => Ok(GetTask(task_id(id)?)),
         ("DELETE", ["v1", "tasks", id]) => Ok(StopTask(task_id(id)?)),
+        ("GET", ["v1", "tasks", id, "logs"]) => Ok(TaskLogs(task_id(id)?)),
         ("GET", ["v1", "nodes"]) => Ok(ListNodes),
         _ => Err(unrouted(&MANAGER_ROUTES, &segs)),
     }
@@ -137,6 +143,7 @@ pub fn worker_route(method: &str, path: &str) -> Result<WorkerRoute, RouteError>
         ("POST", ["v1", "tasks"]) => Ok(StartTask),
         ("GET", ["v1", "tasks", id]) => Ok(GetTask(task_id(id)?)),
         ("DELETE", ["v1", "tasks", id]) => Ok(StopTask(task_id(id)?)),
+        ("GET", ["v1", "tasks", id, "logs"]) => Ok(TaskLogs(task_id(id)?)),
         _ => Err(unrouted(&WORKER_ROUTES, &segs)),
     }
 }
@@ -158,6 +165,9 @@ pub enum ApiError {
     },
     Manager(ManagerError),
     Worker(WorkerError),
+    /// A node's answer to a call relayed to it (its own status and message), or why it could
+    /// not be reached.
+    Node(LinkError),
 }
 
 impl From<ManagerError> for ApiError {
@@ -193,6 +203,11 @@ pub fn status_of(e: &ApiError) -> u16 {
         | ApiError::Worker(WorkerError::EngineUnreachable(_) | WorkerError::ShuttingDown) => 503,
         ApiError::Worker(WorkerError::TimedOut | WorkerError::OutcomeUnknown(_)) => 504,
         ApiError::Worker(WorkerError::NotReady) => 503,
+        ApiError::Worker(WorkerError::NoOutput { .. }) => 404,
+        ApiError::Worker(WorkerError::Logs(_)) => 502,
+        ApiError::Node(LinkError::Refused { status, .. }) => *status,
+        ApiError::Node(LinkError::Unreachable(_)) => 503,
+        ApiError::Node(LinkError::Lost(_) | LinkError::BadAnswer(_)) => 502,
     }
 }
 
@@ -215,6 +230,8 @@ fn error_response(e: ApiError) -> Response {
         }
         ApiError::Manager(m) => ErrorBody::new(error_chain(m)),
         ApiError::Worker(w) => ErrorBody::new(error_chain(w)),
+        ApiError::Node(LinkError::Refused { message, .. }) => ErrorBody::new(message.clone()),
+        ApiError::Node(n) => ErrorBody::new(format!("the task's node: {n}")),
     };
     let resp = Response::error(status, &body);
     match e {
@@ -332,7 +349,9 @@ fn api_service<R: 'static>(
 
 /// The manager's API over its handle.
 pub fn manager_handler(handle: ManagerHandle, token: Option<Token>) -> Service {
-    api_service(token, manager_route, move |route, req| serve_manager(&handle, route, req))
+    // the token also opens the streams relayed from workers
+    let link_token = token.clone();
+    api_service(token, manager_route, move |route, req| serve_manager(&handle, link_token.as_ref(), route, req))
 }
 
 /// The worker's API over its handle.
@@ -376,7 +395,7 @@ pub fn task_query(query: &str) -> Result<TaskQuery, ApiError> {
 }
 
 /// `%XX` escapes and `+` for space, as query strings carry them; `None` for a broken escape.
-fn percent_decode(raw: &str) -> Option<String> {
+pub(crate) fn percent_decode(raw: &str) -> Option<String> {
     let bytes = raw.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -400,7 +419,12 @@ fn percent_decode(raw: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-fn serve_manager(h: &ManagerHandle, route: ManagerRoute, req: &Request) -> Result<Response, ApiError> {
+fn serve_manager(
+    h: &ManagerHandle,
+    token: Option<&Token>,
+    route: ManagerRoute,
+    req: &Request,
+) -> Result<Response, ApiError> {
     match route {
         ManagerRoute::Health => json(200, &h.health()?),
         ManagerRoute::ListTasks => {
@@ -419,6 +443,7 @@ fn serve_manager(h: &ManagerHandle, route: ManagerRoute, req: &Request) -> Resul
         ManagerRoute::GetTask(id) => json(200, &h.get(id)?),
         ManagerRoute::StopTask(id) => json(202, &h.stop(id)?),
         ManagerRoute::ListNodes => json(200, &h.nodes()?),
+        ManagerRoute::TaskLogs(id) => logs::manager_logs(h, token, id, &req.query),
     }
 }
 
@@ -434,6 +459,7 @@ fn serve_worker(h: &WorkerHandle, route: WorkerRoute, req: &Request) -> Result<R
         }
         WorkerRoute::GetTask(id) => json(200, &h.get(id)?),
         WorkerRoute::StopTask(id) => json(200, &h.stop(id)?),
+        WorkerRoute::TaskLogs(id) => logs::worker_logs(h, id, &req.query),
     }
 }
 

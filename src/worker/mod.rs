@@ -34,6 +34,7 @@ pub use retention::Retention;
 
 use crate::clock::{self, Clock};
 use crate::control::SpawnError;
+use crate::docker_cli::DockerError;
 use crate::stats::Caps;
 use crate::store::StoreError;
 use crate::task::{TaskId, TaskState};
@@ -145,6 +146,13 @@ pub enum WorkerError {
     Store(StoreError),
     /// A thread the worker needs could not be started.
     Spawn(SpawnError),
+    /// The task has no output to read here (no container yet, or its container is gone).
+    NoOutput {
+        id: TaskId,
+        why: &'static str,
+    },
+    /// The engine refused to give a container's output.
+    Logs(DockerError),
 }
 
 impl fmt::Display for WorkerError {
@@ -164,6 +172,8 @@ impl fmt::Display for WorkerError {
             WorkerError::ShuttingDown => f.write_str("the worker is shutting down"),
             WorkerError::Store(_) => f.write_str("the worker's store failed; the change is not recorded"),
             WorkerError::Spawn(_) => f.write_str("the worker could not start a thread"),
+            WorkerError::NoOutput { id, why } => write!(f, "no output of task {id} on this worker: {why}"),
+            WorkerError::Logs(_) => f.write_str("the engine could not give the container's output"),
         }
     }
 }
@@ -173,6 +183,7 @@ impl std::error::Error for WorkerError {
         match self {
             WorkerError::Store(e) => Some(e),
             WorkerError::Spawn(e) => Some(e),
+            WorkerError::Logs(e) => Some(e),
             _ => None,
         }
     }
