@@ -16,6 +16,8 @@ commands:
   start FILE     submit the task spec in FILE (JSON); prints the new task's id
   stop ID        stop a task (its container gets SIGTERM, then SIGKILL after a grace period)
   get ID         show one task
+  logs ID [--tail N] [--follow] [--timestamps]
+                 print a task's output (Ctrl-C stops following)
   list           list all tasks
   list-nodes     list the workers and their status
   help           show this help
@@ -26,6 +28,7 @@ pub enum Command {
     Start(PathBuf),
     Stop(String),
     Get(String),
+    Logs { id: String, tail: Option<u64>, follow: bool, timestamps: bool },
     List,
     ListNodes,
     Help,
@@ -58,12 +61,36 @@ pub fn parse_words(words: &[&str]) -> Result<Option<Command>, String> {
         Some("start") => one_arg("FILE").map(|f| Some(Command::Start(PathBuf::from(f)))),
         Some("stop") => one_arg("ID").map(|id| Some(Command::Stop(id))),
         Some("get") => one_arg("ID").map(|id| Some(Command::Get(id))),
+        Some("logs") => parse_logs(&words[1..]).map(Some),
         Some("list") => no_arg(Command::List),
         Some("list-nodes") => no_arg(Command::ListNodes),
         Some("help") => no_arg(Command::Help),
         Some("quit" | "exit") => no_arg(Command::Quit),
         Some(other) => Err(format!("unknown command {other:?}; try help")),
     }
+}
+
+fn parse_logs(args: &[&str]) -> Result<Command, String> {
+    const USAGE: &str = "usage: logs ID [--tail N] [--follow] [--timestamps]";
+    let (mut id, mut tail, mut follow, mut timestamps) = (None, None, false, false);
+    let mut i = 0;
+    while i < args.len() {
+        match args[i] {
+            "--follow" | "-f" => follow = true,
+            "--timestamps" | "-t" => timestamps = true,
+            "--tail" | "-n" => {
+                i += 1;
+                let n = args.get(i).and_then(|n| n.parse::<u64>().ok());
+                tail = Some(n.ok_or_else(|| format!("--tail takes a number of lines; {USAGE}"))?);
+            }
+            flag if flag.starts_with('-') => return Err(format!("unknown option {flag:?}; {USAGE}")),
+            word if id.is_none() => id = Some(word.to_string()),
+            _ => return Err(USAGE.to_string()),
+        }
+        i += 1;
+    }
+    let id = id.ok_or_else(|| USAGE.to_string())?;
+    Ok(Command::Logs { id, tail, follow, timestamps })
 }
 
 /// Why a command failed, and so which exit code a one-shot or piped run ends with.
@@ -208,6 +235,15 @@ pub fn run(cmd: &Command, api: &ManagerClient, json: bool, out: &mut dyn Write) 
             } else {
                 task_details(&task)
             }
+        }
+        Command::Logs { id, tail, follow, timestamps } => {
+            let mut query = format!("follow={follow}&timestamps={timestamps}");
+            if let Some(n) = tail {
+                query.push_str(&format!("&tail={n}"));
+            }
+            // the output is the task's own, as it comes: no table, and --json changes nothing
+            api.logs(task_id(id)?, &query, out).map_err(failed)?;
+            String::new()
         }
         Command::List => {
             let tasks = api.list().map_err(failed)?;
@@ -434,6 +470,19 @@ mod tests {
         assert!(parse_line("stop a b").is_err());
         assert!(parse_line("list now").is_err());
         assert!(parse_line("launch x").unwrap_err().contains("unknown command"));
+    }
+
+    #[test]
+    fn parses_logs_with_its_options_in_any_order() {
+        let logs =
+            |id: &str, tail, follow, timestamps| Ok(Some(Command::Logs { id: id.into(), tail, follow, timestamps }));
+        assert_eq!(parse_line("logs abc"), logs("abc", None, false, false));
+        assert_eq!(parse_line("logs --follow abc --tail 5 -t"), logs("abc", Some(5), true, true));
+        assert!(parse_line("logs").is_err());
+        assert!(parse_line("logs abc --tail").unwrap_err().contains("--tail takes a number"));
+        assert!(parse_line("logs abc --tail x").is_err());
+        assert!(parse_line("logs abc --since 1h").unwrap_err().contains("unknown option"));
+        assert!(parse_line("logs a b").is_err());
     }
 
     #[test]

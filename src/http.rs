@@ -707,6 +707,28 @@ impl ManagerClient {
         self.call("GET", &format!("/v1/tasks/{id}"), None)
     }
 
+    /// A task's output, written to `out` as it comes (flushed after each piece, so that a
+    /// followed log shows at once); `query` is the logs route's query string.
+    pub fn logs(&self, id: TaskId, query: &str, out: &mut dyn std::io::Write) -> Result<u64, ClientError> {
+        let fail = |failure| ClientError { address: self.address.clone(), failure };
+        let path = format!("/v1/tasks/{id}/logs?{query}");
+        let (mut body, _close) =
+            logs::open_get(&self.address, &path, self.authorization.as_deref(), Duration::from_secs(5))
+                .map_err(fail)?;
+        let mut buf = vec![0u8; 32 * 1024];
+        let mut total = 0u64;
+        loop {
+            let n = match body.read(&mut buf) {
+                Ok(0) => return Ok(total),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(fail(LinkError::Lost(e.to_string()))),
+            };
+            out.write_all(&buf[..n]).and_then(|()| out.flush()).map_err(|e| fail(LinkError::Lost(e.to_string())))?;
+            total += n as u64;
+        }
+    }
+
     /// Every task, page by page, oldest first.
     pub fn list(&self) -> Result<Vec<Task>, ClientError> {
         let mut all = Vec::new();

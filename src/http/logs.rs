@@ -89,7 +89,9 @@ pub fn manager_logs(h: &ManagerHandle, token: Option<&Token>, id: TaskId, query:
         .map(|n| n.address)
         .ok_or_else(|| ApiError::Node(LinkError::Unreachable(format!("node {node} is not known any more"))))?;
     let path = if query.is_empty() { format!("/v1/tasks/{id}/logs") } else { format!("/v1/tasks/{id}/logs?{query}") };
-    let (body, close) = open_get(&address, &path, token, Duration::from_secs(5)).map_err(ApiError::Node)?;
+    let authorization = token.map(Token::header_value);
+    let (body, close) =
+        open_get(&address, &path, authorization.as_deref(), Duration::from_secs(5)).map_err(ApiError::Node)?;
     Ok(Response::stream(
         200,
         TEXT,
@@ -112,7 +114,7 @@ const MAX_HEAD: usize = 16 * 1024;
 pub fn open_get(
     address: &str,
     path: &str,
-    token: Option<&Token>,
+    authorization: Option<&str>,
     connect: Duration,
 ) -> Result<(Box<dyn Read + Send>, Closer), LinkError> {
     let addr = address
@@ -125,7 +127,7 @@ pub fn open_get(
     let lost = |e: io::Error| LinkError::Lost(format!("{address}: {e}"));
     stream.set_read_timeout(Some(Duration::from_secs(10))).map_err(lost)?;
     stream.set_write_timeout(Some(Duration::from_secs(10))).map_err(lost)?;
-    let auth = token.map(|t| format!("Authorization: {}\r\n", t.header_value())).unwrap_or_default();
+    let auth = authorization.map(|a| format!("Authorization: {a}\r\n")).unwrap_or_default();
     let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\n{auth}Connection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).map_err(lost)?;
     // the head, read until its end; what came after it is the start of the body
