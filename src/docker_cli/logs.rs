@@ -5,7 +5,7 @@
 //!
 //! Owns the framing of logs only: which container, and whether it has a TTY, is for the caller.
 
-use std::io::{self, Read};
+use std::io::{self, BufReader, Read};
 
 /// Which of a container's streams to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,51 +76,71 @@ const MAX_FRAME: usize = 1024 * 1024;
 
 /// The payloads of a multiplexed log stream, headers taken off (stdout and stderr interleaved as
 /// they came). A header with an unknown stream byte or an absurd length is an error, not data.
+/// One read hands out as many frames as have already arrived (the engine frames each line, so a
+/// frame per read would make a chatty log a stream of tiny pieces), waiting only for the first.
 pub struct Demux<R> {
-    inner: R,
+    inner: BufReader<R>,
     /// Bytes of the current frame's payload still to hand out.
     left: usize,
 }
 
 impl<R: Read> Demux<R> {
     pub fn new(inner: R) -> Demux<R> {
-        Demux { inner, left: 0 }
+        Demux { inner: BufReader::with_capacity(64 * 1024, inner), left: 0 }
+    }
+
+    /// Reads the next header, or `None` at the end of the stream.
+    fn header(&mut self) -> io::Result<Option<usize>> {
+        let mut header = [0u8; 8];
+        let mut got = 0;
+        while got < header.len() {
+            match self.inner.read(&mut header[got..]) {
+                Ok(0) if got == 0 => return Ok(None),
+                Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "log frame header cut short")),
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if header[0] > 2 || header[1..4] != [0, 0, 0] {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "not a log frame header"));
+        }
+        let len = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
+        if len > MAX_FRAME {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "log frame over 1 MiB"));
+        }
+        Ok(Some(len))
     }
 }
 
 impl<R: Read> Read for Demux<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        while self.left == 0 {
-            let mut header = [0u8; 8];
-            let mut got = 0;
-            while got < header.len() {
-                match self.inner.read(&mut header[got..]) {
-                    Ok(0) if got == 0 => return Ok(0),
-                    Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "log frame header cut short")),
-                    Ok(n) => got += n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
+        let mut written = 0;
+        while written < buf.len() {
+            if self.left == 0 {
+                // past the first piece, go on only with what has already arrived
+                if written > 0 && self.inner.buffer().len() < 8 {
+                    break;
                 }
+                match self.header()? {
+                    Some(len) => self.left = len,
+                    None if written == 0 => return Ok(0),
+                    None => break,
+                }
+                continue;
             }
-            if header[0] > 2 || header[1..4] != [0, 0, 0] {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, "not a log frame header"));
+            if written > 0 && self.inner.buffer().is_empty() {
+                break;
             }
-            let len = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
-            if len > MAX_FRAME {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, "log frame over 1 MiB"));
+            let want = (buf.len() - written).min(self.left);
+            let n = self.inner.read(&mut buf[written..written + want])?;
+            if n == 0 {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "log frame cut short"));
             }
-            self.left = len;
+            self.left -= n;
+            written += n;
         }
-        let want = buf.len().min(self.left);
-        let n = self.inner.read(&mut buf[..want])?;
-        if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "log frame cut short"));
-        }
-        self.left -= n;
-        Ok(n)
+        Ok(written)
     }
 }
 
@@ -168,6 +188,21 @@ mod tests {
         let mut out = String::new();
         Demux::new(Trickle(&wire)).read_to_string(&mut out).unwrap();
         assert_eq!(out, "slowly\n");
+    }
+
+    #[test]
+    fn frames_already_arrived_come_out_in_one_read() {
+        let wire: Vec<u8> = (0..100).flat_map(|i| frame(1 + i % 2, format!("line {i}\n").as_bytes())).collect();
+        let mut demux = Demux::new(&wire[..]);
+        let mut buf = vec![0u8; 64 * 1024];
+        let n = demux.read(&mut buf).unwrap();
+        let expected: String = (0..100).map(|i| format!("line {i}\n")).collect();
+        assert_eq!(String::from_utf8_lossy(&buf[..n]), expected);
+        assert_eq!(demux.read(&mut buf).unwrap(), 0);
+        let mut small = [0u8; 5];
+        let mut again = Demux::new(&wire[..]);
+        assert_eq!(again.read(&mut small).unwrap(), 5, "a small buffer is filled, the frame's rest kept");
+        assert_eq!(&small, b"line ");
     }
 
     #[test]

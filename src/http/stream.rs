@@ -5,9 +5,9 @@
 //!
 //! Must not know what is streamed (logs, events): it moves bytes, with deadlines.
 
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long one chunk may take to be taken by its reader before the stream is given up.
@@ -103,60 +103,116 @@ pub enum RelayEnd {
 /// How often a relay with nothing to send checks its reader and its time limit.
 const IDLE_CHECK: Duration = Duration::from_millis(500);
 
-/// Relays `source` to `out`, each read becoming one chunk, until the source ends, the reader
-/// goes away or `max` has passed. The source is read on a thread of its own (a blocking read of
-/// a quiet stream must not stop the checks); when the relay ends early, `close` is called so
-/// that the thread's read returns, and it ends too.
+/// Relays `source` to `out` until the source ends, the reader goes away or `max` has passed.
+/// The source is read on a thread of its own (a blocking read of a quiet stream must not stop
+/// the checks) into a bounded buffer, and what has gathered there is sent as one chunk: a
+/// source that gives a line per read (the engine flushes each log line) still makes large
+/// chunks while the reader is busy. When the relay ends early, `close` is called so that the
+/// thread's read returns, and it ends too.
 pub fn relay(source: Box<dyn Read + Send>, close: Closer, out: &mut Chunks, max: Duration) -> io::Result<RelayEnd> {
     let end = Instant::now() + max;
-    let rx = pump(source)?;
+    let shared = Arc::new(Gathered::default());
+    let filler = shared.clone();
+    std::thread::Builder::new().name("stream-pump".into()).spawn(move || filler.fill_from(source))?;
     let outcome = loop {
         let left = end.saturating_duration_since(Instant::now());
         if left.is_zero() {
             break Ok(RelayEnd::MaxDuration);
         }
-        match rx.recv_timeout(left.min(IDLE_CHECK)) {
-            Ok(Ok(bytes)) => {
+        match shared.take(left.min(IDLE_CHECK)) {
+            Taken::Bytes(bytes) => {
                 if out.send(&bytes).is_err() {
                     break Ok(RelayEnd::ReaderGone);
                 }
             }
-            Ok(Err(e)) => break Err(e),
-            Err(RecvTimeoutError::Disconnected) => break Ok(RelayEnd::SourceEnded),
-            Err(RecvTimeoutError::Timeout) => {
+            Taken::Ended(Ok(())) => break Ok(RelayEnd::SourceEnded),
+            Taken::Ended(Err(e)) => break Err(e),
+            Taken::Nothing => {
                 if out.reader_gone() {
                     break Ok(RelayEnd::ReaderGone);
                 }
             }
         }
     };
+    shared.abandon();
     close();
     outcome
 }
 
-/// Reads `source` on its own thread into a small bounded queue (back-pressure: a slow reader
-/// slows the source rather than filling memory); the queue disconnects at the source's end.
-fn pump(mut source: Box<dyn Read + Send>) -> io::Result<Receiver<io::Result<Vec<u8>>>> {
-    let (tx, rx) = bounded::<io::Result<Vec<u8>>>(8);
-    std::thread::Builder::new().name("stream-pump".into()).spawn(move || {
+/// At most this much is gathered from a source before its reader waits for the relay.
+const GATHER_MAX: usize = 64 * 1024;
+
+/// What a source's thread has read and the relay has not sent yet.
+#[derive(Default)]
+struct Gathered {
+    state: Mutex<GatherState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct GatherState {
+    bytes: Vec<u8>,
+    ended: Option<io::Result<()>>,
+    /// The relay is gone: stop reading.
+    abandoned: bool,
+}
+
+enum Taken {
+    Bytes(Vec<u8>),
+    Ended(io::Result<()>),
+    Nothing,
+}
+
+impl Gathered {
+    fn lock(&self) -> std::sync::MutexGuard<'_, GatherState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The source's thread: reads until the end, an error or the relay's abandon.
+    fn fill_from(&self, mut source: Box<dyn Read + Send>) {
         let mut buf = vec![0u8; 32 * 1024];
-        loop {
-            match source.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    if tx.send(Ok(buf[..n].to_vec())).is_err() {
-                        break;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    let _ = tx.send(Err(e));
-                    break;
-                }
+        let end = loop {
+            let n = match source.read(&mut buf) {
+                Ok(0) => break Ok(()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => break Err(e),
+            };
+            let mut state = self.lock();
+            while state.bytes.len() >= GATHER_MAX && !state.abandoned {
+                state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
             }
+            if state.abandoned {
+                return;
+            }
+            state.bytes.extend_from_slice(&buf[..n]);
+            self.changed.notify_all();
+        };
+        self.lock().ended = Some(end);
+        self.changed.notify_all();
+    }
+
+    /// What has gathered, waiting up to `wait` for something; the end once all is taken.
+    fn take(&self, wait: Duration) -> Taken {
+        let mut state = self.lock();
+        if state.bytes.is_empty() && state.ended.is_none() {
+            state = self.changed.wait_timeout(state, wait).unwrap_or_else(|p| p.into_inner()).0;
         }
-    })?;
-    Ok(rx)
+        if !state.bytes.is_empty() {
+            let bytes = std::mem::take(&mut state.bytes);
+            self.changed.notify_all();
+            return Taken::Bytes(bytes);
+        }
+        match state.ended.take() {
+            Some(end) => Taken::Ended(end),
+            None => Taken::Nothing,
+        }
+    }
+
+    fn abandon(&self) {
+        self.lock().abandoned = true;
+        self.changed.notify_all();
+    }
 }
 
 /// A chunked body read from a peer (the relay's source when the manager streams from a worker):
