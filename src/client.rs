@@ -4,7 +4,7 @@
 //! Owns command parsing, the read-eval loop, the exit-code policy (`session`) and output
 //! formatting; the calls themselves are `http::ManagerClient`'s typed methods.
 
-use crate::api::NodeInfo;
+use crate::api::{DryRun, NodeInfo};
 use crate::http::{ClientError, ManagerClient};
 use crate::task::{Task, TaskId};
 use crate::time::Timestamp;
@@ -14,6 +14,8 @@ use std::path::PathBuf;
 pub const HELP: &str = "\
 commands:
   start FILE     submit the task spec in FILE (JSON); prints the new task's id
+  start --dry-run FILE
+                 where the task would go, and why not elsewhere; places nothing
   stop ID        stop a task (its container gets SIGTERM, then SIGKILL after a grace period)
   get ID         show one task
   logs ID [--tail N] [--follow] [--timestamps]
@@ -26,6 +28,7 @@ commands:
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Start(PathBuf),
+    DryRun(PathBuf),
     Stop(String),
     Get(String),
     Logs { id: String, tail: Option<u64>, follow: bool, timestamps: bool },
@@ -58,6 +61,10 @@ pub fn parse_words(words: &[&str]) -> Result<Option<Command>, String> {
     match words.first().copied() {
         None => Ok(None),
         Some(w) if w.starts_with('#') => Ok(None),
+        Some("start") if words.get(1) == Some(&"--dry-run") => match words {
+            [_, _, file] => Ok(Some(Command::DryRun(PathBuf::from(file)))),
+            _ => Err("usage: start --dry-run FILE".into()),
+        },
         Some("start") => one_arg("FILE").map(|f| Some(Command::Start(PathBuf::from(f)))),
         Some("stop") => one_arg("ID").map(|id| Some(Command::Stop(id))),
         Some("get") => one_arg("ID").map(|id| Some(Command::Get(id))),
@@ -220,6 +227,16 @@ pub fn run(cmd: &Command, api: &ManagerClient, json: bool, out: &mut dyn Write) 
                 format!("{}\n", task.id)
             }
         }
+        Command::DryRun(file) => {
+            let spec =
+                std::fs::read(file).map_err(|e| Failure::Failed(format!("cannot read {}: {e}", file.display())))?;
+            let answer = api.dry_run(&spec).map_err(failed)?;
+            if json {
+                pretty(&answer)
+            } else {
+                dry_run_table(&answer)
+            }
+        }
         Command::Stop(id) => {
             let task = api.stop(task_id(id)?).map_err(failed)?;
             if json {
@@ -332,6 +349,34 @@ fn ports_text(task: &Task) -> String {
     } else {
         parts.join(",")
     }
+}
+
+/// A dry run: the choice, then every node with its score or why not.
+pub fn dry_run_table(d: &DryRun) -> String {
+    let rows: Vec<Vec<String>> = d
+        .nodes
+        .iter()
+        .map(|n| {
+            let verdict = if d.chosen.as_deref() == Some(n.node.as_str()) {
+                "chosen"
+            } else if n.fits {
+                "fits"
+            } else {
+                "no"
+            };
+            let detail = match (&n.reason, n.score) {
+                (Some(why), _) => why.clone(),
+                (None, Some(score)) => format!("score {score:.3}"),
+                (None, None) => "-".into(),
+            };
+            vec![n.node.clone(), verdict.to_string(), detail]
+        })
+        .collect();
+    let head = match &d.chosen {
+        Some(node) => format!("would run on {node} ({}); nothing was placed\n", d.scheduler),
+        None => "no node can take it; nothing was placed\n".to_string(),
+    };
+    head + &table(&["NODE", "VERDICT", "SCORE OR REASON"], &rows)
 }
 
 pub fn task_table(tasks: &[Task], now: Timestamp) -> String {
@@ -467,6 +512,8 @@ mod tests {
         assert_eq!(parse_line(""), Ok(None));
         assert_eq!(parse_line("# a comment"), Ok(None));
         assert!(parse_line("start").is_err());
+        assert_eq!(parse_line("start --dry-run web.json"), Ok(Some(Command::DryRun("web.json".into()))));
+        assert!(parse_line("start --dry-run").is_err());
         assert!(parse_line("stop a b").is_err());
         assert!(parse_line("list now").is_err());
         assert!(parse_line("launch x").unwrap_err().contains("unknown command"));

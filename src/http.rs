@@ -12,7 +12,7 @@ pub mod stream;
 pub use server::{Gate, Handler, Limits, Request, Response, Server, Service};
 pub use stream::{Body, Chunks, Producer};
 
-use crate::api::{ErrorBody, NodeInfo, StartTask, WorkerHealth};
+use crate::api::{DryRun, ErrorBody, NodeInfo, StartTask, WorkerHealth};
 use crate::auth::Token;
 use crate::control::error_chain;
 use crate::logfmt::{q, short};
@@ -394,6 +394,22 @@ pub fn task_query(query: &str) -> Result<TaskQuery, ApiError> {
     Ok(q)
 }
 
+/// `POST /v1/tasks`'s query: `dry_run=true` (or `false`, the default); whether it is a dry run.
+pub fn submit_query(query: &str) -> Result<bool, ApiError> {
+    let mut dry = false;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, "true"));
+        let bad = |message: &str| ApiError::Query { param: key.to_string(), message: message.to_string() };
+        match (key, value) {
+            ("dry_run", "true" | "1" | "") => dry = true,
+            ("dry_run", "false" | "0") => dry = false,
+            ("dry_run", _) => return Err(bad("must be true or false")),
+            _ => return Err(bad("unknown; the one parameter is dry_run")),
+        }
+    }
+    Ok(dry)
+}
+
 /// `%XX` escapes and `+` for space, as query strings carry them; `None` for a broken escape.
 pub(crate) fn percent_decode(raw: &str) -> Option<String> {
     let bytes = raw.as_bytes();
@@ -437,6 +453,9 @@ fn serve_manager(
         }
         ManagerRoute::SubmitTask => {
             let spec = TaskSpec::from_json(&req.body).map_err(ApiError::Spec)?;
+            if submit_query(&req.query)? {
+                return json(200, &h.dry_run(spec)?);
+            }
             let task = h.submit(spec)?;
             Ok(json(201, &task)?.with_header("Location", &format!("/v1/tasks/{}", task.id)))
         }
@@ -701,6 +720,10 @@ impl ManagerClient {
 
     pub fn submit(&self, spec_json: &[u8]) -> Result<Task, ClientError> {
         self.call("POST", "/v1/tasks", Some(spec_json))
+    }
+
+    pub fn dry_run(&self, spec_json: &[u8]) -> Result<DryRun, ClientError> {
+        self.call("POST", "/v1/tasks?dry_run=true", Some(spec_json))
     }
 
     pub fn get(&self, id: TaskId) -> Result<Task, ClientError> {

@@ -15,7 +15,7 @@ mod apply;
 mod node;
 mod state;
 
-use crate::api::{ManagerHealth, NodeInfo, StartTask, WorkerHealth};
+use crate::api::{DryRun, ManagerHealth, NodeInfo, StartTask, WorkerHealth};
 use crate::clock::{self, Clock};
 use crate::control::{self, ControlThread, SpawnError};
 use crate::sched::SchedulerKind;
@@ -215,6 +215,7 @@ type Reply<T> = Sender<Result<T, ManagerError>>;
 /// What the handle asks of the control thread.
 enum Command {
     Submit { spec: TaskSpec, reply: Reply<Task> },
+    DryRun { spec: TaskSpec, reply: Reply<DryRun> },
     Get { id: TaskId, reply: Reply<Task> },
     List { query: TaskQuery, reply: Reply<TaskPage> },
     Stop { id: TaskId, reply: Reply<Task> },
@@ -241,6 +242,12 @@ impl ManagerHandle {
     /// Accepts a task and places it if a node can take it; the record comes back at once.
     pub fn submit(&self, spec: TaskSpec) -> Result<Task, ManagerError> {
         self.ask(|reply| Command::Submit { spec, reply })
+    }
+
+    /// Where the task would be placed, and why every other node would not take it; nothing
+    /// is recorded or placed.
+    pub fn dry_run(&self, spec: TaskSpec) -> Result<DryRun, ManagerError> {
+        self.ask(|reply| Command::DryRun { spec, reply })
     }
 
     pub fn get(&self, id: TaskId) -> Result<Task, ManagerError> {

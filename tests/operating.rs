@@ -191,10 +191,13 @@ fn a_dry_run_places_nothing_and_says_why_not_for_each_node() {
     let opts = ClusterOptions { workers: 2, ..ClusterOptions::default() };
     let mut c = Cluster::start("dry_run", opts);
     // the second worker offers only 32 MB
-    c.workers.truncate(1);
-    let small = c.worker_names.pop().expect("two workers");
-    c.add_worker(&small, &strings(&["--max-memory-mb", "32"]));
+    c.workers[1].terminate();
+    c.restart_worker_with(1, &["--max-memory-mb", "32"]);
+    let small = c.worker_names[1].clone();
     c.wait_nodes_up();
+    wait_for("the small node's capacity", RUN, || {
+        c.nodes().iter().any(|n| n["name"] == small.as_str() && n["capacity"]["memory_mb"] == 32).then_some(())
+    });
     let spec = json!({"name": "big", "image": IMAGE, "memory_mb": 64, "cmd": ["sleep", "300"]});
     let (status, answer) = http("POST", &c.manager_url("/v1/tasks?dry_run=true"), Some(spec.to_string().as_bytes()));
     assert_eq!(status, 200, "{answer}");

@@ -9,11 +9,11 @@
 
 use super::node::{Job, Node, Observation};
 use super::{Command, Cursor, ManagerConfig, ManagerError, TaskPage, TaskQuery};
-use crate::api::{ManagerHealth, NodeInfo, NodeStatus, StartTask};
+use crate::api::{DryRun, ManagerHealth, NodeInfo, NodeStatus, NodeVerdict, StartTask};
 use crate::clock::Clock;
 use crate::control::{answer, error_chain, survive};
 use crate::logfmt::q;
-use crate::sched::{NodeState, NodeTable, Request, Scheduler, Usage};
+use crate::sched::{self, NodeState, NodeTable, Request, Scheduler, Usage};
 use crate::stats::Resources;
 use crate::store::{NodeRecord, Store};
 use crate::task::{DesiredState, Task, TaskId, TaskSpec, TaskState};
@@ -218,6 +218,7 @@ impl State {
     fn on_command(&mut self, cmd: Command) {
         match cmd {
             Command::Submit { spec, reply } => answer(&reply, self.submit(spec)),
+            Command::DryRun { spec, reply } => answer(&reply, Ok(self.dry_run(&spec))),
             Command::Get { id, reply } => {
                 answer(&reply, self.tasks.get(&id).map(|t| t.task.clone()).ok_or(ManagerError::NotFound(id)))
             }
@@ -251,6 +252,30 @@ impl State {
         // place it now rather than at the next tick
         self.place(&[id]);
         Ok(self.tasks[&id].task.clone())
+    }
+
+    fn dry_run(&self, spec: &TaskSpec) -> DryRun {
+        let table = self.node_table();
+        let p = sched::preview(&*self.scheduler, &Request::of(spec), &table);
+        let nodes = table
+            .nodes()
+            .iter()
+            .zip(p.verdicts)
+            .map(|(n, v)| match v {
+                Ok(score) => NodeVerdict {
+                    node: n.name.clone(),
+                    fits: true,
+                    score: score.is_finite().then_some(score),
+                    reason: None,
+                },
+                Err(why) => NodeVerdict { node: n.name.clone(), fits: false, score: None, reason: Some(why) },
+            })
+            .collect();
+        DryRun {
+            scheduler: self.config.scheduler.name().into(),
+            chosen: p.chosen.map(|i| table.nodes()[i].name.clone()),
+            nodes,
+        }
     }
 
     fn stop(&mut self, id: TaskId) -> Result<Task, ManagerError> {
