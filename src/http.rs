@@ -5,6 +5,7 @@
 //! Holds no domain state: handlers turn a request into one call on the daemon's handle.
 //! The server itself (threads, limits, parsing) is in `http/server.rs`.
 
+pub mod events;
 pub mod logs;
 pub mod server;
 pub mod stream;
@@ -30,7 +31,7 @@ use std::time::{Duration, Instant};
 // Routes
 
 /// Every route of the manager: method and path pattern (also what `docs/openapi.yaml` lists).
-pub const MANAGER_ROUTES: [(&str, &str); 7] = [
+pub const MANAGER_ROUTES: [(&str, &str); 8] = [
     ("GET", "/v1/health"),
     ("GET", "/v1/tasks"),
     ("POST", "/v1/tasks"),
@@ -38,6 +39,7 @@ pub const MANAGER_ROUTES: [(&str, &str); 7] = [
     ("DELETE", "/v1/tasks/{id}"),
     ("GET", "/v1/tasks/{id}/logs"),
     ("GET", "/v1/nodes"),
+    ("GET", "/v1/events"),
 ];
 
 /// Every route of the worker.
@@ -60,6 +62,7 @@ pub enum ManagerRoute {
     StopTask(TaskId),
     TaskLogs(TaskId),
     ListNodes,
+    Events,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -129,6 +132,7 @@ pub fn manager_route(method: &str, path: &str) -> Result<ManagerRoute, RouteErro
         ("DELETE", ["v1", "tasks", id]) => Ok(StopTask(task_id(id)?)),
         ("GET", ["v1", "tasks", id, "logs"]) => Ok(TaskLogs(task_id(id)?)),
         ("GET", ["v1", "nodes"]) => Ok(ListNodes),
+        ("GET", ["v1", "events"]) => Ok(Events),
         _ => Err(unrouted(&MANAGER_ROUTES, &segs)),
     }
 }
@@ -410,6 +414,16 @@ pub fn submit_query(query: &str) -> Result<bool, ApiError> {
     Ok(dry)
 }
 
+/// A query value, escaped: everything but unreserved characters as `%XX`.
+pub fn query_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// `%XX` escapes and `+` for space, as query strings carry them; `None` for a broken escape.
 pub(crate) fn percent_decode(raw: &str) -> Option<String> {
     let bytes = raw.as_bytes();
@@ -463,6 +477,7 @@ fn serve_manager(
         ManagerRoute::StopTask(id) => json(202, &h.stop(id)?),
         ManagerRoute::ListNodes => json(200, &h.nodes()?),
         ManagerRoute::TaskLogs(id) => logs::manager_logs(h, token, id, &req.query),
+        ManagerRoute::Events => events::manager_events(h, &req.query),
     }
 }
 
@@ -677,8 +692,20 @@ impl std::fmt::Display for ClientError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let address = &self.address;
         match &self.failure {
-            LinkError::Unreachable(why) => write!(f, "cannot reach the manager at {address}: {why}"),
+            LinkError::Unreachable(why) => write!(
+                f,
+                "cannot reach the manager at {address}: {why}; is it running there? (--host and -p say where)"
+            ),
             LinkError::Lost(why) => write!(f, "no answer from the manager at {address}: {why}"),
+            LinkError::Refused { status: 401, message } => {
+                write!(f, "{message} (HTTP 401): give the cluster's token in SKIFF_TOKEN or with --token-file")
+            }
+            LinkError::Refused { status: 404, message } => {
+                write!(f, "{message} (HTTP 404): `list` shows the tasks, `list-nodes` the nodes")
+            }
+            LinkError::Refused { status: 409, message } => {
+                write!(f, "{message} (HTTP 409): `get ID` or `list-nodes` shows where things stand")
+            }
             LinkError::Refused { status, message } => write!(f, "{message} (HTTP {status})"),
             LinkError::BadAnswer(why) => write!(f, "the manager's answer is not understood: {why}"),
         }
@@ -722,6 +749,15 @@ impl ManagerClient {
         self.call("POST", "/v1/tasks", Some(spec_json))
     }
 
+    pub fn events(&self, query: &str) -> Result<Vec<crate::events::ClusterEvent>, ClientError> {
+        self.call("GET", &format!("/v1/events?{query}"), None)
+    }
+
+    /// The events' answer as it comes (NDJSON lines when following), written to `out`.
+    pub fn events_raw(&self, query: &str, out: &mut dyn std::io::Write) -> Result<u64, ClientError> {
+        self.copy_stream(&format!("/v1/events?{query}"), out)
+    }
+
     pub fn dry_run(&self, spec_json: &[u8]) -> Result<DryRun, ClientError> {
         self.call("POST", "/v1/tasks?dry_run=true", Some(spec_json))
     }
@@ -733,11 +769,13 @@ impl ManagerClient {
     /// A task's output, written to `out` as it comes (flushed after each piece, so that a
     /// followed log shows at once); `query` is the logs route's query string.
     pub fn logs(&self, id: TaskId, query: &str, out: &mut dyn std::io::Write) -> Result<u64, ClientError> {
+        self.copy_stream(&format!("/v1/tasks/{id}/logs?{query}"), out)
+    }
+
+    fn copy_stream(&self, path: &str, out: &mut dyn std::io::Write) -> Result<u64, ClientError> {
         let fail = |failure| ClientError { address: self.address.clone(), failure };
-        let path = format!("/v1/tasks/{id}/logs?{query}");
         let (mut body, _close) =
-            logs::open_get(&self.address, &path, self.authorization.as_deref(), Duration::from_secs(5))
-                .map_err(fail)?;
+            logs::open_get(&self.address, path, self.authorization.as_deref(), Duration::from_secs(5)).map_err(fail)?;
         let mut buf = vec![0u8; 32 * 1024];
         let mut total = 0u64;
         loop {
@@ -859,7 +897,7 @@ mod tests {
 
     #[test]
     fn the_api_specs_list_exactly_the_routes() {
-        for (file, routes) in [("openapi.yaml", &MANAGER_ROUTES), ("worker-openapi.yaml", &WORKER_ROUTES)] {
+        for (file, routes) in [("openapi.yaml", &MANAGER_ROUTES[..]), ("worker-openapi.yaml", &WORKER_ROUTES[..])] {
             let routed: std::collections::BTreeSet<(String, String)> =
                 routes.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
             assert_eq!(documented(file), routed, "{file} against the route list");

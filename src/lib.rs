@@ -14,6 +14,7 @@
 //!   implemented by `docker_cli`: its calls in the root, HTTP/1.1 over the Unix socket in
 //!   `docker_cli::framing`, Docker JSON in `docker_cli::wire`); its pure decisions are in
 //!   `worker::decide`, its watchers (stats, health checks, events, ping) in `worker::watch`.
+//! - `events`: the manager's bounded history of task and node changes (`GET /v1/events`).
 //! - `store`: where records are kept (`Store` trait; in memory or SQLite).
 //! - `http`: route tables, error → status mapping, the server (`http::server`) and the HTTP
 //!   clients (manager → worker, client → manager). `api` holds the other wire shapes.
@@ -32,6 +33,7 @@ pub mod client;
 pub mod clock;
 pub mod control;
 pub mod docker_cli;
+pub mod events;
 pub mod http;
 pub mod logfmt;
 pub mod manager;

@@ -18,6 +18,7 @@ mod state;
 use crate::api::{DryRun, ManagerHealth, NodeInfo, StartTask, WorkerHealth};
 use crate::clock::{self, Clock};
 use crate::control::{self, ControlThread, SpawnError};
+use crate::events::{ClusterEvent, EventQuery};
 use crate::sched::SchedulerKind;
 use crate::stats::NodeStats;
 use crate::store::{Store, StoreError};
@@ -216,6 +217,7 @@ type Reply<T> = Sender<Result<T, ManagerError>>;
 enum Command {
     Submit { spec: TaskSpec, reply: Reply<Task> },
     DryRun { spec: TaskSpec, reply: Reply<DryRun> },
+    Events { query: EventQuery, reply: Reply<Vec<ClusterEvent>> },
     Get { id: TaskId, reply: Reply<Task> },
     List { query: TaskQuery, reply: Reply<TaskPage> },
     Stop { id: TaskId, reply: Reply<Task> },
@@ -252,6 +254,11 @@ impl ManagerHandle {
 
     pub fn get(&self, id: TaskId) -> Result<Task, ManagerError> {
         self.ask(|reply| Command::Get { id, reply })
+    }
+
+    /// The matching events of the cluster's recent history, oldest first.
+    pub fn events(&self, query: EventQuery) -> Result<Vec<ClusterEvent>, ManagerError> {
+        self.ask(|reply| Command::Events { query, reply })
     }
 
     /// One page of the tasks that match, oldest first.
@@ -617,6 +624,26 @@ mod tests {
             std::thread::sleep(Duration::from_millis(2));
         }
         assert_ne!(r.state_of(a.id).1, r.state_of(b.id).1, "round-robin over the two nodes");
+    }
+
+    #[test]
+    fn the_history_tells_a_task_from_acceptance_to_running_and_its_node_coming_up() {
+        let r = rig(&["w1"]);
+        let a = r.submit("a");
+        r.running(a.id);
+        let h = r.handle();
+        let events = h.events(crate::events::EventQuery { task: Some(a.id), ..Default::default() }).expect("events");
+        let moves: Vec<(Option<&str>, &str)> = events.iter().map(|e| (e.from.as_deref(), e.to.as_str())).collect();
+        assert_eq!(moves, [(None, "Pending"), (Some("Pending"), "Scheduled"), (Some("Scheduled"), "Running")]);
+        assert_eq!(events[1].reason, "placed on w1");
+        let nodes = r.until("the node's event", |h| {
+            let all = h.events(crate::events::EventQuery { node: Some("w1".into()), ..Default::default() }).ok()?;
+            all.iter().any(|e| e.subject == crate::events::Subject::Node && e.to == "up").then_some(all)
+        });
+        assert!(nodes.windows(2).all(|w| w[0].seq < w[1].seq), "in order");
+        let dry = h.dry_run(spec("b")).expect("dry run");
+        assert_eq!(dry.chosen.as_deref(), Some("w1"));
+        assert_eq!(h.events(Default::default()).expect("events").len(), events.len() + 1, "a dry run adds nothing");
     }
 
     #[test]

@@ -12,6 +12,7 @@ use super::{Command, Cursor, ManagerConfig, ManagerError, TaskPage, TaskQuery};
 use crate::api::{DryRun, ManagerHealth, NodeInfo, NodeStatus, NodeVerdict, StartTask};
 use crate::clock::Clock;
 use crate::control::{answer, error_chain, survive};
+use crate::events::{EventLog, Subject, DEFAULT_CAPACITY};
 use crate::logfmt::q;
 use crate::sched::{self, NodeState, NodeTable, Request, Scheduler, Usage};
 use crate::stats::Resources;
@@ -51,6 +52,10 @@ pub(super) struct State {
     pub(super) tasks: HashMap<TaskId, Tracked>,
     /// Counts events; tells reports requested before an answer from those requested after.
     pub(super) epoch: u64,
+    /// The cluster's recent history (`GET /v1/events`).
+    pub(super) events: EventLog,
+    /// Each node's status as the history last told it, to tell when it changes.
+    node_seen: Vec<NodeStatus>,
     /// Kept so that the observation channel never disconnects (see `spawn_with_ticks`).
     _observations: Sender<Observation>,
 }
@@ -92,7 +97,19 @@ impl State {
         }
         let scheduler = config.scheduler.build();
         let clock = config.clock.clone();
-        Ok(State { config, clock, store, scheduler, nodes, tasks, epoch: 1, _observations: observations })
+        let node_seen = vec![NodeStatus::Unknown; nodes.len()];
+        Ok(State {
+            config,
+            clock,
+            store,
+            scheduler,
+            nodes,
+            tasks,
+            epoch: 1,
+            events: EventLog::new(DEFAULT_CAPACITY),
+            node_seen,
+            _observations: observations,
+        })
     }
 
     pub(super) fn run(&mut self, cmd_rx: Receiver<Command>, obs_rx: Receiver<Observation>, ticker: Receiver<Instant>) {
@@ -111,6 +128,7 @@ impl State {
             }
             self.epoch += 1;
             survive("the plan", || self.reconcile());
+            self.note_node_changes();
         }
         info!("manager control loop stopped");
     }
@@ -137,6 +155,30 @@ impl State {
             self.tasks.remove(&id);
         }
         debug!("finished tasks forgotten count={extra}");
+    }
+
+    /// Records in the history each node whose status changed since it was last told.
+    fn note_node_changes(&mut self) {
+        let now = self.now();
+        for i in 0..self.nodes.len() {
+            let status = self.status_of(&self.nodes[i]);
+            let before = self.node_seen.get(i).copied().unwrap_or(NodeStatus::Unknown);
+            if status == before {
+                continue;
+            }
+            if let Some(seen) = self.node_seen.get_mut(i) {
+                *seen = status;
+            }
+            let node = &self.nodes[i];
+            let reason = match status {
+                NodeStatus::Up => format!("answering at {}", node.address),
+                NodeStatus::Down => node.error.clone().unwrap_or_else(|| "silent past the node timeout".into()),
+                NodeStatus::Unknown => "not heard from yet".into(),
+            };
+            let from = (before != NodeStatus::Unknown).then(|| before.as_str().to_string());
+            let name = node.display_name().to_string();
+            self.events.push(now, Subject::Node, None, Some(name), from, status.as_str().into(), reason);
+        }
     }
 
     /// Wall-clock time, for records.
@@ -168,13 +210,18 @@ impl State {
         if old == Some(&task) {
             return Ok(()); // nothing changed: nothing written
         }
-        if let Some((from, reason)) = task.change_since(old) {
-            task.record(from, reason, self.now());
+        let change = task.change_since(old);
+        if let Some((from, reason)) = &change {
+            task.record(*from, reason.clone(), self.now());
         }
         self.store.put_task(&task).map_err(|e| {
             error!("store write failed task_id={} error={}", task.id, q(&error_chain(&e)));
             ManagerError::Store(e)
         })?;
+        if let Some((from, reason)) = change {
+            let (at, to, node) = (self.now(), task.state.to_string(), task.node.clone());
+            self.events.push(at, Subject::Task, Some(task.id), node, from.map(|f| f.to_string()), to, reason);
+        }
         match self.tasks.get_mut(&task.id) {
             Some(t) => t.task = task,
             None => {
@@ -219,6 +266,7 @@ impl State {
         match cmd {
             Command::Submit { spec, reply } => answer(&reply, self.submit(spec)),
             Command::DryRun { spec, reply } => answer(&reply, Ok(self.dry_run(&spec))),
+            Command::Events { query, reply } => answer(&reply, Ok(self.events.query(&query))),
             Command::Get { id, reply } => {
                 answer(&reply, self.tasks.get(&id).map(|t| t.task.clone()).ok_or(ManagerError::NotFound(id)))
             }
