@@ -217,3 +217,47 @@ fn a_dry_run_places_nothing_and_says_why_not_for_each_node() {
     let printed = text(&out.stdout);
     assert!(printed.contains(&big) && printed.contains(&small) && printed.contains("memory"), "{printed}");
 }
+
+#[test]
+fn events_list_a_task_s_steps_and_the_client_waits_for_a_state() {
+    let c = Cluster::start("events", ClusterOptions { workers: 1, ..ClusterOptions::default() });
+    c.wait_nodes_up();
+    let node = c.worker_names[0].clone();
+    let file = c.spec_file("short", &json!({"name": "short", "image": IMAGE, "memory_mb": 16, "cmd": ["sleep", "2"]}));
+    let out = c.client(&["start", file.to_str().expect("path")], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let id = text(&out.stdout).trim().to_string();
+    let waited = c.client(&["get", &id, "--wait", "Completed", "--timeout", "30"], "");
+    assert!(waited.status.success(), "it got there: {}", text(&waited.stderr));
+    let never = c.client(&["get", &id, "--wait", "Running", "--timeout", "1"], "");
+    assert_eq!(never.status.code(), Some(1), "a finished task will not run again");
+    assert!(text(&never.stderr).contains("finished"), "{}", text(&never.stderr));
+
+    let (status, events) = http("GET", &c.manager_url(&format!("/v1/events?task={id}")), None);
+    assert_eq!(status, 200);
+    let steps: Vec<&str> = events.as_array().expect("array").iter().filter_map(|e| e["to"].as_str()).collect();
+    assert_eq!(steps, ["Pending", "Scheduled", "Running", "Completed"], "{events}");
+    assert_eq!(events[1]["reason"], format!("placed on {node}"));
+    let (_, nodes) = http("GET", &c.manager_url(&format!("/v1/events?node={node}&limit=50")), None);
+    assert!(nodes.as_array().expect("array").iter().any(|e| e["subject"] == "node" && e["to"] == "up"), "{nodes}");
+
+    // followed: the history, then what comes
+    let agent = ureq::Agent::config_builder().timeout_global(Some(RUN)).build().new_agent();
+    let mut resp = agent
+        .get(c.manager_url("/v1/events?follow=true&limit=1"))
+        .header("Authorization", format!("Bearer {TOKEN}"))
+        .call()
+        .expect("events");
+    assert_eq!(resp.headers().get("content-type").map(|v| v.as_bytes()), Some(&b"application/x-ndjson"[..]));
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(resp.body_mut().as_reader()));
+    let first: Value = serde_json::from_str(&lines.next().expect("a line").expect("read")).expect("json");
+    let second_id = c.submit(&json!({"name": "next", "image": IMAGE, "memory_mb": 16, "cmd": ["sleep", "300"]}));
+    let next: Value = serde_json::from_str(&lines.next().expect("a line").expect("read")).expect("json");
+    assert!(next["seq"].as_u64() > first["seq"].as_u64());
+    assert_eq!((next["task"].as_str(), next["to"].as_str()), (Some(second_id.as_str()), Some("Pending")));
+
+    let table = c.client(&["events", "--task", &id], "");
+    assert!(table.status.success());
+    let printed = text(&table.stdout);
+    assert!(printed.contains("Running -> Completed") && printed.contains("ago"), "{printed}");
+}
