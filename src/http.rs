@@ -6,6 +6,7 @@
 //! The server itself (threads, limits, parsing) is in `http/server.rs`.
 
 pub mod events;
+pub mod join;
 pub mod logs;
 pub mod server;
 pub mod stream;
@@ -31,7 +32,7 @@ use std::time::{Duration, Instant};
 // Routes
 
 /// Every route of the manager: method and path pattern (also what `docs/openapi.yaml` lists).
-pub const MANAGER_ROUTES: [(&str, &str); 8] = [
+pub const MANAGER_ROUTES: [(&str, &str); 9] = [
     ("GET", "/v1/health"),
     ("GET", "/v1/tasks"),
     ("POST", "/v1/tasks"),
@@ -39,6 +40,7 @@ pub const MANAGER_ROUTES: [(&str, &str); 8] = [
     ("DELETE", "/v1/tasks/{id}"),
     ("GET", "/v1/tasks/{id}/logs"),
     ("GET", "/v1/nodes"),
+    ("POST", "/v1/nodes"),
     ("GET", "/v1/events"),
 ];
 
@@ -62,6 +64,7 @@ pub enum ManagerRoute {
     StopTask(TaskId),
     TaskLogs(TaskId),
     ListNodes,
+    JoinNode,
     Events,
 }
 
@@ -132,6 +135,7 @@ pub fn manager_route(method: &str, path: &str) -> Result<ManagerRoute, RouteErro
         ("DELETE", ["v1", "tasks", id]) => Ok(StopTask(task_id(id)?)),
         ("GET", ["v1", "tasks", id, "logs"]) => Ok(TaskLogs(task_id(id)?)),
         ("GET", ["v1", "nodes"]) => Ok(ListNodes),
+        ("POST", ["v1", "nodes"]) => Ok(JoinNode),
         ("GET", ["v1", "events"]) => Ok(Events),
         _ => Err(unrouted(&MANAGER_ROUTES, &segs)),
     }
@@ -201,6 +205,8 @@ pub fn status_of(e: &ApiError) -> u16 {
         ApiError::Manager(ManagerError::AlreadyFinished { .. })
         | ApiError::Worker(WorkerError::AlreadyFinished { .. } | WorkerError::CleaningUp(_)) => 409,
         ApiError::Manager(ManagerError::InvalidSpec(_)) => 400,
+        ApiError::Manager(ManagerError::JoinRefused(_)) => 409,
+        ApiError::Manager(ManagerError::NoJoins) => 503,
         ApiError::Manager(ManagerError::Store(_) | ManagerError::Spawn(_))
         | ApiError::Worker(WorkerError::Store(_) | WorkerError::Spawn(_)) => 500,
         ApiError::Manager(ManagerError::Unavailable)
@@ -398,6 +404,24 @@ pub fn task_query(query: &str) -> Result<TaskQuery, ApiError> {
     Ok(q)
 }
 
+/// The body of `POST /v1/nodes`.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinRequest {
+    pub name: String,
+    pub address: String,
+}
+
+/// A join's body, each field checked: a node name, and a `HOST:PORT` the manager can dial.
+pub fn parse_join(body: &[u8]) -> Result<JoinRequest, SpecError> {
+    let bad = |field: &str, message: String| SpecError { field: Some(field.to_string()), message };
+    let join: JoinRequest =
+        serde_json::from_slice(body).map_err(|e| SpecError { field: None, message: e.to_string() })?;
+    crate::task::check_name(&join.name).map_err(|m| bad("name", m.to_string()))?;
+    crate::cli::check_address(&join.address).map_err(|m| bad("address", m))?;
+    Ok(join)
+}
+
 /// `POST /v1/tasks`'s query: `dry_run=true` (or `false`, the default); whether it is a dry run.
 pub fn submit_query(query: &str) -> Result<bool, ApiError> {
     let mut dry = false;
@@ -478,6 +502,10 @@ fn serve_manager(
         ManagerRoute::ListNodes => json(200, &h.nodes()?),
         ManagerRoute::TaskLogs(id) => logs::manager_logs(h, token, id, &req.query),
         ManagerRoute::Events => events::manager_events(h, &req.query),
+        ManagerRoute::JoinNode => {
+            let join = parse_join(&req.body).map_err(ApiError::Spec)?;
+            json(200, &h.join(join.name, join.address)?)
+        }
     }
 }
 
@@ -929,7 +957,8 @@ mod tests {
         assert_eq!(manager_route("GET", "/v1/tasks/"), Ok(ManagerRoute::ListTasks));
         assert!(matches!(manager_route("GET", "/v1/tasks/nope"), Err(RouteError::BadId(_))));
         assert_eq!(manager_route("PUT", "/v1/tasks"), Err(RouteError::MethodNotAllowed("GET, POST, HEAD".into())));
-        assert_eq!(manager_route("POST", "/v1/nodes"), Err(RouteError::MethodNotAllowed("GET, HEAD".into())));
+        assert_eq!(manager_route("POST", "/v1/nodes"), Ok(ManagerRoute::JoinNode));
+        assert_eq!(manager_route("PUT", "/v1/nodes"), Err(RouteError::MethodNotAllowed("GET, POST, HEAD".into())));
         assert_eq!(manager_route("HEAD", "/v1/nodes"), Ok(ManagerRoute::ListNodes));
         assert_eq!(manager_route("GET", "/v2/tasks"), Err(RouteError::NotFound));
         assert_eq!(manager_route("GET", "/"), Err(RouteError::NotFound));

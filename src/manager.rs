@@ -12,6 +12,7 @@
 //! turns API requests into calls on `ManagerHandle`.
 
 mod apply;
+mod join;
 mod node;
 mod state;
 
@@ -85,7 +86,13 @@ pub struct ManagerConfig {
     pub keep_finished: usize,
     /// Where the control loop reads the time (the system's, but for tests).
     pub clock: Arc<dyn Clock>,
+    /// How to reach a worker that joins by itself (`POST /v1/nodes`); without it, joins are
+    /// refused.
+    pub links: Option<LinkMaker>,
 }
+
+/// Makes the link to a worker at an address.
+pub type LinkMaker = Arc<dyn Fn(&str) -> Arc<dyn WorkerLink> + Send + Sync>;
 
 impl Default for ManagerConfig {
     fn default() -> ManagerConfig {
@@ -97,6 +104,7 @@ impl Default for ManagerConfig {
             orphan_grace: Duration::from_secs(30),
             keep_finished: 1000,
             clock: clock::system(),
+            links: None,
         }
     }
 }
@@ -183,6 +191,10 @@ pub enum ManagerError {
     Spawn(SpawnError),
     /// The control loop did not answer (shutting down or overloaded).
     Unavailable,
+    /// A worker may not join under this name or at this address (the reason says why).
+    JoinRefused(String),
+    /// This manager takes no joins (it was given no way to reach workers that join).
+    NoJoins,
 }
 
 impl fmt::Display for ManagerError {
@@ -196,6 +208,8 @@ impl fmt::Display for ManagerError {
             ManagerError::Store(_) => f.write_str("the manager's store failed; the change was not made"),
             ManagerError::Spawn(_) => f.write_str("the manager could not start its threads"),
             ManagerError::Unavailable => f.write_str("the manager is not answering; retry"),
+            ManagerError::JoinRefused(why) => f.write_str(why),
+            ManagerError::NoJoins => f.write_str("this manager takes no joins"),
         }
     }
 }
@@ -218,6 +232,7 @@ enum Command {
     Submit { spec: TaskSpec, reply: Reply<Task> },
     DryRun { spec: TaskSpec, reply: Reply<DryRun> },
     Events { query: EventQuery, reply: Reply<Vec<ClusterEvent>> },
+    Join { name: String, address: String, reply: Reply<NodeInfo> },
     Get { id: TaskId, reply: Reply<Task> },
     List { query: TaskQuery, reply: Reply<TaskPage> },
     Stop { id: TaskId, reply: Reply<Task> },
@@ -254,6 +269,12 @@ impl ManagerHandle {
 
     pub fn get(&self, id: TaskId) -> Result<Task, ManagerError> {
         self.ask(|reply| Command::Get { id, reply })
+    }
+
+    /// Registers a worker that joins by itself (idempotent: the same worker again changes
+    /// nothing); its node as the manager now knows it.
+    pub fn join(&self, name: String, address: String) -> Result<NodeInfo, ManagerError> {
+        self.ask(|reply| Command::Join { name, address, reply })
     }
 
     /// The matching events of the cluster's recent history, oldest first.

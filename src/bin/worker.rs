@@ -61,6 +61,14 @@ skiff::daemon_args! {
         /// megabytes of a container's log file before the engine rotates it (default 10)
         #[argh(option, default = "10")]
         log_max_size_mb: u64,
+        /// the manager to join, HOST:PORT: the worker registers there (with the cluster token) and
+        /// keeps registering, so that either side may restart
+        #[argh(option)]
+        join: Option<String>,
+        /// the HOST:PORT the manager should dial (default: the address this worker reaches the
+        /// manager from, with its own port)
+        #[argh(option)]
+        advertise: Option<String>,
         /// log files kept per container, the current one included (default 3)
         #[argh(option, default = "3")]
         log_max_files: u32,
@@ -73,6 +81,11 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> Result<(), String> {
     check_name(&args.name).map_err(|m| format!("-n {:?}: {m}", args.name))?;
+    for (flag, addr) in [("--join", &args.join), ("--advertise", &args.advertise)] {
+        if let Some(a) = addr {
+            cli::check_address(a).map_err(|m| format!("{flag}: {m}"))?;
+        }
+    }
     if args.sync_interval_ms == 0 {
         return Err("--sync-interval-ms must be above 0".into());
     }
@@ -101,10 +114,20 @@ fn run(args: Args) -> Result<(), String> {
     config.restart_backoff_max = Duration::from_secs(args.restart_backoff_max_s.max(1));
     config.caps = Caps { cpus: args.max_cpus, memory_mb: args.max_memory_mb, disk_mb: args.max_disk_mb };
     let worker = worker::spawn(config, docker, ready.store).map_err(|e| error_chain(&e))?;
+    let (stop_join, join_stop) = crossbeam_channel::bounded::<()>(1);
+    if let Some(manager) = args.join.clone() {
+        let own_port = ready.listener.local_addr().map_err(|e| e.to_string())?.port();
+        let (name, advertise, token) = (args.name.clone(), args.advertise.clone(), ready.token.clone());
+        std::thread::Builder::new()
+            .name("join".into())
+            .spawn(move || http::join::join_loop(manager, name, advertise, own_port, token, join_stop))
+            .map_err(|e| format!("cannot start the join thread: {e}"))?;
+    }
     let handler = http::worker_handler(worker.handle(), ready.token);
     cli::serve(ready.listener, &ready.signals, handler, |addr| {
         log::info!("worker listening name={} addr={addr} storage={}", q(&args.name), q(&args.storage));
     })?;
+    drop(stop_join);
     worker.shutdown();
     log::info!("worker stopped; its containers keep running name={}", q(&args.name));
     Ok(())

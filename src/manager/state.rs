@@ -7,6 +7,7 @@
 //! back as an observation. Must not read the system's time: it reads `ManagerConfig::clock`.
 //! A change is kept in the table, and told to a caller, only once the store has it.
 
+use super::join::{self, Join, Known};
 use super::node::{Job, Node, Observation};
 use super::{Command, Cursor, ManagerConfig, ManagerError, TaskPage, TaskQuery};
 use crate::api::{DryRun, ManagerHealth, NodeInfo, NodeStatus, NodeVerdict, StartTask};
@@ -267,6 +268,7 @@ impl State {
             Command::Submit { spec, reply } => answer(&reply, self.submit(spec)),
             Command::DryRun { spec, reply } => answer(&reply, Ok(self.dry_run(&spec))),
             Command::Events { query, reply } => answer(&reply, Ok(self.events.query(&query))),
+            Command::Join { name, address, reply } => answer(&reply, self.join(name, address)),
             Command::Get { id, reply } => {
                 answer(&reply, self.tasks.get(&id).map(|t| t.task.clone()).ok_or(ManagerError::NotFound(id)))
             }
@@ -300,6 +302,60 @@ impl State {
         // place it now rather than at the next tick
         self.place(&[id]);
         Ok(self.tasks[&id].task.clone())
+    }
+
+    /// A worker joins: a new node, one known already, or a down node taken over by its name at
+    /// a new address (`join::decide`). Answered once the node is in the store.
+    fn join(&mut self, name: String, address: String) -> Result<NodeInfo, ManagerError> {
+        let statuses: Vec<NodeStatus> = self.nodes.iter().map(|n| self.status_of(n)).collect();
+        let known: Vec<Known> = self
+            .nodes
+            .iter()
+            .zip(&statuses)
+            .map(|(n, s)| Known { name: n.name.as_deref(), address: &n.address, status: *s })
+            .collect();
+        let decision = join::decide(&known, &name, &address);
+        let index = match decision {
+            Join::Conflict(why) => return Err(ManagerError::JoinRefused(why)),
+            Join::Known(i) => i,
+            Join::Named(_) | Join::TakeOver(_) | Join::New => {
+                self.store
+                    .put_node(&NodeRecord { address: address.clone(), name: Some(name.clone()) })
+                    .map_err(ManagerError::Store)?;
+                let i = match decision {
+                    Join::Named(i) => i,
+                    _ => {
+                        let make = self.config.links.clone().ok_or(ManagerError::NoJoins)?;
+                        let i = if let Join::TakeOver(i) = decision { i } else { self.nodes.len() };
+                        let since = self.clock.now();
+                        let threads = self.config.dispatch_threads;
+                        let node = Node::spawn(i, make(&address), threads, self._observations.clone(), since)
+                            .map_err(ManagerError::Spawn)?;
+                        if i == self.nodes.len() {
+                            self.nodes.push(node);
+                            self.node_seen.push(NodeStatus::Unknown);
+                        } else {
+                            // the old node's threads end as its queues, dropped here, disconnect
+                            self.nodes[i] = node;
+                        }
+                        i
+                    }
+                };
+                let node = &mut self.nodes[i];
+                node.name = Some(name.clone());
+                node.name_stored = true;
+                let reason = match decision {
+                    Join::TakeOver(_) => format!("took over the down node {name}, now at {address}"),
+                    _ => format!("joined from {address}"),
+                };
+                info!("node joined node={} address={} how={}", q(&name), q(&address), q(&reason));
+                let now = self.now();
+                self.events.push(now, Subject::Node, None, Some(name.clone()), None, "joined".into(), reason);
+                i
+            }
+        };
+        self.poll_all();
+        self.node_infos().into_iter().nth(index).ok_or(ManagerError::Unavailable)
     }
 
     fn dry_run(&self, spec: &TaskSpec) -> DryRun {
