@@ -261,3 +261,55 @@ fn events_list_a_task_s_steps_and_the_client_waits_for_a_state() {
     let printed = text(&table.stdout);
     assert!(printed.contains("Running -> Completed") && printed.contains("ago"), "{printed}");
 }
+
+#[test]
+fn a_worker_joins_stays_known_across_restarts_and_its_name_is_its_own() {
+    let opts = ClusterOptions { workers: 0, manager_store: "persisted", ..ClusterOptions::default() };
+    let mut c = Cluster::start("join", opts);
+    let manager = c.manager().addr.clone();
+    let name = format!("joiner-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let joined = Instant::now();
+    c.add_worker(&name, &strings(&["--join", &manager]));
+    c.wait_nodes_up();
+    println!("join to up: {:?}", joined.elapsed());
+    let address = format!("127.0.0.1:{}", c.workers[0].port());
+    let nodes = c.nodes();
+    assert_eq!(nodes.len(), 1, "{nodes:?}");
+    assert_eq!(nodes[0]["address"], address.as_str(), "the address it reached the manager from, its own port");
+    let (_, events) = http("GET", &c.manager_url(&format!("/v1/events?node={name}")), None);
+    let steps: Vec<&str> = events.as_array().expect("array").iter().filter_map(|e| e["to"].as_str()).collect();
+    assert!(steps.starts_with(&["joined"]) && steps.contains(&"up"), "{events}");
+
+    // the manager dials it like any worker: a task runs there and its output comes back
+    let id = c.submit(
+        &json!({"name": "hello", "image": IMAGE, "memory_mb": 16, "cmd": ["sh", "-c", "echo joined; exec sleep 300"]}),
+    );
+    let t = c.wait_state(&id, "Running", RUN);
+    assert_eq!(t["node"], name.as_str());
+    wait_output(&c, &id, "", "joined\n");
+
+    // a second worker with the same name elsewhere is refused while the node is live
+    let body = json!({"name": name, "address": "127.0.0.1:1"}).to_string();
+    let (status, v) = http("POST", &c.manager_url("/v1/nodes"), Some(body.as_bytes()));
+    assert_eq!(status, 409, "{v}");
+    assert!(v["error"].as_str().unwrap_or("").contains(&name), "the reason names it: {v}");
+    let (status, _) = http("POST", &c.manager_url("/v1/nodes"), Some(br#"{"name": "x", "address": "nowhere"}"#));
+    assert_eq!(status, 400);
+
+    // the manager restarts on its persisted store: the worker is listed at once, and up again
+    c.manager_mut().terminate();
+    c.restart_manager();
+    let nodes = c.nodes();
+    assert_eq!((nodes.len(), nodes[0]["name"].as_str()), (1, Some(name.as_str())), "known from the store: {nodes:?}");
+    c.wait_nodes_up();
+    assert_eq!(c.get_task(&id)["state"], "Running");
+
+    // the worker restarts: it joins again by itself, and is still one node
+    c.workers[0].terminate();
+    c.restart_worker(0);
+    c.wait_nodes_up();
+    let nodes = c.nodes();
+    assert_eq!(nodes.len(), 1, "{nodes:?}");
+    let (status, t) = http("DELETE", &c.manager_url(&format!("/v1/tasks/{id}")), None);
+    assert_eq!(status, 202, "{t}");
+}
