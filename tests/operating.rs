@@ -303,6 +303,11 @@ fn a_worker_joins_stays_known_across_restarts_and_its_name_is_its_own() {
     assert_eq!((nodes.len(), nodes[0]["name"].as_str()), (1, Some(name.as_str())), "known from the store: {nodes:?}");
     c.wait_nodes_up();
     assert_eq!(c.get_task(&id)["state"], "Running");
+    // and the history with it: the join and the task's steps are still there
+    let (_, events) = http("GET", &c.manager_url("/v1/events"), None);
+    let all = events.as_array().expect("array");
+    assert!(all.iter().any(|e| e["to"] == "joined" && e["node"] == name.as_str()), "{events}");
+    assert!(all.iter().any(|e| e["task"] == id.as_str() && e["to"] == "Running"), "{events}");
 
     // the worker restarts: it joins again by itself, and is still one node
     c.workers[0].terminate();

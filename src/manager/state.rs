@@ -99,6 +99,8 @@ impl State {
         let scheduler = config.scheduler.build();
         let clock = config.clock.clone();
         let node_seen = vec![NodeStatus::Unknown; nodes.len()];
+        // the history of earlier runs, with a persisted store
+        let events = EventLog::restore(DEFAULT_CAPACITY, store.list_events().map_err(ManagerError::Store)?);
         Ok(State {
             config,
             clock,
@@ -107,7 +109,7 @@ impl State {
             nodes,
             tasks,
             epoch: 1,
-            events: EventLog::new(DEFAULT_CAPACITY),
+            events,
             node_seen,
             _observations: observations,
         })
@@ -158,6 +160,25 @@ impl State {
         debug!("finished tasks forgotten count={extra}");
     }
 
+    /// Adds an event to the history and, with a persisted store, keeps it there (bounded). A
+    /// failed write loses the event from the next run's history, nothing else: it is logged.
+    #[allow(clippy::too_many_arguments)]
+    fn note_event(
+        &mut self,
+        at: Timestamp,
+        subject: Subject,
+        task: Option<TaskId>,
+        node: Option<String>,
+        from: Option<String>,
+        to: String,
+        reason: String,
+    ) {
+        let event = self.events.push(at, subject, task, node, from, to, reason).clone();
+        if let Err(e) = self.store.put_event(&event, DEFAULT_CAPACITY as u64) {
+            error!("store write of an event failed seq={} error={}", event.seq, q(&error_chain(&e)));
+        }
+    }
+
     /// Records in the history each node whose status changed since it was last told.
     fn note_node_changes(&mut self) {
         let now = self.now();
@@ -178,7 +199,7 @@ impl State {
             };
             let from = (before != NodeStatus::Unknown).then(|| before.as_str().to_string());
             let name = node.display_name().to_string();
-            self.events.push(now, Subject::Node, None, Some(name), from, status.as_str().into(), reason);
+            self.note_event(now, Subject::Node, None, Some(name), from, status.as_str().into(), reason);
         }
     }
 
@@ -221,7 +242,7 @@ impl State {
         })?;
         if let Some((from, reason)) = change {
             let (at, to, node) = (self.now(), task.state.to_string(), task.node.clone());
-            self.events.push(at, Subject::Task, Some(task.id), node, from.map(|f| f.to_string()), to, reason);
+            self.note_event(at, Subject::Task, Some(task.id), node, from.map(|f| f.to_string()), to, reason);
         }
         match self.tasks.get_mut(&task.id) {
             Some(t) => t.task = task,
@@ -350,7 +371,7 @@ impl State {
                 };
                 info!("node joined node={} address={} how={}", q(&name), q(&address), q(&reason));
                 let now = self.now();
-                self.events.push(now, Subject::Node, None, Some(name.clone()), None, "joined".into(), reason);
+                self.note_event(now, Subject::Node, None, Some(name.clone()), None, "joined".into(), reason);
                 i
             }
         };
