@@ -109,6 +109,26 @@ pub struct NodeInfo {
     pub stats: Option<NodeStats>,
 }
 
+/// The answer to `POST /v1/tasks?dry_run=true`: where the task would go, placing nothing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DryRun {
+    pub scheduler: String,
+    /// The node that would be chosen, if any can take the task.
+    pub chosen: Option<String>,
+    /// Every node, in the manager's order.
+    pub nodes: Vec<NodeVerdict>,
+}
+
+/// One node in a dry run: its score if it can take the task (lower goes first: E-PVM's
+/// marginal cost, or round-robin's turn), else why not.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeVerdict {
+    pub node: String,
+    pub fits: bool,
+    pub score: Option<f64>,
+    pub reason: Option<String>,
+}
+
 /// The error shape of every API, `{"error": "...", "field": "..."}`: every error answer of both
 /// daemons is this, written by `http::Response::error`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -6,7 +6,7 @@
 
 mod services;
 
-use crate::api::NodeInfo;
+use crate::api::{DryRun, NodeInfo};
 use crate::http::{ClientError, ManagerClient};
 use crate::task::{Task, TaskId};
 use crate::time::Timestamp;
@@ -16,8 +16,15 @@ use std::path::PathBuf;
 pub const HELP: &str = "\
 commands:
   start FILE     submit the task spec in FILE (JSON); prints the new task's id
+  start --dry-run FILE
+                 where the task would go, and why not elsewhere; places nothing
   stop ID        stop a task (its container gets SIGTERM, then SIGKILL after a grace period)
-  get ID         show one task
+  get ID [--wait STATE [--timeout S]]
+                 show one task; with --wait, once it reads STATE (exit 1 if not within S, 60 by default)
+  events [--follow] [--task ID] [--node NAME]
+                 the cluster's recent history (Ctrl-C stops following)
+  logs ID [--tail N] [--follow] [--timestamps]
+                 print a task's output (Ctrl-C stops following)
   list           list all tasks
   list-nodes     list the workers and their status
   service ...    services (see below)
@@ -27,8 +34,12 @@ commands:
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Start(PathBuf),
+    DryRun(PathBuf),
     Stop(String),
     Get(String),
+    Wait { id: String, state: crate::task::TaskState, timeout_s: u64 },
+    Events { follow: bool, task: Option<String>, node: Option<String> },
+    Logs { id: String, tail: Option<u64>, follow: bool, timestamps: bool },
     List,
     ListNodes,
     Service(services::ServiceCmd),
@@ -59,9 +70,16 @@ pub fn parse_words(words: &[&str]) -> Result<Option<Command>, String> {
     match words.first().copied() {
         None => Ok(None),
         Some(w) if w.starts_with('#') => Ok(None),
+        Some("start") if words.get(1) == Some(&"--dry-run") => match words {
+            [_, _, file] => Ok(Some(Command::DryRun(PathBuf::from(file)))),
+            _ => Err("usage: start --dry-run FILE".into()),
+        },
         Some("start") => one_arg("FILE").map(|f| Some(Command::Start(PathBuf::from(f)))),
         Some("stop") => one_arg("ID").map(|id| Some(Command::Stop(id))),
+        Some("get") if words.len() > 2 => parse_wait(&words[1..]).map(Some),
         Some("get") => one_arg("ID").map(|id| Some(Command::Get(id))),
+        Some("events") => parse_events(&words[1..]).map(Some),
+        Some("logs") => parse_logs(&words[1..]).map(Some),
         Some("list") => no_arg(Command::List),
         Some("list-nodes") => no_arg(Command::ListNodes),
         Some("service") => services::parse(&words[1..]).map(|c| Some(Command::Service(c))),
@@ -69,6 +87,64 @@ pub fn parse_words(words: &[&str]) -> Result<Option<Command>, String> {
         Some("quit" | "exit") => no_arg(Command::Quit),
         Some(other) => Err(format!("unknown command {other:?}; try help")),
     }
+}
+
+fn parse_wait(args: &[&str]) -> Result<Command, String> {
+    const USAGE: &str = "usage: get ID --wait STATE [--timeout S]";
+    let state_of = |s: &str| {
+        let names: Vec<&str> = crate::task::TaskState::ALL.iter().map(|s| s.as_str()).collect();
+        crate::task::TaskState::ALL
+            .into_iter()
+            .find(|t| t.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| format!("--wait takes one of {}", names.join(", ")))
+    };
+    match args {
+        [id, "--wait", state] => Ok(Command::Wait { id: id.to_string(), state: state_of(state)?, timeout_s: 60 }),
+        [id, "--wait", state, "--timeout", s] | [id, "--timeout", s, "--wait", state] => {
+            let timeout_s = s.parse::<u64>().map_err(|_| format!("--timeout takes seconds; {USAGE}"))?;
+            Ok(Command::Wait { id: id.to_string(), state: state_of(state)?, timeout_s })
+        }
+        _ => Err(USAGE.to_string()),
+    }
+}
+
+fn parse_events(args: &[&str]) -> Result<Command, String> {
+    const USAGE: &str = "usage: events [--follow] [--task ID] [--node NAME]";
+    let (mut follow, mut task, mut node) = (false, None, None);
+    let mut i = 0;
+    while i < args.len() {
+        match args[i] {
+            "--follow" | "-f" => follow = true,
+            "--task" => task = Some(args.get(i + 1).ok_or(USAGE)?.to_string()),
+            "--node" => node = Some(args.get(i + 1).ok_or(USAGE)?.to_string()),
+            _ => return Err(USAGE.to_string()),
+        }
+        i += if matches!(args[i], "--task" | "--node") { 2 } else { 1 };
+    }
+    Ok(Command::Events { follow, task, node })
+}
+
+fn parse_logs(args: &[&str]) -> Result<Command, String> {
+    const USAGE: &str = "usage: logs ID [--tail N] [--follow] [--timestamps]";
+    let (mut id, mut tail, mut follow, mut timestamps) = (None, None, false, false);
+    let mut i = 0;
+    while i < args.len() {
+        match args[i] {
+            "--follow" | "-f" => follow = true,
+            "--timestamps" | "-t" => timestamps = true,
+            "--tail" | "-n" => {
+                i += 1;
+                let n = args.get(i).and_then(|n| n.parse::<u64>().ok());
+                tail = Some(n.ok_or_else(|| format!("--tail takes a number of lines; {USAGE}"))?);
+            }
+            flag if flag.starts_with('-') => return Err(format!("unknown option {flag:?}; {USAGE}")),
+            word if id.is_none() => id = Some(word.to_string()),
+            _ => return Err(USAGE.to_string()),
+        }
+        i += 1;
+    }
+    let id = id.ok_or_else(|| USAGE.to_string())?;
+    Ok(Command::Logs { id, tail, follow, timestamps })
 }
 
 /// Why a command failed, and so which exit code a one-shot or piped run ends with.
@@ -198,6 +274,16 @@ pub fn run(cmd: &Command, api: &ManagerClient, json: bool, out: &mut dyn Write) 
                 format!("{}\n", task.id)
             }
         }
+        Command::DryRun(file) => {
+            let spec =
+                std::fs::read(file).map_err(|e| Failure::Failed(format!("cannot read {}: {e}", file.display())))?;
+            let answer = api.dry_run(&spec).map_err(failed)?;
+            if json {
+                pretty(&answer)
+            } else {
+                dry_run_table(&answer)
+            }
+        }
         Command::Stop(id) => {
             let task = api.stop(task_id(id)?).map_err(failed)?;
             if json {
@@ -213,6 +299,55 @@ pub fn run(cmd: &Command, api: &ManagerClient, json: bool, out: &mut dyn Write) 
             } else {
                 task_details(&task)
             }
+        }
+        Command::Wait { id, state, timeout_s } => {
+            let id = task_id(id)?;
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(*timeout_s);
+            let task = loop {
+                let task = api.get(id).map_err(failed)?;
+                if task.state == *state {
+                    break task;
+                }
+                // a finished task changes no more: waiting on would be waiting for nothing
+                if std::time::Instant::now() >= deadline || task.is_terminal() {
+                    return Err(Failure::Failed(format!(
+                        "task {id} is {} (wanted {state}{})",
+                        task.state,
+                        if task.is_terminal() { "; it is finished" } else { ", timed out" }
+                    )));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(250));
+            };
+            if json {
+                pretty(&task)
+            } else {
+                task_details(&task)
+            }
+        }
+        Command::Events { follow, task, node } => {
+            let mut query = format!("follow={follow}");
+            if let Some(t) = task {
+                query.push_str(&format!("&task={}", task_id(t)?));
+            }
+            if let Some(n) = node {
+                query.push_str(&format!("&node={}", crate::http::query_escape(n)));
+            }
+            if *follow || json {
+                // the API's own lines (NDJSON when following), as they come
+                api.events_raw(&query, out).map_err(failed)?;
+                String::new()
+            } else {
+                event_table(&api.events(&query).map_err(failed)?, Timestamp::now())
+            }
+        }
+        Command::Logs { id, tail, follow, timestamps } => {
+            let mut query = format!("follow={follow}&timestamps={timestamps}");
+            if let Some(n) = tail {
+                query.push_str(&format!("&tail={n}"));
+            }
+            // the output is the task's own, as it comes: no table, and --json changes nothing
+            api.logs(task_id(id)?, &query, out).map_err(failed)?;
+            String::new()
         }
         Command::List => {
             let tasks = api.list().map_err(failed)?;
@@ -302,6 +437,53 @@ fn ports_text(task: &Task) -> String {
     } else {
         parts.join(",")
     }
+}
+
+/// The history, oldest first: when, what, which, the move and why.
+pub fn event_table(events: &[crate::events::ClusterEvent], now: Timestamp) -> String {
+    let rows: Vec<Vec<String>> = events
+        .iter()
+        .map(|e| {
+            let subject = match (e.subject, e.task) {
+                (crate::events::Subject::Task, Some(id)) => format!("task {id}"),
+                _ => format!("node {}", e.node.as_deref().unwrap_or("-")),
+            };
+            let change = match &e.from {
+                Some(from) => format!("{from} -> {}", e.to),
+                None => e.to.clone(),
+            };
+            vec![format!("{} ago", ago(e.at, now)), subject, change, e.reason.clone()]
+        })
+        .collect();
+    table(&["WHEN", "WHAT", "CHANGE", "WHY"], &rows)
+}
+
+/// A dry run: the choice, then every node with its score or why not.
+pub fn dry_run_table(d: &DryRun) -> String {
+    let rows: Vec<Vec<String>> = d
+        .nodes
+        .iter()
+        .map(|n| {
+            let verdict = if d.chosen.as_deref() == Some(n.node.as_str()) {
+                "chosen"
+            } else if n.fits {
+                "fits"
+            } else {
+                "no"
+            };
+            let detail = match (&n.reason, n.score) {
+                (Some(why), _) => why.clone(),
+                (None, Some(score)) => format!("score {score:.3}"),
+                (None, None) => "-".into(),
+            };
+            vec![n.node.clone(), verdict.to_string(), detail]
+        })
+        .collect();
+    let head = match &d.chosen {
+        Some(node) => format!("would run on {node} ({}); nothing was placed\n", d.scheduler),
+        None => "no node can take it; nothing was placed\n".to_string(),
+    };
+    head + &table(&["NODE", "VERDICT", "SCORE OR REASON"], &rows)
 }
 
 pub fn task_table(tasks: &[Task], now: Timestamp) -> String {
@@ -437,9 +619,40 @@ mod tests {
         assert_eq!(parse_line(""), Ok(None));
         assert_eq!(parse_line("# a comment"), Ok(None));
         assert!(parse_line("start").is_err());
+        assert_eq!(parse_line("start --dry-run web.json"), Ok(Some(Command::DryRun("web.json".into()))));
+        assert!(parse_line("start --dry-run").is_err());
         assert!(parse_line("stop a b").is_err());
         assert!(parse_line("list now").is_err());
         assert!(parse_line("launch x").unwrap_err().contains("unknown command"));
+    }
+
+    #[test]
+    fn parses_logs_with_its_options_in_any_order() {
+        let logs =
+            |id: &str, tail, follow, timestamps| Ok(Some(Command::Logs { id: id.into(), tail, follow, timestamps }));
+        assert_eq!(parse_line("logs abc"), logs("abc", None, false, false));
+        assert_eq!(parse_line("logs --follow abc --tail 5 -t"), logs("abc", Some(5), true, true));
+        assert!(parse_line("logs").is_err());
+        assert!(parse_line("logs abc --tail").unwrap_err().contains("--tail takes a number"));
+        assert!(parse_line("logs abc --tail x").is_err());
+        assert!(parse_line("logs abc --since 1h").unwrap_err().contains("unknown option"));
+        assert!(parse_line("logs a b").is_err());
+        use crate::task::TaskState::Running;
+        assert_eq!(
+            parse_line("get a --wait running"),
+            Ok(Some(Command::Wait { id: "a".into(), state: Running, timeout_s: 60 }))
+        );
+        assert_eq!(
+            parse_line("get a --timeout 5 --wait Running"),
+            Ok(Some(Command::Wait { id: "a".into(), state: Running, timeout_s: 5 }))
+        );
+        assert!(parse_line("get a --wait sleeping").unwrap_err().contains("Running"));
+        let events = |follow, task: Option<&str>, node: Option<&str>| {
+            Ok(Some(Command::Events { follow, task: task.map(Into::into), node: node.map(Into::into) }))
+        };
+        assert_eq!(parse_line("events"), events(false, None, None));
+        assert_eq!(parse_line("events --node w1 --follow --task x"), events(true, Some("x"), Some("w1")));
+        assert!(parse_line("events --node").is_err());
     }
 
     #[test]

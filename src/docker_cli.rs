@@ -15,11 +15,15 @@
 //! Unix socket costs tens of microseconds, against milliseconds for the cheapest engine call.
 
 mod framing;
+mod logs;
 mod wire;
+
+pub use logs::{Demux, LogOptions, Streams};
 
 pub use framing::parse_response;
 pub use wire::{
     create_body, is_podman, parse_event, parse_inspect, parse_list, ContainerEvent, ContainerInfo, ContainerSummary,
+    LogRotation,
 };
 
 use crate::task::TaskSpec;
@@ -31,7 +35,7 @@ use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
-use wire::{parse_created, parse_root_dir, parse_version_answer};
+use wire::{parse_created, parse_root_dir, parse_tty, parse_version_answer};
 
 pub const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
 /// The oldest Engine API we speak: Engine 20.10 (Debian 12).
@@ -147,6 +151,7 @@ pub fn socket_path(flag: Option<&Path>, docker_host: Option<&str>) -> Result<Pat
 /// A client for one engine. Cheap to share between threads (`&Docker` is `Sync`).
 pub struct Docker {
     socket: PathBuf,
+    log_rotation: LogRotation,
     /// `/v1.41`-style prefix, negotiated on first use (the engine may be down when we start).
     prefix: Mutex<Option<String>>,
 }
@@ -160,7 +165,13 @@ pub struct CreateOptions<'a> {
 
 impl Docker {
     pub fn new(socket: impl Into<PathBuf>) -> Docker {
-        Docker { socket: socket.into(), prefix: Mutex::new(None) }
+        Docker { socket: socket.into(), log_rotation: LogRotation::default(), prefix: Mutex::new(None) }
+    }
+
+    /// The log cap every container this client creates gets.
+    pub fn with_log_rotation(mut self, rotation: LogRotation) -> Docker {
+        self.log_rotation = rotation;
+        self
     }
 
     pub fn socket(&self) -> &Path {
@@ -232,7 +243,7 @@ impl Docker {
 
     /// Creates a container and returns its id.
     pub fn create(&self, opts: &CreateOptions) -> Result<String, DockerError> {
-        let body = create_body(opts.spec, opts.labels);
+        let body = create_body(opts.spec, opts.labels, self.log_rotation);
         let path = format!("/containers/create?name={}", encode(opts.name));
         let resp = self.call("POST", &path, Some(&body), CALL_TIMEOUT)?.ok()?;
         parse_created(&resp.body)
@@ -280,6 +291,27 @@ impl Docker {
         wire::parse_list_from(body)
     }
 
+    /// Opens a container's log (`GET /containers/{id}/logs`): decoded from the engine's frames,
+    /// or raw for a container with a TTY. A followed log ends when the container stops; every
+    /// other read has the ordinary call's deadline per read.
+    pub fn logs(&self, id: &str, opts: &LogOptions) -> Result<LogStream, DockerError> {
+        let inspected = self.call("GET", &format!("/containers/{}/json", encode(id)), None, CALL_TIMEOUT)?.ok()?;
+        let tty = parse_tty(&inspected.body)?;
+        let path = format!("{}/containers/{}/logs?{}", self.prefix()?, encode(id), opts.query());
+        let read_timeout = if opts.follow { None } else { Some(CALL_TIMEOUT) };
+        let (status, body, handle) = framing::open_closable(&self.socket, &path, read_timeout)?;
+        if !(200..300).contains(&status) {
+            let mut text = Vec::new();
+            let _ = body.take(MAX_HEADER_LINE as u64).read_to_end(&mut text);
+            return Err(framing::api_error(status, &text));
+        }
+        let reader: Box<dyn Read + Send> = if tty { body } else { Box::new(Demux::new(body)) };
+        let close = Box::new(move || {
+            let _ = handle.shutdown(std::net::Shutdown::Both);
+        });
+        Ok(LogStream { reader, close })
+    }
+
     /// Opens the event stream for containers carrying the given labels. The returned reader
     /// yields events until the engine closes the stream or the socket fails.
     pub fn events(&self, labels: &[String]) -> Result<EventStream, DockerError> {
@@ -293,6 +325,14 @@ impl Docker {
         }
         Ok(EventStream { reader: BufReader::new(reader) })
     }
+}
+
+/// A container's output being read: its bytes (frames decoded) and a way to end the read from
+/// another thread.
+pub struct LogStream {
+    /// The output, frames decoded.
+    pub reader: Box<dyn Read + Send>,
+    pub close: Box<dyn FnOnce() + Send>,
 }
 
 /// The engine's event stream for containers.

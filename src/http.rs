@@ -5,14 +5,19 @@
 //! Holds no domain state: handlers turn a request into one call on the daemon's handle.
 //! The server itself (threads, limits, parsing) is in `http/server.rs`.
 
+pub mod events;
+pub mod join;
+pub mod logs;
 pub mod server;
 mod services;
 
 pub use services::ServiceRoute;
+pub mod stream;
 
 pub use server::{Gate, Handler, Limits, Request, Response, Server, Service};
+pub use stream::{Body, Chunks, Producer};
 
-use crate::api::{ErrorBody, NodeInfo, StartTask, WorkerHealth};
+use crate::api::{DryRun, ErrorBody, NodeInfo, StartTask, WorkerHealth};
 use crate::auth::Token;
 use crate::control::error_chain;
 use crate::logfmt::{q, short};
@@ -30,12 +35,13 @@ use std::time::{Duration, Instant};
 // Routes
 
 /// Every route of the manager: method and path pattern (also what `docs/openapi.yaml` lists).
-pub const MANAGER_ROUTES: [(&str, &str); 13] = [
+pub const MANAGER_ROUTES: [(&str, &str); 16] = [
     ("GET", "/v1/health"),
     ("GET", "/v1/tasks"),
     ("POST", "/v1/tasks"),
     ("GET", "/v1/tasks/{id}"),
     ("DELETE", "/v1/tasks/{id}"),
+    ("GET", "/v1/tasks/{id}/logs"),
     ("GET", "/v1/nodes"),
     ("GET", "/v1/services"),
     ("POST", "/v1/services"),
@@ -44,16 +50,19 @@ pub const MANAGER_ROUTES: [(&str, &str); 13] = [
     ("DELETE", "/v1/services/{name}"),
     ("POST", "/v1/services/{name}/scale"),
     ("POST", "/v1/services/{name}/rollback"),
+    ("POST", "/v1/nodes"),
+    ("GET", "/v1/events"),
 ];
 
 /// Every route of the worker.
-pub const WORKER_ROUTES: [(&str, &str); 6] = [
+pub const WORKER_ROUTES: [(&str, &str); 7] = [
     ("GET", "/v1/health"),
     ("GET", "/v1/stats"),
     ("GET", "/v1/tasks"),
     ("POST", "/v1/tasks"),
     ("GET", "/v1/tasks/{id}"),
     ("DELETE", "/v1/tasks/{id}"),
+    ("GET", "/v1/tasks/{id}/logs"),
 ];
 
 #[derive(Debug, Clone, PartialEq)]
@@ -63,8 +72,11 @@ pub enum ManagerRoute {
     SubmitTask,
     GetTask(TaskId),
     StopTask(TaskId),
+    TaskLogs(TaskId),
     ListNodes,
     Service(ServiceRoute),
+    JoinNode,
+    Events,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -75,6 +87,7 @@ pub enum WorkerRoute {
     StartTask,
     GetTask(TaskId),
     StopTask(TaskId),
+    TaskLogs(TaskId),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -131,6 +144,7 @@ pub fn manager_route(method: &str, path: &str) -> Result<ManagerRoute, RouteErro
         ("POST", ["v1", "tasks"]) => Ok(SubmitTask),
         ("GET", ["v1", "tasks", id]) => Ok(GetTask(task_id(id)?)),
         ("DELETE", ["v1", "tasks", id]) => Ok(StopTask(task_id(id)?)),
+        ("GET", ["v1", "tasks", id, "logs"]) => Ok(TaskLogs(task_id(id)?)),
         ("GET", ["v1", "nodes"]) => Ok(ListNodes),
         ("GET", ["v1", "services"]) => Ok(Service(ServiceRoute::List)),
         ("POST", ["v1", "services"]) => Ok(Service(ServiceRoute::Create)),
@@ -139,6 +153,8 @@ pub fn manager_route(method: &str, path: &str) -> Result<ManagerRoute, RouteErro
         ("DELETE", ["v1", "services", name]) => Ok(Service(ServiceRoute::Remove(name.to_string()))),
         ("POST", ["v1", "services", name, "scale"]) => Ok(Service(ServiceRoute::Scale(name.to_string()))),
         ("POST", ["v1", "services", name, "rollback"]) => Ok(Service(ServiceRoute::Rollback(name.to_string()))),
+        ("POST", ["v1", "nodes"]) => Ok(JoinNode),
+        ("GET", ["v1", "events"]) => Ok(Events),
         _ => Err(unrouted(&MANAGER_ROUTES, &segs)),
     }
 }
@@ -153,6 +169,7 @@ pub fn worker_route(method: &str, path: &str) -> Result<WorkerRoute, RouteError>
         ("POST", ["v1", "tasks"]) => Ok(StartTask),
         ("GET", ["v1", "tasks", id]) => Ok(GetTask(task_id(id)?)),
         ("DELETE", ["v1", "tasks", id]) => Ok(StopTask(task_id(id)?)),
+        ("GET", ["v1", "tasks", id, "logs"]) => Ok(TaskLogs(task_id(id)?)),
         _ => Err(unrouted(&WORKER_ROUTES, &segs)),
     }
 }
@@ -174,6 +191,9 @@ pub enum ApiError {
     },
     Manager(ManagerError),
     Worker(WorkerError),
+    /// A node's answer to a call relayed to it (its own status and message), or why it could
+    /// not be reached.
+    Node(LinkError),
 }
 
 impl From<ManagerError> for ApiError {
@@ -203,6 +223,8 @@ pub fn status_of(e: &ApiError) -> u16 {
         ApiError::Manager(ManagerError::AlreadyFinished { .. })
         | ApiError::Worker(WorkerError::AlreadyFinished { .. } | WorkerError::CleaningUp(_)) => 409,
         ApiError::Manager(ManagerError::InvalidSpec(_)) => 400,
+        ApiError::Manager(ManagerError::JoinRefused(_)) => 409,
+        ApiError::Manager(ManagerError::NoJoins) => 503,
         ApiError::Manager(ManagerError::Store(_) | ManagerError::Spawn(_))
         | ApiError::Worker(WorkerError::Store(_) | WorkerError::Spawn(_)) => 500,
         ApiError::Manager(ManagerError::Unavailable)
@@ -210,6 +232,11 @@ pub fn status_of(e: &ApiError) -> u16 {
         ApiError::Worker(WorkerError::TimedOut | WorkerError::OutcomeUnknown(_)) => 504,
         ApiError::Worker(WorkerError::NotReady) => 503,
         ApiError::Manager(ManagerError::Service(e)) => services::status_of(e),
+        ApiError::Worker(WorkerError::NoOutput { .. }) => 404,
+        ApiError::Worker(WorkerError::Logs(_)) => 502,
+        ApiError::Node(LinkError::Refused { status, .. }) => *status,
+        ApiError::Node(LinkError::Unreachable(_)) => 503,
+        ApiError::Node(LinkError::Lost(_) | LinkError::BadAnswer(_)) => 502,
     }
 }
 
@@ -232,6 +259,8 @@ fn error_response(e: ApiError) -> Response {
         }
         ApiError::Manager(m) => ErrorBody::new(error_chain(m)),
         ApiError::Worker(w) => ErrorBody::new(error_chain(w)),
+        ApiError::Node(LinkError::Refused { message, .. }) => ErrorBody::new(message.clone()),
+        ApiError::Node(n) => ErrorBody::new(format!("the task's node: {n}")),
     };
     let resp = Response::error(status, &body);
     match e {
@@ -354,7 +383,9 @@ fn api_service<R: 'static>(
 
 /// The manager's API over its handle.
 pub fn manager_handler(handle: ManagerHandle, token: Option<Token>) -> Service {
-    api_service(token, manager_route, move |route, req| serve_manager(&handle, route, req))
+    // the token also opens the streams relayed from workers
+    let link_token = token.clone();
+    api_service(token, manager_route, move |route, req| serve_manager(&handle, link_token.as_ref(), route, req))
 }
 
 /// The worker's API over its handle.
@@ -400,8 +431,52 @@ pub fn task_query(query: &str) -> Result<TaskQuery, ApiError> {
     Ok(q)
 }
 
+/// The body of `POST /v1/nodes`.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinRequest {
+    pub name: String,
+    pub address: String,
+}
+
+/// A join's body, each field checked: a node name, and a `HOST:PORT` the manager can dial.
+pub fn parse_join(body: &[u8]) -> Result<JoinRequest, SpecError> {
+    let bad = |field: &str, message: String| SpecError { field: Some(field.to_string()), message };
+    let join: JoinRequest =
+        serde_json::from_slice(body).map_err(|e| SpecError { field: None, message: e.to_string() })?;
+    crate::task::check_name(&join.name).map_err(|m| bad("name", m.to_string()))?;
+    crate::cli::check_address(&join.address).map_err(|m| bad("address", m))?;
+    Ok(join)
+}
+
+/// `POST /v1/tasks`'s query: `dry_run=true` (or `false`, the default); whether it is a dry run.
+pub fn submit_query(query: &str) -> Result<bool, ApiError> {
+    let mut dry = false;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, "true"));
+        let bad = |message: &str| ApiError::Query { param: key.to_string(), message: message.to_string() };
+        match (key, value) {
+            ("dry_run", "true" | "1" | "") => dry = true,
+            ("dry_run", "false" | "0") => dry = false,
+            ("dry_run", _) => return Err(bad("must be true or false")),
+            _ => return Err(bad("unknown; the one parameter is dry_run")),
+        }
+    }
+    Ok(dry)
+}
+
+/// A query value, escaped: everything but unreserved characters as `%XX`.
+pub fn query_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// `%XX` escapes and `+` for space, as query strings carry them; `None` for a broken escape.
-fn percent_decode(raw: &str) -> Option<String> {
+pub(crate) fn percent_decode(raw: &str) -> Option<String> {
     let bytes = raw.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -425,7 +500,12 @@ fn percent_decode(raw: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-fn serve_manager(h: &ManagerHandle, route: ManagerRoute, req: &Request) -> Result<Response, ApiError> {
+fn serve_manager(
+    h: &ManagerHandle,
+    token: Option<&Token>,
+    route: ManagerRoute,
+    req: &Request,
+) -> Result<Response, ApiError> {
     match route {
         ManagerRoute::Health => json(200, &h.health()?),
         ManagerRoute::ListTasks => {
@@ -438,6 +518,9 @@ fn serve_manager(h: &ManagerHandle, route: ManagerRoute, req: &Request) -> Resul
         }
         ManagerRoute::SubmitTask => {
             let spec = TaskSpec::from_json(&req.body).map_err(ApiError::Spec)?;
+            if submit_query(&req.query)? {
+                return json(200, &h.dry_run(spec)?);
+            }
             let task = h.submit(spec)?;
             Ok(json(201, &task)?.with_header("Location", &format!("/v1/tasks/{}", task.id)))
         }
@@ -445,6 +528,12 @@ fn serve_manager(h: &ManagerHandle, route: ManagerRoute, req: &Request) -> Resul
         ManagerRoute::StopTask(id) => json(202, &h.stop(id)?),
         ManagerRoute::ListNodes => json(200, &h.nodes()?),
         ManagerRoute::Service(route) => services::serve(h, route, req),
+        ManagerRoute::TaskLogs(id) => logs::manager_logs(h, token, id, &req.query),
+        ManagerRoute::Events => events::manager_events(h, &req.query),
+        ManagerRoute::JoinNode => {
+            let join = parse_join(&req.body).map_err(ApiError::Spec)?;
+            json(200, &h.join(join.name, join.address)?)
+        }
     }
 }
 
@@ -460,6 +549,7 @@ fn serve_worker(h: &WorkerHandle, route: WorkerRoute, req: &Request) -> Result<R
         }
         WorkerRoute::GetTask(id) => json(200, &h.get(id)?),
         WorkerRoute::StopTask(id) => json(200, &h.stop(id)?),
+        WorkerRoute::TaskLogs(id) => logs::worker_logs(h, id, &req.query),
     }
 }
 
@@ -674,8 +764,20 @@ impl std::fmt::Display for ClientError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let address = &self.address;
         match &self.failure {
-            LinkError::Unreachable(why) => write!(f, "cannot reach the manager at {address}: {why}"),
+            LinkError::Unreachable(why) => write!(
+                f,
+                "cannot reach the manager at {address}: {why}; is it running there? (--host and -p say where)"
+            ),
             LinkError::Lost(why) => write!(f, "no answer from the manager at {address}: {why}"),
+            LinkError::Refused { status: 401, message } => {
+                write!(f, "{message} (HTTP 401): give the cluster's token in SKIFF_TOKEN or with --token-file")
+            }
+            LinkError::Refused { status: 404, message } => {
+                write!(f, "{message} (HTTP 404): `list` shows the tasks, `list-nodes` the nodes")
+            }
+            LinkError::Refused { status: 409, message } => {
+                write!(f, "{message} (HTTP 409): `get ID` or `list-nodes` shows where things stand")
+            }
             LinkError::Refused { status, message } => write!(f, "{message} (HTTP {status})"),
             LinkError::BadAnswer(why) => write!(f, "the manager's answer is not understood: {why}"),
         }
@@ -719,8 +821,45 @@ impl ManagerClient {
         self.call("POST", "/v1/tasks", Some(spec_json))
     }
 
+    pub fn events(&self, query: &str) -> Result<Vec<crate::events::ClusterEvent>, ClientError> {
+        self.call("GET", &format!("/v1/events?{query}"), None)
+    }
+
+    /// The events' answer as it comes (NDJSON lines when following), written to `out`.
+    pub fn events_raw(&self, query: &str, out: &mut dyn std::io::Write) -> Result<u64, ClientError> {
+        self.copy_stream(&format!("/v1/events?{query}"), out)
+    }
+
+    pub fn dry_run(&self, spec_json: &[u8]) -> Result<DryRun, ClientError> {
+        self.call("POST", "/v1/tasks?dry_run=true", Some(spec_json))
+    }
+
     pub fn get(&self, id: TaskId) -> Result<Task, ClientError> {
         self.call("GET", &format!("/v1/tasks/{id}"), None)
+    }
+
+    /// A task's output, written to `out` as it comes (flushed after each piece, so that a
+    /// followed log shows at once); `query` is the logs route's query string.
+    pub fn logs(&self, id: TaskId, query: &str, out: &mut dyn std::io::Write) -> Result<u64, ClientError> {
+        self.copy_stream(&format!("/v1/tasks/{id}/logs?{query}"), out)
+    }
+
+    fn copy_stream(&self, path: &str, out: &mut dyn std::io::Write) -> Result<u64, ClientError> {
+        let fail = |failure| ClientError { address: self.address.clone(), failure };
+        let (mut body, _close) =
+            logs::open_get(&self.address, path, self.authorization.as_deref(), Duration::from_secs(5)).map_err(fail)?;
+        let mut buf = vec![0u8; 32 * 1024];
+        let mut total = 0u64;
+        loop {
+            let n = match body.read(&mut buf) {
+                Ok(0) => return Ok(total),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(fail(LinkError::Lost(e.to_string()))),
+            };
+            out.write_all(&buf[..n]).and_then(|()| out.flush()).map_err(|e| fail(LinkError::Lost(e.to_string())))?;
+            total += n as u64;
+        }
     }
 
     /// Every task, page by page, oldest first.
@@ -862,7 +1001,8 @@ mod tests {
         assert_eq!(manager_route("GET", "/v1/tasks/"), Ok(ManagerRoute::ListTasks));
         assert!(matches!(manager_route("GET", "/v1/tasks/nope"), Err(RouteError::BadId(_))));
         assert_eq!(manager_route("PUT", "/v1/tasks"), Err(RouteError::MethodNotAllowed("GET, POST, HEAD".into())));
-        assert_eq!(manager_route("POST", "/v1/nodes"), Err(RouteError::MethodNotAllowed("GET, HEAD".into())));
+        assert_eq!(manager_route("POST", "/v1/nodes"), Ok(ManagerRoute::JoinNode));
+        assert_eq!(manager_route("PUT", "/v1/nodes"), Err(RouteError::MethodNotAllowed("GET, POST, HEAD".into())));
         assert_eq!(manager_route("HEAD", "/v1/nodes"), Ok(ManagerRoute::ListNodes));
         assert_eq!(manager_route("GET", "/v2/tasks"), Err(RouteError::NotFound));
         assert_eq!(manager_route("GET", "/"), Err(RouteError::NotFound));
@@ -889,7 +1029,7 @@ mod tests {
             let shown = format!("{e:?}");
             let resp = error_response(e);
             assert_eq!(resp.status, status, "{shown}");
-            let body: ErrorBody = serde_json::from_slice(&resp.body).expect("error shape");
+            let body: ErrorBody = serde_json::from_slice(resp.bytes_of()).expect("error shape");
             assert!(!body.error.is_empty());
         }
         let resp = error_response(ApiError::Route(RouteError::MethodNotAllowed("GET, POST".into())));
@@ -898,7 +1038,7 @@ mod tests {
         assert!(resp.headers.contains(&("WWW-Authenticate".to_string(), "Bearer".to_string())));
         let resp =
             error_response(ApiError::Spec(SpecError { field: Some("image".into()), message: "is required".into() }));
-        let body: ErrorBody = serde_json::from_slice(&resp.body).expect("error shape");
+        let body: ErrorBody = serde_json::from_slice(resp.bytes_of()).expect("error shape");
         assert_eq!(body.field.as_deref(), Some("image"));
     }
 

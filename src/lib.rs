@@ -14,6 +14,7 @@
 //!   implemented by `docker_cli`: its calls in the root, HTTP/1.1 over the Unix socket in
 //!   `docker_cli::framing`, Docker JSON in `docker_cli::wire`); its pure decisions are in
 //!   `worker::decide`, its watchers (stats, health checks, events, ping) in `worker::watch`.
+//! - `events`: the manager's bounded history of task and node changes (`GET /v1/events`).
 //! - `store`: where records are kept (`Store` trait; in memory or SQLite).
 //! - `service`: services (a versioned template kept at N replicas) and their pure plan
 //!   (`service::plan`), applied by the manager (`manager::services`).
@@ -34,6 +35,7 @@ pub mod client;
 pub mod clock;
 pub mod control;
 pub mod docker_cli;
+pub mod events;
 pub mod http;
 pub mod logfmt;
 pub mod manager;

@@ -12,15 +12,17 @@
 //! turns API requests into calls on `ManagerHandle`.
 
 mod apply;
+mod join;
 mod node;
 mod services;
 mod state;
 
 pub use services::{ReplicaSummary, ServiceCommandError, ServiceView};
 
-use crate::api::{ManagerHealth, NodeInfo, StartTask, WorkerHealth};
+use crate::api::{DryRun, ManagerHealth, NodeInfo, StartTask, WorkerHealth};
 use crate::clock::{self, Clock};
 use crate::control::{self, ControlThread, SpawnError};
+use crate::events::{ClusterEvent, EventQuery};
 use crate::sched::SchedulerKind;
 use crate::stats::NodeStats;
 use crate::store::{Store, StoreError};
@@ -87,7 +89,13 @@ pub struct ManagerConfig {
     pub keep_finished: usize,
     /// Where the control loop reads the time (the system's, but for tests).
     pub clock: Arc<dyn Clock>,
+    /// How to reach a worker that joins by itself (`POST /v1/nodes`); without it, joins are
+    /// refused.
+    pub links: Option<LinkMaker>,
 }
+
+/// Makes the link to a worker at an address.
+pub type LinkMaker = Arc<dyn Fn(&str) -> Arc<dyn WorkerLink> + Send + Sync>;
 
 impl Default for ManagerConfig {
     fn default() -> ManagerConfig {
@@ -99,6 +107,7 @@ impl Default for ManagerConfig {
             orphan_grace: Duration::from_secs(30),
             keep_finished: 1000,
             clock: clock::system(),
+            links: None,
         }
     }
 }
@@ -188,6 +197,10 @@ pub enum ManagerError {
     Unavailable,
     /// A service request that cannot be done (`services.rs`).
     Service(ServiceCommandError),
+    /// A worker may not join under this name or at this address (the reason says why).
+    JoinRefused(String),
+    /// This manager takes no joins (it was given no way to reach workers that join).
+    NoJoins,
 }
 
 impl fmt::Display for ManagerError {
@@ -202,6 +215,8 @@ impl fmt::Display for ManagerError {
             ManagerError::Spawn(_) => f.write_str("the manager could not start its threads"),
             ManagerError::Unavailable => f.write_str("the manager is not answering; retry"),
             ManagerError::Service(e) => write!(f, "{e}"),
+            ManagerError::JoinRefused(why) => f.write_str(why),
+            ManagerError::NoJoins => f.write_str("this manager takes no joins"),
         }
     }
 }
@@ -222,6 +237,9 @@ type Reply<T> = Sender<Result<T, ManagerError>>;
 /// What the handle asks of the control thread.
 enum Command {
     Submit { spec: TaskSpec, reply: Reply<Task> },
+    DryRun { spec: TaskSpec, reply: Reply<DryRun> },
+    Events { query: EventQuery, reply: Reply<Vec<ClusterEvent>> },
+    Join { name: String, address: String, reply: Reply<NodeInfo> },
     Get { id: TaskId, reply: Reply<Task> },
     List { query: TaskQuery, reply: Reply<TaskPage> },
     Stop { id: TaskId, reply: Reply<Task> },
@@ -251,8 +269,25 @@ impl ManagerHandle {
         self.ask(|reply| Command::Submit { spec, reply })
     }
 
+    /// Where the task would be placed, and why every other node would not take it; nothing
+    /// is recorded or placed.
+    pub fn dry_run(&self, spec: TaskSpec) -> Result<DryRun, ManagerError> {
+        self.ask(|reply| Command::DryRun { spec, reply })
+    }
+
     pub fn get(&self, id: TaskId) -> Result<Task, ManagerError> {
         self.ask(|reply| Command::Get { id, reply })
+    }
+
+    /// Registers a worker that joins by itself (idempotent: the same worker again changes
+    /// nothing); its node as the manager now knows it.
+    pub fn join(&self, name: String, address: String) -> Result<NodeInfo, ManagerError> {
+        self.ask(|reply| Command::Join { name, address, reply })
+    }
+
+    /// The matching events of the cluster's recent history, oldest first.
+    pub fn events(&self, query: EventQuery) -> Result<Vec<ClusterEvent>, ManagerError> {
+        self.ask(|reply| Command::Events { query, reply })
     }
 
     /// One page of the tasks that match, oldest first.
@@ -633,6 +668,26 @@ mod tests {
             std::thread::sleep(Duration::from_millis(2));
         }
         assert_ne!(r.state_of(a.id).1, r.state_of(b.id).1, "round-robin over the two nodes");
+    }
+
+    #[test]
+    fn the_history_tells_a_task_from_acceptance_to_running_and_its_node_coming_up() {
+        let r = rig(&["w1"]);
+        let a = r.submit("a");
+        r.running(a.id);
+        let h = r.handle();
+        let events = h.events(crate::events::EventQuery { task: Some(a.id), ..Default::default() }).expect("events");
+        let moves: Vec<(Option<&str>, &str)> = events.iter().map(|e| (e.from.as_deref(), e.to.as_str())).collect();
+        assert_eq!(moves, [(None, "Pending"), (Some("Pending"), "Scheduled"), (Some("Scheduled"), "Running")]);
+        assert_eq!(events[1].reason, "placed on w1");
+        let nodes = r.until("the node's event", |h| {
+            let all = h.events(crate::events::EventQuery { node: Some("w1".into()), ..Default::default() }).ok()?;
+            all.iter().any(|e| e.subject == crate::events::Subject::Node && e.to == "up").then_some(all)
+        });
+        assert!(nodes.windows(2).all(|w| w[0].seq < w[1].seq), "in order");
+        let dry = h.dry_run(spec("b")).expect("dry run");
+        assert_eq!(dry.chosen.as_deref(), Some("w1"));
+        assert_eq!(h.events(Default::default()).expect("events").len(), events.len() + 1, "a dry run adds nothing");
     }
 
     #[test]

@@ -286,6 +286,40 @@ impl SchedulerKind {
 /// Chooses a node for a task: the index of the chosen node in the table.
 pub trait Scheduler: Send {
     fn pick(&mut self, req: &Request, table: &NodeTable) -> Result<usize, NoFeasibleNode>;
+    /// Each node's score for the task, changing nothing: `None` for a node that cannot take it;
+    /// `pick` takes the lowest (the first of equals).
+    fn scores(&self, req: &Request, table: &NodeTable) -> Vec<Option<f64>>;
+}
+
+/// What a placement would do, changing nothing: the node chosen, and for every node its score
+/// or why it cannot take the task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Preview {
+    pub chosen: Option<usize>,
+    pub verdicts: Vec<Result<f64, String>>,
+}
+
+/// The dry run of a placement.
+pub fn preview(scheduler: &dyn Scheduler, req: &Request, table: &NodeTable) -> Preview {
+    let scores = scheduler.scores(req, table);
+    let mut chosen: Option<(f64, usize)> = None;
+    for (i, s) in scores.iter().enumerate() {
+        if let Some(s) = *s {
+            if chosen.is_none_or(|(best, _)| s < best) {
+                chosen = Some((s, i));
+            }
+        }
+    }
+    let verdicts = table
+        .nodes
+        .iter()
+        .zip(&scores)
+        .map(|(n, s)| match s {
+            Some(score) => Ok(*score),
+            None => Err(n.fits(req).err().unwrap_or_else(|| "unavailable".into())),
+        })
+        .collect();
+    Preview { chosen: chosen.map(|(_, i)| i), verdicts }
 }
 
 /// Takes the candidates in turn: the next node after the last one chosen that can take the
@@ -308,6 +342,13 @@ impl Scheduler for RoundRobin {
             }
             None => Err(table.no_fit(req)),
         }
+    }
+
+    /// A candidate's score is its turn: 0 for the node tried first.
+    fn scores(&self, req: &Request, table: &NodeTable) -> Vec<Option<f64>> {
+        let n = table.len();
+        let start = if n == 0 { 0 } else { self.next % n };
+        (0..n).map(|i| table.nodes[i].can_take(req).then(|| ((i + n - start) % n) as f64)).collect()
     }
 }
 
@@ -358,6 +399,12 @@ impl Scheduler for Epvm {
         }
         best.map(|(_, i)| i).ok_or_else(|| table.no_fit(req))
     }
+
+    /// A candidate's score is the task's marginal cost there.
+    fn scores(&self, req: &Request, table: &NodeTable) -> Vec<Option<f64>> {
+        let factors = Epvm::class_factors(req, table);
+        (0..table.len()).map(|i| table.nodes[i].can_take(req).then(|| Epvm::cost_with(&factors, table, i))).collect()
+    }
 }
 
 #[cfg(test)]
@@ -378,6 +425,30 @@ mod tests {
 
     fn down(name: &str) -> NodeState {
         NodeState { unavailable: Some("down".into()), ..NodeState::new(name) }
+    }
+
+    #[test]
+    fn a_preview_agrees_with_pick_and_changes_nothing() {
+        let mut small = node("w2", 2.0, 32);
+        small.allocated.memory_mb = 0;
+        let busy =
+            NodeState { allocated: Resources { cpus: 1.0, memory_mb: 512, disk_mb: 0 }, ..node("w4", 2.0, 1024) };
+        let table = NodeTable::new(vec![node("w1", 2.0, 1024), small, down("w3"), busy]);
+        let r = req(0.1, 64);
+        for kind in [SchedulerKind::RoundRobin, SchedulerKind::Epvm] {
+            let mut s = kind.build();
+            for _ in 0..3 {
+                let p = preview(&*s, &r, &table);
+                assert_eq!(p.verdicts[1], Err("memory 0/32 MB allocated, needs 64".into()), "{kind:?}");
+                assert_eq!(p.verdicts[2], Err("down".into()), "{kind:?}");
+                assert!(p.verdicts[0].is_ok() && p.verdicts[3].is_ok(), "{kind:?}");
+                assert_eq!(p.chosen, Some(preview(&*s, &r, &table).chosen.expect("a choice")), "nothing changed");
+                assert_eq!(p.chosen, s.pick(&r, &table).ok(), "{kind:?}");
+            }
+        }
+        let none = preview(&RoundRobin::default(), &req(0.1, 4096), &table);
+        assert_eq!(none.chosen, None);
+        assert!(none.verdicts.iter().all(Result::is_err));
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! last ones), takes an exclusive lock on its file (a second daemon on the same file is refused),
 //! and writes nothing when it is not asked to.
 
+use crate::events::ClusterEvent;
 use crate::service::Service;
 use crate::task::{Task, TaskId};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
@@ -78,6 +79,15 @@ pub trait Store: Send {
     fn delete_service(&mut self, name: &str) -> Result<bool, StoreError>;
     /// "memory" or "persisted", for health answers and logs.
     fn kind(&self) -> &'static str;
+    /// Keeps an event of the cluster's history, and of the history only the last `keep`. Only
+    /// a durable store keeps them (a memory store's would die with the daemon anyway).
+    fn put_event(&mut self, _event: &ClusterEvent, _keep: u64) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// The history kept, oldest first.
+    fn list_events(&self) -> Result<Vec<ClusterEvent>, StoreError> {
+        Ok(Vec::new())
+    }
 }
 
 /// Records in maps; gone when the process ends.
@@ -237,12 +247,13 @@ impl Store for FlakyStore {
 /// migration from each older one; a file from a newer version is refused.
 pub const SCHEMA_VERSION: i64 = SERVICES_SCHEMA;
 
-/// The schema step that adds services. Renumber it (one line) if another step lands before it;
-/// `MIGRATIONS` then runs the steps in order.
-const SERVICES_SCHEMA: i64 = 2;
+/// The schema step that adds the cluster's event history.
+const EVENTS_SCHEMA: i64 = 2;
+/// The schema step that adds services.
+const SERVICES_SCHEMA: i64 = 3;
 
 /// Every step after v1, by the version it makes: a file at version `v` gets each step above `v`.
-const MIGRATIONS: &[(i64, &str)] = &[(SERVICES_SCHEMA, SCHEMA_SERVICES)];
+const MIGRATIONS: &[(i64, &str)] = &[(EVENTS_SCHEMA, SCHEMA_V2), (SERVICES_SCHEMA, SCHEMA_SERVICES)];
 
 const SCHEMA_SERVICES: &str = "
     CREATE TABLE services (
@@ -261,6 +272,14 @@ const SCHEMA_V1: &str = "
     CREATE TABLE nodes (
         address TEXT PRIMARY KEY NOT NULL,
         name TEXT
+    );
+";
+
+/// Version 2: the manager's event history, one JSON record per event, by its number.
+const SCHEMA_V2: &str = "
+    CREATE TABLE events (
+        seq INTEGER PRIMARY KEY NOT NULL,
+        record TEXT NOT NULL
     );
 ";
 
@@ -448,6 +467,30 @@ impl Store for SqliteStore {
 
     fn kind(&self) -> &'static str {
         "persisted"
+    }
+
+    fn put_event(&mut self, event: &ClusterEvent, keep: u64) -> Result<(), StoreError> {
+        let record = serde_json::to_string(event).map_err(|e| StoreError::Io(Box::new(e)))?;
+        let tx = self.conn.transaction().map_err(io)?;
+        tx.execute(
+            "INSERT OR REPLACE INTO events (seq, record) VALUES (?1, ?2)",
+            rusqlite::params![event.seq as i64, record],
+        )
+        .map_err(io)?;
+        let oldest = event.seq.saturating_sub(keep) as i64;
+        tx.execute("DELETE FROM events WHERE seq <= ?1", [oldest]).map_err(io)?;
+        tx.commit().map_err(io)
+    }
+
+    fn list_events(&self) -> Result<Vec<ClusterEvent>, StoreError> {
+        let mut stmt = self.conn.prepare("SELECT record FROM events ORDER BY seq").map_err(io)?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(io)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let text = row.map_err(io)?;
+            out.push(serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("event record: {e}")))?);
+        }
+        Ok(out)
     }
 }
 
@@ -653,6 +696,41 @@ mod tests {
         assert_eq!(s.list_services().expect("list"), vec![svc]);
         let v: i64 = s.conn.pragma_query_value(None, "user_version", |r| r.get(0)).expect("version");
         assert_eq!(v, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn a_version_1_file_migrates_keeping_its_records_and_events_stay_bounded() {
+        let path = scratch("v1.db");
+        {
+            let raw = Connection::open(&path).expect("raw");
+            raw.execute_batch(&format!("{SCHEMA_V1} PRAGMA user_version = 1;")).expect("a version 1 file");
+            raw.execute("INSERT INTO nodes (address, name) VALUES ('h:1', 'w1')", []).expect("a node");
+        }
+        let mut s = SqliteStore::open(&path).expect("migrates");
+        let version: i64 = s.conn.pragma_query_value(None, "user_version", |r| r.get(0)).expect("version");
+        assert_eq!(version, SCHEMA_VERSION);
+        assert_eq!(s.list_nodes().expect("nodes"), vec![NodeRecord { address: "h:1".into(), name: Some("w1".into()) }]);
+        let mut log = crate::events::EventLog::new(10);
+        for i in 0..5u64 {
+            let e = log
+                .push(
+                    crate::time::Timestamp(i),
+                    crate::events::Subject::Node,
+                    None,
+                    Some("w1".into()),
+                    None,
+                    "up".into(),
+                    "r".into(),
+                )
+                .clone();
+            s.put_event(&e, 3).expect("kept");
+        }
+        let seqs: Vec<u64> = s.list_events().expect("events").iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [3, 4, 5], "only the last three");
+        drop(s);
+        let again = SqliteStore::open(&path).expect("reopens");
+        assert_eq!(again.list_events().expect("events").len(), 3, "the history survives a restart");
+        assert!(MemoryStore::default().list_events().expect("none").is_empty());
     }
 
     #[test]

@@ -219,12 +219,12 @@ fn accepted_specs_round_trip_through_the_api() {
             let resp = handler(&request("POST", "/v1/tasks".into(), body));
             match accepted {
                 Ok(parsed) => {
-                    prop_assert_eq!(resp.status, 201, "{}", String::from_utf8_lossy(&resp.body));
-                    let created: Value = serde_json::from_slice(&resp.body).expect("json");
+                    prop_assert_eq!(resp.status, 201, "{}", String::from_utf8_lossy(resp.bytes_of()));
+                    let created: Value = serde_json::from_slice(resp.bytes_of()).expect("json");
                     let id = created["id"].as_str().expect("id").to_string();
                     let got = handler(&request("GET", format!("/v1/tasks/{id}"), Vec::new()));
                     prop_assert_eq!(got.status, 200);
-                    let task: Value = serde_json::from_slice(&got.body).expect("json");
+                    let task: Value = serde_json::from_slice(got.bytes_of()).expect("json");
                     let back: TaskSpec = serde_json::from_value(task["spec"].clone()).expect("a spec");
                     prop_assert_eq!(back, parsed);
                 }

@@ -66,6 +66,38 @@ mod multi_host {
     }
 
     #[test]
+    fn a_services_replicas_go_to_different_hosts_and_answer_there() {
+        let c = HostCluster::start("service_spread", HostOptions::default());
+        let service = json!({
+            "name": "web",
+            "replicas": 3,
+            "template": {
+                "image": "skiff/busybox:latest",
+                "cmd": ["sh", "-c", "hostname > /www/id.txt; exec httpd -f -p 8080 -h /www"],
+                "memory_mb": 16,
+                "ports": [{"container": 8080}]
+            }
+        });
+        let (status, v) = http("POST", &c.url("/v1/services"), Some(service.to_string().as_bytes()));
+        assert_eq!(status, 201, "{v}");
+        let replicas = wait_for("three replicas Running", RUN, || {
+            let (_, v) = http("GET", &c.url("/v1/tasks?service=web&state=Running"), None);
+            let tasks = v.as_array().cloned().unwrap_or_default();
+            (tasks.len() == 3).then_some(tasks)
+        });
+        let nodes: BTreeSet<&str> = replicas.iter().filter_map(|t| t["node"].as_str()).collect();
+        assert_eq!(nodes.len(), 3, "one replica per host: {nodes:?}");
+        for t in &replicas {
+            let i = c.host_of(t["node"].as_str().expect("node"));
+            let container = t["container_id"].as_str().expect("container");
+            let body = wait_for("the replica to answer at its host's address", START, || {
+                probe(&c.hosts[i].addr, host_port(t), "/id.txt")
+            });
+            assert_eq!(body.trim(), &container[..12], "{}: this replica's container", c.hosts[i].addr);
+        }
+    }
+
+    #[test]
     fn tasks_spread_over_three_hosts_answer_at_their_own_hosts_address() {
         let c = HostCluster::start("spread", HostOptions::default());
         // each container serves its own hostname (its id's first 12 characters) at /id.txt, so

@@ -114,7 +114,13 @@ fn pending_tasks_are_placed_after_a_restart_and_a_memory_worker_adopts_its_conta
 
 #[test]
 fn worker_restart_with_a_persisted_store_readopts_without_restarting() {
-    let opts = ClusterOptions { workers: 1, worker_store: "persisted", ..ClusterOptions::default() };
+    // finished tasks keep no container here (the output retention has tests of its own)
+    let opts = ClusterOptions {
+        workers: 1,
+        worker_store: "persisted",
+        worker_args: strings(&["--keep-containers", "0"]),
+        ..ClusterOptions::default()
+    };
     let mut c = Cluster::start("worker_restart", opts);
     c.wait_nodes_up();
     let ids: Vec<String> = (0..3).map(|i| c.submit(&sleeper(&format!("s{i}")))).collect();

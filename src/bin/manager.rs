@@ -41,6 +41,11 @@ fn main() -> ExitCode {
     cli::daemon_main("manager", run)
 }
 
+/// How the manager reaches a worker that joins: as one given with `-w`.
+fn join_links(token: Option<skiff::auth::Token>) -> manager::LinkMaker {
+    Arc::new(move |address: &str| Arc::new(HttpWorkerLink::new(address, token.as_ref())) as Arc<dyn WorkerLink>)
+}
+
 fn run(args: Args) -> Result<(), String> {
     let scheduler = SchedulerKind::parse(&args.scheduler)
         .ok_or_else(|| format!("-sct {:?}: the scheduler is roundrobin or epvm", args.scheduler))?;
@@ -59,7 +64,7 @@ fn run(args: Args) -> Result<(), String> {
         }
     }
     if workers.is_empty() {
-        log::warn!("no workers given (-w HOST:PORT): tasks will stay Pending");
+        log::warn!("no workers given (-w HOST:PORT): waiting for workers to join (worker --join)");
     }
     let links: Vec<Arc<dyn WorkerLink>> =
         workers.iter().map(|w| Arc::new(HttpWorkerLink::new(w, ready.token.as_ref())) as Arc<dyn WorkerLink>).collect();
@@ -69,6 +74,7 @@ fn run(args: Args) -> Result<(), String> {
         node_timeout: Duration::from_millis(args.node_timeout_ms),
         orphan_grace: Duration::from_secs(args.orphan_grace_s),
         keep_finished: args.keep_finished,
+        links: Some(join_links(ready.token.clone())),
         ..ManagerConfig::default()
     };
     let manager = manager::spawn(config, ready.store, links).map_err(|e| error_chain(&e))?;

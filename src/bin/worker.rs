@@ -3,12 +3,12 @@
 
 use skiff::cli::{self, DaemonArgs};
 use skiff::control::error_chain;
-use skiff::docker_cli::{self, Docker};
+use skiff::docker_cli::{self, Docker, LogRotation};
 use skiff::http;
 use skiff::logfmt::q;
 use skiff::stats::Caps;
 use skiff::task::check_name;
-use skiff::worker::{self, WorkerConfig};
+use skiff::worker::{self, Retention, WorkerConfig};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -51,6 +51,27 @@ skiff::daemon_args! {
         /// seconds a stopped container gets between SIGTERM and SIGKILL (default 10)
         #[argh(option, default = "10")]
         stop_grace_s: u64,
+        /// containers of Completed and Failed tasks kept on this node for their output, the most
+        /// recently finished first (default 20)
+        #[argh(option, default = "20")]
+        keep_containers: usize,
+        /// seconds a finished task's container is kept for its output (default 3600)
+        #[argh(option, default = "3600")]
+        keep_containers_s: u64,
+        /// megabytes of a container's log file before the engine rotates it (default 10)
+        #[argh(option, default = "10")]
+        log_max_size_mb: u64,
+        /// the manager to join, HOST:PORT: the worker registers there (with the cluster token) and
+        /// keeps registering, so that either side may restart
+        #[argh(option)]
+        join: Option<String>,
+        /// the HOST:PORT the manager should dial (default: the address this worker reaches the
+        /// manager from, with its own port)
+        #[argh(option)]
+        advertise: Option<String>,
+        /// log files kept per container, the current one included (default 3)
+        #[argh(option, default = "3")]
+        log_max_files: u32,
     }
 }
 
@@ -60,6 +81,11 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> Result<(), String> {
     check_name(&args.name).map_err(|m| format!("-n {:?}: {m}", args.name))?;
+    for (flag, addr) in [("--join", &args.join), ("--advertise", &args.advertise)] {
+        if let Some(a) = addr {
+            cli::check_address(a).map_err(|m| format!("{flag}: {m}"))?;
+        }
+    }
     if args.sync_interval_ms == 0 {
         return Err("--sync-interval-ms must be above 0".into());
     }
@@ -68,7 +94,11 @@ fn run(args: Args) -> Result<(), String> {
     }
     let socket = docker_cli::socket_path(args.docker_socket.as_deref(), std::env::var("DOCKER_HOST").ok().as_deref())?;
     let ready = cli::prepare(&args.flags(), &format!("worker-{}.db", args.name))?;
-    let docker = Arc::new(Docker::new(socket.clone()));
+    if args.log_max_size_mb == 0 || args.log_max_files == 0 {
+        return Err("--log-max-size-mb and --log-max-files must be above 0".into());
+    }
+    let rotation = LogRotation { max_size_mb: args.log_max_size_mb, max_files: args.log_max_files };
+    let docker = Arc::new(Docker::new(socket.clone()).with_log_rotation(rotation));
     // The engine's version is asked on the worker's own threads ("engine answers", or the engine
     // reported unreachable until it answers), not here before listening: Podman takes a second
     // or more to answer /version (it runs conmon and the OCI runtime to report theirs), and a
@@ -78,14 +108,25 @@ fn run(args: Args) -> Result<(), String> {
     config.stop_grace = Duration::from_secs(args.stop_grace_s);
     config.sync_interval = Duration::from_millis(args.sync_interval_ms);
     config.keep_finished_count = args.keep_finished;
+    config.retention = Retention { count: args.keep_containers, age: Duration::from_secs(args.keep_containers_s) };
     config.orphan_grace = Duration::from_secs(args.orphan_grace_s);
     config.restart_backoff_max = Duration::from_secs(args.restart_backoff_max_s.max(1));
     config.caps = Caps { cpus: args.max_cpus, memory_mb: args.max_memory_mb, disk_mb: args.max_disk_mb };
     let worker = worker::spawn(config, docker, ready.store).map_err(|e| error_chain(&e))?;
+    let (stop_join, join_stop) = crossbeam_channel::bounded::<()>(1);
+    if let Some(manager) = args.join.clone() {
+        let own_port = ready.listener.local_addr().map_err(|e| e.to_string())?.port();
+        let (name, advertise, token) = (args.name.clone(), args.advertise.clone(), ready.token.clone());
+        std::thread::Builder::new()
+            .name("join".into())
+            .spawn(move || http::join::join_loop(manager, name, advertise, own_port, token, join_stop))
+            .map_err(|e| format!("cannot start the join thread: {e}"))?;
+    }
     let handler = http::worker_handler(worker.handle(), ready.token);
     cli::serve(ready.listener, &ready.signals, handler, |addr| {
         log::info!("worker listening name={} addr={addr} storage={}", q(&args.name), q(&args.storage));
     })?;
+    drop(stop_join);
     worker.shutdown();
     log::info!("worker stopped; its containers keep running name={}", q(&args.name));
     Ok(())

@@ -69,6 +69,22 @@ pub(super) fn open(socket: &Path, path: &str) -> Result<(u16, Box<dyn Read + Sen
     Ok((head.status, body_reader(reader, &head)))
 }
 
+/// A GET whose body is read as it comes, each read waiting at most `read_timeout` (none: as
+/// long as it takes), with a second handle on the socket: shutting it down makes a blocked read
+/// return, which is how a stream nobody reads any more is ended from another thread.
+pub(super) fn open_closable(
+    socket: &Path,
+    path: &str,
+    read_timeout: Option<Duration>,
+) -> Result<(u16, Box<dyn Read + Send>, UnixStream), DockerError> {
+    let mut stream = connect(socket, read_timeout)?;
+    let handle = stream.try_clone().map_err(DockerError::Io)?;
+    write_request(&mut stream, "GET", path, None).map_err(DockerError::Io)?;
+    let mut reader = BufReader::new(stream);
+    let head = read_head(&mut reader)?;
+    Ok((head.status, body_reader(reader, &head), handle))
+}
+
 /// A socket whose reads share one deadline: a response trickling in cannot hold a thread for
 /// longer than its call's timeout.
 struct Deadlined {

@@ -55,8 +55,39 @@ fn parse_json<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, DockerErro
     serde_json::from_slice(body).map_err(|e| DockerError::Protocol(e.to_string()))
 }
 
+/// Whether an inspected container has a TTY (its log is then a raw stream, not frames).
+pub(super) fn parse_tty(body: &[u8]) -> Result<bool, DockerError> {
+    #[derive(Deserialize)]
+    struct TtyWire {
+        #[serde(rename = "Config", default)]
+        config: Option<TtyConfig>,
+    }
+    #[derive(Deserialize)]
+    struct TtyConfig {
+        #[serde(rename = "Tty", default)]
+        tty: bool,
+    }
+    let w: TtyWire = parse_json(body)?;
+    Ok(w.config.is_some_and(|c| c.tty))
+}
+
+/// The cap on a container's log on disk: the `json-file` driver's `max-size` per file and
+/// `max-file` files, so that a chatty task cannot fill the engine's disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogRotation {
+    pub max_size_mb: u64,
+    pub max_files: u32,
+}
+
+impl Default for LogRotation {
+    /// 10 MB in at most 3 files: 30 MB per container at most.
+    fn default() -> LogRotation {
+        LogRotation { max_size_mb: 10, max_files: 3 }
+    }
+}
+
 /// The body of a create call for a task's spec.
-pub fn create_body(spec: &TaskSpec, labels: &BTreeMap<String, String>) -> Value {
+pub fn create_body(spec: &TaskSpec, labels: &BTreeMap<String, String>, logs: LogRotation) -> Value {
     let mut exposed = serde_json::Map::new();
     let mut bindings = serde_json::Map::new();
     for p in &spec.ports {
@@ -68,7 +99,11 @@ pub fn create_body(spec: &TaskSpec, labels: &BTreeMap<String, String>) -> Value 
     }
     // Init: a tiny init (docker-init) is PID 1 and forwards signals, so a task's process gets
     // SIGTERM's default action on stop instead of being ignored as PID 1 and killed after the grace.
-    let mut host_config = json!({ "PortBindings": bindings, "Init": true });
+    let log_config = json!({
+        "Type": "json-file",
+        "Config": { "max-size": format!("{}m", logs.max_size_mb), "max-file": logs.max_files.to_string() },
+    });
+    let mut host_config = json!({ "PortBindings": bindings, "Init": true, "LogConfig": log_config });
     if let Some(mb) = spec.memory_mb {
         let bytes = mb * 1024 * 1024;
         host_config["Memory"] = json!(bytes);
@@ -88,6 +123,9 @@ pub fn create_body(spec: &TaskSpec, labels: &BTreeMap<String, String>) -> Value 
     });
     if !spec.cmd.is_empty() {
         body["Cmd"] = json!(spec.cmd);
+    }
+    if spec.tty {
+        body["Tty"] = json!(true);
     }
     body
 }
@@ -375,7 +413,7 @@ mod tests {
         )
         .unwrap();
         let labels = BTreeMap::from([("skiff.task-id".to_string(), "x".to_string())]);
-        let body = create_body(&spec, &labels);
+        let body = create_body(&spec, &labels, LogRotation { max_size_mb: 5, max_files: 2 });
         assert_eq!(body["ExposedPorts"], json!({"8080/tcp": {}, "53/udp": {}}));
         assert_eq!(body["HostConfig"]["PortBindings"]["8080/tcp"], json!([{"HostIp": "", "HostPort": ""}]));
         assert_eq!(body["HostConfig"]["PortBindings"]["53/udp"], json!([{"HostIp": "", "HostPort": "5353"}]));
@@ -387,6 +425,9 @@ mod tests {
         assert_eq!(body["Labels"], json!({"skiff.task-id": "x"}));
         assert!(body["HostConfig"].get("RestartPolicy").is_none(), "skiff does its own restarts");
         assert_eq!(body["HostConfig"]["Init"], json!(true));
+        let logs = json!({"Type": "json-file", "Config": {"max-size": "5m", "max-file": "2"}});
+        assert_eq!(body["HostConfig"]["LogConfig"], logs, "a chatty task's log is capped on disk");
+        assert!(body.get("Tty").is_none());
     }
 
     #[test]

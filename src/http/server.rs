@@ -26,6 +26,7 @@
 //!
 //! Must not know routes or domain types: it calls one handler with a `Request`.
 
+use super::stream::{Body, Chunks, Producer, CHUNK_DEADLINE};
 use crate::api::ErrorBody;
 use crate::logfmt::{q, short};
 use crate::time::Timestamp;
@@ -37,6 +38,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+const JSON: &str = "application/json";
 
 /// Limits of one server; the defaults suit both daemons.
 #[derive(Debug, Clone)]
@@ -98,11 +101,13 @@ impl Request {
     }
 }
 
-/// A response: a status and a JSON body.
-#[derive(Debug, Clone, PartialEq)]
+/// A response: a status, a content type and a body, whole or streamed.
+#[derive(Debug)]
 pub struct Response {
     pub status: u16,
-    pub body: Vec<u8>,
+    pub body: Body,
+    /// `application/json` unless a handler says otherwise (`text/plain` logs, NDJSON events).
+    pub content_type: &'static str,
     /// Close the connection after this response.
     pub close: bool,
     /// Extra headers, e.g. `Allow` on a 405.
@@ -111,7 +116,26 @@ pub struct Response {
 
 impl Response {
     pub fn json_bytes(status: u16, body: Vec<u8>) -> Response {
-        Response { status, body, close: false, headers: Vec::new() }
+        Response { status, body: Body::Bytes(body), content_type: JSON, close: false, headers: Vec::new() }
+    }
+
+    /// A streamed answer: `produce` writes the body chunk by chunk on the serving thread (each
+    /// chunk within `CHUNK_DEADLINE`); the connection is closed after it.
+    pub fn stream(status: u16, content_type: &'static str, produce: Producer) -> Response {
+        Response { status, body: Body::Stream(produce), content_type, close: true, headers: Vec::new() }
+    }
+
+    /// A whole answer of another type than JSON.
+    pub fn bytes(status: u16, content_type: &'static str, body: Vec<u8>) -> Response {
+        Response { status, body: Body::Bytes(body), content_type, close: false, headers: Vec::new() }
+    }
+
+    /// The body, when it is whole (tests and handlers that look at an answer).
+    pub fn bytes_of(&self) -> &[u8] {
+        match &self.body {
+            Body::Bytes(b) => b,
+            Body::Stream(_) => &[],
+        }
     }
 
     /// Every error answer of both daemons, in the one error shape (`ErrorBody`).
@@ -346,7 +370,7 @@ fn waiting_room(
         let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
         let _ = write_response(
             &mut stream,
-            &Response::error(status, &ErrorBody::new(message)),
+            Response::error(status, &ErrorBody::new(message)),
             true,
             false,
             Duration::from_secs(1),
@@ -457,7 +481,7 @@ impl Connection<'_> {
                 Err(ReadFailure::Reply(status, message)) => {
                     let _ = write_response(
                         &mut self.stream,
-                        &Response::error(status, &ErrorBody::new(message)),
+                        Response::error(status, &ErrorBody::new(message)),
                         true,
                         false,
                         self.limits.write_timeout,
@@ -469,7 +493,7 @@ impl Connection<'_> {
                     break;
                 }
                 Err(ReadFailure::Answer(resp)) => {
-                    let _ = write_response(&mut self.stream, &resp, true, false, self.limits.write_timeout);
+                    let _ = write_response(&mut self.stream, *resp, true, false, self.limits.write_timeout);
                     if self.linger_for.is_some() {
                         return self.linger();
                     }
@@ -482,13 +506,14 @@ impl Connection<'_> {
                 .unwrap_or_else(|_| Response::error(500, &ErrorBody::new("internal error: the handler panicked")));
             let close = !keep_alive || resp.close || self.stopping.load(Ordering::SeqCst);
             // a HEAD answer has the head of the GET answer and no body
+            let status = resp.status;
             let written =
-                write_response(&mut self.stream, &resp, close, req.method == "HEAD", self.limits.write_timeout);
+                write_response(&mut self.stream, resp, close, req.method == "HEAD", self.limits.write_timeout);
             debug!(
                 "http method={} path={} status={} latency_us={}",
                 q(&short(&req.method)),
                 q(&short(&req.path)),
-                resp.status,
+                status,
                 started.elapsed().as_micros()
             );
             if close || written.is_err() {
@@ -735,35 +760,54 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-/// Writes a response; the whole of it must be taken by the reader within `deadline`.
+/// Writes a response; a whole body must be taken by the reader within `deadline`, a streamed
+/// one chunk by chunk within `CHUNK_DEADLINE` each.
 fn write_response(
     stream: &mut TcpStream,
-    resp: &Response,
+    resp: Response,
     close: bool,
     head_only: bool,
     deadline: Duration,
 ) -> io::Result<()> {
+    let streamed = matches!(resp.body, Body::Stream(_));
+    let length = match &resp.body {
+        Body::Bytes(b) => format!("Content-Length: {}", b.len()),
+        Body::Stream(_) => "Transfer-Encoding: chunked".to_string(),
+    };
     let mut out = format!(
-        "HTTP/1.1 {} {}\r\nDate: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: {}\r\n",
+        "HTTP/1.1 {} {}\r\nDate: {}\r\nContent-Type: {}\r\n{length}\r\nConnection: {}\r\n",
         resp.status,
         reason(resp.status),
         Timestamp::now().http_date(),
-        resp.body.len(),
-        if close { "close" } else { "keep-alive" }
+        resp.content_type,
+        if close || streamed { "close" } else { "keep-alive" }
     );
     for (name, value) in &resp.headers {
         out.push_str(&format!("{name}: {value}\r\n"));
     }
     out.push_str("\r\n");
     let mut bytes = out.into_bytes();
-    if !head_only {
-        bytes.extend_from_slice(&resp.body);
+    match resp.body {
+        Body::Bytes(body) => {
+            if !head_only {
+                bytes.extend_from_slice(&body);
+            }
+            write_within(stream, &bytes, deadline)
+        }
+        Body::Stream(produce) => {
+            write_within(stream, &bytes, deadline)?;
+            if head_only {
+                return Ok(());
+            }
+            let mut chunks = Chunks::new(stream, CHUNK_DEADLINE);
+            produce(&mut chunks)?;
+            chunks.finish()
+        }
     }
-    write_within(stream, &bytes, deadline)
 }
 
 /// Writes all of `bytes` within `deadline`, each write waiting only for what is left of it.
-fn write_within(stream: &mut TcpStream, mut bytes: &[u8], deadline: Duration) -> io::Result<()> {
+pub(super) fn write_within(stream: &mut TcpStream, mut bytes: &[u8], deadline: Duration) -> io::Result<()> {
     let end = Instant::now() + deadline;
     while !bytes.is_empty() {
         let left = end.saturating_duration_since(Instant::now());
@@ -1116,5 +1160,30 @@ mod tests {
             assert!(tries < 100, "the budget never came back: {out}");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    #[test]
+    fn streamed_answers_are_chunked_typed_and_close_the_connection() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let handler: Arc<Handler> = Arc::new(|_req: &Request| {
+            Response::stream(
+                200,
+                "text/plain; charset=utf-8",
+                Box::new(|out| {
+                    out.send(b"one\n")?;
+                    out.send(b"")?;
+                    out.send(b"two\n")
+                }),
+            )
+        });
+        let server = Server::start(listener, Limits::default(), handler).expect("start");
+        let answer = raw(&server, b"GET /logs HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(answer.contains("Content-Type: text/plain; charset=utf-8\r\n"), "{answer}");
+        assert!(answer.contains("Transfer-Encoding: chunked\r\n"), "{answer}");
+        assert!(answer.contains("Connection: close\r\n"), "{answer}");
+        assert!(!answer.contains("Content-Length"), "{answer}");
+        assert!(answer.ends_with("\r\n\r\n4\r\none\n\r\n4\r\ntwo\n\r\n0\r\n\r\n"), "{answer}");
+        let head = raw(&server, b"HEAD /logs HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(head.ends_with("Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"), "{head}");
     }
 }

@@ -7,13 +7,15 @@
 //! back as an observation. Must not read the system's time: it reads `ManagerConfig::clock`.
 //! A change is kept in the table, and told to a caller, only once the store has it.
 
+use super::join::{self, Join, Known};
 use super::node::{Job, Node, Observation};
 use super::{Command, Cursor, ManagerConfig, ManagerError, TaskPage, TaskQuery};
-use crate::api::{ManagerHealth, NodeInfo, NodeStatus, StartTask};
+use crate::api::{DryRun, ManagerHealth, NodeInfo, NodeStatus, NodeVerdict, StartTask};
 use crate::clock::Clock;
 use crate::control::{answer, error_chain, survive};
+use crate::events::{EventLog, Subject, DEFAULT_CAPACITY};
 use crate::logfmt::q;
-use crate::sched::{NodeState, NodeTable, Request, Scheduler, Usage};
+use crate::sched::{self, NodeState, NodeTable, Request, Scheduler, Usage};
 use crate::stats::Resources;
 use crate::store::{NodeRecord, Store};
 use crate::task::{DesiredState, Task, TaskId, TaskSpec, TaskState};
@@ -85,6 +87,10 @@ pub(super) struct State {
     pub(super) forgotten: Forgotten,
     /// The epoch and the instant a settling began, and when it ends at the latest.
     pub(super) settle: Option<(u64, Instant)>,
+    /// The cluster's recent history (`GET /v1/events`).
+    pub(super) events: EventLog,
+    /// Each node's status as the history last told it, to tell when it changes.
+    node_seen: Vec<NodeStatus>,
     /// Kept so that the observation channel never disconnects (see `spawn_with_ticks`).
     _observations: Sender<Observation>,
 }
@@ -128,6 +134,9 @@ impl State {
             store.list_services().map_err(ManagerError::Store)?.into_iter().map(|s| (s.name.clone(), s)).collect();
         let scheduler = config.scheduler.build();
         let clock = config.clock.clone();
+        let node_seen = vec![NodeStatus::Unknown; nodes.len()];
+        // the history of earlier runs, with a persisted store
+        let events = EventLog::restore(DEFAULT_CAPACITY, store.list_events().map_err(ManagerError::Store)?);
         Ok(State {
             config,
             clock,
@@ -141,6 +150,8 @@ impl State {
             all_down: false,
             forgotten: Forgotten::default(),
             settle: None,
+            events,
+            node_seen,
             _observations: observations,
         })
     }
@@ -161,6 +172,7 @@ impl State {
             }
             self.epoch += 1;
             survive("the plan", || self.reconcile());
+            self.note_node_changes();
         }
         info!("manager control loop stopped");
     }
@@ -188,6 +200,49 @@ impl State {
             self.forgotten.insert(id);
         }
         debug!("finished tasks forgotten count={extra}");
+    }
+
+    /// Adds an event to the history and, with a persisted store, keeps it there (bounded). A
+    /// failed write loses the event from the next run's history, nothing else: it is logged.
+    #[allow(clippy::too_many_arguments)]
+    fn note_event(
+        &mut self,
+        at: Timestamp,
+        subject: Subject,
+        task: Option<TaskId>,
+        node: Option<String>,
+        from: Option<String>,
+        to: String,
+        reason: String,
+    ) {
+        let event = self.events.push(at, subject, task, node, from, to, reason).clone();
+        if let Err(e) = self.store.put_event(&event, DEFAULT_CAPACITY as u64) {
+            error!("store write of an event failed seq={} error={}", event.seq, q(&error_chain(&e)));
+        }
+    }
+
+    /// Records in the history each node whose status changed since it was last told.
+    fn note_node_changes(&mut self) {
+        let now = self.now();
+        for i in 0..self.nodes.len() {
+            let status = self.status_of(&self.nodes[i]);
+            let before = self.node_seen.get(i).copied().unwrap_or(NodeStatus::Unknown);
+            if status == before {
+                continue;
+            }
+            if let Some(seen) = self.node_seen.get_mut(i) {
+                *seen = status;
+            }
+            let node = &self.nodes[i];
+            let reason = match status {
+                NodeStatus::Up => format!("answering at {}", node.address),
+                NodeStatus::Down => node.error.clone().unwrap_or_else(|| "silent past the node timeout".into()),
+                NodeStatus::Unknown => "not heard from yet".into(),
+            };
+            let from = (before != NodeStatus::Unknown).then(|| before.as_str().to_string());
+            let name = node.display_name().to_string();
+            self.note_event(now, Subject::Node, None, Some(name), from, status.as_str().into(), reason);
+        }
     }
 
     /// Wall-clock time, for records.
@@ -219,13 +274,18 @@ impl State {
         if old == Some(&task) {
             return Ok(()); // nothing changed: nothing written
         }
-        if let Some((from, reason)) = task.change_since(old) {
-            task.record(from, reason, self.now());
+        let change = task.change_since(old);
+        if let Some((from, reason)) = &change {
+            task.record(*from, reason.clone(), self.now());
         }
         self.store.put_task(&task).map_err(|e| {
             error!("store write failed task_id={} error={}", task.id, q(&error_chain(&e)));
             ManagerError::Store(e)
         })?;
+        if let Some((from, reason)) = change {
+            let (at, to, node) = (self.now(), task.state.to_string(), task.node.clone());
+            self.note_event(at, Subject::Task, Some(task.id), node, from.map(|f| f.to_string()), to, reason);
+        }
         match self.tasks.get_mut(&task.id) {
             Some(t) => {
                 if task.state != TaskState::Pending {
@@ -275,6 +335,9 @@ impl State {
     fn on_command(&mut self, cmd: Command) {
         match cmd {
             Command::Submit { spec, reply } => answer(&reply, self.submit(spec)),
+            Command::DryRun { spec, reply } => answer(&reply, Ok(self.dry_run(&spec))),
+            Command::Events { query, reply } => answer(&reply, Ok(self.events.query(&query))),
+            Command::Join { name, address, reply } => answer(&reply, self.join(name, address)),
             Command::Get { id, reply } => {
                 answer(&reply, self.tasks.get(&id).map(|t| t.task.clone()).ok_or(ManagerError::NotFound(id)))
             }
@@ -309,6 +372,84 @@ impl State {
         // place it now rather than at the next tick
         self.place(&[id]);
         Ok(self.tasks[&id].task.clone())
+    }
+
+    /// A worker joins: a new node, one known already, or a down node taken over by its name at
+    /// a new address (`join::decide`). Answered once the node is in the store.
+    fn join(&mut self, name: String, address: String) -> Result<NodeInfo, ManagerError> {
+        let statuses: Vec<NodeStatus> = self.nodes.iter().map(|n| self.status_of(n)).collect();
+        let known: Vec<Known> = self
+            .nodes
+            .iter()
+            .zip(&statuses)
+            .map(|(n, s)| Known { name: n.name.as_deref(), address: &n.address, status: *s })
+            .collect();
+        let decision = join::decide(&known, &name, &address);
+        let index = match decision {
+            Join::Conflict(why) => return Err(ManagerError::JoinRefused(why)),
+            Join::Known(i) => i,
+            Join::Named(_) | Join::TakeOver(_) | Join::New => {
+                self.store
+                    .put_node(&NodeRecord { address: address.clone(), name: Some(name.clone()) })
+                    .map_err(ManagerError::Store)?;
+                let i = match decision {
+                    Join::Named(i) => i,
+                    _ => {
+                        let make = self.config.links.clone().ok_or(ManagerError::NoJoins)?;
+                        let i = if let Join::TakeOver(i) = decision { i } else { self.nodes.len() };
+                        let since = self.clock.now();
+                        let threads = self.config.dispatch_threads;
+                        let node = Node::spawn(i, make(&address), threads, self._observations.clone(), since)
+                            .map_err(ManagerError::Spawn)?;
+                        if i == self.nodes.len() {
+                            self.nodes.push(node);
+                            self.node_seen.push(NodeStatus::Unknown);
+                        } else {
+                            // the old node's threads end as its queues, dropped here, disconnect
+                            self.nodes[i] = node;
+                        }
+                        i
+                    }
+                };
+                let node = &mut self.nodes[i];
+                node.name = Some(name.clone());
+                node.name_stored = true;
+                let reason = match decision {
+                    Join::TakeOver(_) => format!("took over the down node {name}, now at {address}"),
+                    _ => format!("joined from {address}"),
+                };
+                info!("node joined node={} address={} how={}", q(&name), q(&address), q(&reason));
+                let now = self.now();
+                self.note_event(now, Subject::Node, None, Some(name.clone()), None, "joined".into(), reason);
+                i
+            }
+        };
+        self.poll_all();
+        self.node_infos().into_iter().nth(index).ok_or(ManagerError::Unavailable)
+    }
+
+    fn dry_run(&self, spec: &TaskSpec) -> DryRun {
+        let table = self.node_table();
+        let p = sched::preview(&*self.scheduler, &Request::of(spec), &table);
+        let nodes = table
+            .nodes()
+            .iter()
+            .zip(p.verdicts)
+            .map(|(n, v)| match v {
+                Ok(score) => NodeVerdict {
+                    node: n.name.clone(),
+                    fits: true,
+                    score: score.is_finite().then_some(score),
+                    reason: None,
+                },
+                Err(why) => NodeVerdict { node: n.name.clone(), fits: false, score: None, reason: Some(why) },
+            })
+            .collect();
+        DryRun {
+            scheduler: self.config.scheduler.name().into(),
+            chosen: p.chosen.map(|i| table.nodes()[i].name.clone()),
+            nodes,
+        }
     }
 
     fn stop(&mut self, id: TaskId) -> Result<Task, ManagerError> {

@@ -102,11 +102,14 @@ pub struct TaskSpec {
     pub restart_policy: Option<RestartPolicy>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheck>,
+    /// Run the process on a terminal (its log is then one raw stream, stderr within stdout).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tty: bool,
 }
 
 /// The fields of a spec, in the order the docs list them.
-pub const SPEC_FIELDS: [&str; 10] =
-    ["name", "image", "cmd", "env", "cpus", "memory_mb", "disk_mb", "ports", "restart_policy", "health_check"];
+pub const SPEC_FIELDS: [&str; 11] =
+    ["name", "image", "cmd", "env", "cpus", "memory_mb", "disk_mb", "ports", "restart_policy", "health_check", "tty"];
 
 /// Limits that keep one spec from being absurd; each is far above any real use.
 pub const MAX_NAME_LEN: usize = 63;
@@ -188,6 +191,7 @@ impl TaskSpec {
                 None | Some(Value::Null) => None,
                 Some(v) => Some(health_check(v)?),
             },
+            tty: optional(&mut obj, "tty")?.unwrap_or(false),
         };
         spec.validate()?;
         let size = serde_json::to_vec(&spec).map(|v| v.len()).unwrap_or(usize::MAX);
@@ -637,7 +641,7 @@ mod tests {
     #[test]
     fn unknown_field_message_lists_the_known_ones() {
         let e = TaskSpec::from_value(json!({"name": "a", "image": "b", "imagee": "c"})).unwrap_err();
-        assert_eq!(e.to_string(), "invalid task spec: field `imagee`: unknown field; the fields are: name, image, cmd, env, cpus, memory_mb, disk_mb, ports, restart_policy, health_check");
+        assert_eq!(e.to_string(), "invalid task spec: field `imagee`: unknown field; the fields are: name, image, cmd, env, cpus, memory_mb, disk_mb, ports, restart_policy, health_check, tty");
     }
 
     #[test]
@@ -685,7 +689,7 @@ mod tests {
             let text = format!(r#"{{"name":"a","image":"b","cpus":{given}}}"#);
             let spec = TaskSpec::from_json(text.as_bytes()).expect("valid");
             assert_eq!(spec.cpus, Some(kept), "{given}");
-            let body = crate::docker_cli::create_body(&spec, &Default::default());
+            let body = crate::docker_cli::create_body(&spec, &Default::default(), Default::default());
             assert_eq!(body["HostConfig"]["NanoCpus"], serde_json::json!(nano), "{given}");
         }
     }

@@ -4,7 +4,9 @@
 //!
 //! Must not decide anything: the trait is the engine's vocabulary, nothing more.
 
-use crate::docker_cli::{ContainerEvent, ContainerInfo, ContainerSummary, CreateOptions, Docker, DockerError};
+use crate::docker_cli::{
+    ContainerEvent, ContainerInfo, ContainerSummary, CreateOptions, Docker, DockerError, LogOptions, LogStream,
+};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -34,6 +36,9 @@ pub trait Engine: Send + Sync {
     fn list(&self, labels: &[String]) -> Result<Vec<ContainerSummary>, DockerError>;
     /// Container events for containers carrying all the given labels.
     fn events(&self, labels: &[String]) -> Result<Events, DockerError>;
+    /// A container's output, stdout and stderr decoded; followed, it ends when the container
+    /// stops. Read by the thread serving the request, not by the control thread.
+    fn logs(&self, id: &str, opts: &LogOptions) -> Result<LogStream, DockerError>;
 }
 
 impl Engine for Docker {
@@ -79,5 +84,9 @@ impl Engine for Docker {
 
     fn events(&self, labels: &[String]) -> Result<Events, DockerError> {
         Ok(Box::new(Docker::events(self, labels)?))
+    }
+
+    fn logs(&self, id: &str, opts: &LogOptions) -> Result<LogStream, DockerError> {
+        Docker::logs(self, id, opts)
     }
 }

@@ -6,7 +6,7 @@
 //! (`without_init`) a create asking for an init fails when catatonit is missing.
 
 use super::engine::{Engine, Events};
-use crate::docker_cli::{ContainerInfo, ContainerSummary, CreateOptions, DockerError};
+use crate::docker_cli::{ContainerInfo, ContainerSummary, CreateOptions, DockerError, LogOptions, LogStream};
 use crate::task::{PortBinding, Protocol};
 use crate::time::Timestamp;
 use std::collections::{BTreeMap, HashSet, VecDeque};
@@ -375,6 +375,17 @@ impl Engine for FakeEngine {
         let inner = self.lock();
         let key = Self::find(&inner, id).ok_or_else(|| no_such(id))?;
         Ok(Self::info(&inner.containers[&key]))
+    }
+
+    /// The fake's containers print their own id, once.
+    fn logs(&self, id: &str, _opts: &LogOptions) -> Result<LogStream, DockerError> {
+        if self.enter("logs", id)? {
+            return Err(timed_out());
+        }
+        let inner = self.lock();
+        let key = Self::find(&inner, id).ok_or_else(|| no_such(id))?;
+        let output = format!("{key}\n").into_bytes();
+        Ok(LogStream { reader: Box::new(io::Cursor::new(output)), close: Box::new(|| {}) })
     }
 
     fn list(&self, labels: &[String]) -> Result<Vec<ContainerSummary>, DockerError> {

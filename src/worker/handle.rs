@@ -11,7 +11,7 @@ use super::watch::{self, follow_events, sample_node, EngineEvent, HealthResult, 
 use super::{WorkerConfig, WorkerError};
 use crate::api::{StartTask, WorkerHealth};
 use crate::control::{ask, spawn_thread, survive, AskError, ControlThread};
-use crate::docker_cli::DockerError;
+use crate::docker_cli::{DockerError, LogOptions, LogStream};
 use crate::stats::NodeStats;
 use crate::store::Store;
 use crate::task::{Task, TaskId};
@@ -37,6 +37,9 @@ pub enum Command {
 #[derive(Clone)]
 pub struct WorkerHandle {
     tx: Sender<Command>,
+    /// For streams only (logs): read by the thread serving the request, so that a long read
+    /// never holds the control thread or an engine pool.
+    engine: Arc<dyn Engine>,
     start_wait: Duration,
     stop_wait: Duration,
 }
@@ -73,6 +76,20 @@ impl WorkerHandle {
 
     pub fn health(&self) -> Result<WorkerHealth, WorkerError> {
         self.ask(|reply| Command::Health { reply }, QUICK_WAIT)
+    }
+
+    /// A task's output, as its container's log: the table says which container, the engine is
+    /// then read on the caller's thread.
+    pub fn logs(&self, id: TaskId, opts: &LogOptions) -> Result<LogStream, WorkerError> {
+        let task = self.get(id)?;
+        let Some(container_id) = task.container_id else {
+            return Err(WorkerError::NoOutput { id, why: "it has no container yet" });
+        };
+        self.engine.logs(&container_id, opts).map_err(|e| match e {
+            e if e.is_not_found() => WorkerError::NoOutput { id, why: "its container was removed" },
+            e if e.is_engine_down() => WorkerError::EngineUnreachable(crate::control::error_chain(&e)),
+            e => WorkerError::Logs(e),
+        })
     }
 
     /// The node's last statistics sample (cheap: no measurement happens in the call).
@@ -144,7 +161,7 @@ pub fn spawn(config: WorkerConfig, engine: Arc<dyn Engine>, store: Box<dyn Store
         info!("worker control loop stopped node={}", state.name());
     })?;
     let stop_wait = config.stop_grace + Duration::from_secs(60);
-    let handle = WorkerHandle { tx: cmd_tx.clone(), start_wait: config.start_wait, stop_wait };
+    let handle = WorkerHandle { tx: cmd_tx.clone(), engine, start_wait: config.start_wait, stop_wait };
     Ok(Worker { handle, control: ControlThread::new(cmd_tx, Command::Shutdown, join) })
 }
 

@@ -24,14 +24,17 @@ mod engine;
 mod fake;
 mod handle;
 mod ops;
+mod retention;
 mod state;
 mod watch;
 
 pub use engine::{Engine, Events};
 pub use handle::{spawn, Worker, WorkerHandle};
+pub use retention::Retention;
 
 use crate::clock::{self, Clock};
 use crate::control::SpawnError;
+use crate::docker_cli::DockerError;
 use crate::stats::Caps;
 use crate::store::StoreError;
 use crate::task::{TaskId, TaskState};
@@ -73,6 +76,8 @@ pub struct WorkerConfig {
     pub keep_finished: Duration,
     /// How many finished tasks stay listed at most; the longest finished go first.
     pub keep_finished_count: usize,
+    /// The containers of Completed and Failed tasks kept for their output (count and age).
+    pub retention: Retention,
     /// How long an HTTP thread waits for a start to finish before answering 504.
     pub start_wait: Duration,
     /// How often the node's statistics are sampled (CPU usage is measured between samples).
@@ -111,6 +116,7 @@ impl WorkerConfig {
             // long enough for a manager cut off for a while to still learn how a task ended
             keep_finished: Duration::from_secs(24 * 3600),
             keep_finished_count: 1000,
+            retention: Retention::default(),
             start_wait: Duration::from_secs(330),
             stats_interval: Duration::from_secs(2),
             caps: Caps::default(),
@@ -149,6 +155,13 @@ pub enum WorkerError {
     Store(StoreError),
     /// A thread the worker needs could not be started.
     Spawn(SpawnError),
+    /// The task has no output to read here (no container yet, or its container is gone).
+    NoOutput {
+        id: TaskId,
+        why: &'static str,
+    },
+    /// The engine refused to give a container's output.
+    Logs(DockerError),
 }
 
 impl fmt::Display for WorkerError {
@@ -168,6 +181,8 @@ impl fmt::Display for WorkerError {
             WorkerError::ShuttingDown => f.write_str("the worker is shutting down"),
             WorkerError::Store(_) => f.write_str("the worker's store failed; the change is not recorded"),
             WorkerError::Spawn(_) => f.write_str("the worker could not start a thread"),
+            WorkerError::NoOutput { id, why } => write!(f, "no output of task {id} on this worker: {why}"),
+            WorkerError::Logs(_) => f.write_str("the engine could not give the container's output"),
         }
     }
 }
@@ -177,6 +192,7 @@ impl std::error::Error for WorkerError {
         match self {
             WorkerError::Store(e) => Some(e),
             WorkerError::Spawn(e) => Some(e),
+            WorkerError::Logs(e) => Some(e),
             _ => None,
         }
     }

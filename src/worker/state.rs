@@ -26,6 +26,8 @@ use std::time::Instant;
 mod runs;
 mod sync;
 
+use super::retention::{self, Kept};
+
 use sync::vanished;
 
 /// How a task's error starts while its node's engine does not answer.
@@ -70,6 +72,8 @@ pub struct Entry {
     health_failures: u32,
     /// The container is being stopped because it failed its health checks.
     unhealthy: bool,
+    /// A finished task's container is past the node's retention bound: remove it.
+    release_container: bool,
 }
 
 impl Entry {
@@ -91,6 +95,7 @@ impl Entry {
             health_failures: 0,
             unhealthy: false,
             pulled: false,
+            release_container: false,
         }
     }
 }
@@ -650,7 +655,11 @@ impl State {
                 let state = entry.task.state;
                 answer(&w, Err(WorkerError::AlreadyFinished { id, state }));
             }
-            if entry.container_present {
+            // Completed and Failed tasks keep their container for their output, within the
+            // node's retention bound (`on_tick`); a user's stop gives it up at once
+            let user_stopped =
+                entry.task.state == TaskState::Stopped || entry.task.desired_state == DesiredState::Stopped;
+            if entry.container_present && (user_stopped || entry.release_container) {
                 if let Some(cid) = entry.task.container_id.clone() {
                     entry.op = Some(OpKind::Remove);
                     self.pools.send(Op::Remove { id, container_id: cid });
@@ -675,8 +684,9 @@ impl State {
             self.persist_quietly(&id);
             self.follow_up(id);
         }
-        // forget finished tasks once the manager has had ample time to see them
         let now = self.now();
+        self.apply_retention(now);
+        // forget finished tasks once the manager has had ample time to see them
         let keep = self.config.keep_finished.as_millis() as u64;
         let mut finished: Vec<(Timestamp, TaskId)> = self
             .entries
@@ -699,6 +709,28 @@ impl State {
                 }
                 Err(e) => error!("store delete failed task_id={id} error={}", q(&error_chain(&e))),
             }
+        }
+    }
+}
+
+impl State {
+    /// Marks the finished tasks whose container is past the retention bound, and removes them.
+    fn apply_retention(&mut self, now: Timestamp) {
+        let kept: Vec<Kept> = self
+            .entries
+            .values()
+            .filter(|e| e.task.is_terminal() && e.container_present && !e.release_container)
+            .map(|e| Kept {
+                id: e.task.id,
+                finished_at: e.task.finished_at.unwrap_or(now),
+                stopped: e.task.state == TaskState::Stopped || e.task.desired_state == DesiredState::Stopped,
+            })
+            .collect();
+        for id in retention::release(&kept, self.config.retention, now) {
+            if let Some(e) = self.entries.get_mut(&id) {
+                e.release_container = true;
+            }
+            self.follow_up(id);
         }
     }
 }

@@ -464,13 +464,35 @@ fn a_stop_that_gets_no_answer_is_not_called_an_engine_down() {
 // ---- exits and restarts in place
 
 #[test]
-fn an_exit_zero_completes_the_task_and_removes_its_container() {
+fn an_exit_zero_completes_the_task_and_keeps_its_container_for_the_retention_age() {
     let mut rig = Rig::new();
     let task = rig.start();
     rig.exits(task.id, 0);
     let t = rig.task(task.id);
     assert_eq!((t.state, t.exit_code, t.error), (TaskState::Completed, Some(0), None));
-    assert!(rig.engine.containers().is_empty());
+    assert_eq!(rig.engine.containers().len(), 1, "kept for its output");
+    rig.clock.advance(rig.cfg.retention.age - Duration::from_secs(1));
+    rig.tick();
+    assert_eq!(rig.engine.containers().len(), 1, "still within the age");
+    // the fake engine's finish times run ahead of the rig's clock by under 20 minutes
+    rig.clock.advance(Duration::from_secs(1200));
+    rig.tick();
+    assert!(rig.engine.containers().is_empty(), "removed past the age");
+    assert_eq!(rig.task(task.id).state, TaskState::Completed, "the record stays");
+}
+
+#[test]
+fn only_the_most_recent_failures_keep_their_container_within_the_count() {
+    let mut rig = Rig::new();
+    rig.state.config.retention.count = 1;
+    let first = rig.start();
+    rig.exits(first.id, 1);
+    rig.clock.advance(Duration::from_secs(1));
+    let second = rig.start();
+    rig.exits(second.id, 1);
+    rig.tick();
+    let left: Vec<String> = rig.engine.containers().into_iter().map(|c| c.id).collect();
+    assert_eq!(left, vec![rig.task(second.id).container_id.expect("container")]);
 }
 
 #[test]
@@ -793,8 +815,11 @@ fn an_exited_container_of_an_unknown_task_is_adopted_as_finished_and_cleaned_up(
     let id = TaskId::new_v4();
     let (name, labels) = skiff_labels(id);
     engine.add_foreign(&name, labels, false);
-    let rig = Rig::on(engine, FlakyStore::new(), ManualClock::new(Timestamp(0)));
+    let mut rig = Rig::on(engine, FlakyStore::new(), ManualClock::new(Timestamp(0)));
     assert_eq!(rig.task(id).state, TaskState::Completed);
+    assert_eq!(rig.engine.containers().len(), 1, "kept for its output");
+    rig.clock.advance(rig.cfg.retention.age + Duration::from_secs(1200));
+    rig.tick();
     assert!(rig.engine.containers().is_empty());
 }
 
@@ -970,10 +995,12 @@ fn finished_tasks_are_forgotten_after_the_keep_time() {
 fn finished_tasks_beyond_the_count_are_forgotten_longest_finished_first() {
     let mut rig = Rig::new();
     rig.state.config.keep_finished_count = 2;
+    rig.state.config.retention.count = 0;
     let ids: Vec<TaskId> = (0..4).map(|_| rig.start().id).collect();
     for id in &ids {
         rig.exits(*id, 0);
     }
+    rig.tick();
     rig.tick();
     let kept: Vec<bool> = ids.iter().map(|id| rig.state.entries.contains_key(id)).collect();
     assert_eq!(kept, [false, false, true, true]);
