@@ -81,9 +81,11 @@ fn a_failed_and_a_restarted_task_keep_their_output() {
         "name": "dier", "image": IMAGE, "memory_mb": 16,
         "cmd": ["sh", "-c", "echo about to fail >&2; exit 3"]
     }));
+    // each run lives a moment after it prints: the engine's log copier may miss the output of
+    // a process that exits at once
     let restarted = c.submit(&json!({
         "name": "retrier", "image": IMAGE, "memory_mb": 16,
-        "cmd": ["sh", "-c", "echo run at $(date +%s%N); exit 1"],
+        "cmd": ["sh", "-c", "echo run at $(date +%s%N); sleep 0.3; exit 1"],
         "restart_policy": {"mode": "on-failure", "max_restarts": 2}
     }));
     let t = c.wait_state(&failed, "Failed", RUN);
