@@ -37,7 +37,7 @@ fn logs_of_a_running_task_through_the_manager_and_its_worker() {
     c.wait_nodes_up();
     let id = c.submit(&json!({
         "name": "talker", "image": IMAGE, "memory_mb": 16,
-        "cmd": ["sh", "-c", "echo out-1; echo err-1 >&2; echo out-2; exec sleep 300"]
+        "cmd": ["sh", "-c", "echo out-1; echo err-1 >&2; sleep 0.5; echo out-2; exec sleep 300"]
     }));
     c.wait_state(&id, "Running", RUN);
     let all = wait_output(&c, &id, "", "out-2");
@@ -46,6 +46,7 @@ fn logs_of_a_running_task_through_the_manager_and_its_worker() {
 
     assert_eq!(logs(&c, &id, "stream=stderr"), "err-1\n");
     assert!(!logs(&c, &id, "stream=stdout").contains("err-1"));
+    // the engine takes the tail before it filters the streams: out-2 is the last line of both
     assert_eq!(logs(&c, &id, "tail=1&stream=stdout"), "out-2\n");
     let stamped = logs(&c, &id, "timestamps=true&stream=stderr");
     let (time, line) = stamped.trim_end().split_once(' ').expect("a time before the line");
@@ -80,9 +81,11 @@ fn a_failed_and_a_restarted_task_keep_their_output() {
         "name": "dier", "image": IMAGE, "memory_mb": 16,
         "cmd": ["sh", "-c", "echo about to fail >&2; exit 3"]
     }));
+    // each run lives a moment after it prints: the engine's log copier may miss the output of
+    // a process that exits at once
     let restarted = c.submit(&json!({
         "name": "retrier", "image": IMAGE, "memory_mb": 16,
-        "cmd": ["sh", "-c", "echo run at $(date +%s%N); exit 1"],
+        "cmd": ["sh", "-c", "echo run at $(date +%s%N); sleep 0.3; exit 1"],
         "restart_policy": {"mode": "on-failure", "max_restarts": 2}
     }));
     let t = c.wait_state(&failed, "Failed", RUN);

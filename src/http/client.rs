@@ -1,0 +1,321 @@
+//! The HTTP clients: `HttpWorkerLink` (the manager's calls to a worker, the `WorkerLink` it
+//! needs) and `ManagerClient` (the client's calls to the manager, one typed method per route,
+//! streams written out as they come). How a call failed is decided once, in `classify`.
+//!
+//! Hold no state beyond their connection pools.
+
+use super::logs;
+use super::NEXT_PAGE_HEADER;
+use crate::api::{DryRun, ErrorBody, NodeInfo, StartTask, WorkerHealth};
+use crate::auth::Token;
+use crate::manager::{LinkError, WorkerLink};
+use crate::stats::NodeStats;
+use crate::task::{Task, TaskId};
+use serde::de::DeserializeOwned;
+use std::time::Duration;
+
+/// Responses bigger than this are refused (a task list of many thousands fits easily).
+const MAX_ANSWER: u64 = 64 * 1024 * 1024;
+
+fn agent(connect: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_connect(Some(connect))
+        .max_idle_connections_per_host(4)
+        .build()
+        .new_agent()
+}
+
+/// How a call failed, decided once for both clients: `LinkError` says whether the request may
+/// have reached the other side, which is what both callers need to know.
+fn classify(e: ureq::Error) -> LinkError {
+    use std::io::ErrorKind;
+    let text = e.to_string();
+    match e {
+        ureq::Error::Io(io) if matches!(io.kind(), ErrorKind::ConnectionRefused | ErrorKind::NotFound) => {
+            LinkError::Unreachable(text)
+        }
+        ureq::Error::HostNotFound | ureq::Error::ConnectionFailed | ureq::Error::BadUri(_) => {
+            LinkError::Unreachable(text)
+        }
+        ureq::Error::Timeout(ureq::Timeout::Connect | ureq::Timeout::Resolve) => LinkError::Unreachable(text),
+        // it answered, with too much or with something that is not what was asked
+        ureq::Error::Json(_) | ureq::Error::BodyExceedsLimit(_) | ureq::Error::Protocol(_) => {
+            LinkError::BadAnswer(text)
+        }
+        _ => LinkError::Lost(text),
+    }
+}
+
+/// One JSON call: method, URL, optional body, overall deadline, the `Authorization` value.
+fn call<T: DeserializeOwned>(
+    agent: &ureq::Agent,
+    method: &str,
+    url: &str,
+    body: Option<&[u8]>,
+    deadline: Duration,
+    authorization: Option<&str>,
+) -> Result<T, LinkError> {
+    call_paged(agent, method, url, body, deadline, authorization).map(|(v, _)| v)
+}
+
+/// `call`, with where the next page starts when the answer is one page of a list.
+fn call_paged<T: DeserializeOwned>(
+    agent: &ureq::Agent,
+    method: &str,
+    url: &str,
+    body: Option<&[u8]>,
+    deadline: Duration,
+    authorization: Option<&str>,
+) -> Result<(T, Option<String>), LinkError> {
+    let mut builder = ureq::http::Request::builder().method(method).uri(url);
+    if let Some(value) = authorization {
+        builder = builder.header("Authorization", value);
+    }
+    if body.is_some() {
+        builder = builder.header("Content-Type", "application/json");
+    }
+    let request = builder
+        .body(body.map(<[u8]>::to_vec).unwrap_or_default())
+        .map_err(|e| LinkError::Unreachable(e.to_string()))?;
+    let request = agent.configure_request(request).timeout_global(Some(deadline)).build();
+    let mut resp = agent.run(request).map_err(classify)?;
+    let status = resp.status().as_u16();
+    let next = resp.headers().get(NEXT_PAGE_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
+    // the head came: a body that does not come whole (too big, too slow) is a bad answer from a
+    // peer that answered, not a lost one
+    let bytes = resp.body_mut().with_config().limit(MAX_ANSWER).read_to_vec().map_err(|e| match classify(e) {
+        LinkError::Lost(why) | LinkError::Unreachable(why) => {
+            LinkError::BadAnswer(format!("the answer did not arrive whole: {why}"))
+        }
+        other => other,
+    })?;
+    if !(200..300).contains(&status) {
+        let message = serde_json::from_slice::<ErrorBody>(&bytes)
+            .map(|e| e.error)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).chars().take(300).collect());
+        return Err(LinkError::Refused { status, message });
+    }
+    serde_json::from_slice(&bytes)
+        .map(|v| (v, next))
+        .map_err(|e| LinkError::BadAnswer(format!("{e} in {} bytes", bytes.len())))
+}
+
+/// The manager's link to one worker over HTTP.
+pub struct HttpWorkerLink {
+    address: String,
+    base: String,
+    agent: ureq::Agent,
+    authorization: Option<String>,
+    /// How long a start may take (image pull included) and a stop (grace period included).
+    pub start_deadline: Duration,
+    pub stop_deadline: Duration,
+    pub poll_deadline: Duration,
+}
+
+impl HttpWorkerLink {
+    pub fn new(address: &str, token: Option<&Token>) -> HttpWorkerLink {
+        HttpWorkerLink {
+            address: address.to_string(),
+            base: format!("http://{address}"),
+            agent: agent(Duration::from_secs(2)),
+            authorization: token.map(Token::header_value),
+            start_deadline: Duration::from_secs(360),
+            stop_deadline: Duration::from_secs(120),
+            poll_deadline: Duration::from_secs(3),
+        }
+    }
+
+    fn call<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+        deadline: Duration,
+    ) -> Result<T, LinkError> {
+        let url = format!("{}{path}", self.base);
+        call(&self.agent, method, &url, body, deadline, self.authorization.as_deref())
+    }
+}
+
+impl WorkerLink for HttpWorkerLink {
+    fn address(&self) -> &str {
+        &self.address
+    }
+
+    fn start(&self, req: &StartTask) -> Result<Task, LinkError> {
+        let body = serde_json::to_vec(req).map_err(|e| LinkError::BadAnswer(e.to_string()))?;
+        self.call("POST", "/v1/tasks", Some(&body), self.start_deadline)
+    }
+
+    fn stop(&self, id: TaskId) -> Result<Task, LinkError> {
+        self.call("DELETE", &format!("/v1/tasks/{id}"), None, self.stop_deadline)
+    }
+
+    fn tasks(&self) -> Result<Vec<Task>, LinkError> {
+        self.call("GET", "/v1/tasks", None, self.poll_deadline)
+    }
+
+    fn health(&self) -> Result<WorkerHealth, LinkError> {
+        self.call("GET", "/v1/health", None, self.poll_deadline)
+    }
+
+    fn stats(&self) -> Result<NodeStats, LinkError> {
+        self.call("GET", "/v1/stats", None, self.poll_deadline)
+    }
+}
+
+/// Why a client call failed: the manager's address and how the call failed.
+#[derive(Debug)]
+pub struct ClientError {
+    pub address: String,
+    pub failure: LinkError,
+}
+
+impl ClientError {
+    /// The HTTP status of a refusal by the manager.
+    pub fn status(&self) -> Option<u16> {
+        match self.failure {
+            LinkError::Refused { status, .. } => Some(status),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for ClientError {
+    /// In words for the person at the terminal.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let address = &self.address;
+        match &self.failure {
+            LinkError::Unreachable(why) => write!(
+                f,
+                "cannot reach the manager at {address}: {why}; is it running there? (--host and -p say where)"
+            ),
+            LinkError::Lost(why) => write!(f, "no answer from the manager at {address}: {why}"),
+            LinkError::Refused { status: 401, message } => {
+                write!(f, "{message} (HTTP 401): give the cluster's token in SKIFF_TOKEN or with --token-file")
+            }
+            LinkError::Refused { status: 404, message } => {
+                write!(f, "{message} (HTTP 404): `list` shows the tasks, `list-nodes` the nodes")
+            }
+            LinkError::Refused { status: 409, message } => {
+                write!(f, "{message} (HTTP 409): `get ID` or `list-nodes` shows where things stand")
+            }
+            LinkError::Refused { status, message } => write!(f, "{message} (HTTP {status})"),
+            LinkError::BadAnswer(why) => write!(f, "the manager's answer is not understood: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+/// The client's connection to the manager's API, one typed method per route.
+pub struct ManagerClient {
+    address: String,
+    base: String,
+    agent: ureq::Agent,
+    deadline: Duration,
+    authorization: Option<String>,
+}
+
+impl ManagerClient {
+    pub fn new(host: &str, port: u16, token: Option<&Token>) -> ManagerClient {
+        let address = if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        ManagerClient {
+            base: format!("http://{address}"),
+            address,
+            agent: agent(Duration::from_secs(5)),
+            deadline: Duration::from_secs(30),
+            authorization: token.map(Token::header_value),
+        }
+    }
+
+    pub(crate) fn call<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+    ) -> Result<T, ClientError> {
+        let url = format!("{}{path}", self.base);
+        call(&self.agent, method, &url, body, self.deadline, self.authorization.as_deref())
+            .map_err(|failure| ClientError { address: self.address.clone(), failure })
+    }
+
+    pub fn submit(&self, spec_json: &[u8]) -> Result<Task, ClientError> {
+        self.call("POST", "/v1/tasks", Some(spec_json))
+    }
+
+    pub fn events(&self, query: &str) -> Result<Vec<crate::events::ClusterEvent>, ClientError> {
+        self.call("GET", &format!("/v1/events?{query}"), None)
+    }
+
+    /// The events' answer as it comes (NDJSON lines when following), written to `out`.
+    pub fn events_raw(&self, query: &str, out: &mut dyn std::io::Write) -> Result<u64, ClientError> {
+        self.copy_stream(&format!("/v1/events?{query}"), out)
+    }
+
+    pub fn dry_run(&self, spec_json: &[u8]) -> Result<DryRun, ClientError> {
+        self.call("POST", "/v1/tasks?dry_run=true", Some(spec_json))
+    }
+
+    pub fn get(&self, id: TaskId) -> Result<Task, ClientError> {
+        self.call("GET", &format!("/v1/tasks/{id}"), None)
+    }
+
+    /// A task's output, written to `out` as it comes (flushed after each piece, so that a
+    /// followed log shows at once); `query` is the logs route's query string.
+    pub fn logs(&self, id: TaskId, query: &str, out: &mut dyn std::io::Write) -> Result<u64, ClientError> {
+        self.copy_stream(&format!("/v1/tasks/{id}/logs?{query}"), out)
+    }
+
+    fn copy_stream(&self, path: &str, out: &mut dyn std::io::Write) -> Result<u64, ClientError> {
+        let fail = |failure| ClientError { address: self.address.clone(), failure };
+        let (mut body, _close) =
+            logs::open_get(&self.address, path, self.authorization.as_deref(), Duration::from_secs(5)).map_err(fail)?;
+        let mut buf = vec![0u8; 32 * 1024];
+        let mut total = 0u64;
+        loop {
+            let n = match body.read(&mut buf) {
+                Ok(0) => return Ok(total),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(fail(LinkError::Lost(e.to_string()))),
+            };
+            out.write_all(&buf[..n]).and_then(|()| out.flush()).map_err(|e| fail(LinkError::Lost(e.to_string())))?;
+            total += n as u64;
+        }
+    }
+
+    /// Every task, page by page, oldest first.
+    pub fn list(&self) -> Result<Vec<Task>, ClientError> {
+        let mut all = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let path = match &next {
+                Some(cursor) => format!("/v1/tasks?next={cursor}"),
+                None => "/v1/tasks".to_string(),
+            };
+            let url = format!("{}{path}", self.base);
+            let (page, more): (Vec<Task>, Option<String>) =
+                call_paged(&self.agent, "GET", &url, None, self.deadline, self.authorization.as_deref())
+                    .map_err(|failure| ClientError { address: self.address.clone(), failure })?;
+            all.extend(page);
+            match more {
+                Some(cursor) if next.as_deref() != Some(cursor.as_str()) => next = Some(cursor),
+                _ => return Ok(all),
+            }
+        }
+    }
+
+    pub fn stop(&self, id: TaskId) -> Result<Task, ClientError> {
+        self.call("DELETE", &format!("/v1/tasks/{id}"), None)
+    }
+
+    pub fn nodes(&self) -> Result<Vec<NodeInfo>, ClientError> {
+        self.call("GET", "/v1/nodes", None)
+    }
+}
