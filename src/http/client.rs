@@ -43,6 +43,7 @@ fn classify(e: ureq::Error) -> LinkError {
         ureq::Error::Json(_) | ureq::Error::BodyExceedsLimit(_) | ureq::Error::Protocol(_) => {
             LinkError::BadAnswer(text)
         }
+        ureq::Error::Timeout(_) => LinkError::Lost("no answer within the call's deadline".into()),
         _ => LinkError::Lost(text),
     }
 }
