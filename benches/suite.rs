@@ -13,6 +13,7 @@
 //! - `api`: `wrk` against a manager with no workers (its tasks stay Pending) holding 100, then
 //!   10,000 tasks: every read route and submits at 1, 8 and 32 connections.
 //! - `report FILE`: medians and spread of every key over the runs, ratios and targets.
+//! - `fill URL N`: submits N tasks to a manager (scripts/profile.sh fills one to profile).
 //!
 //! Traffic goes to 127.0.0.1 only; every loop is bounded in count and time.
 
@@ -124,8 +125,12 @@ fn main() {
         Some("swarm") => swarm(),
         Some("api") => api(),
         Some("report") => report(args.get(1).expect("report FILE")),
+        Some("fill") => {
+            let base = args.get(1).expect("fill URL N");
+            fill(base, args.get(2).and_then(|n| n.parse().ok()).expect("fill URL N"));
+        }
         _ => {
-            eprintln!("usage: suite cluster|swarm|api|report FILE (see scripts/bench.sh)");
+            eprintln!("usage: suite cluster|swarm|api|report FILE|fill URL N (see scripts/bench.sh)");
             std::process::exit(2);
         }
     }
@@ -218,15 +223,20 @@ fn cluster() {
     let start_spec = TaskSpec::from_value(start_json.clone()).expect("valid spec");
     let labels = BTreeMap::from([("skiff.node".to_string(), raw_node.to_string())]);
     let body = start_json.to_string();
-    let (mut raw, mut skiff) = (Vec::new(), Vec::new());
+    let (mut raw, mut skiff, mut inspect) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..starts {
         for path in if round % 2 == 0 { ["raw", "skiff"] } else { ["skiff", "raw"] } {
             if path == "raw" {
                 let name = format!("{raw_node}-start-{round}");
                 let started = Instant::now();
-                let id = docker.create(&CreateOptions { name: &name, spec: &start_spec, labels: &labels }).expect("create");
+                let id =
+                    docker.create(&CreateOptions { name: &name, spec: &start_spec, labels: &labels }).expect("create");
                 docker.start(&id).expect("start");
                 raw.push(ms(started));
+                // what the worker adds after the start to read the host ports
+                let t = Instant::now();
+                docker.inspect(&id).expect("inspect");
+                inspect.push(ms(t));
                 docker.remove(&id).expect("remove");
             } else {
                 let started = Instant::now();
@@ -241,14 +251,16 @@ fn cluster() {
                 assert!(ran, "task never ran");
                 skiff.push(ms(started));
                 let _ = http.delete(&url).call();
-                let stopped =
-                    wait_for(Duration::from_secs(30), Duration::from_millis(5), || get_json(&http, &url)["state"] == "Stopped");
+                let stopped = wait_for(Duration::from_secs(30), Duration::from_millis(5), || {
+                    get_json(&http, &url)["state"] == "Stopped"
+                });
                 assert!(stopped, "task never stopped");
             }
         }
     }
     result("start_raw_p50_ms", percentile(&raw, 0.5));
     result("start_raw_p99_ms", percentile(&raw, 0.99));
+    result("start_raw_inspect_p50_ms", percentile(&inspect, 0.5));
     result("start_skiff_p50_ms", percentile(&skiff, 0.5));
     result("start_skiff_p99_ms", percentile(&skiff, 0.99));
 
@@ -261,17 +273,19 @@ fn cluster() {
         "restart_policy": {"mode": "always", "max_restarts": 3}
     });
     let burst_spec = TaskSpec::from_value(burst_json.clone()).expect("valid spec");
-    let mut best = f64::INFINITY;
-    for threads in [1, 4, 8, 16] {
+    // bench.sh sweeps 1/4/8/16 in the first run and gives the later runs the best of it
+    let sweep = std::env::var("SKIFF_SUITE_RAW_THREADS").unwrap_or_else(|_| "1,4,8,16".into());
+    let (mut best, mut best_threads) = (f64::INFINITY, 0);
+    for threads in sweep.split(',').filter_map(|t| t.parse::<usize>().ok()) {
         let (t, ids) = raw_burst(&docker, raw_node, &format!("b{threads}"), &burst_spec, burst, threads);
         result(&format!("burst_raw_t{threads}_ms"), t);
         if t < best {
-            best = t;
-            result("burst_raw_best_threads", threads as f64);
+            (best, best_threads) = (t, threads);
         }
         remove_all(&docker, &ids);
     }
     result("burst_raw_best_ms", best);
+    result("burst_raw_best_threads", best_threads as f64);
 
     let body = burst_json.to_string();
     let gate = Arc::new(Barrier::new(burst + 1));
@@ -352,16 +366,27 @@ fn cluster() {
     result("kill_skiff_ms", ms(started));
 
     // kill -9 of a worker → its tasks Running on the other one
-    let on_w1: Vec<String> =
-        tasks.iter().filter(|t| t["node"] == w1).filter_map(|t| t["id"].as_str().map(str::to_string)).collect();
+    let on_w1: Vec<String> = tasks
+        .iter()
+        .filter(|t| t["node"] == w1 && t["state"] == "Running")
+        .filter_map(|t| t["id"].as_str().map(str::to_string))
+        .collect();
     drop(p1); // SIGKILL, then reaped
     let started = Instant::now();
-    let moved = wait_for(Duration::from_secs(120), Duration::from_millis(50), || {
+    let moved = wait_for(Duration::from_secs(60), Duration::from_millis(50), || {
         let now = all_tasks(&http, &base);
         on_w1.iter().all(|id| now.iter().any(|t| t["id"] == id.as_str() && t["node"] == w2 && t["state"] == "Running"))
     });
-    assert!(moved, "the killed worker's tasks never ran elsewhere");
-    result("kill9_skiff_ms", ms(started));
+    if moved {
+        result("kill9_skiff_ms", ms(started));
+    } else {
+        // a product failure, not the suite's: reported as not measured, with what the tasks show
+        let now = all_tasks(&http, &base);
+        for t in now.iter().filter(|t| on_w1.iter().any(|id| t["id"] == id.as_str())) {
+            eprintln!("kill -9: task {} on {} is {} ({})", t["id"], t["node"], t["state"], t["error"]);
+        }
+        result("kill9_unmoved", on_w1.len() as f64);
+    }
     result("kill9_tasks", on_w1.len() as f64);
     std::thread::sleep(Duration::from_secs(2));
     let on_w2 = count_state(&all_tasks(&http, &base), "Running");
@@ -421,7 +446,8 @@ fn swarm() {
             1,
             &["--limit-cpu", "0.5", "--limit-memory", "64M", IMAGE, "httpd", "-f", "-p", "8080", "-h", "/www"],
         );
-        let ran = wait_for(Duration::from_secs(60), Duration::from_millis(5), || !swarm_running(&docker, &name).is_empty());
+        let ran =
+            wait_for(Duration::from_secs(60), Duration::from_millis(5), || !swarm_running(&docker, &name).is_empty());
         assert!(ran, "service {name} never ran");
         samples.push(ms(started));
         service_remove(&docker, &name);
@@ -575,7 +601,7 @@ fn fmt(v: f64, unit: &str) -> String {
         "ms" if v < 10.0 => format!("{v:.2} ms"),
         "ms" => format!("{v:.0} ms"),
         "MiB" => format!("{v:.1} MiB"),
-        "/s" if v >= 10_000.0 => format!("{:.0}k/s", v / 1000.0),
+        "/s" if v >= 10_000.0 => format!("{:.1}k/s", v / 1000.0),
         "/s" => format!("{v:.0}/s"),
         "B" => format!("{v:.0} B"),
         _ => format!("{v:.0}"),
@@ -619,6 +645,11 @@ fn report(path: &str) {
     let mut r = row("submit → Running, p99", "start_skiff_p99_ms", "ms");
     r.baseline = Some(("start_raw_p99_ms", "raw create+start"));
     rows.push(r);
+    rows.push(row(
+        "  (an inspect after the start, p50: the worker's extra engine call)",
+        "start_raw_inspect_p50_ms",
+        "ms",
+    ));
     let mut r = row("Swarm: service create → running, p50", "swarm_start_p50_ms", "ms");
     r.baseline = Some(("start_skiff_p50_ms", "Skiff p50"));
     rows.push(r);
@@ -626,6 +657,11 @@ fn report(path: &str) {
     r.baseline = Some(("burst_raw_best_ms", "raw engine, best threads"));
     r.target = Some((1.1, true, false));
     rows.push(r);
+    rows.push(row("  (the raw engine's best thread count)", "burst_raw_best_threads", ""));
+    for t in [1, 4, 8, 16] {
+        let key = &*Box::leak(format!("burst_raw_t{t}_ms").into_boxed_str());
+        rows.push(row(&format!("  (raw engine, {t} threads)"), key, "ms"));
+    }
     let mut r = row("Swarm: `--replicas` burst → all running", "swarm_burst_ms", "ms");
     r.baseline = Some(("burst_skiff_ms", "Skiff burst"));
     rows.push(r);
@@ -710,7 +746,16 @@ fn report(path: &str) {
         let errors = f.get(&format!("{stem}_errors")).map_or(0.0, |x| x.2);
         let ratio = f.get(base).map_or(String::new(), |b| format!("{:.1}×", v / b.0));
         let (target, verdict) = if *targeted {
-            ("p99 ≤ 5 ms".to_string(), if hi <= 5.0 { "pass" } else if v <= 5.0 { "pass (median)" } else { "MISS" })
+            (
+                "p99 ≤ 5 ms".to_string(),
+                if hi <= 5.0 {
+                    "pass"
+                } else if v <= 5.0 {
+                    "pass (median)"
+                } else {
+                    "MISS"
+                },
+            )
         } else {
             (String::new(), "")
         };
