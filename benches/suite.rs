@@ -393,7 +393,13 @@ fn cluster() {
     result("rss_worker_full_tasks", on_w2 as f64);
     result("rss_worker_full_mib", rss_mib(p2.pid()));
     drop((pm, p2));
-    // the containers of both nodes go in bench.sh's clean-up (by label), also after a failure
+    // the containers of both nodes go now, so that the next run starts on an engine as idle as
+    // this one did (bench.sh's clean-up removes them too, by label, after a failure)
+    let mut left = Vec::new();
+    for node in [w1, w2] {
+        left.extend(docker.list(&[format!("skiff.node={node}")]).unwrap_or_default().into_iter().map(|c| c.id));
+    }
+    remove_all(&docker, &left);
 }
 
 /// Running containers of a Swarm service, as the engine lists them.
@@ -601,6 +607,7 @@ fn fmt(v: f64, unit: &str) -> String {
         "ms" if v < 10.0 => format!("{v:.2} ms"),
         "ms" => format!("{v:.0} ms"),
         "MiB" => format!("{v:.1} MiB"),
+        "/s" if v >= 1e6 => format!("{:.1}M/s", v / 1e6),
         "/s" if v >= 10_000.0 => format!("{:.1}k/s", v / 1000.0),
         "/s" => format!("{v:.0}/s"),
         "B" => format!("{v:.0} B"),

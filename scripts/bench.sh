@@ -88,10 +88,13 @@ engine=$(docker version --format '{{.Server.Version}} (API {{.Server.APIVersion}
 } >"$out/machine.txt"
 cat "$out/machine.txt" >&2
 
+# the raw engine's burst: 1/4/8/16 threads in the first run, then only the best of those
+raw_threads="1,4,8,16"
 for r in $(seq "$runs"); do
-    say "run $r/$runs: cluster (start latency, burst, footprint, kills)"
+    say "run $r/$runs: cluster (start latency, burst at $raw_threads raw threads, footprint, kills)"
     SKIFF_SUITE_NODES="${prefix}r${r}a,${prefix}r${r}b,${prefix}raw" SKIFF_SUITE_STARTS=$starts \
-        SKIFF_SUITE_BURST=$burst run_suite cluster
+        SKIFF_SUITE_BURST=$burst SKIFF_SUITE_RAW_THREADS=$raw_threads run_suite cluster
+    raw_threads=$(awk '$2 == "burst_raw_best_threads" {t = $3} END {printf "%d", t}' "$results")
 done
 
 if [ "$swarm_was" != active ]; then
