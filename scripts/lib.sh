@@ -6,6 +6,7 @@
 #   on_exit_kill "$pid"                 # a process to stop
 #   on_exit_remove_node "$name"         # containers labelled skiff.node=NAME to remove
 #   on_exit_remove_dir "$dir"           # a directory to delete
+#   on_exit_call some_function          # a function of the script to call, once they are stopped
 #   clean_up_on_exit                    # arms the trap (EXIT, INT, TERM)
 
 # The Debian packages of what is missing among `busybox-static` (a static /bin/busybox, unless
@@ -51,19 +52,23 @@ need_packages() { # package...
 cleanup_pids=()
 cleanup_nodes=()
 cleanup_dirs=()
+cleanup_calls=()
 # printed last, e.g. where the logs are
 cleanup_note=""
 
 on_exit_kill() { cleanup_pids+=("$@"); }
 on_exit_remove_node() { cleanup_nodes+=("$@"); }
 on_exit_remove_dir() { cleanup_dirs+=("$@"); }
+on_exit_call() { cleanup_calls+=("$@"); }
 
-# Stops the processes (and waits for them), removes the nodes' containers and the directories.
+# Stops the processes (and waits for them), calls the script's own clean-ups, removes the
+# nodes' containers and the directories.
 cleanup() {
     trap - EXIT INT TERM
-    local pid node ids dir
+    local pid node ids dir call
     for pid in "${cleanup_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     for pid in "${cleanup_pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    for call in "${cleanup_calls[@]}"; do "$call" || true; done
     for node in "${cleanup_nodes[@]}"; do
         ids=$(docker ps -aq --filter "label=skiff.node=$node" 2>/dev/null || true)
         # shellcheck disable=SC2086 # one argument per id

@@ -1,6 +1,7 @@
 //! What the benchmarks share: starting a daemon and reading the address it listens on.
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -14,6 +15,14 @@ impl Drop for Proc {
     }
 }
 
+impl Proc {
+    /// The daemon's process id, for reading /proc.
+    #[allow(dead_code)] // not every bench reads /proc
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
 /// Starts a daemon (on port 0) with the token in its environment, if any, and returns it with
 /// the address it listens on.
 pub fn daemon(bin: &str, args: &[&str], token: Option<&str>) -> (Proc, String) {
@@ -23,6 +32,15 @@ pub fn daemon(bin: &str, args: &[&str], token: Option<&str>) -> (Proc, String) {
         Some(t) => cmd.env("SKIFF_TOKEN", t),
         None => cmd.env_remove("SKIFF_TOKEN"),
     };
+    // A bench killed by a signal runs no destructor: the daemon gets SIGTERM when the thread
+    // that started it goes, so that an interrupted run leaves no daemon behind.
+    // SAFETY: prctl is async-signal-safe and touches nothing of the parent's.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
     let mut child = cmd.spawn().expect("daemon starts");
     let stderr = child.stderr.take().expect("stderr");
     let (tx, rx) = std::sync::mpsc::channel();
