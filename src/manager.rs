@@ -249,6 +249,22 @@ enum Command {
     Shutdown,
 }
 
+impl Command {
+    /// Whether answering it changes nothing: then no plan needs to run after it (a read must
+    /// not pay for a pass over every task).
+    fn is_read(&self) -> bool {
+        matches!(
+            self,
+            Command::DryRun { .. }
+                | Command::Events { .. }
+                | Command::Get { .. }
+                | Command::List { .. }
+                | Command::Nodes { .. }
+                | Command::Health { .. }
+        )
+    }
+}
+
 /// How the HTTP layer talks to the control thread. Cheap to clone.
 #[derive(Clone)]
 pub struct ManagerHandle {

@@ -242,39 +242,6 @@ fn a_worker_restarted_during_a_back_off_neither_recounts_the_exit_nor_resets_the
 }
 
 #[test]
-fn a_worker_restarted_with_a_memory_store_keeps_the_restart_budget_of_its_tasks() {
-    let mut c = Cluster::start("budget_after_restart", ClusterOptions { workers: 1, ..ClusterOptions::default() });
-    c.wait_nodes_up();
-    let mut spec = restartable("budget");
-    spec["restart_policy"]["max_restarts"] = json!(2);
-    let id = c.submit(&spec);
-    let on_worker = |c: &Cluster| http("GET", &c.worker_url(0, &format!("/v1/tasks/{id}")), None).1;
-    let running_after = |c: &Cluster, restarts: u64| {
-        wait_for(&format!("the task running after {restarts} restarts"), RUN, || {
-            let w = on_worker(c);
-            (w["state"] == "Running" && w["restart_count"] == restarts && w["error"].is_null()).then_some(w)
-        })
-    };
-    let w = c.wait_state(&id, "Running", RUN);
-    docker(&["kill", w["container_id"].as_str().expect("container")]);
-    running_after(&c, 1);
-    // the worker forgets everything but what the engine holds
-    c.workers[0].kill();
-    c.restart_worker(0);
-    let w = running_after(&c, 1);
-    assert_eq!(w["recent_restarts"], 1, "{w}");
-    docker(&["kill", w["container_id"].as_str().expect("container")]);
-    let w = running_after(&c, 2);
-    docker(&["kill", w["container_id"].as_str().expect("container")]);
-    // a budget started over would restart it a third time
-    let t = wait_for("the task failed on the worker", RUN, || Some(on_worker(&c)).filter(|w| w["state"] == "Failed"));
-    assert_eq!(t["restart_count"], 2, "{t}");
-    // Podman adds "likely out of memory: limit 16 MB" (it never marks an OOM kill; Docker does)
-    let error = t["error"].as_str().expect("a reason");
-    assert!(error.starts_with("exited with code 137 (SIGKILL)") && error.ends_with(", 2 restarts used"), "{t}");
-}
-
-#[test]
 fn a_restarted_worker_with_a_persisted_store_checks_health_again() {
     let opts = ClusterOptions { workers: 1, worker_store: "persisted", ..ClusterOptions::default() };
     let mut c = Cluster::start("health_after_restart", opts);

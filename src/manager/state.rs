@@ -162,6 +162,11 @@ impl State {
             select! {
                 recv(cmd_rx) -> cmd => match cmd {
                     Ok(Command::Shutdown) | Err(_) => break,
+                    // a read changes nothing: answered, and no plan runs after it
+                    Ok(cmd) if cmd.is_read() => {
+                        survive("a command", || self.on_command(cmd));
+                        continue;
+                    }
                     Ok(cmd) => survive("a command", || self.on_command(cmd)),
                 },
                 recv(obs_rx) -> obs => if let Ok(obs) = obs { survive("an observation", || self.on_observation(obs)) },

@@ -202,11 +202,13 @@ pub fn run_op(engine: &dyn Engine, cfg: &WorkerConfig, op: Op) -> OpResult {
             OpResult::Started { id, result }
         }
         Op::Restart { id, container_id, spec, container_name, labels } => {
-            // removing a container already gone is not an error; a removal that failed leaves
-            // the old container as it was, and the restart is tried again (or fails) as a start
-            let result = match engine.remove(&container_id) {
-                Ok(()) => start_container(engine, &spec, &container_name, &labels, &id),
-                Err(e) => Err(before_create(e)),
+            // the same container again: its output and its files are kept across runs; a new
+            // one only if it is gone
+            let result = match engine.start(&container_id) {
+                Err(e) if e.is_not_found() => start_container(engine, &spec, &container_name, &labels, &id),
+                other => other
+                    .map_err(after_create)
+                    .and_then(|_| engine.inspect(&container_id).map_err(|e| StartFailure::Unknown(error_chain(&e)))),
             };
             OpResult::Started { id, result }
         }

@@ -94,57 +94,6 @@ fn on_docker_a_sigkill_the_engine_did_not_mark_is_not_taken_for_out_of_memory() 
 }
 
 #[test]
-fn the_restart_budget_survives_a_restart_of_a_worker_with_a_memory_store() {
-    for (engine, mut rig) in both_engines() {
-        let (task, _) = rig.start_spec(&on_failure(3)).expect("started");
-        for _ in 0..2 {
-            rig.exits(task.id, 1);
-            rig.advance(Duration::from_secs(30));
-        }
-        let before = rig.task(task.id);
-        assert_eq!((before.restart_count, before.recent_restarts), (2, 2), "{engine}");
-        let mut rig = restarted_forgetting(rig);
-        let t = rig.task(task.id);
-        assert_eq!((t.state, t.restart_count, t.recent_restarts), (TaskState::Running, 2, 2), "{engine}");
-        assert_eq!(t.last_exit_at, before.last_exit_at, "{engine}");
-        rig.exits(task.id, 1);
-        assert_eq!(rig.task(task.id).error.as_deref(), Some("exited with code 1; restart 3 of 3 in 4 s"), "{engine}");
-        rig.advance(Duration::from_secs(30));
-        rig.exits(task.id, 1);
-        let t = rig.task(task.id);
-        assert_eq!(t.state, TaskState::Failed, "{engine}");
-        assert_eq!(t.error.as_deref(), Some("exited with code 1, 3 restarts used"), "{engine}");
-        assert_eq!(t.restart_count, 3, "{engine}");
-    }
-}
-
-#[test]
-fn an_exit_no_worker_saw_is_counted_once_against_the_labels_budget() {
-    for (engine, mut rig) in both_engines() {
-        let (task, _) = rig.start_spec(&on_failure(3)).expect("started");
-        rig.exits(task.id, 1);
-        rig.advance(Duration::from_secs(1));
-        // the second run ends while the worker is down: no event, no table
-        let cid = rig.container(task.id);
-        rig.engine.exit(&cid, 1, false);
-        let mut rig = restarted_forgetting(rig);
-        let t = rig.task(task.id);
-        assert_eq!((t.state, t.restart_count, t.recent_restarts), (TaskState::Running, 2, 2), "{engine}");
-        assert_eq!(t.error.as_deref(), Some("exited with code 1; restart 2 of 3 in 2 s"), "{engine}");
-        rig.advance(Duration::from_secs(2));
-        let new = rig.container(task.id);
-        assert_ne!(new, cid, "{engine}");
-        let c = rig.engine.container(&new).expect("the new container");
-        assert_eq!((c.status.as_str(), c.labels[LABEL_RESTART_COUNT].as_str()), ("running", "2"), "{engine}");
-        // and once more: the same exit seen again by the next start is not counted twice
-        let mut rig = restarted_forgetting(rig);
-        assert_eq!(rig.task(task.id).restart_count, 2, "{engine}");
-        rig.tick();
-        assert_eq!(rig.task(task.id).restart_count, 2, "{engine}");
-    }
-}
-
-#[test]
 fn an_exited_container_without_a_restart_policy_is_still_adopted_as_finished() {
     for (engine, rig) in both_engines() {
         let mut rig = rig;
