@@ -224,7 +224,12 @@ impl Service {
         }
         self.replicas = spec.replicas;
         self.policy = spec.policy;
-        let from = self.version;
+        // after a paused update the cluster still runs the version it came from: a rollback of
+        // this one goes there, not to the version that failed
+        let from = match &self.update {
+            Some(u) if u.state == UpdateState::Paused => u.from,
+            _ => self.version,
+        };
         self.start_update(from, number, UpdateState::Updating, None, now);
         self.note(now, format!("update from version {from} to {number} started"));
     }

@@ -89,6 +89,32 @@ fn failure(t: &Task) -> Option<String> {
 
 /// Everything to do for one service now. `tasks` are the service's tasks (finished ones too).
 pub fn plan(service: &Service, tasks: &[&Task], nodes: &[PlanNode], now: Timestamp) -> Vec<Step> {
+    let mut steps = plan_steps(service, tasks, nodes, now);
+    // replicas that keep failing are replaced after a back-off, not at every pass: 1 s after the
+    // first failure, doubling with each failure in the last ten minutes, at most a minute
+    if let Some(until) = replacement_backoff(tasks, now) {
+        if now < until {
+            steps.retain(|s| !matches!(s, Step::Start { .. }));
+        }
+    }
+    steps
+}
+
+/// When the next replacement may start, if replicas failed lately.
+fn replacement_backoff(tasks: &[&Task], now: Timestamp) -> Option<Timestamp> {
+    const WINDOW_MS: u64 = 10 * 60 * 1000;
+    let failed: Vec<Timestamp> = tasks
+        .iter()
+        .filter(|t| t.state == TaskState::Failed && t.desired_state == DesiredState::Running)
+        .filter_map(|t| t.finished_at)
+        .filter(|at| now.since(*at) < WINDOW_MS)
+        .collect();
+    let last = failed.iter().max()?;
+    let delay = (1000u64 << (failed.len() - 1).min(6)).min(60_000);
+    Some(Timestamp(last.millis() + delay))
+}
+
+fn plan_steps(service: &Service, tasks: &[&Task], nodes: &[PlanNode], now: Timestamp) -> Vec<Step> {
     let mut steps = Vec::new();
     let target = service.version;
     let update = service.update.as_ref().filter(|u| u.state.is_active());
@@ -188,12 +214,17 @@ pub fn plan(service: &Service, tasks: &[&Task], nodes: &[PlanNode], now: Timesta
             }
         }
         UpdateOrder::StopFirst => {
-            if new_waiting == 0 && live.len() <= replicas {
+            // only at full strength, with nothing new still starting and nothing old still
+            // stopping: at most `parallelism` replicas are ever down at once
+            let mut stopped = 0;
+            if new_waiting == 0 && stopping == 0 && live.len() >= replicas {
                 for t in old_order.iter().take(p) {
                     steps.push(Step::Stop { id: t.id, reason: reason.clone() });
+                    stopped += 1;
                 }
             }
-            let starts = replicas.saturating_sub(live.len());
+            // the replacements of what this pass stops start in the same pass
+            let starts = replicas.saturating_sub(live.len().saturating_sub(stopped));
             for _ in 0..starts {
                 let (candidates, why) = start_spec.map_or((Vec::new(), None), |s| spread.candidates(s));
                 spread.count(&candidates, start_spec);

@@ -208,7 +208,11 @@ fn stop_first_stops_then_starts() {
     let svc = service(2, Some(UpdateState::Updating), policy, None);
     let old = [task(1, Running, Some("a"), 1, None), task(1, Running, Some("b"), 2, None)];
     let steps = run(&svc, &old, &nodes(&["a", "b"]));
-    assert_eq!((starts(&steps).len(), stops(&steps)), (0, vec![old[0].id]), "{steps:?}");
+    assert_eq!((starts(&steps).len(), stops(&steps)), (1, vec![old[0].id]), "{steps:?}");
+    // the stopped one gone and its replacement still starting: nothing more goes down
+    let replacement = task(2, Scheduled, Some("a"), 60, None);
+    let steps = run(&svc, &[old[1].clone(), replacement], &nodes(&["a", "b"]));
+    assert!(stops(&steps).is_empty(), "a second replica down: {steps:?}");
     // with one old stopping: a new one starts, on the node that is free of replicas
     let mut stopping = old[0].clone();
     stopping.desired_state = DesiredState::Stopped;
@@ -326,4 +330,20 @@ fn a_health_check_must_pass_before_a_new_replica_counts() {
         let steps = run(&svc, &[old.clone(), new.clone()], &nodes(&["a", "b"]));
         assert_eq!(!stops(&steps).is_empty(), stopped, "{healthy:?}: {steps:?}");
     }
+}
+
+#[test]
+fn replicas_that_keep_failing_are_replaced_after_a_back_off() {
+    let svc = service(2, None, UpdatePolicy::default(), None);
+    let v = svc.version;
+    let running = task(v, Running, Some("a"), 1, None);
+    let mut failed = task(v, Failed, Some("b"), 2, None);
+    failed.finished_at = Some(Timestamp(NOW.millis() - 500));
+    // half a second after the failure: not yet (1 s for the first)
+    let steps = run(&svc, &[running.clone(), failed.clone()], &nodes(&["a", "b"]));
+    assert!(starts(&steps).is_empty(), "{steps:?}");
+    // after the back-off: replaced
+    failed.finished_at = Some(Timestamp(NOW.millis() - 1500));
+    let steps = run(&svc, &[running, failed], &nodes(&["a", "b"]));
+    assert_eq!(starts(&steps).len(), 1, "{steps:?}");
 }
