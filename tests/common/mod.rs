@@ -387,7 +387,15 @@ impl Cluster {
         let names = self.worker_names.clone();
         wait_for("every worker to be up", Duration::from_secs(15), || {
             let nodes = self.nodes();
-            names.iter().all(|n| nodes.iter().any(|x| x["name"] == n.as_str() && x["status"] == "up")).then_some(())
+            // up, and its engine answering: only then is a node a candidate for placement
+            names
+                .iter()
+                .all(|n| {
+                    nodes
+                        .iter()
+                        .any(|x| x["name"] == n.as_str() && x["status"] == "up" && x["engine_reachable"] == true)
+                })
+                .then_some(())
         });
     }
 }
