@@ -281,10 +281,24 @@ impl State {
     pub(super) fn reconcile_services(&mut self) {
         let now = self.now();
         let table = self.node_table();
+        // fixed host ports held on each node by any unfinished task (single tasks, other
+        // services, this one): a replica that needs one of them goes elsewhere
+        let mut ports_taken: BTreeMap<&str, Vec<(u16, crate::task::Protocol)>> = BTreeMap::new();
+        for t in self.tasks.values().filter(|t| !t.task.is_terminal()) {
+            if let Some(node) = t.task.node.as_deref() {
+                let fixed =
+                    t.task.spec.ports.iter().filter_map(|p| p.host.filter(|&h| h != 0).map(|h| (h, p.protocol)));
+                ports_taken.entry(node).or_default().extend(fixed);
+            }
+        }
         let nodes: Vec<PlanNode> = table
             .nodes()
             .iter()
-            .map(|n| PlanNode { name: n.name.clone(), unavailable: n.unavailable.clone() })
+            .map(|n| PlanNode {
+                name: n.name.clone(),
+                unavailable: n.unavailable.clone(),
+                ports_taken: ports_taken.get(n.name.as_str()).cloned().unwrap_or_default(),
+            })
             .collect();
         // with a memory store, a restarted manager knows no service: the replicas it adopts from
         // the workers are kept running as tasks, not stopped

@@ -32,6 +32,8 @@ pub struct PlanNode {
     pub name: String,
     /// `None` when it can take tasks; otherwise why not.
     pub unavailable: Option<String>,
+    /// Fixed host ports that tasks outside the service hold on the node.
+    pub ports_taken: Vec<(u16, Protocol)>,
 }
 
 /// A node a replica may go to, with the replicas of the service it has: placement tries the
@@ -139,7 +141,8 @@ fn plan_steps(service: &Service, tasks: &[&Task], nodes: &[PlanNode], now: Times
     // where replicas are, and which fixed host ports are taken where (copies being stopped too:
     // their ports are not free until they are gone)
     let mut counts: BTreeMap<&str, u32> = nodes.iter().map(|n| (n.name.as_str(), 0)).collect();
-    let mut taken: BTreeMap<&str, Vec<(u16, Protocol)>> = BTreeMap::new();
+    let mut taken: BTreeMap<&str, Vec<(u16, Protocol)>> =
+        nodes.iter().map(|n| (n.name.as_str(), n.ports_taken.clone())).collect();
     for t in tasks.iter().filter(|t| !t.is_terminal() && t.state != TaskState::Pending) {
         let Some(node) = t.node.as_deref() else { continue };
         if t.desired_state == DesiredState::Running {

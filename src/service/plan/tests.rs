@@ -32,7 +32,7 @@ fn service(replicas: u32, updating: Option<UpdateState>, policy: UpdatePolicy, p
 }
 
 fn nodes(names: &[&str]) -> Vec<PlanNode> {
-    names.iter().map(|n| PlanNode { name: n.to_string(), unavailable: None }).collect()
+    names.iter().map(|n| PlanNode { name: n.to_string(), unavailable: None, ports_taken: Vec::new() }).collect()
 }
 
 /// A replica: version, state, node, created at (seconds), started at (seconds).
@@ -346,4 +346,15 @@ fn replicas_that_keep_failing_are_replaced_after_a_back_off() {
     failed.finished_at = Some(Timestamp(NOW.millis() - 1500));
     let steps = run(&svc, &[running, failed], &nodes(&["a", "b"]));
     assert_eq!(starts(&steps).len(), 1, "{steps:?}");
+}
+
+#[test]
+fn a_host_port_another_task_holds_keeps_a_replica_off_that_node() {
+    let svc = service(1, None, UpdatePolicy::default(), Some(9000));
+    let mut nodes = nodes(&["a", "b"]);
+    nodes[0].ports_taken = vec![(9000, crate::task::Protocol::Tcp)];
+    let steps = run(&svc, &[], &nodes);
+    let placed = starts(&steps);
+    assert_eq!(placed.len(), 1, "{steps:?}");
+    assert!(!placed[0].1.contains(&"a"), "the replica is not sent where its port is taken: {steps:?}");
 }
