@@ -163,7 +163,7 @@ pub fn init_logging(flag: Option<LogLevel>, default: LogLevel) {
         .add_filter_allow_str(TARGETS[2])
         .add_filter_allow_str(TARGETS[3])
         .build();
-    let _ = simplelog::WriteLogger::init(level.0, config, std::io::stderr());
+    crate::control::best_effort(simplelog::WriteLogger::init(level.0, config, std::io::stderr()));
 }
 
 /// The cluster token and the address to listen on, as both daemons decide them: the token from

@@ -215,7 +215,7 @@ pub fn main(opts: Options) -> u8 {
 
 /// The one place a failure is shown: once, on stderr; its exit code.
 fn report(err: &mut dyn Write, f: &Failure) -> u8 {
-    let _ = writeln!(err, "error: {f}");
+    crate::control::best_effort(writeln!(err, "error: {f}"));
     f.exit_code()
 }
 
@@ -234,8 +234,8 @@ pub fn session(api: &ManagerClient, json: bool, input: Input<'_>, out: &mut dyn 
             let mut failed = false;
             loop {
                 if interactive {
-                    let _ = write!(out, "skiff> ");
-                    let _ = out.flush();
+                    crate::control::best_effort(write!(out, "skiff> "));
+                    crate::control::best_effort(out.flush());
                 }
                 let mut line = String::new();
                 match reader.read_line(&mut line) {
@@ -253,7 +253,7 @@ pub fn session(api: &ManagerClient, json: bool, input: Input<'_>, out: &mut dyn 
                     report(err, &f);
                     failed = true;
                 }
-                let _ = out.flush();
+                crate::control::best_effort(out.flush());
             }
             u8::from(failed && !interactive)
         }

@@ -39,6 +39,13 @@ pub fn answer<T>(reply: &Sender<T>, value: T) {
     }
 }
 
+/// Drops the outcome of a best-effort operation whose failure changes nothing for its caller: a
+/// write to a peer that may be gone (the next read or write finds out), a shutdown of a socket
+/// already closed, a clean-up of what may not exist. The one place such outcomes are dropped.
+pub fn best_effort<T, E>(outcome: Result<T, E>) {
+    drop(outcome);
+}
+
 /// A thread could not be started.
 #[derive(Debug)]
 pub struct SpawnError {

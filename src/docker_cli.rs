@@ -302,12 +302,12 @@ impl Docker {
         let (status, body, handle) = framing::open_closable(&self.socket, &path, read_timeout)?;
         if !(200..300).contains(&status) {
             let mut text = Vec::new();
-            let _ = body.take(MAX_HEADER_LINE as u64).read_to_end(&mut text);
+            crate::control::best_effort(body.take(MAX_HEADER_LINE as u64).read_to_end(&mut text));
             return Err(framing::api_error(status, &text));
         }
         let reader: Box<dyn Read + Send> = if tty { body } else { Box::new(Demux::new(body)) };
         let close = Box::new(move || {
-            let _ = handle.shutdown(std::net::Shutdown::Both);
+            crate::control::best_effort(handle.shutdown(std::net::Shutdown::Both));
         });
         Ok(LogStream { reader, close })
     }
@@ -320,7 +320,7 @@ impl Docker {
         let (status, reader) = framing::open(&self.socket, &path)?;
         if status != 200 {
             let mut body = Vec::new();
-            let _ = reader.take(MAX_HEADER_LINE as u64).read_to_end(&mut body);
+            crate::control::best_effort(reader.take(MAX_HEADER_LINE as u64).read_to_end(&mut body));
             return Err(framing::api_error(status, &body));
         }
         Ok(EventStream { reader: BufReader::new(reader) })

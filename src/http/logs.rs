@@ -166,7 +166,7 @@ pub fn open_get(
         let limit = length.unwrap_or(MAX_HEAD as u64).min(MAX_HEAD as u64);
         let reader: Box<dyn Read> =
             if chunked { Box::new(ChunkedReader::new(BufReader::new(raw))) } else { Box::new(raw) };
-        let _ = reader.take(limit).read_to_end(&mut body);
+        crate::control::best_effort(reader.take(limit).read_to_end(&mut body));
         let message = serde_json::from_slice::<ErrorBody>(&body)
             .map(|b| b.error)
             .unwrap_or_else(|_| String::from_utf8_lossy(&body).trim().to_string());
@@ -180,7 +180,7 @@ pub fn open_get(
         (false, None) => Box::new(raw),
     };
     let close: Closer = Box::new(move || {
-        let _ = handle.shutdown(Shutdown::Both);
+        crate::control::best_effort(handle.shutdown(Shutdown::Both));
     });
     Ok((body, close))
 }

@@ -239,7 +239,7 @@ struct RoomDoor {
 impl RoomDoor {
     fn enter(&self, stream: TcpStream, until: Instant, partial: Partial) {
         if self.tx.send(Waiting { stream, until, partial }).is_ok() {
-            let _ = (&*self.wake).write(&[1]);
+            crate::control::best_effort((&*self.wake).write(&[1]));
         }
     }
 }
@@ -332,18 +332,18 @@ impl Server {
         if wake.ip().is_unspecified() {
             wake.set_ip(if wake.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
         }
-        let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
+        crate::control::best_effort(TcpStream::connect_timeout(&wake, Duration::from_secs(1)));
         if let Some(w) = self.wake.take() {
-            let _ = (&w).write(&[1]);
+            crate::control::best_effort((&w).write(&[1]));
         }
         if let Some(a) = self.acceptor.take() {
-            let _ = a.join();
+            crate::control::best_effort(a.join());
         }
         if let Some(r) = self.room.take() {
-            let _ = r.join();
+            crate::control::best_effort(r.join());
         }
         for w in self.workers.drain(..) {
-            let _ = w.join();
+            crate::control::best_effort(w.join());
         }
     }
 }
@@ -387,8 +387,8 @@ impl Connection<'_> {
     /// Serves the requests the connection has; returns it, with its deadline and what it holds
     /// of a request, when it must wait for more bytes (in the waiting room, not on this thread).
     fn serve(mut self, partial: Partial) -> Option<(TcpStream, Instant, Partial)> {
-        let _ = self.stream.set_nodelay(true);
-        let _ = self.stream.set_write_timeout(Some(self.limits.write_timeout));
+        crate::control::best_effort(self.stream.set_nodelay(true));
+        crate::control::best_effort(self.stream.set_write_timeout(Some(self.limits.write_timeout)));
         let remote = self.stream.peer_addr().ok();
         let mut partial = partial;
         if let Some(until) = partial.drain_until {
@@ -406,13 +406,13 @@ impl Connection<'_> {
                 }
                 Err(ReadFailure::Gone) => break,
                 Err(ReadFailure::Reply(status, message)) => {
-                    let _ = write_response(
+                    crate::control::best_effort(write_response(
                         &mut self.stream,
                         Response::error(status, &ErrorBody::new(message)),
                         true,
                         false,
                         self.limits.write_timeout,
-                    );
+                    ));
                     debug!("http request refused status={status} reason={}", q(message));
                     if self.linger_for.is_some() {
                         return self.linger();
@@ -420,7 +420,13 @@ impl Connection<'_> {
                     break;
                 }
                 Err(ReadFailure::Answer(resp)) => {
-                    let _ = write_response(&mut self.stream, *resp, true, false, self.limits.write_timeout);
+                    crate::control::best_effort(write_response(
+                        &mut self.stream,
+                        *resp,
+                        true,
+                        false,
+                        self.limits.write_timeout,
+                    ));
                     if self.linger_for.is_some() {
                         return self.linger();
                     }
@@ -447,7 +453,7 @@ impl Connection<'_> {
                 break;
             }
         }
-        let _ = self.stream.shutdown(Shutdown::Both);
+        crate::control::best_effort(self.stream.shutdown(Shutdown::Both));
         None
     }
 
@@ -456,7 +462,7 @@ impl Connection<'_> {
     /// side is closed and the connection goes back to the waiting room, where what keeps coming
     /// is read and dropped for a short, bounded while: no thread waits on it.
     fn linger(self) -> Option<(TcpStream, Instant, Partial)> {
-        let _ = self.stream.shutdown(Shutdown::Write);
+        crate::control::best_effort(self.stream.shutdown(Shutdown::Write));
         let until = Instant::now() + LINGER_TIME;
         Some((self.stream, until, Partial { drain_until: Some(until), ..Partial::default() }))
     }
@@ -468,7 +474,7 @@ impl Connection<'_> {
         let gone = self.read_now(&mut sink, 64 * 1024).is_err();
         partial.drained += sink.len();
         if gone || Instant::now() >= until || partial.drained >= LINGER_BYTES {
-            let _ = self.stream.shutdown(Shutdown::Both);
+            crate::control::best_effort(self.stream.shutdown(Shutdown::Both));
             return None;
         }
         Some((self.stream, until, partial))
@@ -497,7 +503,7 @@ impl Connection<'_> {
                 Err(_) => break Err(ReadFailure::Gone),
             }
         };
-        let _ = self.stream.set_nonblocking(false);
+        crate::control::best_effort(self.stream.set_nonblocking(false));
         result
     }
 
@@ -618,7 +624,7 @@ impl Connection<'_> {
                 None => return Err(ReadFailure::Reply(503, "too many request bodies in flight; retry")),
             }
             if expects_continue && !partial.continued {
-                let _ = self.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+                crate::control::best_effort(self.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n"));
                 partial.continued = true;
             }
             // what is already here of the body is read on the next pass, now with room for it
@@ -632,7 +638,7 @@ impl Connection<'_> {
                 return Err(ReadFailure::Gone);
             }
             if expects_continue && !partial.continued {
-                let _ = self.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+                crate::control::best_effort(self.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n"));
                 partial.continued = true;
             }
             // the head is parsed again when the rest has come: cheap, and nothing to keep
@@ -679,9 +685,9 @@ mod tests {
     fn raw(server: &Server, bytes: &[u8]) -> String {
         let mut s = TcpStream::connect(server.local_addr()).expect("connect");
         s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
-        let _ = s.write_all(bytes);
+        crate::control::best_effort(s.write_all(bytes));
         let mut out = String::new();
-        let _ = std::io::BufReader::new(s).read_to_string(&mut out);
+        crate::control::best_effort(std::io::BufReader::new(s).read_to_string(&mut out));
         out
     }
 
@@ -828,8 +834,8 @@ mod tests {
         let (gate_tx, gate_rx) = crossbeam_channel::bounded::<()>(1);
         let handler: Arc<Handler> = Arc::new(move |req: &Request| {
             if req.path == "/hold" {
-                let _ = entered_tx.send(());
-                let _ = gate_rx.recv_timeout(Duration::from_secs(10));
+                crate::control::best_effort(entered_tx.send(()));
+                crate::control::best_effort(gate_rx.recv_timeout(Duration::from_secs(10)));
             }
             Response::json_bytes(200, b"{}".to_vec())
         });

@@ -76,7 +76,7 @@ impl<'a> Chunks<'a> {
             Ok(_) => false,
             Err(e) => !matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted),
         };
-        let _ = self.stream.set_nonblocking(false);
+        crate::control::best_effort(self.stream.set_nonblocking(false));
         gone
     }
 

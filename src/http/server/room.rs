@@ -27,15 +27,15 @@ pub(super) fn waiting_room(
     let mut waiting: Vec<Waiting> = Vec::new();
     let mut fds: Vec<libc::pollfd> = Vec::new();
     let refuse = |mut stream: TcpStream, status: u16, message: &str| {
-        let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
-        let _ = write_response(
+        crate::control::best_effort(stream.set_write_timeout(Some(Duration::from_secs(1))));
+        crate::control::best_effort(write_response(
             &mut stream,
             Response::error(status, &ErrorBody::new(message)),
             true,
             false,
             Duration::from_secs(1),
-        );
-        let _ = stream.shutdown(Shutdown::Both);
+        ));
+        crate::control::best_effort(stream.shutdown(Shutdown::Both));
     };
     loop {
         if stopping.load(Ordering::SeqCst) {
