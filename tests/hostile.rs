@@ -10,10 +10,8 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 use std::net::TcpListener;
-use std::os::unix::net::UnixListener;
-use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const RUN: Duration = Duration::from_secs(30);
@@ -165,56 +163,10 @@ fn a_container_with_only_a_node_label_is_never_removed() {
     holds_for("the bystander alive", Duration::from_secs(4), || docker_inspect(&bystander)["State"]["Running"] == true);
 }
 
-/// A stand-in for the engine's socket that forwards to the real one until told to hang; then it
-/// cuts what is open and accepts new connections without ever answering, as a hung engine does.
-struct HangingEngine {
-    path: std::path::PathBuf,
-    hung: Arc<Mutex<bool>>,
-    open: Arc<Mutex<Vec<std::os::unix::net::UnixStream>>>,
-}
-
-impl HangingEngine {
-    fn start(dir: &Path) -> HangingEngine {
-        let path = dir.join(format!("hang-{}.sock", uuid::Uuid::new_v4().simple()));
-        let listener = UnixListener::bind(&path).expect("bind");
-        let (hung, open) = (Arc::new(Mutex::new(false)), Arc::new(Mutex::new(Vec::new())));
-        let (h, o) = (hung.clone(), open.clone());
-        std::thread::spawn(move || {
-            for client in listener.incoming().flatten() {
-                if *h.lock().expect("lock") {
-                    o.lock().expect("lock").push(client); // held, never answered
-                    continue;
-                }
-                let Ok(engine) = std::os::unix::net::UnixStream::connect(engine_socket()) else {
-                    continue;
-                };
-                for (mut from, mut to) in [
-                    (client.try_clone().expect("clone"), engine.try_clone().expect("clone")),
-                    (engine.try_clone().expect("clone"), client.try_clone().expect("clone")),
-                ] {
-                    std::thread::spawn(move || {
-                        let _ = std::io::copy(&mut from, &mut to);
-                        let _ = to.shutdown(std::net::Shutdown::Both);
-                    });
-                }
-                o.lock().expect("lock").extend([client, engine]);
-            }
-        });
-        HangingEngine { path, hung, open }
-    }
-
-    fn hang(&self) {
-        *self.hung.lock().expect("lock") = true;
-        for c in self.open.lock().expect("lock").drain(..) {
-            let _ = c.shutdown(std::net::Shutdown::Both);
-        }
-    }
-}
-
 #[test]
 fn a_hung_engine_is_reported_within_seconds() {
     let c = Cluster::start("hung_engine_probe", ClusterOptions { workers: 0, ..ClusterOptions::default() });
-    let engine = HangingEngine::start(&c.dir);
+    let engine = EngineProxy::new(&c.dir);
     let socket = engine.path.display().to_string();
     let mut c = c;
     let name = format!("hung-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);

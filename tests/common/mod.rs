@@ -469,6 +469,8 @@ pub struct EngineProxy {
 #[derive(Default)]
 struct ProxyState {
     open: bool,
+    /// New connections are accepted and held without an answer, as a hung engine does.
+    hung: bool,
     conns: Vec<std::os::unix::net::UnixStream>,
     generation: u64,
 }
@@ -499,6 +501,10 @@ impl EngineProxy {
                 if !st.open || st.generation != generation {
                     return; // closed: this listener is done
                 }
+                if st.hung {
+                    st.conns.push(client); // held, never answered
+                    continue;
+                }
                 let Ok(engine) = std::os::unix::net::UnixStream::connect(engine_socket()) else {
                     continue;
                 };
@@ -515,6 +521,16 @@ impl EngineProxy {
                 st.conns.push(engine);
             }
         });
+    }
+
+    /// Cuts the open connections and from now on accepts new ones without ever answering, as a
+    /// hung (not dead) engine does.
+    pub fn hang(&self) {
+        let mut st = self.state.lock().expect("lock");
+        st.hung = true;
+        for c in st.conns.drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
     }
 
     /// Refuses new connections and cuts the open ones, as a dead engine would.
