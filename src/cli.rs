@@ -88,8 +88,7 @@ pub fn with_short_forms(help: &str) -> String {
 pub fn parse_args<T: argh::FromArgs>(program: &str) -> T {
     let raw: Vec<String> = std::env::args().skip(1).collect();
     if wants_version(&raw) {
-        println!("{program} {}", env!("CARGO_PKG_VERSION"));
-        std::process::exit(0);
+        print_and_exit(&format!("{program} {}", env!("CARGO_PKG_VERSION")));
     }
     let args = normalize_args(&raw);
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -97,13 +96,22 @@ pub fn parse_args<T: argh::FromArgs>(program: &str) -> T {
         Ok(parsed) => parsed,
         Err(early) => {
             if early.status.is_ok() {
-                println!("{}", with_short_forms(&early.output));
-                std::process::exit(0);
+                print_and_exit(&with_short_forms(&early.output));
             }
             eprintln!("{}", early.output);
             std::process::exit(2);
         }
     }
+}
+
+/// Prints help or the version to stdout and exits 0. Written without `println!`, which panics when
+/// the reader has gone (`manager --help | grep -q …` closes the pipe at the first match): a closed
+/// pipe is the reader's choice, not an error worth a backtrace.
+fn print_and_exit(text: &str) -> ! {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    crate::control::best_effort(writeln!(out, "{text}").and_then(|()| out.flush()));
+    std::process::exit(0);
 }
 
 /// A log level as given on the command line.
