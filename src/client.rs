@@ -4,6 +4,7 @@
 //! Owns command parsing, the read-eval loop, the exit-code policy (`session`) and output
 //! formatting; the calls themselves are `http::ManagerClient`'s typed methods.
 
+mod nodes;
 mod services;
 
 use crate::api::{DryRun, NodeInfo};
@@ -26,7 +27,7 @@ commands:
   logs ID [--tail N] [--follow] [--timestamps]
                  print a task's output (Ctrl-C stops following)
   list           list all tasks
-  list-nodes     list the workers and their status
+  list-nodes     list the workers, their status and availability
   service ...    services (see below)
   help           show this help
   quit           leave (end of input does too)";
@@ -42,6 +43,7 @@ pub enum Command {
     Logs { id: String, tail: Option<u64>, follow: bool, timestamps: bool },
     List,
     ListNodes,
+    Node(nodes::NodeCmd),
     Service(services::ServiceCmd),
     Help,
     Quit,
@@ -82,6 +84,7 @@ pub fn parse_words(words: &[&str]) -> Result<Option<Command>, String> {
         Some("logs") => parse_logs(&words[1..]).map(Some),
         Some("list") => no_arg(Command::List),
         Some("list-nodes") => no_arg(Command::ListNodes),
+        Some("drain" | "activate" | "remove-node") => nodes::parse(words).map(|c| Some(Command::Node(c))),
         Some("service") => services::parse(&words[1..]).map(|c| Some(Command::Service(c))),
         Some("help") => no_arg(Command::Help),
         Some("quit" | "exit") => no_arg(Command::Quit),
@@ -362,11 +365,12 @@ pub fn run(cmd: &Command, api: &ManagerClient, json: bool, out: &mut dyn Write) 
             if json {
                 pretty(&nodes)
             } else {
-                node_table(&nodes, Timestamp::now())
+                node_table(&nodes, Timestamp::now()) + &nodes::drains(&nodes)
             }
         }
+        Command::Node(c) => nodes::run(c, api, json)?,
         Command::Service(c) => services::run(c, api, json)?,
-        Command::Help => format!("{HELP}{}\n", services::HELP),
+        Command::Help => format!("{HELP}{}{}\n", nodes::HELP, services::HELP),
         Command::Quit => String::new(),
     };
     out.write_all(text.as_bytes()).map_err(|e| Failure::Failed(format!("cannot write output: {e}")))
@@ -579,6 +583,7 @@ pub fn node_table(nodes: &[NodeInfo], now: Timestamp) -> String {
                 n.name.clone(),
                 n.address.clone(),
                 n.status.as_str().to_string(),
+                n.availability.as_str().to_string(),
                 n.tasks.to_string(),
                 cpu,
                 memory,
@@ -592,6 +597,7 @@ pub fn node_table(nodes: &[NodeInfo], now: Timestamp) -> String {
         "NAME",
         "ADDRESS",
         "STATUS",
+        "AVAILABILITY",
         "TASKS",
         "CPU (alloc/cap)",
         "MEMORY (alloc / used / cap)",
@@ -724,9 +730,12 @@ mod tests {
             capacity: None,
             allocated: Default::default(),
             stats: None,
+            availability: crate::api::Availability::Drained,
+            drain: None,
         };
         let text = node_table(&[node], Timestamp(0));
-        assert!(text.lines().nth(1).is_some_and(|l| l.contains("down") && l.contains("never")), "{text}");
+        let row = text.lines().nth(1).unwrap_or_default();
+        assert!(row.contains("down") && row.contains("drained") && row.contains("never"), "{text}");
     }
 
     #[test]

@@ -35,6 +35,7 @@ pub mod client;
 pub mod clock;
 pub mod control;
 pub mod docker_cli;
+pub mod drain;
 pub mod events;
 pub mod http;
 pub mod logfmt;
