@@ -17,6 +17,7 @@ mod join;
 mod node;
 mod services;
 mod state;
+mod view;
 
 pub use services::{ReplicaSummary, ServiceCommandError, ServiceView};
 
@@ -247,14 +248,10 @@ enum Command {
     DryRun { spec: TaskSpec, reply: Reply<DryRun> },
     Events { query: EventQuery, reply: Reply<Vec<ClusterEvent>> },
     Join { name: String, address: String, reply: Reply<NodeInfo> },
-    Get { id: TaskId, reply: Reply<Task> },
-    List { query: TaskQuery, reply: Reply<TaskPage> },
     Stop { id: TaskId, reply: Reply<Task> },
-    Nodes { reply: Reply<Vec<NodeInfo>> },
     Drain { name: String, reply: Reply<NodeInfo> },
     Activate { name: String, reply: Reply<NodeInfo> },
     RemoveNode { name: String, reply: Reply<NodeInfo> },
-    Health { reply: Reply<ManagerHealth> },
     Service(services::ServiceCommand),
     Shutdown,
 }
@@ -267,10 +264,7 @@ impl Command {
             self,
             Command::DryRun { .. }
                 | Command::Events { .. }
-                | Command::Get { .. }
-                | Command::List { .. }
-                | Command::Nodes { .. }
-                | Command::Health { .. }
+                | Command::Service(services::ServiceCommand::Get { .. } | services::ServiceCommand::List { .. })
         )
     }
 }
@@ -279,6 +273,8 @@ impl Command {
 #[derive(Clone)]
 pub struct ManagerHandle {
     tx: Sender<Command>,
+    /// Reads are served from here, never through the control thread (`view.rs`).
+    view: Arc<view::View>,
 }
 
 const ANSWER_WAIT: Duration = Duration::from_secs(10);
@@ -302,7 +298,7 @@ impl ManagerHandle {
     }
 
     pub fn get(&self, id: TaskId) -> Result<Task, ManagerError> {
-        self.ask(|reply| Command::Get { id, reply })
+        self.view.get(&id).ok_or(ManagerError::NotFound(id))
     }
 
     /// Registers a worker that joins by itself (idempotent: the same worker again changes
@@ -318,7 +314,7 @@ impl ManagerHandle {
 
     /// One page of the tasks that match, oldest first.
     pub fn list(&self, query: TaskQuery) -> Result<TaskPage, ManagerError> {
-        self.ask(|reply| Command::List { query, reply })
+        Ok(self.view.page(&query))
     }
 
     /// Records that the task is wanted stopped and sets the stop going; the record comes back at once.
@@ -327,7 +323,7 @@ impl ManagerHandle {
     }
 
     pub fn nodes(&self) -> Result<Vec<NodeInfo>, ManagerError> {
-        self.ask(|reply| Command::Nodes { reply })
+        Ok(self.view.nodes().to_vec())
     }
 
     /// Stops placement on a node and moves its tasks elsewhere, one at a time.
@@ -345,8 +341,9 @@ impl ManagerHandle {
         self.ask(|reply| Command::RemoveNode { name, reply })
     }
 
+    /// The summary as last published; `Unavailable` until the control thread has started.
     pub fn health(&self) -> Result<ManagerHealth, ManagerError> {
-        self.ask(|reply| Command::Health { reply })
+        self.view.health().ok_or(ManagerError::Unavailable)
     }
 }
 /// A running manager.
@@ -396,12 +393,15 @@ pub fn spawn_with_ticks(
     }
     // the control thread keeps a sender so its observation channel never disconnects (with no
     // workers, a disconnected channel would be ready forever and spin the loop)
-    let mut state = State::new(config, store, nodes, obs_tx)?;
+    let view = Arc::new(view::View::default());
+    let mut state = State::new(config, store, nodes, obs_tx, view.clone())?;
+    // reads find the nodes (not yet heard from) and the health from the start
+    state.publish();
     // not logged here: the caller has the error, its cause included, to print once
     let join = control::spawn_thread("manager-control", move || state.run(cmd_rx, obs_rx, ticks))
         .map_err(ManagerError::Spawn)?;
     Ok(Manager {
-        handle: ManagerHandle { tx: cmd_tx.clone() },
+        handle: ManagerHandle { tx: cmd_tx.clone(), view },
         control: ControlThread::new(cmd_tx, Command::Shutdown, join),
     })
 }

@@ -76,7 +76,7 @@ impl State {
             return None;
         }
         t.settled_epoch = epoch;
-        Some(t.task.clone())
+        Some(Task::clone(&t.task))
     }
 
     fn retry_later(&mut self, id: TaskId, now: Timestamp) {
@@ -366,7 +366,7 @@ impl State {
                 if let Some(t) = self.tasks.get_mut(&id) {
                     t.lost_node = true;
                     warn!("task lost by its node task_id={id} reason={reason}", reason = q(&reason));
-                    let task = t.task.clone();
+                    let task = Task::clone(&t.task);
                     self.requeue(task, reason, now);
                 }
             }
@@ -374,7 +374,7 @@ impl State {
             Action::MarkStopped(id) => {
                 // the plan marks only unfinished tasks, and every one may become Stopped
                 if let Some(t) = self.tasks.get(&id) {
-                    let mut task = t.task.clone();
+                    let mut task = Task::clone(&t.task);
                     let was_pending = task.state == TaskState::Pending;
                     if move_task(&mut task, TaskState::Stopped, now) {
                         if was_pending {
@@ -396,7 +396,7 @@ impl State {
                 if t.task.state != TaskState::Pending || t.op_on.is_some() {
                     return;
                 }
-                let mut task = t.task.clone();
+                let mut task = Task::clone(&t.task);
                 if !move_task(&mut task, TaskState::Scheduled, now) {
                     return;
                 }

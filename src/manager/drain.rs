@@ -132,7 +132,7 @@ impl State {
         let on_it: Vec<&Task> = self
             .tasks
             .values()
-            .map(|t| &t.task)
+            .map(|t| &*t.task)
             .filter(|t| !t.is_terminal() && t.node.as_deref() == Some(name))
             .collect();
         let mut stuck: Vec<StuckTask> = on_it
@@ -222,7 +222,7 @@ impl State {
 
     fn start_move(&mut self, id: TaskId, now: Timestamp) {
         let Some(t) = self.tasks.get(&id) else { return };
-        let task = t.task.clone();
+        let task = Task::clone(&t.task);
         let Some(from) = task.node.as_deref().and_then(|n| self.node_index(n)) else { return };
         let table = self.node_table();
         let to = match self.scheduler.pick(&Request::of(&task.spec), &table) {
@@ -291,7 +291,7 @@ impl State {
         let Some(m) = self.moves.remove(&id) else { return };
         let Some(t) = self.tasks.get(&id) else { return };
         let (from, to) = (self.nodes[m.from].display_name().to_string(), self.nodes[m.to].display_name().to_string());
-        let mut task = t.task.clone();
+        let mut task = Task::clone(&t.task);
         task.node = Some(to.clone());
         task.container_id = seen.container_id;
         task.ports = seen.ports;

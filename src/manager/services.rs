@@ -246,7 +246,7 @@ impl State {
         let mut tasks: Vec<&Task> = self
             .tasks
             .values()
-            .map(|t| &t.task)
+            .map(|t| &*t.task)
             .filter(|t| t.service.as_deref() == Some(service.name.as_str()) && !t.is_terminal())
             .collect();
         tasks.sort_by_key(|t| (t.created_at, t.id));
@@ -423,7 +423,7 @@ impl State {
         if t.task.is_terminal() || t.task.desired_state == DesiredState::Stopped {
             return;
         }
-        let mut task = t.task.clone();
+        let mut task = Task::clone(&t.task);
         task.desired_state = DesiredState::Stopped;
         let from = task.state;
         if task.state == TaskState::Pending {
@@ -442,7 +442,7 @@ impl State {
     /// configured scheduler choosing among equals; or records why no node can take it.
     fn place_replica(&mut self, id: TaskId, candidates: &[Candidate], now: Timestamp) {
         let Some(t) = self.tasks.get(&id) else { return };
-        let task = t.task.clone();
+        let task = Task::clone(&t.task);
         let req = Request::of(&task.spec);
         let full = self.node_table();
         let mut counts: Vec<u32> = candidates.iter().map(|c| c.replicas).collect();
@@ -479,7 +479,7 @@ impl State {
         if t.task.error.as_deref() == Some(reason.as_str()) {
             return; // nothing new: nothing written
         }
-        let mut task = t.task.clone();
+        let mut task = Task::clone(&t.task);
         info!("replica not placed task_id={id} reason={}", q(&reason));
         task.error = Some(reason);
         self.commit_quietly(task);

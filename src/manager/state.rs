@@ -9,7 +9,7 @@
 
 use super::join::{self, Join, Known};
 use super::node::{Job, Node, Observation};
-use super::{Command, Cursor, ManagerConfig, ManagerError, TaskPage, TaskQuery};
+use super::{Command, ManagerConfig, ManagerError};
 use crate::api::{DryRun, ManagerHealth, NodeInfo, NodeStatus, NodeVerdict, StartTask};
 use crate::clock::Clock;
 use crate::control::{answer, error_chain, survive};
@@ -28,7 +28,8 @@ use std::time::Instant;
 
 /// The manager's own bookkeeping next to each task record.
 pub(super) struct Tracked {
-    pub(super) task: Task,
+    /// Shared with the published view (`view.rs`): a commit replaces it, nothing mutates it.
+    pub(super) task: Arc<Task>,
     /// The node a start or stop for it is under way on; its answer is awaited.
     pub(super) op_on: Option<usize>,
     pub(super) settled_epoch: u64,
@@ -38,7 +39,7 @@ pub(super) struct Tracked {
 }
 
 impl Tracked {
-    fn new(task: Task) -> Tracked {
+    fn new(task: Arc<Task>) -> Tracked {
         Tracked { task, op_on: None, settled_epoch: 0, not_before: Timestamp(0), lost_node: false }
     }
 }
@@ -91,6 +92,10 @@ pub(super) struct State {
     pub(super) events: EventLog,
     /// Each node's status as the history last told it, to tell when it changes.
     node_seen: Vec<NodeStatus>,
+    /// What reads are served from (`view.rs`).
+    pub(super) view: Arc<super::view::View>,
+    /// Loop passes since the node list and health were last published.
+    unpublished: u32,
     /// Drains' moves under way, by task (`drain.rs`).
     pub(super) moves: HashMap<TaskId, super::drain::Move>,
     /// Tasks a drain could not move lately, by task.
@@ -119,6 +124,7 @@ impl State {
         mut store: Box<dyn Store>,
         mut nodes: Vec<Node>,
         observations: Sender<Observation>,
+        view: Arc<super::view::View>,
     ) -> Result<State, ManagerError> {
         // the names workers reported before a restart, so tasks map to their nodes at once
         let known = store.list_nodes().map_err(ManagerError::Store)?;
@@ -135,6 +141,8 @@ impl State {
         }
         let mut tasks = HashMap::new();
         for task in store.list_tasks().map_err(ManagerError::Store)? {
+            let task = Arc::new(task);
+            view.put(&task);
             tasks.insert(task.id, Tracked::new(task));
         }
         let services =
@@ -159,6 +167,8 @@ impl State {
             settle: None,
             events,
             node_seen,
+            view,
+            unpublished: 0,
             moves: HashMap::new(),
             stuck: HashMap::new(),
             _observations: observations,
@@ -189,6 +199,12 @@ impl State {
             survive("the drains", || self.drain_step());
             self.note_node_changes();
             self.note_availability_changes();
+            // the node list costs a pass over the tasks: published once the loop has caught up
+            // with its input, and at least every 64 passes through a burst
+            self.unpublished += 1;
+            if (cmd_rx.is_empty() && obs_rx.is_empty()) || self.unpublished >= 64 {
+                self.publish();
+            }
         }
         info!("manager control loop stopped");
     }
@@ -213,6 +229,7 @@ impl State {
                 return; // tried again at the next tick
             }
             self.tasks.remove(&id);
+            self.view.remove(&id);
             self.forgotten.insert(id);
         }
         debug!("finished tasks forgotten count={extra}");
@@ -289,7 +306,7 @@ impl State {
 
     /// Writes a task's record, then keeps it in the table. On a store failure nothing changes.
     pub(super) fn commit(&mut self, mut task: Task) -> Result<(), ManagerError> {
-        let old = self.tasks.get(&task.id).map(|t| &t.task);
+        let old = self.tasks.get(&task.id).map(|t| &*t.task);
         if old == Some(&task) {
             return Ok(()); // nothing changed: nothing written
         }
@@ -305,6 +322,8 @@ impl State {
             let (at, to, node) = (self.now(), task.state.to_string(), task.node.clone());
             self.note_event(at, Subject::Task, Some(task.id), node, from.map(|f| f.to_string()), to, reason);
         }
+        let task = Arc::new(task);
+        self.view.put(&task);
         match self.tasks.get_mut(&task.id) {
             Some(t) => {
                 if task.state != TaskState::Pending {
@@ -327,67 +346,37 @@ impl State {
         }
     }
 
-    /// One page of the tasks that match `query`: only that page is copied, whatever the table holds.
-    fn page(&self, query: &TaskQuery) -> TaskPage {
-        let mut matching: Vec<&Task> = self
-            .tasks
-            .values()
-            .map(|t| &t.task)
-            .filter(|t| query.after.is_none_or(|after| Cursor::of(t) > after))
-            .filter(|t| query.state.is_none_or(|s| t.state == s))
-            .filter(|t| query.node.as_deref().is_none_or(|n| t.node.as_deref() == Some(n)))
-            .filter(|t| query.name.as_deref().is_none_or(|n| t.name == n))
-            .filter(|t| query.service.as_deref().is_none_or(|s| t.service.as_deref() == Some(s)))
-            .collect();
-        let limit = query.limit.clamp(1, TaskQuery::MAX_LIMIT);
-        let more = matching.len() > limit;
-        if more {
-            matching.select_nth_unstable_by_key(limit, |t| Cursor::of(t));
-            matching.truncate(limit);
-        }
-        matching.sort_by_key(|t| Cursor::of(t));
-        let tasks: Vec<Task> = matching.into_iter().cloned().collect();
-        let next = if more { tasks.last().map(Cursor::of) } else { None };
-        TaskPage { tasks, next }
-    }
-
     fn on_command(&mut self, cmd: Command) {
         match cmd {
             Command::Submit { spec, reply } => answer(&reply, self.submit(spec)),
             Command::DryRun { spec, reply } => answer(&reply, Ok(self.dry_run(&spec))),
             Command::Events { query, reply } => answer(&reply, Ok(self.events.query(&query))),
-            Command::Join { name, address, reply } => answer(&reply, self.join(name, address)),
-            Command::Get { id, reply } => {
-                answer(&reply, self.tasks.get(&id).map(|t| t.task.clone()).ok_or(ManagerError::NotFound(id)))
+            Command::Join { name, address, reply } => {
+                let done = self.join(name, address);
+                self.publish();
+                answer(&reply, done)
             }
-            Command::List { query, reply } => answer(&reply, Ok(self.page(&query))),
+
             Command::Stop { id, reply } => answer(&reply, self.stop(id)),
-            Command::Nodes { reply } => answer(&reply, Ok(self.node_infos())),
+
+            // these change what `GET /v1/nodes` shows: published before the answer, so that a
+            // read right after it sees the change
             Command::Drain { name, reply } => {
                 let done = self.drain(&name).map(|i| self.node_info(i));
+                self.publish();
                 answer(&reply, done)
             }
             Command::Activate { name, reply } => {
                 let done = self.activate(&name).map(|i| self.node_info(i));
+                self.publish();
                 answer(&reply, done)
             }
-            Command::RemoveNode { name, reply } => answer(&reply, self.remove_node(&name)),
-            Command::Health { reply } => {
-                let live = self.nodes.iter().filter(|n| !n.removed);
-                let up = live.clone().filter(|n| self.status_of(n) == NodeStatus::Up).count();
-                answer(
-                    &reply,
-                    Ok(ManagerHealth {
-                        status: "ok".into(),
-                        version: env!("CARGO_PKG_VERSION").into(),
-                        scheduler: self.config.scheduler.name().into(),
-                        storage: self.store.kind().into(),
-                        nodes_up: up,
-                        nodes_total: live.count(),
-                        tasks: self.tasks.values().filter(|t| !t.task.is_terminal()).count(),
-                    }),
-                );
+            Command::RemoveNode { name, reply } => {
+                let done = self.remove_node(&name);
+                self.publish();
+                answer(&reply, done)
             }
+
             Command::Service(cmd) => self.on_service_command(cmd),
             Command::Shutdown => {}
         }
@@ -400,7 +389,7 @@ impl State {
         info!("task accepted task_id={id}");
         // place it now rather than at the next tick
         self.place(&[id]);
-        Ok(self.tasks[&id].task.clone())
+        Ok(Task::clone(&self.tasks[&id].task))
     }
 
     /// A worker joins: a new node, one known already, or a down node taken over by its name at
@@ -509,7 +498,7 @@ impl State {
         if t.task.is_terminal() {
             return Err(ManagerError::AlreadyFinished { id, state: t.task.state });
         }
-        let mut task = t.task.clone();
+        let mut task = Task::clone(&t.task);
         task.desired_state = DesiredState::Stopped;
         // never placed: nothing runs, so it is stopped at once (Pending → Stopped is in the table)
         if task.state == TaskState::Pending {
@@ -526,7 +515,24 @@ impl State {
             t.not_before = Timestamp(0);
         }
         self.reconcile();
-        Ok(self.tasks[&id].task.clone())
+        Ok(Task::clone(&self.tasks[&id].task))
+    }
+
+    /// Publishes the node list and the health summary for reads.
+    pub(super) fn publish(&mut self) {
+        self.unpublished = 0;
+        let live = self.nodes.iter().filter(|n| !n.removed);
+        let up = live.clone().filter(|n| self.status_of(n) == NodeStatus::Up).count();
+        let health = ManagerHealth {
+            status: "ok".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            scheduler: self.config.scheduler.name().into(),
+            storage: self.store.kind().into(),
+            nodes_up: up,
+            nodes_total: live.count(),
+            tasks: self.tasks.values().filter(|t| !t.task.is_terminal()).count(),
+        };
+        self.view.publish(self.node_infos(), health);
     }
 
     fn node_infos(&self) -> Vec<NodeInfo> {
@@ -676,7 +682,7 @@ impl State {
             if t.task.service.is_some() {
                 continue; // replicas are placed spread first, by `services.rs`
             }
-            let mut task = t.task.clone();
+            let mut task = Task::clone(&t.task);
             let req = Request::of(&task.spec);
             let table = table.get_or_insert_with(|| self.node_table());
             match self.scheduler.pick(&req, table) {

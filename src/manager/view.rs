@@ -1,0 +1,142 @@
+//! What reads are served from: the control thread's picture of the tasks, the nodes and the
+//! health summary, published for the HTTP threads so that a `GET` never queues behind the control
+//! thread (which may be busy with a burst of submits or a plan over 10,000 tasks).
+//!
+//! The control thread is the only writer: each committed task record goes in as it is committed
+//! (an `Arc` shared with the task table, so nothing is copied), a forgotten task goes out, and the
+//! node list and health are replaced whenever the loop has caught up with its input. Readers
+//! hold the lock only to look up or to collect `Arc`s, never while they copy or serialise.
+//! A read sees every change acknowledged before it began.
+
+use super::{Cursor, TaskPage, TaskQuery};
+use crate::api::{ManagerHealth, NodeInfo};
+use crate::task::{Task, TaskId};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+#[derive(Default)]
+struct Tables {
+    tasks: HashMap<TaskId, Arc<Task>>,
+    /// The list's order: by submission time, then id.
+    order: BTreeMap<Cursor, Arc<Task>>,
+    nodes: Arc<Vec<NodeInfo>>,
+    health: Option<ManagerHealth>,
+}
+
+/// The published picture; cheap to share (`Arc<View>`).
+#[derive(Default)]
+pub struct View {
+    tables: RwLock<Tables>,
+}
+
+impl View {
+    // A panic while the lock was held (a bug) leaves tables that are still whole: each change
+    // is one insert or remove, so a poisoned lock is used as it is.
+    fn read(&self) -> RwLockReadGuard<'_, Tables> {
+        self.tables.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Tables> {
+        self.tables.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A task's record as just committed.
+    pub(super) fn put(&self, task: &Arc<Task>) {
+        let mut t = self.write();
+        t.tasks.insert(task.id, task.clone());
+        t.order.insert(Cursor::of(task), task.clone());
+    }
+
+    /// A task forgotten (pruned).
+    pub(super) fn remove(&self, id: &TaskId) {
+        let mut t = self.write();
+        if let Some(task) = t.tasks.remove(id) {
+            t.order.remove(&Cursor::of(&task));
+        }
+    }
+
+    pub(super) fn publish(&self, nodes: Vec<NodeInfo>, health: ManagerHealth) {
+        let mut t = self.write();
+        t.nodes = Arc::new(nodes);
+        t.health = Some(health);
+    }
+
+    pub fn get(&self, id: &TaskId) -> Option<Task> {
+        let found = self.read().tasks.get(id).cloned();
+        found.map(Arc::unwrap_or_clone)
+    }
+
+    /// One page of the tasks that match `query`, oldest first: only that page is looked at beyond
+    /// the filters, whatever the table holds.
+    pub fn page(&self, query: &TaskQuery) -> TaskPage {
+        let limit = query.limit.clamp(1, TaskQuery::MAX_LIMIT);
+        let matches = |t: &Task| {
+            query.state.is_none_or(|s| t.state == s)
+                && query.node.as_deref().is_none_or(|n| t.node.as_deref() == Some(n))
+                && query.name.as_deref().is_none_or(|n| t.name == n)
+                && query.service.as_deref().is_none_or(|s| t.service.as_deref() == Some(s))
+        };
+        let mut found: Vec<Arc<Task>> = {
+            let t = self.read();
+            let from = match query.after {
+                Some(after) => t.order.range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded)),
+                None => t.order.range(..),
+            };
+            from.map(|(_, task)| task).filter(|task| matches(task)).take(limit + 1).cloned().collect()
+        };
+        let more = found.len() > limit;
+        found.truncate(limit);
+        let tasks: Vec<Task> = found.into_iter().map(Arc::unwrap_or_clone).collect();
+        let next = if more { tasks.last().map(Cursor::of) } else { None };
+        TaskPage { tasks, next }
+    }
+
+    pub fn nodes(&self) -> Arc<Vec<NodeInfo>> {
+        self.read().nodes.clone()
+    }
+
+    /// `None` until the control thread has published once.
+    pub fn health(&self) -> Option<ManagerHealth> {
+        self.read().health.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::task::{TaskSpec, TaskState};
+    use crate::time::Timestamp;
+
+    fn task(name: &str, at: u64) -> Arc<Task> {
+        let spec = TaskSpec::from_json(format!(r#"{{"name":"{name}","image":"b"}}"#).as_bytes()).expect("valid");
+        Arc::new(Task::new(TaskId::new_v4(), spec, Timestamp(at)))
+    }
+
+    #[test]
+    fn pages_go_on_after_their_cursor_in_submission_order_and_filter() {
+        let view = View::default();
+        let all: Vec<Arc<Task>> = (0..7).map(|i| task(if i % 2 == 0 { "even" } else { "odd" }, 100 - i)).collect();
+        for t in &all {
+            view.put(t);
+        }
+        let mut oldest_first: Vec<TaskId> = all.iter().rev().map(|t| t.id).collect();
+        let first = view.page(&TaskQuery { limit: 3, ..TaskQuery::default() });
+        assert_eq!(first.tasks.iter().map(|t| t.id).collect::<Vec<_>>(), oldest_first[..3]);
+        let rest = view.page(&TaskQuery { limit: 10, after: first.next, ..TaskQuery::default() });
+        assert_eq!(rest.tasks.iter().map(|t| t.id).collect::<Vec<_>>(), oldest_first[3..]);
+        assert_eq!(rest.next, None, "the last page says so");
+        let odd = view.page(&TaskQuery { name: Some("odd".into()), ..TaskQuery::default() });
+        assert_eq!(odd.tasks.len(), 3);
+        // a change replaces the record in both orders; a removal takes it out of both
+        let mut running = Task::clone(&all[0]);
+        running.state = TaskState::Running;
+        view.put(&Arc::new(running));
+        let only = view.page(&TaskQuery { state: Some(TaskState::Running), ..TaskQuery::default() });
+        assert_eq!(only.tasks.iter().map(|t| t.id).collect::<Vec<_>>(), [all[0].id]);
+        view.remove(&all[0].id);
+        assert!(view.get(&all[0].id).is_none());
+        oldest_first.retain(|id| *id != all[0].id);
+        let now = view.page(&TaskQuery::default());
+        assert_eq!(now.tasks.iter().map(|t| t.id).collect::<Vec<_>>(), oldest_first);
+    }
+}
