@@ -12,6 +12,7 @@
 //!
 //! Must not touch the table or the engine: `state.rs` applies what these return.
 
+use super::budget;
 use super::ops::Observed;
 use super::{LABEL_CREATED, LABEL_NAME, LABEL_NODE, LABEL_SPEC, LABEL_TASK_ID};
 use crate::docker_cli::ContainerInfo;
@@ -156,7 +157,9 @@ pub struct EntryView {
     /// The container the worker recorded for the task: the only one it trusts to be the task's.
     pub container_id: Option<String>,
     /// The name the worker gives the task's container (names are unique on an engine, so a
-    /// container by another hand cannot carry it while the task's own exists).
+    /// container by another hand cannot carry it while the task's own exists). Only the base
+    /// name counts here: the container a start creates has it until its first restart in place,
+    /// and by then the worker has recorded its id.
     pub container_name: String,
     /// An operation is under way, the entry changed after the sync began, or a restart is due:
     /// the sync's picture is older than what the worker knows, so it is left alone.
@@ -200,6 +203,12 @@ pub fn container_name(node: &str, task_name: &str, id: &TaskId) -> String {
 
 fn has_name(o: &Observed, name: &str) -> bool {
     o.summary.names.iter().any(|n| n.trim_start_matches('/') == name)
+}
+
+/// Whether the container has the base name or, once restarted in place, the base name renamed to
+/// carry the budget (`budget::renamed`).
+fn has_name_of(o: &Observed, base: &str) -> bool {
+    o.summary.names.iter().any(|n| budget::is_name_of(base, n.trim_start_matches('/')))
 }
 
 /// Brings the table in line with what the engine has. Only the container the worker recorded
@@ -278,14 +287,15 @@ pub fn plan_sync(
         }
     }
     // containers of tasks the table does not know: the one with the name this node's worker
-    // gives the task, carrying a readable spec, is adopted; any other is a stray
+    // gives the task (the base name, or the base name renamed with the budget by a restart in
+    // place), carrying a readable spec, is adopted; any other is a stray
     candidates.sort_by(|a, b| a.1.summary.id.cmp(&b.1.summary.id));
     let mut adopted: HashSet<TaskId> = HashSet::new();
     for (id, o) in candidates {
         let complete = SKIFF_LABELS.iter().all(|l| o.summary.labels.contains_key(*l));
         let labels = &o.summary.labels;
         let spec = labels.get(LABEL_SPEC).and_then(|s| TaskSpec::from_json(s.as_bytes()).ok());
-        let ours = spec.as_ref().is_some_and(|s| has_name(&o, &container_name(node, &s.name, &id)));
+        let ours = spec.as_ref().is_some_and(|s| has_name_of(&o, &container_name(node, &s.name, &id)));
         match spec {
             Some(spec) if ours && complete && adopted.insert(id) => {
                 let created = labels.get(LABEL_CREATED).and_then(|c| Timestamp::parse(c)).unwrap_or(o.summary.created);

@@ -3,7 +3,8 @@
 //! reach, to hang past the client's deadline (answered as the real client would after it), or
 //! to lose a container behind the worker's back. `FakeEngine::podman` answers the way Podman 4
 //! does where it differs from Docker: a name in use is a 500, `OOMKilled` is never set, and
-//! (`without_init`) a create asking for an init fails when catatonit is missing.
+//! (`without_init`) a create asking for an init fails when catatonit is missing. Renames answer
+//! as the engines do (the container's own name refused, a name in use a conflict).
 
 use super::engine::{Engine, Events};
 use crate::docker_cli::{ContainerInfo, ContainerSummary, CreateOptions, DockerError, LogOptions, LogStream};
@@ -332,6 +333,39 @@ impl Engine for FakeEngine {
                 .collect();
         }
         inner.next_port = port;
+        if hang {
+            return Err(timed_out());
+        }
+        Ok(())
+    }
+
+    /// As Docker does: the container's own name is refused (400), and so is a name outside
+    /// `[a-zA-Z0-9][a-zA-Z0-9_.-]+`; a name in use is a conflict (Podman: 500 with its words).
+    fn rename(&self, id: &str, name: &str) -> Result<(), DockerError> {
+        let hang = self.enter("rename", &format!("{id} {name}"))?;
+        let mut inner = self.lock();
+        let Some(key) = Self::find(&inner, id) else { return Err(no_such(id)) };
+        let valid = name.len() >= 2
+            && name.as_bytes()[0].is_ascii_alphanumeric()
+            && name.bytes().all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(&c));
+        if !valid {
+            let message = format!("Invalid container name (/{name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed");
+            return Err(DockerError::Api { status: 400, message });
+        }
+        if inner.containers[&key].name == name {
+            let message = "Renaming a container with the same name as its current name".to_string();
+            return Err(DockerError::Api { status: 400, message });
+        }
+        if let Some(other) = inner.containers.values().find(|c| c.name == name) {
+            return Err(if inner.podman {
+                let message = format!("the container name \"{name}\" is already in use by {}. You have to remove that container to be able to reuse that name: that name is already in use", other.id);
+                DockerError::Api { status: 500, message }
+            } else {
+                let message = format!("Conflict. The container name \"/{name}\" is already in use");
+                DockerError::Api { status: 409, message }
+            });
+        }
+        inner.containers.get_mut(&key).expect("found above").name = name.to_string();
         if hang {
             return Err(timed_out());
         }

@@ -5,6 +5,7 @@
 //! Must not touch the task table: an operation gets what it needs in the `Op` and reports what
 //! the engine did; the control thread decides what that means.
 
+use super::budget::{self, Budget};
 use super::engine::Engine;
 use super::{
     WorkerConfig, LABEL_CREATED, LABEL_LAST_EXIT, LABEL_NAME, LABEL_NODE, LABEL_RECENT_RESTARTS, LABEL_RESTART_COUNT,
@@ -14,7 +15,6 @@ use crate::control::{error_chain, spawn_thread, SpawnError};
 use crate::docker_cli::{ContainerInfo, ContainerSummary, CreateOptions, DockerError};
 use crate::logfmt::q;
 use crate::task::{Task, TaskId, TaskSpec};
-use crate::time::Timestamp;
 use crossbeam_channel::{unbounded, Sender};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -27,14 +27,17 @@ pub enum Op {
         container_name: String,
         labels: BTreeMap<String, String>,
     },
-    /// Replaces the task's exited container with a new one of the same name, spec and labels
-    /// but the restart budget's (a restart in place: labels are fixed at create, and the budget
-    /// must outlive a worker that forgets it).
+    /// Starts the task's exited container again (a restart in place), renamed first to carry
+    /// the restart budget as the exit left it (`budget`); a new container of the base name,
+    /// spec and labels only if it is gone.
     Restart {
         id: TaskId,
         container_id: String,
         spec: Box<TaskSpec>,
+        /// The base name, which a new container gets.
         container_name: String,
+        /// The name that carries the budget, which the container gets before it starts.
+        renamed: String,
         labels: BTreeMap<String, String>,
     },
     /// Stops a container that failed its health checks, then inspects it (answered as Inspected).
@@ -201,15 +204,10 @@ pub fn run_op(engine: &dyn Engine, cfg: &WorkerConfig, op: Op) -> OpResult {
             let result = start_container(engine, &spec, &container_name, &labels, &id);
             OpResult::Started { id, result }
         }
-        Op::Restart { id, container_id, spec, container_name, labels } => {
-            // the same container again: its output and its files are kept across runs; a new
-            // one only if it is gone
-            let result = match engine.start(&container_id) {
-                Err(e) if e.is_not_found() => start_container(engine, &spec, &container_name, &labels, &id),
-                other => other
-                    .map_err(after_create)
-                    .and_then(|_| engine.inspect(&container_id).map_err(|e| StartFailure::Unknown(error_chain(&e)))),
-            };
+        Op::Restart { id, container_id, spec, container_name, renamed, labels } => {
+            let result = restart_container(engine, &container_id, &renamed, &id, || {
+                start_container(engine, &spec, &container_name, &labels, &id)
+            });
             OpResult::Started { id, result }
         }
         Op::Kill { id, container_id } => {
@@ -317,6 +315,44 @@ fn start_container(
     engine.inspect(&container_id).map_err(|e| StartFailure::Unknown(error_chain(&e)))
 }
 
+/// A restart in place: the same container again, so its output and its files are kept across
+/// runs. It is renamed first to carry the budget (`budget`), so that whatever becomes of this
+/// worker the engine holds the count: a worker that dies before the rename counts the exit again
+/// (once: the old name says it was not counted), one that dies after it finds the exit already
+/// counted. A name already right (a restart made again) is left as it is. A rename the engine
+/// refuses (a name taken by hand) does not keep the task from running again: it is logged, and
+/// the budget is then what the name and labels said before. `recreate` makes a new container
+/// if this one is gone.
+fn restart_container(
+    engine: &dyn Engine,
+    container_id: &str,
+    renamed: &str,
+    id: &TaskId,
+    recreate: impl FnOnce() -> Result<ContainerInfo, StartFailure>,
+) -> Result<ContainerInfo, StartFailure> {
+    let unknown = |e: DockerError| StartFailure::Unknown(error_chain(&e));
+    match engine.inspect(container_id) {
+        Err(e) if e.is_not_found() => return recreate(),
+        Err(e) => return Err(after_create(e)),
+        Ok(info) if info.name == renamed => {}
+        Ok(_) => match engine.rename(container_id, renamed) {
+            Ok(()) => {}
+            Err(e) if e.is_not_found() => return recreate(),
+            Err(e) if e.is_engine_down() => return Err(unknown(e)),
+            Err(e) => log::warn!(
+                "restart budget not kept in the container's name task_id={id} container={} name={} error={}",
+                super::short_id(container_id),
+                q(renamed),
+                q(&error_chain(&e))
+            ),
+        },
+    }
+    match engine.start(container_id) {
+        Err(e) if e.is_not_found() => recreate(),
+        other => other.map_err(after_create).and_then(|_| engine.inspect(container_id).map_err(unknown)),
+    }
+}
+
 /// Every container labelled with this node, with inspect details for those not running.
 fn observe(engine: &dyn Engine, node: &str) -> Result<Vec<Observed>, DockerError> {
     let list = engine.list(&[format!("{LABEL_NODE}={node}")])?;
@@ -346,14 +382,16 @@ pub fn start_op(task: &Task, node: &str) -> Op {
     }
 }
 
-/// The op that restarts a task's exited container in place: a new container whose labels carry
-/// the budget as the exit left it.
+/// The op that restarts a task's exited container in place, renamed to carry the budget as the
+/// exit left it.
 pub fn restart_op(task: &Task, node: &str, container_id: String) -> Op {
+    let base = container_name(task, node);
     Op::Restart {
         id: task.id,
         container_id,
         spec: Box::new(task.spec.clone()),
-        container_name: container_name(task, node),
+        renamed: budget::renamed(&base, &Budget::of(task)),
+        container_name: base,
         labels: labels_for(task, node),
     }
 }
@@ -381,23 +419,4 @@ pub fn labels_for(task: &Task, node: &str) -> BTreeMap<String, String> {
     labels.extend(task.service.iter().map(|s| (LABEL_SERVICE.to_string(), s.clone())));
     labels.extend(task.service_version.map(|v| (LABEL_SERVICE_VERSION.to_string(), v.to_string())));
     labels
-}
-
-/// The restart budget a container's labels carry: restarts so far, those that count against
-/// the budget, the exit handled last. Missing or unreadable labels (a container of an earlier
-/// version, or made by hand) read as a fresh budget.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Budget {
-    pub restart_count: u32,
-    pub recent_restarts: u32,
-    pub last_exit_at: Option<Timestamp>,
-}
-
-pub fn budget_from_labels(labels: &BTreeMap<String, String>) -> Budget {
-    let count = |key: &str| labels.get(key).and_then(|v| v.parse::<u32>().ok()).unwrap_or(0);
-    Budget {
-        restart_count: count(LABEL_RESTART_COUNT),
-        recent_restarts: count(LABEL_RECENT_RESTARTS),
-        last_exit_at: labels.get(LABEL_LAST_EXIT).and_then(|v| Timestamp::parse(v)),
-    }
 }
