@@ -149,7 +149,8 @@ impl FakeEngine {
     /// The container exits by itself with this code.
     pub fn exit(&self, id: &str, code: i64, oom: bool) {
         let mut inner = self.lock();
-        inner.clock += 1_000;
+        // not a whole second: what is kept of an exit's time must keep its milliseconds
+        inner.clock += 1_007;
         let (at, inner_podman) = (Timestamp(inner.clock), inner.podman);
         if let Some(c) = inner.containers.get_mut(id) {
             c.status = "exited".into();

@@ -163,6 +163,20 @@ impl Rig {
     }
 }
 
+fn podman_rig() -> Rig {
+    Rig::on(Arc::new(FakeEngine::podman(&[IMAGE])), FlakyStore::new(), ManualClock::new(Timestamp(1_000_000)))
+}
+
+/// Both fakes, for the behaviours that must not depend on the engine.
+fn both_engines() -> [(&'static str, Rig); 2] {
+    [("docker", Rig::new()), ("podman", podman_rig())]
+}
+
+/// The same engine and clock, a worker started afresh with an empty memory store.
+fn restarted_forgetting(rig: Rig) -> Rig {
+    Rig::on(rig.engine.clone(), FlakyStore::new(), rig.clock.clone())
+}
+
 fn spec(name: &str, extra: &str) -> String {
     format!(r#"{{"name":"{name}","image":"{IMAGE}"{extra}}}"#)
 }
@@ -603,7 +617,9 @@ fn nothing_is_written_when_nothing_changes() {
     assert!(rig.state.entries.values().all(|e| e.saved == Some(record_digest(&e.task))));
 }
 
-// Podman's answers, and the restart budget across restarts of the worker: `tests/podman.rs`
+// the restart budget across restarts of a worker with a memory store: `tests/budget.rs`;
+// Podman's answers: `tests/podman.rs`
+mod budget;
 mod podman;
 mod runs;
 mod sync;
