@@ -256,8 +256,8 @@ impl Docker {
     }
 
     /// `POST /containers/{id}/rename?name=…` (Docker, and Podman's compatible API): a name in
-    /// use is a conflict (`is_conflict`), a missing container a 404; Docker refuses (400) the
-    /// name the container already has.
+    /// use is a conflict (409 from both), a missing container a 404; Docker refuses (400) the
+    /// name the container already has, Podman takes it as done.
     pub fn rename(&self, id: &str, name: &str) -> Result<(), DockerError> {
         let path = format!("/containers/{}/rename?name={}", encode(id), encode(name));
         self.call("POST", &path, None, CALL_TIMEOUT)?.ok().map(drop)

@@ -271,10 +271,10 @@ fn a_worker_with_a_memory_store_restarted_twice_keeps_the_exact_restart_budget()
     });
     c.workers[0].kill();
     c.restart_worker(0);
-    let w = wait_for("the task taken back after one restart", RUN, || {
-        Some(on_worker(&c)).filter(|w| w["state"] == "Running" && w["restart_count"].as_u64() >= Some(1))
-    });
-    assert_eq!((w["restart_count"].as_u64(), w["container_id"].as_str()), (Some(1), Some(container.as_str())), "{w}");
+    let w = wait_for("the task taken back", RUN, || Some(on_worker(&c)).filter(|w| w["state"] == "Running"));
+    // 2 if the second run ended while no worker was there (its exit is counted on adoption)
+    let count = w["restart_count"].as_u64();
+    assert!(matches!(count, Some(1 | 2)) && w["container_id"] == container.as_str(), "taken back as it was: {w}");
     wait_for("a second exit", RUN, || Some(on_worker(&c)).filter(|w| w["restart_count"] == 2));
     c.workers[0].kill();
     c.restart_worker(0);

@@ -4,7 +4,7 @@
 //! to lose a container behind the worker's back. `FakeEngine::podman` answers the way Podman 4
 //! does where it differs from Docker: a name in use is a 500, `OOMKilled` is never set, and
 //! (`without_init`) a create asking for an init fails when catatonit is missing. Renames answer
-//! as the engines do (the container's own name refused, a name in use a conflict).
+//! as each engine does (see `rename`).
 
 use super::engine::{Engine, Events};
 use crate::docker_cli::{ContainerInfo, ContainerSummary, CreateOptions, DockerError, LogOptions, LogStream};
@@ -340,8 +340,10 @@ impl Engine for FakeEngine {
         Ok(())
     }
 
-    /// As Docker does: the container's own name is refused (400), and so is a name outside
-    /// `[a-zA-Z0-9][a-zA-Z0-9_.-]+`; a name in use is a conflict (Podman: 500 with its words).
+    /// As the engines do (both checked by hand against Docker 20.10 and Podman 4.3): a name in
+    /// use is a 409 on both (Podman's rename, unlike its create, says 409); the container's own
+    /// name is refused by Docker (400) and taken as done by Podman (204); a name outside
+    /// `[a-zA-Z0-9][a-zA-Z0-9_.-]+` is a 400 from Docker, a 500 from Podman.
     fn rename(&self, id: &str, name: &str) -> Result<(), DockerError> {
         let hang = self.enter("rename", &format!("{id} {name}"))?;
         let mut inner = self.lock();
@@ -350,21 +352,21 @@ impl Engine for FakeEngine {
             && name.as_bytes()[0].is_ascii_alphanumeric()
             && name.bytes().all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(&c));
         if !valid {
+            let status = if inner.podman { 500 } else { 400 };
             let message = format!("Invalid container name (/{name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed");
-            return Err(DockerError::Api { status: 400, message });
+            return Err(DockerError::Api { status, message });
         }
-        if inner.containers[&key].name == name {
+        if inner.containers[&key].name == name && !inner.podman {
             let message = "Renaming a container with the same name as its current name".to_string();
             return Err(DockerError::Api { status: 400, message });
         }
-        if let Some(other) = inner.containers.values().find(|c| c.name == name) {
-            return Err(if inner.podman {
-                let message = format!("the container name \"{name}\" is already in use by {}. You have to remove that container to be able to reuse that name: that name is already in use", other.id);
-                DockerError::Api { status: 500, message }
+        if let Some(other) = inner.containers.values().find(|c| c.name == name && c.id != key) {
+            let message = if inner.podman {
+                format!("renaming container {key}: name {name} already in use, cannot rename container {key}: container already exists")
             } else {
-                let message = format!("Conflict. The container name \"/{name}\" is already in use");
-                DockerError::Api { status: 409, message }
-            });
+                format!("Error when allocating new name: Conflict. The container name \"/{name}\" is already in use by container \"{}\"", other.id)
+            };
+            return Err(DockerError::Api { status: 409, message });
         }
         inner.containers.get_mut(&key).expect("found above").name = name.to_string();
         if hang {
