@@ -149,7 +149,8 @@ mod tests {
             (LABEL_LAST_EXIT.to_string(), Timestamp(5_000).to_string()),
         ]);
         let from_name = b(3, 2, Some(9_000));
-        let cases: Vec<(&str, Vec<String>, BTreeMap<String, String>, Budget)> = vec![
+        type Case = (&'static str, Vec<String>, BTreeMap<String, String>, Budget);
+        let cases: Vec<Case> = vec![
             ("renamed: the name's", vec![format!("/{}", renamed(BASE, &from_name))], labels.clone(), from_name),
             ("renamed, no labels", vec![renamed(BASE, &from_name)], BTreeMap::new(), from_name),
             ("the base name: the labels'", vec![format!("/{BASE}")], labels.clone(), b(1, 1, Some(5_000))),

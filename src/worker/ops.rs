@@ -26,6 +26,9 @@ pub enum Op {
         spec: Box<TaskSpec>,
         container_name: String,
         labels: BTreeMap<String, String>,
+        /// Asked of a worker that has not checked its containers yet: one of the task's that a
+        /// restart in place renamed (so no name clash finds it) is looked for by label first.
+        unsynced: bool,
     },
     /// Starts the task's exited container again (a restart in place), renamed first to carry
     /// the restart budget as the exit left it (`budget`); a new container of the base name,
@@ -200,8 +203,14 @@ pub fn engine_pool(
 /// Runs one op against the engine.
 pub fn run_op(engine: &dyn Engine, cfg: &WorkerConfig, op: Op) -> OpResult {
     match op {
-        Op::Start { id, spec, container_name, labels } => {
-            let result = start_container(engine, &spec, &container_name, &labels, &id);
+        Op::Start { id, spec, container_name, labels, unsynced } => {
+            let result = if unsynced {
+                find_renamed(engine, &id, &container_name, &labels).and_then(|found| {
+                    found.map_or_else(|| start_container(engine, &spec, &container_name, &labels, &id), Ok)
+                })
+            } else {
+                start_container(engine, &spec, &container_name, &labels, &id)
+            };
             OpResult::Started { id, result }
         }
         Op::Restart { id, container_id, spec, container_name, renamed, labels } => {
@@ -263,6 +272,31 @@ fn after_create(e: DockerError) -> StartFailure {
         StartFailure::Unknown(error_chain(&e))
     } else {
         StartFailure::Refused(error_chain(&e))
+    }
+}
+
+/// Before the first sync a worker with a memory store may be asked to start a task whose
+/// container it does not know, and a restart in place may have renamed it, so that the base
+/// name is free and a create would make a second container. Such a container (this task's and
+/// node's labels, a name `budget::in_name` reads) is resolved as a name clash is: adopted if it
+/// runs (`Some`), removed if not (`None`: the start creates the task's container afresh).
+fn find_renamed(
+    engine: &dyn Engine,
+    id: &TaskId,
+    base: &str,
+    labels: &BTreeMap<String, String>,
+) -> Result<Option<ContainerInfo>, StartFailure> {
+    let node = labels.get(LABEL_NODE).map(String::as_str).unwrap_or_default();
+    let list =
+        engine.list(&[format!("{LABEL_TASK_ID}={id}"), format!("{LABEL_NODE}={node}")]).map_err(before_create)?;
+    let renamed =
+        |c: &ContainerSummary| c.names.iter().any(|n| budget::in_name(base, n.trim_start_matches('/')).is_some());
+    let Some(found) = list.iter().find(|c| renamed(c)) else { return Ok(None) };
+    match engine.inspect(&found.id) {
+        Ok(info) if info.running => Ok(Some(info)),
+        Ok(info) => engine.remove(&info.id).map(|()| None).map_err(before_create),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(before_create(e)),
     }
 }
 
@@ -374,11 +408,21 @@ fn observe(engine: &dyn Engine, node: &str) -> Result<Vec<Observed>, DockerError
 
 /// The op that starts a task's container (also used to resume a start cut off by a restart).
 pub fn start_op(task: &Task, node: &str) -> Op {
+    start_op_as(task, node, false)
+}
+
+/// The op of a start asked of a worker that has not checked its containers yet (`find_renamed`).
+pub fn start_op_unsynced(task: &Task, node: &str) -> Op {
+    start_op_as(task, node, true)
+}
+
+fn start_op_as(task: &Task, node: &str, unsynced: bool) -> Op {
     Op::Start {
         id: task.id,
         spec: Box::new(task.spec.clone()),
         container_name: container_name(task, node),
         labels: labels_for(task, node),
+        unsynced,
     }
 }
 

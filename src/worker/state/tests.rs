@@ -46,6 +46,14 @@ impl Rig {
 
     /// A worker (started afresh) over this engine, store and clock; its first steps are done.
     fn on(engine: Arc<FakeEngine>, store: FlakyStore, clock: ManualClock) -> Rig {
+        let mut rig = Rig::unsynced(engine, store, clock);
+        rig.pump();
+        rig
+    }
+
+    /// A worker started afresh whose first steps (the engine's version, the first sync) are
+    /// asked for and not run yet: what it is asked now comes before its first sync.
+    fn unsynced(engine: Arc<FakeEngine>, store: FlakyStore, clock: ManualClock) -> Rig {
         let cfg = config(&clock);
         let (pools, queues) = test_pools();
         let (health_tx, health_rx) = unbounded();
@@ -63,7 +71,6 @@ impl Rig {
             _disk: disk_rx,
         };
         rig.state.begin();
-        rig.pump();
         rig
     }
 

@@ -185,3 +185,54 @@ fn a_container_gone_at_its_restart_is_made_again_with_the_base_name_and_the_budg
         assert_eq!((t.state, t.restart_count, t.recent_restarts), (TaskState::Running, 1, 1), "{engine}");
     }
 }
+
+/// A task restarted in place once, its container renamed; then a worker started afresh with a
+/// memory store is asked to start it before its first sync (a manager that placed it again).
+fn start_before_the_first_sync(rig: Rig, exited: bool) -> (Rig, TaskId, String, Result<(Task, bool), WorkerError>) {
+    let mut rig = rig;
+    let (task, _) = rig.start_spec(&on_failure(3)).expect("started");
+    let cid = rig.container(task.id);
+    rig.exits(task.id, 1);
+    rig.advance(Duration::from_secs(1));
+    if exited {
+        rig.exits(task.id, 1);
+    }
+    assert!(budget::in_name(&base(task.id), &name(&rig, &cid)).is_some());
+    let mut rig = Rig::unsynced(rig.engine.clone(), FlakyStore::new(), rig.clock.clone());
+    let answer = rig.send_start(&on_failure(3), task.id);
+    rig.pump();
+    let answer = answer.try_recv().expect("an answer to the start");
+    (rig, task.id, cid, answer)
+}
+
+#[test]
+fn a_start_before_the_first_sync_takes_the_running_container_a_restart_renamed() {
+    for (engine, rig) in both_engines() {
+        let (rig, id, cid, answer) = start_before_the_first_sync(rig, false);
+        let (t, _) = answer.expect("started");
+        assert_eq!((t.state, t.container_id.as_deref()), (TaskState::Running, Some(cid.as_str())), "{engine}");
+        assert_eq!((rig.containers_of(id), rig.engine.count("create")), (1, 1), "no second container: {engine}");
+        assert_eq!(rig.task(id).container_id.as_deref(), Some(cid.as_str()), "after the sync: {engine}");
+    }
+}
+
+#[test]
+fn a_start_before_the_first_sync_replaces_the_exited_container_a_restart_renamed() {
+    for (engine, rig) in both_engines() {
+        let (rig, id, cid, answer) = start_before_the_first_sync(rig, true);
+        let (t, _) = answer.expect("started");
+        let new = t.container_id.clone().expect("a container");
+        assert_eq!(t.state, TaskState::Running, "{engine}");
+        assert_ne!(new, cid, "{engine}");
+        assert!(rig.engine.container(&cid).is_none(), "the exited one is gone: {engine}");
+        assert_eq!((rig.containers_of(id), name(&rig, &new)), (1, base(id)), "{engine}");
+    }
+}
+
+#[test]
+fn a_start_after_the_first_sync_looks_for_no_renamed_container() {
+    let mut rig = Rig::new();
+    let lists = rig.engine.count("list");
+    rig.start();
+    assert_eq!(rig.engine.count("list"), lists, "{:?}", rig.engine.calls());
+}
