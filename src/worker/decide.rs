@@ -288,8 +288,10 @@ pub fn plan_sync(
     }
     // containers of tasks the table does not know: the one with the name this node's worker
     // gives the task (the base name, or the base name renamed with the budget by a restart in
-    // place), carrying a readable spec, is adopted; any other is a stray
-    candidates.sort_by(|a, b| a.1.summary.id.cmp(&b.1.summary.id));
+    // place), carrying a readable spec, is adopted; any other is a stray. A base name and its
+    // renamed forms are different names to the engine, so a copy by another hand may carry one
+    // beside the task's own: the one the engine created first is taken, as a copy comes later
+    candidates.sort_by(|a, b| (a.1.summary.created, &a.1.summary.id).cmp(&(b.1.summary.created, &b.1.summary.id)));
     let mut adopted: HashSet<TaskId> = HashSet::new();
     for (id, o) in candidates {
         let complete = SKIFF_LABELS.iter().all(|l| o.summary.labels.contains_key(*l));
@@ -646,6 +648,33 @@ mod tests {
             matches!(&adopted[0], SyncAction::Adopt { id: a, created, .. } if *a == id && created.millis() > 0),
             "{adopted:?}"
         );
+    }
+
+    #[test]
+    fn an_unknown_task_is_adopted_from_a_renamed_container_and_of_two_from_the_one_created_first() {
+        let id = TaskId::new_v4();
+        let base = container_name("w1", "web", &id);
+        let renamed = |n: u32| {
+            let b = crate::worker::budget::Budget { restart_count: n, recent_restarts: n, last_exit_at: None };
+            crate::worker::budget::renamed(&base, &b)
+        };
+        let at = |mut o: Observed, secs: u64| {
+            o.summary.created = Timestamp(secs * 1000);
+            o
+        };
+        let alone = plan(&[], vec![observed_as("a", id, true, &renamed(2), 5)]);
+        assert_eq!(kinds(&alone), ["Adopt"]);
+        let garbled = plan(&[], vec![observed_as("a", id, true, &format!("{base}.r2.u"), 5)]);
+        assert_eq!(kinds(&garbled), ["Suspect"], "a name no worker gives is not the task's");
+        for (first, later) in [("a", "b"), ("b", "a")] {
+            let seen = vec![
+                at(observed_as(later, id, true, &renamed(9), 5), 200),
+                at(observed_as(first, id, true, &renamed(2), 5), 100),
+            ];
+            let actions = plan(&[], seen);
+            assert_eq!(kinds(&actions), ["Adopt", "Suspect"], "{actions:?}");
+            assert!(matches!(&actions[0], SyncAction::Adopt { observed, .. } if observed.summary.id == first));
+        }
     }
 
     #[test]
