@@ -1,5 +1,6 @@
 //! The Docker Engine API client: HTTP/1.1 over the engine's Unix socket, with the calls a worker
-//! needs (image check and pull, create, start, stop, remove, inspect, list by label, events).
+//! needs (image check and pull, create, start, rename, stop, remove, inspect, list by label,
+//! events).
 //!
 //! This file owns the calls: the engine's paths, the API version negotiated with it, and what each
 //! status means for a call (a missing container removed is not an error). The framing of HTTP/1.1
@@ -252,6 +253,14 @@ impl Docker {
     /// Starts a container; starting a running one is not an error.
     pub fn start(&self, id: &str) -> Result<(), DockerError> {
         self.call("POST", &format!("/containers/{}/start", encode(id)), None, CALL_TIMEOUT)?.ok().map(drop)
+    }
+
+    /// `POST /containers/{id}/rename?name=…` (Docker, and Podman's compatible API): a name in
+    /// use is a conflict (409 from both), a missing container a 404; Docker refuses (400) the
+    /// name the container already has, Podman takes it as done.
+    pub fn rename(&self, id: &str, name: &str) -> Result<(), DockerError> {
+        let path = format!("/containers/{}/rename?name={}", encode(id), encode(name));
+        self.call("POST", &path, None, CALL_TIMEOUT)?.ok().map(drop)
     }
 
     /// SIGTERM, then SIGKILL after `grace`; stopping a stopped container is not an error.

@@ -243,6 +243,59 @@ fn a_worker_restarted_during_a_back_off_neither_recounts_the_exit_nor_resets_the
     assert_eq!(t["error"], "exited with code 1, 3 restarts used");
 }
 
+/// The output of a container, every run's (a restart in place keeps it), from the engine itself.
+fn container_output(container: &str) -> String {
+    let out = docker_command().args(["logs", container]).output().expect("docker CLI");
+    assert!(out.status.success(), "docker logs: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_worker_with_a_memory_store_restarted_twice_keeps_the_exact_restart_budget() {
+    let mut c = Cluster::start("budget_in_the_name", ClusterOptions { workers: 1, ..ClusterOptions::default() });
+    c.wait_nodes_up();
+    // each run says so once, in the one container's log: the runs are counted by the engine
+    let spec = json!({
+        "name": "crasher", "image": IMAGE, "cmd": ["sh", "-c", "echo run; sleep 2; exit 1"], "memory_mb": 16,
+        "restart_policy": {"mode": "on-failure", "max_restarts": 3}
+    });
+    let id = c.submit(&spec);
+    let on_worker = |c: &Cluster| http("GET", &c.worker_url(0, &format!("/v1/tasks/{id}")), None).1;
+    let first = c.wait_state(&id, "Running", RUN);
+    let container = first["container_id"].as_str().expect("container").to_string();
+    // once during the second run (after one restart in place), once after the second exit
+    // (during its back-off, or, if the poll misses that, during the third run)
+    wait_for("a second run", RUN, || {
+        let w = on_worker(&c);
+        (w["restart_count"] == 1 && w["state"] == "Running" && w["error"].is_null()).then_some(())
+    });
+    c.workers[0].kill();
+    c.restart_worker(0);
+    let w = wait_for("the task taken back", RUN, || Some(on_worker(&c)).filter(|w| w["state"] == "Running"));
+    // 2 if the second run ended while no worker was there (its exit is counted on adoption)
+    let count = w["restart_count"].as_u64();
+    assert!(matches!(count, Some(1 | 2)) && w["container_id"] == container.as_str(), "taken back as it was: {w}");
+    wait_for("a second exit", RUN, || Some(on_worker(&c)).filter(|w| w["restart_count"] == 2));
+    c.workers[0].kill();
+    c.restart_worker(0);
+
+    let t = wait_for("the task failed on the worker", Duration::from_secs(60), || {
+        Some(on_worker(&c)).filter(|w| w["state"] == "Failed")
+    });
+    assert_eq!(t["restart_count"], 3, "{t}");
+    assert_eq!(t["container_id"], container.as_str(), "restarted in place: {t}");
+    // Podman adds "likely out of memory" only to a 137; this is an exit 1 on either engine
+    assert_eq!(t["error"], "exited with code 1, 3 restarts used", "{t}");
+    let runs = container_output(&container).lines().filter(|l| *l == "run").count();
+    assert_eq!(runs, 4, "the first run and exactly 3 restarts, across two restarts of the worker");
+    let name = docker_inspect(&container)["Name"].as_str().expect("a name").trim_start_matches('/').to_string();
+    let w = &c.worker_names[0];
+    let base = format!("skiff-{w}-crasher-{}", &id.replace('-', "")[..8]);
+    assert!(name.starts_with(&format!("{base}.r3.u3.e")), "the budget in the name: {name}");
+    let m = c.wait_state(&id, "Failed", RUN);
+    assert_eq!(m["restart_count"], 3, "{m}");
+}
+
 #[test]
 fn a_restarted_worker_with_a_persisted_store_checks_health_again() {
     let opts = ClusterOptions { workers: 1, worker_store: "persisted", ..ClusterOptions::default() };

@@ -12,6 +12,7 @@
 //!
 //! Must not touch the table or the engine: `state.rs` applies what these return.
 
+use super::budget;
 use super::ops::Observed;
 use super::{LABEL_CREATED, LABEL_NAME, LABEL_NODE, LABEL_SPEC, LABEL_TASK_ID};
 use crate::docker_cli::ContainerInfo;
@@ -156,7 +157,9 @@ pub struct EntryView {
     /// The container the worker recorded for the task: the only one it trusts to be the task's.
     pub container_id: Option<String>,
     /// The name the worker gives the task's container (names are unique on an engine, so a
-    /// container by another hand cannot carry it while the task's own exists).
+    /// container by another hand cannot carry it while the task's own exists). Only the base
+    /// name counts here: the container a start creates has it until its first restart in place,
+    /// and by then the worker has recorded its id.
     pub container_name: String,
     /// An operation is under way, the entry changed after the sync began, or a restart is due:
     /// the sync's picture is older than what the worker knows, so it is left alone.
@@ -200,6 +203,12 @@ pub fn container_name(node: &str, task_name: &str, id: &TaskId) -> String {
 
 fn has_name(o: &Observed, name: &str) -> bool {
     o.summary.names.iter().any(|n| n.trim_start_matches('/') == name)
+}
+
+/// Whether the container has the base name or, once restarted in place, the base name renamed to
+/// carry the budget (`budget::renamed`).
+fn has_name_of(o: &Observed, base: &str) -> bool {
+    o.summary.names.iter().any(|n| budget::is_name_of(base, n.trim_start_matches('/')))
 }
 
 /// Brings the table in line with what the engine has. Only the container the worker recorded
@@ -278,14 +287,17 @@ pub fn plan_sync(
         }
     }
     // containers of tasks the table does not know: the one with the name this node's worker
-    // gives the task, carrying a readable spec, is adopted; any other is a stray
-    candidates.sort_by(|a, b| a.1.summary.id.cmp(&b.1.summary.id));
+    // gives the task (the base name, or the base name renamed with the budget by a restart in
+    // place), carrying a readable spec, is adopted; any other is a stray. A base name and its
+    // renamed forms are different names to the engine, so a copy by another hand may carry one
+    // beside the task's own: the one the engine created first is taken, as a copy comes later
+    candidates.sort_by(|a, b| (a.1.summary.created, &a.1.summary.id).cmp(&(b.1.summary.created, &b.1.summary.id)));
     let mut adopted: HashSet<TaskId> = HashSet::new();
     for (id, o) in candidates {
         let complete = SKIFF_LABELS.iter().all(|l| o.summary.labels.contains_key(*l));
         let labels = &o.summary.labels;
         let spec = labels.get(LABEL_SPEC).and_then(|s| TaskSpec::from_json(s.as_bytes()).ok());
-        let ours = spec.as_ref().is_some_and(|s| has_name(&o, &container_name(node, &s.name, &id)));
+        let ours = spec.as_ref().is_some_and(|s| has_name_of(&o, &container_name(node, &s.name, &id)));
         match spec {
             Some(spec) if ours && complete && adopted.insert(id) => {
                 let created = labels.get(LABEL_CREATED).and_then(|c| Timestamp::parse(c)).unwrap_or(o.summary.created);
@@ -636,6 +648,33 @@ mod tests {
             matches!(&adopted[0], SyncAction::Adopt { id: a, created, .. } if *a == id && created.millis() > 0),
             "{adopted:?}"
         );
+    }
+
+    #[test]
+    fn an_unknown_task_is_adopted_from_a_renamed_container_and_of_two_from_the_one_created_first() {
+        let id = TaskId::new_v4();
+        let base = container_name("w1", "web", &id);
+        let renamed = |n: u32| {
+            let b = crate::worker::budget::Budget { restart_count: n, recent_restarts: n, last_exit_at: None };
+            crate::worker::budget::renamed(&base, &b)
+        };
+        let at = |mut o: Observed, secs: u64| {
+            o.summary.created = Timestamp(secs * 1000);
+            o
+        };
+        let alone = plan(&[], vec![observed_as("a", id, true, &renamed(2), 5)]);
+        assert_eq!(kinds(&alone), ["Adopt"]);
+        let garbled = plan(&[], vec![observed_as("a", id, true, &format!("{base}.r2.u"), 5)]);
+        assert_eq!(kinds(&garbled), ["Suspect"], "a name no worker gives is not the task's");
+        for (first, later) in [("a", "b"), ("b", "a")] {
+            let seen = vec![
+                at(observed_as(later, id, true, &renamed(9), 5), 200),
+                at(observed_as(first, id, true, &renamed(2), 5), 100),
+            ];
+            let actions = plan(&[], seen);
+            assert_eq!(kinds(&actions), ["Adopt", "Suspect"], "{actions:?}");
+            assert!(matches!(&actions[0], SyncAction::Adopt { observed, .. } if observed.summary.id == first));
+        }
     }
 
     #[test]

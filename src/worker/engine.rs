@@ -27,6 +27,10 @@ pub trait Engine: Send + Sync {
     fn create(&self, opts: &CreateOptions) -> Result<String, DockerError>;
     /// Starting a running container is not an error.
     fn start(&self, id: &str) -> Result<(), DockerError>;
+    /// Gives a container a new name; a name in use is a conflict (409 from both engines), a
+    /// missing container a 404; the container's own name is refused by Docker (400), not by
+    /// Podman.
+    fn rename(&self, id: &str, name: &str) -> Result<(), DockerError>;
     /// SIGTERM, then SIGKILL after `grace`; stopping a stopped container is not an error.
     fn stop(&self, id: &str, grace: Duration) -> Result<(), DockerError>;
     /// Removing a missing container is not an error.
@@ -64,6 +68,10 @@ impl Engine for Docker {
 
     fn start(&self, id: &str) -> Result<(), DockerError> {
         Docker::start(self, id)
+    }
+
+    fn rename(&self, id: &str, name: &str) -> Result<(), DockerError> {
+        Docker::rename(self, id, name)
     }
 
     fn stop(&self, id: &str, grace: Duration) -> Result<(), DockerError> {

@@ -3,7 +3,8 @@
 //! reach, to hang past the client's deadline (answered as the real client would after it), or
 //! to lose a container behind the worker's back. `FakeEngine::podman` answers the way Podman 4
 //! does where it differs from Docker: a name in use is a 500, `OOMKilled` is never set, and
-//! (`without_init`) a create asking for an init fails when catatonit is missing.
+//! (`without_init`) a create asking for an init fails when catatonit is missing. Renames answer
+//! as each engine does (see `rename`).
 
 use super::engine::{Engine, Events};
 use crate::docker_cli::{ContainerInfo, ContainerSummary, CreateOptions, DockerError, LogOptions, LogStream};
@@ -148,7 +149,8 @@ impl FakeEngine {
     /// The container exits by itself with this code.
     pub fn exit(&self, id: &str, code: i64, oom: bool) {
         let mut inner = self.lock();
-        inner.clock += 1_000;
+        // not a whole second: what is kept of an exit's time must keep its milliseconds
+        inner.clock += 1_007;
         let (at, inner_podman) = (Timestamp(inner.clock), inner.podman);
         if let Some(c) = inner.containers.get_mut(id) {
             c.status = "exited".into();
@@ -332,6 +334,41 @@ impl Engine for FakeEngine {
                 .collect();
         }
         inner.next_port = port;
+        if hang {
+            return Err(timed_out());
+        }
+        Ok(())
+    }
+
+    /// As the engines do (both checked by hand against Docker 20.10 and Podman 4.3): a name in
+    /// use is a 409 on both (Podman's rename, unlike its create, says 409); the container's own
+    /// name is refused by Docker (400) and taken as done by Podman (204); a name outside
+    /// `[a-zA-Z0-9][a-zA-Z0-9_.-]+` is a 400 from Docker, a 500 from Podman.
+    fn rename(&self, id: &str, name: &str) -> Result<(), DockerError> {
+        let hang = self.enter("rename", &format!("{id} {name}"))?;
+        let mut inner = self.lock();
+        let Some(key) = Self::find(&inner, id) else { return Err(no_such(id)) };
+        let valid = name.len() >= 2
+            && name.as_bytes()[0].is_ascii_alphanumeric()
+            && name.bytes().all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(&c));
+        if !valid {
+            let status = if inner.podman { 500 } else { 400 };
+            let message = format!("Invalid container name (/{name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed");
+            return Err(DockerError::Api { status, message });
+        }
+        if inner.containers[&key].name == name && !inner.podman {
+            let message = "Renaming a container with the same name as its current name".to_string();
+            return Err(DockerError::Api { status: 400, message });
+        }
+        if let Some(other) = inner.containers.values().find(|c| c.name == name && c.id != key) {
+            let message = if inner.podman {
+                format!("renaming container {key}: name {name} already in use, cannot rename container {key}: container already exists")
+            } else {
+                format!("Error when allocating new name: Conflict. The container name \"/{name}\" is already in use by container \"{}\"", other.id)
+            };
+            return Err(DockerError::Api { status: 409, message });
+        }
+        inner.containers.get_mut(&key).expect("found above").name = name.to_string();
         if hang {
             return Err(timed_out());
         }

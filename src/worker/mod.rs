@@ -10,6 +10,8 @@
 //!   else) and what they report back;
 //! - `watch`: the watchers on threads of their own: node statistics, health checks, the engine's
 //!   event stream;
+//! - `budget`: the restart budget as a container carries it (its labels at creation, its name
+//!   after each restart in place), pure;
 //! - `decide`: the pure decisions, table-tested: what a container's exit means (restart after a
 //!   back-off, Failed, Completed), and the sync plan (what the engine shows against the table);
 //! - `state`: the control thread's state, which applies those decisions.
@@ -18,6 +20,7 @@
 //! restarted worker adopts the containers that carry its name. Must not speak HTTP: `http.rs`
 //! turns requests into calls on `WorkerHandle`.
 
+mod budget;
 mod decide;
 mod engine;
 #[cfg(test)]
@@ -48,8 +51,9 @@ pub const LABEL_NAME: &str = "skiff.name";
 pub const LABEL_SPEC: &str = "skiff.spec";
 pub const LABEL_CREATED: &str = "skiff.created-at";
 /// The restart budget as it stood when the container was created (optional: containers of
-/// earlier versions lack them). A restart in place makes a new container, so they stay true;
-/// with them a worker that lost its table (a memory store) keeps counting where it was.
+/// earlier versions lack them). A restart in place starts the same container again, renamed to
+/// carry the budget as it stands (`budget`); with the name, and these labels until the first
+/// such rename, a worker that lost its table (a memory store) keeps counting where it was.
 pub const LABEL_RESTART_COUNT: &str = "skiff.restart-count";
 pub const LABEL_RECENT_RESTARTS: &str = "skiff.recent-restarts";
 pub const LABEL_LAST_EXIT: &str = "skiff.last-exit-at";

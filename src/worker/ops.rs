@@ -5,6 +5,7 @@
 //! Must not touch the task table: an operation gets what it needs in the `Op` and reports what
 //! the engine did; the control thread decides what that means.
 
+use super::budget::{self, Budget};
 use super::engine::Engine;
 use super::{
     WorkerConfig, LABEL_CREATED, LABEL_LAST_EXIT, LABEL_NAME, LABEL_NODE, LABEL_RECENT_RESTARTS, LABEL_RESTART_COUNT,
@@ -14,7 +15,6 @@ use crate::control::{error_chain, spawn_thread, SpawnError};
 use crate::docker_cli::{ContainerInfo, ContainerSummary, CreateOptions, DockerError};
 use crate::logfmt::q;
 use crate::task::{Task, TaskId, TaskSpec};
-use crate::time::Timestamp;
 use crossbeam_channel::{unbounded, Sender};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -26,15 +26,21 @@ pub enum Op {
         spec: Box<TaskSpec>,
         container_name: String,
         labels: BTreeMap<String, String>,
+        /// Asked of a worker that has not checked its containers yet: one of the task's that a
+        /// restart in place renamed (so no name clash finds it) is looked for by label first.
+        unsynced: bool,
     },
-    /// Replaces the task's exited container with a new one of the same name, spec and labels
-    /// but the restart budget's (a restart in place: labels are fixed at create, and the budget
-    /// must outlive a worker that forgets it).
+    /// Starts the task's exited container again (a restart in place), renamed first to carry
+    /// the restart budget as the exit left it (`budget`); a new container of the base name,
+    /// spec and labels only if it is gone.
     Restart {
         id: TaskId,
         container_id: String,
         spec: Box<TaskSpec>,
+        /// The base name, which a new container gets.
         container_name: String,
+        /// The name that carries the budget, which the container gets before it starts.
+        renamed: String,
         labels: BTreeMap<String, String>,
     },
     /// Stops a container that failed its health checks, then inspects it (answered as Inspected).
@@ -197,19 +203,20 @@ pub fn engine_pool(
 /// Runs one op against the engine.
 pub fn run_op(engine: &dyn Engine, cfg: &WorkerConfig, op: Op) -> OpResult {
     match op {
-        Op::Start { id, spec, container_name, labels } => {
-            let result = start_container(engine, &spec, &container_name, &labels, &id);
+        Op::Start { id, spec, container_name, labels, unsynced } => {
+            let result = if unsynced {
+                find_renamed(engine, &id, &container_name, &labels).and_then(|found| {
+                    found.map_or_else(|| start_container(engine, &spec, &container_name, &labels, &id), Ok)
+                })
+            } else {
+                start_container(engine, &spec, &container_name, &labels, &id)
+            };
             OpResult::Started { id, result }
         }
-        Op::Restart { id, container_id, spec, container_name, labels } => {
-            // the same container again: its output and its files are kept across runs; a new
-            // one only if it is gone
-            let result = match engine.start(&container_id) {
-                Err(e) if e.is_not_found() => start_container(engine, &spec, &container_name, &labels, &id),
-                other => other
-                    .map_err(after_create)
-                    .and_then(|_| engine.inspect(&container_id).map_err(|e| StartFailure::Unknown(error_chain(&e)))),
-            };
+        Op::Restart { id, container_id, spec, container_name, renamed, labels } => {
+            let result = restart_container(engine, &container_id, &renamed, &id, || {
+                start_container(engine, &spec, &container_name, &labels, &id)
+            });
             OpResult::Started { id, result }
         }
         Op::Kill { id, container_id } => {
@@ -268,6 +275,31 @@ fn after_create(e: DockerError) -> StartFailure {
     }
 }
 
+/// Before the first sync a worker with a memory store may be asked to start a task whose
+/// container it does not know, and a restart in place may have renamed it, so that the base
+/// name is free and a create would make a second container. Such a container (this task's and
+/// node's labels, a name `budget::in_name` reads) is resolved as a name clash is: adopted if it
+/// runs (`Some`), removed if not (`None`: the start creates the task's container afresh).
+fn find_renamed(
+    engine: &dyn Engine,
+    id: &TaskId,
+    base: &str,
+    labels: &BTreeMap<String, String>,
+) -> Result<Option<ContainerInfo>, StartFailure> {
+    let node = labels.get(LABEL_NODE).map(String::as_str).unwrap_or_default();
+    let list =
+        engine.list(&[format!("{LABEL_TASK_ID}={id}"), format!("{LABEL_NODE}={node}")]).map_err(before_create)?;
+    let renamed =
+        |c: &ContainerSummary| c.names.iter().any(|n| budget::in_name(base, n.trim_start_matches('/')).is_some());
+    let Some(found) = list.iter().find(|c| renamed(c)) else { return Ok(None) };
+    match engine.inspect(&found.id) {
+        Ok(info) if info.running => Ok(Some(info)),
+        Ok(info) => engine.remove(&info.id).map(|()| None).map_err(before_create),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(before_create(e)),
+    }
+}
+
 /// Create, start, inspect. A missing image is not looked for first: the create says so (404),
 /// and the start waits for a pull on the pull lane. A container left by an earlier attempt for
 /// the same task is adopted if it runs and replaced if not.
@@ -317,6 +349,44 @@ fn start_container(
     engine.inspect(&container_id).map_err(|e| StartFailure::Unknown(error_chain(&e)))
 }
 
+/// A restart in place: the same container again, so its output and its files are kept across
+/// runs. It is renamed first to carry the budget (`budget`), so that whatever becomes of this
+/// worker the engine holds the count: a worker that dies before the rename counts the exit again
+/// (once: the old name says it was not counted), one that dies after it finds the exit already
+/// counted. A name already right (a restart made again) is left as it is. A rename the engine
+/// refuses (a name taken by hand) does not keep the task from running again: it is logged, and
+/// the budget is then what the name and labels said before. `recreate` makes a new container
+/// if this one is gone.
+fn restart_container(
+    engine: &dyn Engine,
+    container_id: &str,
+    renamed: &str,
+    id: &TaskId,
+    recreate: impl FnOnce() -> Result<ContainerInfo, StartFailure>,
+) -> Result<ContainerInfo, StartFailure> {
+    let unknown = |e: DockerError| StartFailure::Unknown(error_chain(&e));
+    match engine.inspect(container_id) {
+        Err(e) if e.is_not_found() => return recreate(),
+        Err(e) => return Err(after_create(e)),
+        Ok(info) if info.name == renamed => {}
+        Ok(_) => match engine.rename(container_id, renamed) {
+            Ok(()) => {}
+            Err(e) if e.is_not_found() => return recreate(),
+            Err(e) if e.is_engine_down() => return Err(unknown(e)),
+            Err(e) => log::warn!(
+                "restart budget not kept in the container's name task_id={id} container={} name={} error={}",
+                super::short_id(container_id),
+                q(renamed),
+                q(&error_chain(&e))
+            ),
+        },
+    }
+    match engine.start(container_id) {
+        Err(e) if e.is_not_found() => recreate(),
+        other => other.map_err(after_create).and_then(|_| engine.inspect(container_id).map_err(unknown)),
+    }
+}
+
 /// Every container labelled with this node, with inspect details for those not running.
 fn observe(engine: &dyn Engine, node: &str) -> Result<Vec<Observed>, DockerError> {
     let list = engine.list(&[format!("{LABEL_NODE}={node}")])?;
@@ -338,22 +408,34 @@ fn observe(engine: &dyn Engine, node: &str) -> Result<Vec<Observed>, DockerError
 
 /// The op that starts a task's container (also used to resume a start cut off by a restart).
 pub fn start_op(task: &Task, node: &str) -> Op {
+    start_op_as(task, node, false)
+}
+
+/// The op of a start asked of a worker that has not checked its containers yet (`find_renamed`).
+pub fn start_op_unsynced(task: &Task, node: &str) -> Op {
+    start_op_as(task, node, true)
+}
+
+fn start_op_as(task: &Task, node: &str, unsynced: bool) -> Op {
     Op::Start {
         id: task.id,
         spec: Box::new(task.spec.clone()),
         container_name: container_name(task, node),
         labels: labels_for(task, node),
+        unsynced,
     }
 }
 
-/// The op that restarts a task's exited container in place: a new container whose labels carry
-/// the budget as the exit left it.
+/// The op that restarts a task's exited container in place, renamed to carry the budget as the
+/// exit left it.
 pub fn restart_op(task: &Task, node: &str, container_id: String) -> Op {
+    let base = container_name(task, node);
     Op::Restart {
         id: task.id,
         container_id,
         spec: Box::new(task.spec.clone()),
-        container_name: container_name(task, node),
+        renamed: budget::renamed(&base, &Budget::of(task)),
+        container_name: base,
         labels: labels_for(task, node),
     }
 }
@@ -381,23 +463,4 @@ pub fn labels_for(task: &Task, node: &str) -> BTreeMap<String, String> {
     labels.extend(task.service.iter().map(|s| (LABEL_SERVICE.to_string(), s.clone())));
     labels.extend(task.service_version.map(|v| (LABEL_SERVICE_VERSION.to_string(), v.to_string())));
     labels
-}
-
-/// The restart budget a container's labels carry: restarts so far, those that count against
-/// the budget, the exit handled last. Missing or unreadable labels (a container of an earlier
-/// version, or made by hand) read as a fresh budget.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Budget {
-    pub restart_count: u32,
-    pub recent_restarts: u32,
-    pub last_exit_at: Option<Timestamp>,
-}
-
-pub fn budget_from_labels(labels: &BTreeMap<String, String>) -> Budget {
-    let count = |key: &str| labels.get(key).and_then(|v| v.parse::<u32>().ok()).unwrap_or(0);
-    Budget {
-        restart_count: count(LABEL_RESTART_COUNT),
-        recent_restarts: count(LABEL_RECENT_RESTARTS),
-        last_exit_at: labels.get(LABEL_LAST_EXIT).and_then(|v| Timestamp::parse(v)),
-    }
 }

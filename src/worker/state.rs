@@ -6,7 +6,7 @@
 //! is answered to a caller only once it is in the store.
 
 use super::handle::{Command, Reply};
-use super::ops::{start_op, Op, OpResult, Pools};
+use super::ops::{start_op, start_op_unsynced, Op, OpResult, Pools};
 use super::watch::HealthResult;
 use super::{WorkerConfig, WorkerError};
 use crate::api::{EngineStatus, StartTask, WorkerHealth};
@@ -319,7 +319,7 @@ impl State {
         info!("starting task task_id={id} name={} image={}", entry.task.name, entry.task.spec.image);
         entry.op = Some(OpKind::Start);
         entry.start_waiters.push((reply, true));
-        let op = start_op(&entry.task, &self.config.name);
+        let op = if self.synced { start_op } else { start_op_unsynced }(&entry.task, &self.config.name);
         self.pools.send(op);
     }
 

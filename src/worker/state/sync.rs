@@ -9,8 +9,9 @@ use crate::docker_cli::{is_podman, ContainerInfo};
 use crate::logfmt::q;
 use crate::task::{DesiredState, RestartMode, Task, TaskId, TaskSpec, TaskState};
 use crate::time::Timestamp;
+use crate::worker::budget;
 use crate::worker::decide::{self, Backoff, EntryView, ExitContext, ExitDecision, SyncAction};
-use crate::worker::ops::{budget_from_labels, start_op, Observed, Op};
+use crate::worker::ops::{start_op, Observed, Op};
 use crate::worker::short_id;
 use log::{info, warn};
 use std::collections::HashMap;
@@ -158,8 +159,10 @@ impl State {
         let mut task = Task::new(id, spec, created);
         task.node = Some(self.config.name.clone());
         task.container_id = Some(o.summary.id.clone());
-        // the budget as the container's labels carry it: a restart does not start it over
-        let budget = budget_from_labels(&o.summary.labels);
+        // the budget as the container carries it (its name since its last restart in place, else
+        // its labels): a restart of this worker does not start it over
+        let base = decide::container_name(&self.config.name, &task.name, &id);
+        let budget = budget::of_container(&base, &o.summary.names, &o.summary.labels);
         task.restart_count = budget.restart_count;
         task.recent_restarts = budget.recent_restarts;
         task.last_exit_at = budget.last_exit_at;

@@ -46,6 +46,14 @@ impl Rig {
 
     /// A worker (started afresh) over this engine, store and clock; its first steps are done.
     fn on(engine: Arc<FakeEngine>, store: FlakyStore, clock: ManualClock) -> Rig {
+        let mut rig = Rig::unsynced(engine, store, clock);
+        rig.pump();
+        rig
+    }
+
+    /// A worker started afresh whose first steps (the engine's version, the first sync) are
+    /// asked for and not run yet: what it is asked now comes before its first sync.
+    fn unsynced(engine: Arc<FakeEngine>, store: FlakyStore, clock: ManualClock) -> Rig {
         let cfg = config(&clock);
         let (pools, queues) = test_pools();
         let (health_tx, health_rx) = unbounded();
@@ -63,7 +71,6 @@ impl Rig {
             _disk: disk_rx,
         };
         rig.state.begin();
-        rig.pump();
         rig
     }
 
@@ -161,6 +168,20 @@ impl Rig {
         let id = id.to_string();
         self.engine.containers().iter().filter(|c| c.labels.get(LABEL_TASK_ID) == Some(&id)).count()
     }
+}
+
+fn podman_rig() -> Rig {
+    Rig::on(Arc::new(FakeEngine::podman(&[IMAGE])), FlakyStore::new(), ManualClock::new(Timestamp(1_000_000)))
+}
+
+/// Both fakes, for the behaviours that must not depend on the engine.
+fn both_engines() -> [(&'static str, Rig); 2] {
+    [("docker", Rig::new()), ("podman", podman_rig())]
+}
+
+/// The same engine and clock, a worker started afresh with an empty memory store.
+fn restarted_forgetting(rig: Rig) -> Rig {
+    Rig::on(rig.engine.clone(), FlakyStore::new(), rig.clock.clone())
 }
 
 fn spec(name: &str, extra: &str) -> String {
@@ -603,7 +624,9 @@ fn nothing_is_written_when_nothing_changes() {
     assert!(rig.state.entries.values().all(|e| e.saved == Some(record_digest(&e.task))));
 }
 
-// Podman's answers, and the restart budget across restarts of the worker: `tests/podman.rs`
+// the restart budget across restarts of a worker with a memory store: `tests/budget.rs`;
+// Podman's answers: `tests/podman.rs`
+mod budget;
 mod podman;
 mod runs;
 mod sync;

@@ -1,23 +1,8 @@
 //! The worker on an engine that answers as Podman 4.3 does (`FakeEngine::podman`): a name in use
-//! is a 500, a missing init binary fails every create, `OOMKilled` is never set. And the restart
-//! budget, carried on the containers' labels, across restarts of a worker that keeps no table
-//! (a memory store), on both engines.
+//! is a 500, a missing init binary fails every create, `OOMKilled` is never set. The restart
+//! budget across restarts of a worker that keeps no table, on both engines: `budget.rs`.
 
 use super::*;
-
-fn podman_rig() -> Rig {
-    Rig::on(Arc::new(FakeEngine::podman(&[IMAGE])), FlakyStore::new(), ManualClock::new(Timestamp(1_000_000)))
-}
-
-/// Both fakes, for the behaviours that must not depend on the engine.
-fn both_engines() -> [(&'static str, Rig); 2] {
-    [("docker", Rig::new()), ("podman", podman_rig())]
-}
-
-/// The same engine and clock, a worker started afresh with an empty memory store.
-fn restarted_forgetting(rig: Rig) -> Rig {
-    Rig::on(rig.engine.clone(), FlakyStore::new(), rig.clock.clone())
-}
 
 #[test]
 fn a_create_cut_off_then_refused_with_podmans_500_replaces_the_container_left_behind() {
