@@ -107,7 +107,7 @@
 
   /** Puts one element per item in `container`, in order, reusing the element of each key. */
   function sync(container, items, keyOf, create, update) {
-    const before = container.rows || new Map();
+    const before = container.keyed || new Map();
     const now = new Map();
     let cursor = container.firstElementChild;
     for (const item of items) {
@@ -123,7 +123,7 @@
       else container.insertBefore(el, cursor);
     }
     for (const [key, el] of before) if (!now.has(key)) el.remove();
-    container.rows = now;
+    container.keyed = now;
   }
 
   // ----------------------------------------------------------------------------------------
@@ -312,6 +312,7 @@
       stop: h('button', { type: 'button', class: 'danger', 'data-action': 'stop', text: 'Stop' }),
     };
     setClass(p.ports, 'ports');
+    setClass(p.node, 'node-cell');
     const row = h('tr', null,
       cell('Task', p.name, ' ', p.service, p.id),
       cell('State', p.state, p.reason),
@@ -326,7 +327,14 @@
   function portLinks(td, t) {
     const node = nodesByName.get(t.node);
     const nodeHost = node ? hostOf(node.address) : location.hostname;
-    const ports = t.ports || [];
+    // the engine publishes a port on IPv4 and IPv6 alike: one link each, in the node's family
+    const v6 = nodeHost.includes(':');
+    const all = t.ports || [];
+    const ports = all.filter((b) => {
+      const own = !b.host_ip || b.host_ip.includes(':') === v6;
+      return own || !all.some((o) => o !== b && o.container === b.container && o.protocol === b.protocol
+        && (!o.host_ip || o.host_ip.includes(':') === v6));
+    });
     const sig = JSON.stringify([nodeHost, ports]);
     if (td.sig === sig) return;
     td.sig = sig;
@@ -460,7 +468,12 @@
         failingSince = failingSince || new Date();
         const since = clock(failingSince);
         if (e instanceof Unreachable) setStatus(`Manager unreachable since ${since} (${e.message})`, true);
-        else setStatus(`Manager failing since ${since}: ${describe(e)}`, true);
+        else if (e instanceof Refused) setStatus(`Manager failing since ${since}: ${describe(e)}`, true);
+        else {
+          // not the manager's doing: say so rather than blame it
+          console.error(e);
+          setStatus(`Dashboard error since ${since}: ${describe(e)}`, true);
+        }
       }
     } finally {
       inFlight = false;
@@ -520,7 +533,7 @@
   async function act(what, path, method) {
     try {
       await api(path, { method });
-      notice(`${what}: done.`, 'ok');
+      notice(`${what}: requested.`, 'ok');
     } catch (e) {
       if (!(e instanceof NeedToken)) notice(`${what} failed: ${describe(e)}`, 'bad');
     }
