@@ -161,6 +161,12 @@ impl Browser {
         self.session("POST", &format!("/element/{id}/value"), Some(json!({"text": text})));
     }
 
+    /// Keys sent to an element as a person types them (WebDriver's codes: Enter is U+E007).
+    fn press(&self, css: &str, keys: &str) {
+        let id = self.element(css);
+        self.session("POST", &format!("/element/{id}/value"), Some(json!({"text": keys})));
+    }
+
     fn text(&self, css: &str) -> String {
         self.js("const e = document.querySelector(arguments[0]); return e ? e.textContent : null;", json!([css]))
             .as_str()
@@ -398,6 +404,25 @@ fn the_dashboard_shows_the_cluster_and_stops_a_task_in_a_real_browser() {
     b.click("#logs-close");
     assert_eq!(b.js("return document.getElementById('logs').open;", json!([])), false);
 
+    // by keyboard: Enter on the Stop button asks, the safe answer has the focus, Escape declines
+    let stop = format!("{} button[data-action=stop]", row(&victim));
+    b.press(&stop, "\u{E007}");
+    b.wait_js(
+        "the confirmation",
+        Duration::from_secs(10),
+        "return document.getElementById('confirm').open;",
+        json!([]),
+    );
+    assert_eq!(b.js("return document.activeElement.id;", json!([])), "confirm-cancel", "Cancel has the focus");
+    b.press("#confirm-cancel", "\u{E00C}");
+    b.wait_js(
+        "the dialog to close",
+        Duration::from_secs(10),
+        "return !document.getElementById('confirm').open;",
+        json!([]),
+    );
+    assert_eq!(c.get_task(&victim)["desired_state"], "running", "declined: nothing was stopped");
+
     // stop a task through the page: the button, then the confirmation
     b.click(&format!("{} button[data-action=stop]", row(&victim)));
     b.wait_js(
@@ -450,4 +475,68 @@ fn the_dashboard_shows_the_cluster_and_stops_a_task_in_a_real_browser() {
         json!([]),
     );
     eprintln!("screenshots: {} and dashboard-phone.png beside it", shot.display());
+}
+
+/// A manager started without any token (and no workers), ended when dropped.
+struct TokenlessManager {
+    child: Child,
+    addr: String,
+}
+
+impl TokenlessManager {
+    fn start(log: &Path) -> TokenlessManager {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_manager"))
+            .args(["-p", "0", "--bind", "127.0.0.1", "--log-level", "info"])
+            .env_remove("SKIFF_TOKEN")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the manager starts");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log = log.to_path_buf();
+        std::thread::spawn(move || {
+            use std::io::{BufRead, Write};
+            let mut file = std::fs::File::create(&log).expect("log file");
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                best_effort(writeln!(file, "{line}"));
+                if let Some(addr) = line.split_whitespace().find_map(|w| w.strip_prefix("addr=")) {
+                    best_effort(tx.send(addr.to_string()));
+                }
+            }
+        });
+        let mut manager = TokenlessManager { child, addr: String::new() };
+        manager.addr = rx.recv_timeout(Duration::from_secs(20)).expect("the manager listens");
+        manager
+    }
+}
+
+impl Drop for TokenlessManager {
+    fn drop(&mut self) {
+        best_effort(self.child.kill());
+        best_effort(self.child.wait());
+    }
+}
+
+#[test]
+fn without_a_token_the_dashboard_asks_for_none_and_says_the_cluster_is_empty() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("logs").join("dashboard_tokenless");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let manager = TokenlessManager::start(&dir.join("manager.log"));
+    let b = Browser::start(&dir);
+    b.goto(&format!("http://{}/", manager.addr));
+    b.wait_js(
+        "the page's first refresh",
+        Duration::from_secs(20),
+        "return Number(document.body.dataset.refreshes) >= 1;",
+        json!([]),
+    );
+    assert_eq!(b.js("return document.getElementById('login').open;", json!([])), false, "no token asked for");
+    assert_eq!(b.js("return sessionStorage.getItem('skiff.token');", json!([])), Value::Null);
+    for empty in ["#nodes-empty", "#tasks-empty", "#events-empty"] {
+        let shown = b.js("return !document.querySelector(arguments[0]).hidden;", json!([empty]));
+        assert_eq!(shown, true, "{empty} says there is nothing yet");
+    }
+    assert!(b.text("#summary").contains("0/0 nodes up"), "{}", b.text("#summary"));
 }
