@@ -464,6 +464,7 @@ fn the_dashboard_shows_the_cluster_and_stops_a_task_in_a_real_browser() {
         json!([]),
     );
     assert_eq!(overflow, "0", "the page is no wider than a phone's screen");
+    b.js("document.getElementById('tasks-title').scrollIntoView();", json!([]));
     b.screenshot(&target_dir().join("dashboard-phone.png"));
 
     // the manager goes away: the page says since when it cannot reach it
