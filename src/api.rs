@@ -86,6 +86,49 @@ impl NodeStatus {
     }
 }
 
+/// Whether new tasks may go to a node: `active`; `draining` (nothing new goes there, and its tasks
+/// move elsewhere one at a time); `drained` (draining, and nothing of it left to move).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Availability {
+    #[default]
+    Active,
+    Draining,
+    Drained,
+}
+
+impl Availability {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Availability::Active => "active",
+            Availability::Draining => "draining",
+            Availability::Drained => "drained",
+        }
+    }
+}
+
+/// How far a drain has come: the tasks moved off the node since the drain began, those still on
+/// it, and those that cannot move now, each with why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DrainProgress {
+    pub moved: u32,
+    pub remaining: usize,
+    /// The task moving now, if one is.
+    #[serde(default)]
+    pub moving: Option<TaskId>,
+    #[serde(default)]
+    pub stuck: Vec<StuckTask>,
+}
+
+/// A task a drain could not move, and why (it is tried again later).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StuckTask {
+    pub task: TaskId,
+    pub reason: String,
+}
+
 /// One worker as the manager sees it: an item of `GET /v1/nodes`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeInfo {
@@ -107,6 +150,11 @@ pub struct NodeInfo {
     pub allocated: Resources,
     /// The worker's last statistics.
     pub stats: Option<NodeStats>,
+    #[serde(default)]
+    pub availability: Availability,
+    /// While draining or drained: how far the drain has come.
+    #[serde(default)]
+    pub drain: Option<DrainProgress>,
 }
 
 /// The answer to `POST /v1/tasks?dry_run=true`: where the task would go, placing nothing.

@@ -4,6 +4,7 @@
 //! Owns command parsing, the read-eval loop, the exit-code policy (`session`) and output
 //! formatting; the calls themselves are `http::ManagerClient`'s typed methods.
 
+mod nodes;
 mod services;
 
 use crate::api::{DryRun, NodeInfo};
@@ -26,7 +27,7 @@ commands:
   logs ID [--tail N] [--follow] [--timestamps]
                  print a task's output (Ctrl-C stops following)
   list           list all tasks
-  list-nodes     list the workers and their status
+  list-nodes     list the workers, their status and availability
   service ...    services (see below)
   help           show this help
   quit           leave (end of input does too)";
@@ -42,6 +43,7 @@ pub enum Command {
     Logs { id: String, tail: Option<u64>, follow: bool, timestamps: bool },
     List,
     ListNodes,
+    Node(nodes::NodeCmd),
     Service(services::ServiceCmd),
     Help,
     Quit,
@@ -82,6 +84,7 @@ pub fn parse_words(words: &[&str]) -> Result<Option<Command>, String> {
         Some("logs") => parse_logs(&words[1..]).map(Some),
         Some("list") => no_arg(Command::List),
         Some("list-nodes") => no_arg(Command::ListNodes),
+        Some("drain" | "activate" | "remove-node") => nodes::parse(words).map(|c| Some(Command::Node(c))),
         Some("service") => services::parse(&words[1..]).map(|c| Some(Command::Service(c))),
         Some("help") => no_arg(Command::Help),
         Some("quit" | "exit") => no_arg(Command::Quit),
@@ -178,7 +181,8 @@ pub enum Input<'a> {
     /// One command from the command line, then exit.
     Once(Vec<String>),
     /// Lines from stdin; `interactive` (a terminal) gets a prompt, and failures do not change
-    /// the exit code (a person saw them), while piped input exits 1 if any command failed.
+    /// the exit code (a person saw them), while piped input exits 1 if any command failed and 2
+    /// if any line was not a command.
     Lines { reader: &'a mut dyn BufRead, interactive: bool },
 }
 
@@ -193,10 +197,42 @@ pub struct Options {
     pub command: Vec<String>,
 }
 
+impl Options {
+    /// Takes the client's own flags out of a one-shot command, wherever they are
+    /// (`client list --json` as `client --json list`): none of them is also a command's.
+    pub fn take_flags_from_command(&mut self) -> Result<(), String> {
+        let mut rest = Vec::with_capacity(self.command.len());
+        let mut words = std::mem::take(&mut self.command).into_iter();
+        while let Some(word) = words.next() {
+            let (flag, inline) = match word.split_once('=') {
+                Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+                _ => (word.clone(), None),
+            };
+            let mut value =
+                |name: &str| inline.clone().or_else(|| words.next()).ok_or_else(|| format!("{name} takes a value"));
+            match flag.as_str() {
+                "--json" if inline.is_none() => self.json = true,
+                "--host" => self.host = value("--host")?,
+                "-p" | "--port" => {
+                    let v = value("--port")?;
+                    self.port = v.parse().map_err(|_| format!("--port: {v:?} is not a port"))?;
+                }
+                "--token-file" => self.token_file = Some(PathBuf::from(value("--token-file")?)),
+                _ => rest.push(word),
+            }
+        }
+        self.command = rest;
+        Ok(())
+    }
+}
+
 /// The client after its flags: the token (`--token-file`, else `SKIFF_TOKEN`), the manager's
 /// address, then the commands of `Input::Once` or of stdin. Returns the exit code.
-pub fn main(opts: Options) -> u8 {
+pub fn main(mut opts: Options) -> u8 {
     let mut err = std::io::stderr();
+    if let Err(e) = opts.take_flags_from_command() {
+        return report(&mut err, &Failure::Usage(e));
+    }
     let token = match crate::auth::load(opts.token_file.as_deref(), std::env::var(crate::auth::TOKEN_ENV).ok()) {
         Ok(token) => token,
         Err(e) => return report(&mut err, &Failure::Usage(e)),
@@ -231,7 +267,8 @@ pub fn session(api: &ManagerClient, json: bool, input: Input<'_>, out: &mut dyn 
             result.err().map_or(0, |f| report(err, &f))
         }
         Input::Lines { reader, interactive } => {
-            let mut failed = false;
+            // the worst of the failures: a usage error (2) outranks a failed command (1)
+            let mut code = 0;
             loop {
                 if interactive {
                     crate::control::best_effort(write!(out, "skiff> "));
@@ -250,12 +287,15 @@ pub fn session(api: &ManagerClient, json: bool, input: Input<'_>, out: &mut dyn 
                     Err(e) => Err(Failure::Usage(e)),
                 };
                 if let Err(f) = result {
-                    report(err, &f);
-                    failed = true;
+                    code = code.max(report(err, &f));
                 }
                 crate::control::best_effort(out.flush());
             }
-            u8::from(failed && !interactive)
+            if interactive {
+                0 // a person at a terminal has seen each error as it came
+            } else {
+                code
+            }
         }
     }
 }
@@ -362,11 +402,12 @@ pub fn run(cmd: &Command, api: &ManagerClient, json: bool, out: &mut dyn Write) 
             if json {
                 pretty(&nodes)
             } else {
-                node_table(&nodes, Timestamp::now())
+                node_table(&nodes, Timestamp::now()) + &nodes::drains(&nodes)
             }
         }
+        Command::Node(c) => nodes::run(c, api, json)?,
         Command::Service(c) => services::run(c, api, json)?,
-        Command::Help => format!("{HELP}{}\n", services::HELP),
+        Command::Help => format!("{HELP}{}{}\n", nodes::HELP, services::HELP),
         Command::Quit => String::new(),
     };
     out.write_all(text.as_bytes()).map_err(|e| Failure::Failed(format!("cannot write output: {e}")))
@@ -579,6 +620,7 @@ pub fn node_table(nodes: &[NodeInfo], now: Timestamp) -> String {
                 n.name.clone(),
                 n.address.clone(),
                 n.status.as_str().to_string(),
+                n.availability.as_str().to_string(),
                 n.tasks.to_string(),
                 cpu,
                 memory,
@@ -592,6 +634,7 @@ pub fn node_table(nodes: &[NodeInfo], now: Timestamp) -> String {
         "NAME",
         "ADDRESS",
         "STATUS",
+        "AVAILABILITY",
         "TASKS",
         "CPU (alloc/cap)",
         "MEMORY (alloc / used / cap)",
@@ -674,6 +717,20 @@ mod tests {
     }
 
     #[test]
+    fn the_client_s_flags_may_follow_a_one_shot_command() {
+        let words = |ws: &[&str]| ws.iter().map(|w| w.to_string()).collect::<Vec<_>>();
+        let mut opts = Options { host: "127.0.0.1".into(), port: 8080, json: false, token_file: None, command: vec![] };
+        opts.command = words(&["logs", "ID", "--tail", "5", "--json", "-p", "9090", "--host=m1", "--follow"]);
+        opts.take_flags_from_command().expect("fine");
+        assert_eq!((opts.json, opts.port, opts.host.as_str()), (true, 9090, "m1"));
+        assert_eq!(opts.command, words(&["logs", "ID", "--tail", "5", "--follow"]), "the command's own stay");
+        opts.command = words(&["list", "-p"]);
+        assert_eq!(opts.take_flags_from_command(), Err("--port takes a value".into()));
+        opts.command = words(&["list", "--port", "http"]);
+        assert!(opts.take_flags_from_command().is_err_and(|e| e.contains("not a port")));
+    }
+
+    #[test]
     fn exit_codes_say_how_a_session_went() {
         let once = |words: &[&str]| run_session(Input::Once(words.iter().map(|w| w.to_string()).collect()));
         let (code, out, _) = once(&["help"]);
@@ -690,6 +747,9 @@ mod tests {
         let mut piped: &[u8] = b"help\n# nothing\nlist\nhelp\n";
         let (code, out, err) = run_session(Input::Lines { reader: &mut piped, interactive: false });
         assert_eq!((code, out.matches("commands:").count(), err.lines().count()), (1, 2, 1));
+        let mut garbled: &[u8] = b"list\nfrobnicate\nhelp\n";
+        let (code, _, err) = run_session(Input::Lines { reader: &mut garbled, interactive: false });
+        assert_eq!((code, err.lines().count()), (2, 2), "a line that is no command outranks a failed one: {err}");
         let mut fine: &[u8] = b"help\nquit\nlist\n";
         let (code, _, err) = run_session(Input::Lines { reader: &mut fine, interactive: false });
         assert_eq!((code, err.as_str()), (0, ""), "quit ends before the failing list");
@@ -724,9 +784,12 @@ mod tests {
             capacity: None,
             allocated: Default::default(),
             stats: None,
+            availability: crate::api::Availability::Drained,
+            drain: None,
         };
         let text = node_table(&[node], Timestamp(0));
-        assert!(text.lines().nth(1).is_some_and(|l| l.contains("down") && l.contains("never")), "{text}");
+        let row = text.lines().nth(1).unwrap_or_default();
+        assert!(row.contains("down") && row.contains("drained") && row.contains("never"), "{text}");
     }
 
     #[test]

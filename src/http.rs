@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 // Routes
 
 /// Every route of the manager: method and path pattern (also what `docs/openapi.yaml` lists).
-pub const MANAGER_ROUTES: [(&str, &str); 19] = [
+pub const MANAGER_ROUTES: [(&str, &str); 23] = [
     ("GET", "/v1/health"),
     ("GET", "/v1/tasks"),
     ("POST", "/v1/tasks"),
@@ -53,6 +53,10 @@ pub const MANAGER_ROUTES: [(&str, &str); 19] = [
     ("POST", "/v1/services/{name}/scale"),
     ("POST", "/v1/services/{name}/rollback"),
     ("POST", "/v1/nodes"),
+    ("GET", "/v1/nodes/{name}"),
+    ("DELETE", "/v1/nodes/{name}"),
+    ("POST", "/v1/nodes/{name}/drain"),
+    ("POST", "/v1/nodes/{name}/activate"),
     ("GET", "/v1/events"),
     ("GET", "/"),
     ("GET", "/dashboard.js"),
@@ -81,6 +85,10 @@ pub enum ManagerRoute {
     ListNodes,
     Service(ServiceRoute),
     JoinNode,
+    GetNode(String),
+    RemoveNode(String),
+    DrainNode(String),
+    ActivateNode(String),
     Events,
     /// The dashboard's files, served without the token (they hold no data).
     Dashboard(Asset),
@@ -161,6 +169,10 @@ pub fn manager_route(method: &str, path: &str) -> Result<ManagerRoute, RouteErro
         ("POST", ["v1", "services", name, "scale"]) => Ok(Service(ServiceRoute::Scale(name.to_string()))),
         ("POST", ["v1", "services", name, "rollback"]) => Ok(Service(ServiceRoute::Rollback(name.to_string()))),
         ("POST", ["v1", "nodes"]) => Ok(JoinNode),
+        ("GET", ["v1", "nodes", name]) => Ok(GetNode(name.to_string())),
+        ("DELETE", ["v1", "nodes", name]) => Ok(RemoveNode(name.to_string())),
+        ("POST", ["v1", "nodes", name, "drain"]) => Ok(DrainNode(name.to_string())),
+        ("POST", ["v1", "nodes", name, "activate"]) => Ok(ActivateNode(name.to_string())),
         ("GET", ["v1", "events"]) => Ok(Events),
         ("GET", []) => Ok(Dashboard(Asset::Page)),
         ("GET", ["dashboard.js"]) => Ok(Dashboard(Asset::Script)),
@@ -233,7 +245,8 @@ pub fn status_of(e: &ApiError) -> u16 {
         ApiError::Manager(ManagerError::AlreadyFinished { .. })
         | ApiError::Worker(WorkerError::AlreadyFinished { .. } | WorkerError::CleaningUp(_)) => 409,
         ApiError::Manager(ManagerError::InvalidSpec(_)) => 400,
-        ApiError::Manager(ManagerError::JoinRefused(_)) => 409,
+        ApiError::Manager(ManagerError::JoinRefused(_) | ManagerError::NodeBusy(_)) => 409,
+        ApiError::Manager(ManagerError::NoNode(_)) => 404,
         ApiError::Manager(ManagerError::NoJoins) => 503,
         ApiError::Manager(ManagerError::Store(_) | ManagerError::Spawn(_))
         | ApiError::Worker(WorkerError::Store(_) | WorkerError::Spawn(_)) => 500,
@@ -549,6 +562,13 @@ fn serve_manager(
         ManagerRoute::GetTask(id) => json(200, &h.get(id)?),
         ManagerRoute::StopTask(id) => json(202, &h.stop(id)?),
         ManagerRoute::ListNodes => json(200, &h.nodes()?),
+        ManagerRoute::GetNode(name) => {
+            let node = h.nodes()?.into_iter().find(|n| n.name == name);
+            json(200, &node.ok_or(ManagerError::NoNode(name))?)
+        }
+        ManagerRoute::RemoveNode(name) => json(200, &h.remove_node(name)?),
+        ManagerRoute::DrainNode(name) => json(200, &h.drain(name)?),
+        ManagerRoute::ActivateNode(name) => json(200, &h.activate(name)?),
         ManagerRoute::Service(route) => services::serve(h, route, req),
         ManagerRoute::TaskLogs(id) => logs::manager_logs(h, token, id, &req.query),
         ManagerRoute::Events => events::manager_events(h, &req.query),
@@ -723,6 +743,15 @@ mod tests {
         assert_eq!(manager_route("POST", "/v1/nodes"), Ok(ManagerRoute::JoinNode));
         assert_eq!(manager_route("PUT", "/v1/nodes"), Err(RouteError::MethodNotAllowed("GET, POST, HEAD".into())));
         assert_eq!(manager_route("HEAD", "/v1/nodes"), Ok(ManagerRoute::ListNodes));
+        assert_eq!(manager_route("POST", "/v1/nodes/w1/drain"), Ok(ManagerRoute::DrainNode("w1".into())));
+        assert_eq!(manager_route("POST", "/v1/nodes/w1/activate"), Ok(ManagerRoute::ActivateNode("w1".into())));
+        assert_eq!(manager_route("DELETE", "/v1/nodes/w1"), Ok(ManagerRoute::RemoveNode("w1".into())));
+        assert_eq!(manager_route("GET", "/v1/nodes/w1"), Ok(ManagerRoute::GetNode("w1".into())));
+        assert_eq!(
+            manager_route("GET", "/v1/nodes/w1/drain"),
+            Err(RouteError::MethodNotAllowed("POST".into())),
+            "a drain is a POST"
+        );
         assert_eq!(manager_route("GET", "/v2/tasks"), Err(RouteError::NotFound));
         assert_eq!(manager_route("GET", "/"), Ok(ManagerRoute::Dashboard(Asset::Page)));
         assert_eq!(manager_route("HEAD", "/dashboard.js"), Ok(ManagerRoute::Dashboard(Asset::Script)));

@@ -37,6 +37,7 @@ pub mod clock;
 pub mod control;
 pub mod dashboard;
 pub mod docker_cli;
+pub mod drain;
 pub mod events;
 pub mod http;
 pub mod logfmt;

@@ -12,6 +12,7 @@
 //! turns API requests into calls on `ManagerHandle`.
 
 mod apply;
+mod drain;
 mod join;
 mod node;
 mod services;
@@ -201,6 +202,10 @@ pub enum ManagerError {
     JoinRefused(String),
     /// This manager takes no joins (it was given no way to reach workers that join).
     NoJoins,
+    /// No node has this name.
+    NoNode(String),
+    /// The node cannot be removed now (the reason says why and what to do).
+    NodeBusy(String),
 }
 
 impl fmt::Display for ManagerError {
@@ -217,6 +222,8 @@ impl fmt::Display for ManagerError {
             ManagerError::Service(e) => write!(f, "{e}"),
             ManagerError::JoinRefused(why) => f.write_str(why),
             ManagerError::NoJoins => f.write_str("this manager takes no joins"),
+            ManagerError::NoNode(name) => write!(f, "no node {name}"),
+            ManagerError::NodeBusy(why) => f.write_str(why),
         }
     }
 }
@@ -244,6 +251,9 @@ enum Command {
     List { query: TaskQuery, reply: Reply<TaskPage> },
     Stop { id: TaskId, reply: Reply<Task> },
     Nodes { reply: Reply<Vec<NodeInfo>> },
+    Drain { name: String, reply: Reply<NodeInfo> },
+    Activate { name: String, reply: Reply<NodeInfo> },
+    RemoveNode { name: String, reply: Reply<NodeInfo> },
     Health { reply: Reply<ManagerHealth> },
     Service(services::ServiceCommand),
     Shutdown,
@@ -318,6 +328,21 @@ impl ManagerHandle {
 
     pub fn nodes(&self) -> Result<Vec<NodeInfo>, ManagerError> {
         self.ask(|reply| Command::Nodes { reply })
+    }
+
+    /// Stops placement on a node and moves its tasks elsewhere, one at a time.
+    pub fn drain(&self, name: String) -> Result<NodeInfo, ManagerError> {
+        self.ask(|reply| Command::Drain { name, reply })
+    }
+
+    /// Lets a drained (or draining) node take tasks again.
+    pub fn activate(&self, name: String) -> Result<NodeInfo, ManagerError> {
+        self.ask(|reply| Command::Activate { name, reply })
+    }
+
+    /// Forgets a node that runs nothing and is not up; answers with what it was.
+    pub fn remove_node(&self, name: String) -> Result<NodeInfo, ManagerError> {
+        self.ask(|reply| Command::RemoveNode { name, reply })
     }
 
     pub fn health(&self) -> Result<ManagerHealth, ManagerError> {
@@ -396,6 +421,7 @@ mod tests {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::{Condvar, Mutex};
 
+    mod drain;
     mod services;
 
     const NODE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -747,8 +773,8 @@ mod tests {
         w1.run_copy(&task);
         let mut store = MemoryStore::new();
         store.put_task(&task).expect("put");
-        store.put_node(&NodeRecord { address: "w1:80".into(), name: Some("w1".into()) }).expect("put");
-        store.put_node(&NodeRecord { address: "w2:80".into(), name: Some("w2".into()) }).expect("put");
+        store.put_node(&NodeRecord { address: "w1:80".into(), name: Some("w1".into()), draining: false }).expect("put");
+        store.put_node(&NodeRecord { address: "w2:80".into(), name: Some("w2".into()), draining: false }).expect("put");
         w1.set_reachable(false);
         let (ticks, rx) = unbounded();
         let clock = manual_clock();
@@ -1128,7 +1154,7 @@ mod tests {
     #[test]
     fn a_node_name_the_store_refused_is_written_again_at_a_later_poll() {
         let mut store = FlakyStore::new();
-        store.put_node(&NodeRecord { address: "w1:80".into(), name: None }).expect("put");
+        store.put_node(&NodeRecord { address: "w1:80".into(), name: None, draining: false }).expect("put");
         store.fail_writes(true);
         let w1 = FakeWorker::new("w1");
         let (ticks, rx) = unbounded();

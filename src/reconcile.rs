@@ -19,6 +19,8 @@ pub struct TaskView<'a> {
     pub settled_epoch: u64,
     /// After a failed attempt, nothing is retried before this time.
     pub not_before: Timestamp,
+    /// A drain is moving it to this node: the copy started there is the move's, not a stray.
+    pub moving_to: Option<&'a str>,
 }
 
 /// A worker's last report of its tasks.
@@ -182,6 +184,8 @@ fn strays(tasks: &[TaskView], nodes: &[NodeObs], now: Timestamp, config: &PlanCo
         running.sort_by_key(|t| (t.created_at, t.id));
         for theirs in running {
             match by_id.get(&theirs.id) {
+                // the new copy of a task being moved here by a drain
+                Some(ours) if ours.moving_to == Some(name) && !ours.task.is_terminal() => {}
                 // one copy is adopted; a copy on another node is a stray once the task is known
                 None if config.adopt_unknown && !config.forgotten.contains(&theirs.id) => {
                     if adopted.insert(theirs.id) {
@@ -268,7 +272,7 @@ mod tests {
     }
 
     fn view(t: &Task) -> TaskView<'_> {
-        TaskView { task: t, op_in_flight: false, settled_epoch: 0, not_before: Timestamp(0) }
+        TaskView { task: t, op_in_flight: false, settled_epoch: 0, not_before: Timestamp(0), moving_to: None }
     }
 
     fn report(epoch: u64, tasks: &[Task]) -> Report {
@@ -518,6 +522,20 @@ mod tests {
         );
         let settled_after = TaskView { settled_epoch: 5, ..view(&ours) };
         assert_eq!(plan(&[settled_after], &[node("w1", Some(&r))], Timestamp(10)), vec![]);
+    }
+
+    #[test]
+    fn the_copy_a_drain_is_moving_a_task_to_is_not_a_stray_but_others_are() {
+        let ours = task(TaskState::Running, Some("w1"));
+        let copy = ours.clone();
+        let one = std::slice::from_ref(&copy);
+        let (r1, r2, r3) = (report(5, one), report(5, one), report(5, one));
+        let moving = TaskView { moving_to: Some("w2"), ..view(&ours) };
+        let nodes = [node("w1", Some(&r1)), node("w2", Some(&r2)), node("w3", Some(&r3))];
+        assert_eq!(plan(&[moving], &nodes, Timestamp(10)), vec![Action::StopStray { id: ours.id, node: "w3".into() }]);
+        // once the move is over (given up), the copy there is a stray like any other
+        let strays = plan(&[view(&ours)], &nodes, Timestamp(10));
+        assert_eq!(strays.len(), 2, "{strays:?}");
     }
 
     #[test]

@@ -49,11 +49,13 @@ impl std::error::Error for StoreError {
     }
 }
 
-/// A worker as the manager remembers it across restarts: its address and the name it reported.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A worker as the manager remembers it across restarts: its address, the name it reported, and
+/// whether an operator drained it (a drained node stays drained when the manager restarts).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct NodeRecord {
     pub address: String,
     pub name: Option<String>,
+    pub draining: bool,
 }
 
 /// Task records by id. `put_task` returns only once the record is kept (for a durable store:
@@ -71,6 +73,8 @@ pub trait Store: Send {
     fn put_node(&mut self, node: &NodeRecord) -> Result<(), StoreError>;
     /// Every node, by address.
     fn list_nodes(&self) -> Result<Vec<NodeRecord>, StoreError>;
+    /// Forgets the node with this address; returns whether there was one.
+    fn delete_node(&mut self, address: &str) -> Result<bool, StoreError>;
     /// Inserts or replaces the service with this name.
     fn put_service(&mut self, service: &Service) -> Result<(), StoreError>;
     /// Every service, by name.
@@ -131,6 +135,10 @@ impl Store for MemoryStore {
 
     fn list_nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
         Ok(self.nodes.values().cloned().collect())
+    }
+
+    fn delete_node(&mut self, address: &str) -> Result<bool, StoreError> {
+        Ok(self.nodes.remove(address).is_some())
     }
 
     fn put_service(&mut self, service: &Service) -> Result<(), StoreError> {
@@ -220,6 +228,11 @@ impl Store for FlakyStore {
         self.with(|s| s.list_nodes())
     }
 
+    fn delete_node(&mut self, address: &str) -> Result<bool, StoreError> {
+        self.check()?;
+        self.with(|s| s.delete_node(address))
+    }
+
     fn put_service(&mut self, service: &Service) -> Result<(), StoreError> {
         self.check()?;
         self.with(|s| s.put_service(service))
@@ -245,7 +258,7 @@ impl Store for FlakyStore {
 
 /// The schema version this build writes and reads (`PRAGMA user_version`). A later version adds a
 /// migration from each older one; a file from a newer version is refused.
-pub const SCHEMA_VERSION: i64 = SERVICES_SCHEMA;
+pub const SCHEMA_VERSION: i64 = DRAIN_SCHEMA;
 
 /// The schema step that adds the cluster's event history.
 const EVENTS_SCHEMA: i64 = 2;
@@ -253,7 +266,15 @@ const EVENTS_SCHEMA: i64 = 2;
 const SERVICES_SCHEMA: i64 = 3;
 
 /// Every step after v1, by the version it makes: a file at version `v` gets each step above `v`.
-const MIGRATIONS: &[(i64, &str)] = &[(EVENTS_SCHEMA, SCHEMA_V2), (SERVICES_SCHEMA, SCHEMA_SERVICES)];
+const MIGRATIONS: &[(i64, &str)] =
+    &[(EVENTS_SCHEMA, SCHEMA_V2), (SERVICES_SCHEMA, SCHEMA_SERVICES), (DRAIN_SCHEMA, SCHEMA_DRAIN)];
+
+/// The schema step that remembers which nodes are drained.
+const DRAIN_SCHEMA: i64 = 4;
+
+const SCHEMA_DRAIN: &str = "
+    ALTER TABLE nodes ADD COLUMN draining INTEGER NOT NULL DEFAULT 0;
+";
 
 const SCHEMA_SERVICES: &str = "
     CREATE TABLE services (
@@ -423,18 +444,25 @@ impl Store for SqliteStore {
     fn put_node(&mut self, node: &NodeRecord) -> Result<(), StoreError> {
         self.conn
             .execute(
-                "INSERT INTO nodes (address, name) VALUES (?1, ?2)
-                 ON CONFLICT (address) DO UPDATE SET name = excluded.name",
-                rusqlite::params![node.address, node.name],
+                "INSERT INTO nodes (address, name, draining) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (address) DO UPDATE SET name = excluded.name, draining = excluded.draining",
+                rusqlite::params![node.address, node.name, node.draining],
             )
             .map_err(io)?;
         Ok(())
     }
 
     fn list_nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
-        let mut stmt = self.conn.prepare("SELECT address, name FROM nodes ORDER BY address").map_err(io)?;
-        let rows = stmt.query_map([], |r| Ok(NodeRecord { address: r.get(0)?, name: r.get(1)? })).map_err(io)?;
+        let mut stmt = self.conn.prepare("SELECT address, name, draining FROM nodes ORDER BY address").map_err(io)?;
+        let rows = stmt
+            .query_map([], |r| Ok(NodeRecord { address: r.get(0)?, name: r.get(1)?, draining: r.get(2)? }))
+            .map_err(io)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(io)
+    }
+
+    fn delete_node(&mut self, address: &str) -> Result<bool, StoreError> {
+        let n = self.conn.execute("DELETE FROM nodes WHERE address = ?1", [address]).map_err(io)?;
+        Ok(n > 0)
     }
 
     fn put_service(&mut self, service: &Service) -> Result<(), StoreError> {
@@ -544,13 +572,16 @@ pub(crate) mod contract {
 
     fn nodes_are_kept_by_address(mut s: Box<dyn Store>) {
         assert!(s.list_nodes().expect("list").is_empty());
-        let a = NodeRecord { address: "10.0.0.2:80".into(), name: None };
-        let b = NodeRecord { address: "10.0.0.1:80".into(), name: Some("w1".into()) };
+        let a = NodeRecord { address: "10.0.0.2:80".into(), name: None, draining: false };
+        let b = NodeRecord { address: "10.0.0.1:80".into(), name: Some("w1".into()), draining: false };
         s.put_node(&a).expect("put");
         s.put_node(&b).expect("put");
-        let named = NodeRecord { name: Some("w2".into()), ..a.clone() };
+        let named = NodeRecord { name: Some("w2".into()), draining: true, ..a.clone() };
         s.put_node(&named).expect("put again");
-        assert_eq!(s.list_nodes().expect("list"), vec![b, named]);
+        assert_eq!(s.list_nodes().expect("list"), vec![b.clone(), named]);
+        assert!(s.delete_node("10.0.0.2:80").expect("delete"));
+        assert!(!s.delete_node("10.0.0.2:80").expect("delete again"));
+        assert_eq!(s.list_nodes().expect("list"), vec![b]);
     }
 
     fn every_field_survives(mut s: Box<dyn Store>) {
@@ -709,7 +740,10 @@ mod tests {
         let mut s = SqliteStore::open(&path).expect("migrates");
         let version: i64 = s.conn.pragma_query_value(None, "user_version", |r| r.get(0)).expect("version");
         assert_eq!(version, SCHEMA_VERSION);
-        assert_eq!(s.list_nodes().expect("nodes"), vec![NodeRecord { address: "h:1".into(), name: Some("w1".into()) }]);
+        assert_eq!(
+            s.list_nodes().expect("nodes"),
+            vec![NodeRecord { address: "h:1".into(), name: Some("w1".into()), draining: false }]
+        );
         let mut log = crate::events::EventLog::new(10);
         for i in 0..5u64 {
             let e = log

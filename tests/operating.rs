@@ -323,3 +323,116 @@ fn a_worker_joins_stays_known_across_restarts_and_its_name_is_its_own() {
     let (status, t) = http("DELETE", &c.manager_url(&format!("/v1/tasks/{id}")), None);
     assert_eq!(status, 202, "{t}");
 }
+
+/// Waits until the node reads this availability, and returns it.
+fn wait_availability(c: &Cluster, name: &str, availability: &str) -> Value {
+    wait_for(&format!("{name} {availability}"), RUN, || {
+        c.nodes().into_iter().find(|n| n["name"] == name && n["availability"] == availability)
+    })
+}
+
+#[test]
+fn a_drain_moves_a_web_task_that_keeps_answering_and_a_drained_empty_node_can_be_removed_once_down() {
+    let mut c = Cluster::start("drain", ClusterOptions::default());
+    c.wait_nodes_up();
+    let web = json!({
+        "name": "web", "image": IMAGE, "cmd": ["httpd", "-f", "-p", "8080", "-h", "/www"],
+        "ports": [{"container": 8080, "host": 0}],
+        "health_check": {"path": "/", "port": 8080, "interval_s": 1, "timeout_s": 1}
+    });
+    let id = c.submit(&web);
+    let first = c.wait_state(&id, "Running", RUN);
+    let from = first["node"].as_str().expect("placed").to_string();
+    let to = c.worker_names.iter().find(|n| **n != from).expect("another node").clone();
+    // two more: round-robin puts one of them next to the web task
+    let mut on_from = vec![id.clone()];
+    for name in ["sleeper-1", "sleeper-2"] {
+        let sleeper = c.submit(&json!({"name": name, "image": IMAGE, "cmd": ["sleep", "300"]}));
+        if c.wait_state(&sleeper, "Running", RUN)["node"] == from.as_str() {
+            on_from.push(sleeper);
+        }
+    }
+    assert_eq!(on_from.len(), 2, "the web task and a sleeper on {from}");
+
+    // a reader asks the task where it is and fetches its page there, all through the move
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let pages = std::sync::Arc::new(AtomicU32::new(0));
+    let reader = {
+        let (stop, pages, task_url) = (stop.clone(), pages.clone(), c.manager_url(&format!("/v1/tasks/{id}")));
+        std::thread::spawn(move || {
+            let mut failed = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                let (_, task) = http("GET", &task_url, None);
+                let port = task["ports"][0]["host"].as_u64().unwrap_or(0);
+                let (status, _) = http_raw("GET", &format!("http://127.0.0.1:{port}/"), None);
+                if status == 200 {
+                    pages.fetch_add(1, Ordering::SeqCst);
+                } else {
+                    failed.push(format!("{} on port {port}: {status}", task["node"]));
+                }
+                std::thread::sleep(Duration::from_millis(20)); // pacing, not synchronisation
+            }
+            failed
+        })
+    };
+    wait_for("the reader's first pages", RUN, || (pages.load(Ordering::SeqCst) >= 3).then_some(()));
+
+    let began = Instant::now();
+    let out = c.client(&["drain", &from], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains(&format!("{from}: draining")), "{}", text(&out.stdout));
+    let drained = wait_availability(&c, &from, "drained");
+    let took = began.elapsed();
+    stop.store(true, Ordering::SeqCst);
+    let failed = reader.join().expect("the reader");
+    let ok = pages.load(Ordering::SeqCst);
+    let moved = drained["drain"]["moved"].as_u64().expect("moved");
+    println!(
+        "drain: {moved} task(s) moved in {:.1} s ({:.1} s per task); {ok} pages read during it, {} failed",
+        took.as_secs_f64(),
+        took.as_secs_f64() / moved.max(1) as f64,
+        failed.len()
+    );
+    assert!(failed.is_empty(), "the web task stopped answering during the move: {failed:?}");
+    assert!(ok > 10, "the reader read pages throughout ({ok})");
+
+    // both tasks kept their ids and run on the other node; only their new containers run
+    for task in &on_from {
+        let now = c.get_task(task);
+        assert_eq!((now["state"].as_str(), now["node"].as_str()), (Some("Running"), Some(to.as_str())), "{now}");
+        assert_eq!(now["restart_count"], 0, "a move is not a restart");
+        let running: Vec<_> = wait_for("one running container of the task", RUN, || {
+            let mine: Vec<_> =
+                c.containers().into_iter().filter(|k| k.labels.get("skiff.task-id") == Some(task)).collect();
+            let running: Vec<_> = mine.into_iter().filter(|k| k.state == "running").collect();
+            (running.len() == 1).then_some(running)
+        });
+        assert_eq!(running[0].labels.get("skiff.node"), Some(&to), "the running copy is the new one");
+    }
+    assert_eq!(moved, 2);
+    let (_, events) = http("GET", &c.manager_url(&format!("/v1/events?task={id}")), None);
+    assert!(events.as_array().expect("events").iter().any(|e| e["to"] == "moved" && e["from"] == from.as_str()));
+
+    // nothing goes to a drained node; list-nodes says so
+    let next = c.submit(&json!({"name": "next", "image": IMAGE, "cmd": ["sleep", "300"]}));
+    assert_eq!(c.wait_state(&next, "Running", RUN)["node"], to.as_str());
+    let listing = text(&c.client(&["list-nodes"], "").stdout);
+    let row = listing.lines().find(|l| l.starts_with(from.as_str())).expect("listed");
+    assert!(row.contains("drained"), "{listing}");
+
+    // a node that is up cannot be removed; once its worker is stopped it can
+    let out = c.client(&["remove-node", &from], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("stop its worker first"), "{}", text(&out.stderr));
+    let i = c.worker_names.iter().position(|n| *n == from).expect("a worker");
+    c.workers[i].terminate();
+    wait_for("the drained node down", RUN, || {
+        c.nodes().iter().any(|n| n["name"] == from.as_str() && n["status"] == "down").then_some(())
+    });
+    let out = c.client(&["remove-node", &from], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(c.nodes().iter().all(|n| n["name"] != from.as_str()), "forgotten");
+    let (status, _) = http("POST", &c.manager_url(&format!("/v1/nodes/{from}/activate")), None);
+    assert_eq!(status, 404);
+}

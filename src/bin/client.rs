@@ -8,8 +8,9 @@ use skiff::client;
 use skiff::signals::TerminationSignals;
 use std::process::ExitCode;
 
-/// Skiff client: talks to the manager's API. Commands: start FILE, stop ID, get ID, list,
-/// list-nodes, help, quit.
+/// Skiff client: talks to the manager's API. Commands (one per line on stdin, or one after the
+/// flags): start, stop, get, logs, events, list, list-nodes, drain, activate, remove-node,
+/// service ..., help, quit; `help` lists them with their options.
 #[derive(FromArgs)]
 struct Args {
     /// the manager's host (default 127.0.0.1)

@@ -319,4 +319,9 @@ impl ManagerClient {
     pub fn nodes(&self) -> Result<Vec<NodeInfo>, ClientError> {
         self.call("GET", "/v1/nodes", None)
     }
+
+    /// A call on one node (`drain`, `activate`, removal): the node as the manager then sees it.
+    pub fn node_action(&self, method: &str, path: &str) -> Result<NodeInfo, ClientError> {
+        self.call(method, path, None)
+    }
 }

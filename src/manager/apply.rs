@@ -25,8 +25,21 @@ use std::collections::HashMap;
 impl State {
     pub(super) fn on_observation(&mut self, obs: Observation) {
         let now = self.now();
+        let from = match &obs {
+            Observation::Started { node, .. }
+            | Observation::Stopped { node, .. }
+            | Observation::StrayStopped { node, .. }
+            | Observation::Polled { node, .. } => *node,
+        };
+        if self.nodes[from].removed {
+            return; // an answer still under way when the node was removed
+        }
         match obs {
-            Observation::Started { node, id, result } => self.on_started(node, id, result, now),
+            Observation::Started { node, id, result } => {
+                if !self.on_move_started(node, id, &result) {
+                    self.on_started(node, id, result, now)
+                }
+            }
             Observation::Stopped { node, id, result } => self.on_stopped(node, id, result, now),
             Observation::StrayStopped { node, id, result } => {
                 // stays in `stray_stops` until a report asked for after this answer: the one in
@@ -194,7 +207,11 @@ impl State {
                 // again at every poll after a failed write (logged when failing starts and ends)
                 let renamed = node.name.as_deref() != Some(health.name.as_str());
                 if renamed || !node.name_stored {
-                    let record = NodeRecord { address: node.address.clone(), name: Some(health.name.clone()) };
+                    let record = NodeRecord {
+                        address: node.address.clone(),
+                        name: Some(health.name.clone()),
+                        draining: node.draining,
+                    };
                     match self.store.put_node(&record) {
                         Ok(()) if !node.name_stored => {
                             info!("node name stored again address={} name={}", record.address, health.name);
@@ -269,6 +286,7 @@ impl State {
                     op_in_flight: t.op_on.is_some(),
                     settled_epoch: t.settled_epoch,
                     not_before: t.not_before,
+                    moving_to: self.moving_to(&t.task.id),
                 })
                 .collect();
             // oldest first: placement order is submission order
@@ -277,6 +295,7 @@ impl State {
             let nodes: Vec<NodeObs> = self
                 .nodes
                 .iter()
+                .filter(|n| !n.removed)
                 .map(|n| NodeObs {
                     name: n.name.as_deref(),
                     reachable: !n.unreachable,
@@ -309,7 +328,7 @@ impl State {
         // every node has answered a poll asked for since (or failed to), at most two polls, to
         // be taken back where it runs.
         let instant = self.clock.now();
-        let up = self.nodes.iter().filter(|n| self.status_of(n) == NodeStatus::Up).count();
+        let up = self.nodes.iter().filter(|n| !n.removed && self.status_of(n) == NodeStatus::Up).count();
         if up == 0 && self.nodes_up_last > 0 {
             self.all_down = true;
         }
@@ -318,7 +337,7 @@ impl State {
         }
         self.nodes_up_last = up;
         if let Some((since, until)) = self.settle {
-            if instant >= until || self.nodes.iter().all(|n| n.polled_epoch > since) {
+            if instant >= until || self.nodes.iter().all(|n| n.removed || n.polled_epoch > since) {
                 self.settle = None;
             } else {
                 let tasks = &self.tasks;

@@ -140,6 +140,15 @@ pub(super) struct Node {
     pub(super) stats: Option<NodeStats>,
     /// Tasks this node runs that the manager does not know, and when each was first seen.
     pub(super) orphans: HashMap<TaskId, Timestamp>,
+    /// An operator drained it: nothing new goes there and its tasks move elsewhere.
+    pub(super) draining: bool,
+    /// Tasks moved off it since its drain began.
+    pub(super) moved: u32,
+    /// Forgotten by `remove-node`: kept only so that the other nodes keep their indices; no
+    /// calls, no listing.
+    pub(super) removed: bool,
+    /// The history was told it is drained (so that it is told once per drain).
+    pub(super) drained_told: bool,
 }
 
 impl Node {
@@ -193,7 +202,26 @@ impl Node {
             polled_epoch: 0,
             stats: None,
             orphans: HashMap::new(),
+            draining: false,
+            moved: 0,
+            removed: false,
+            drained_told: false,
         })
+    }
+
+    /// Makes the node a tombstone: its queues are dropped (so its threads end once their calls
+    /// under way are answered) and what it reported is forgotten.
+    pub(super) fn retire(&mut self) {
+        self.starts = unbounded::<Job>().0;
+        self.stops = unbounded::<Job>().0;
+        self.polls = bounded::<u64>(1).0;
+        self.removed = true;
+        self.report = None;
+        self.stats = None;
+        self.orphans.clear();
+        self.stray_stops.clear();
+        self.stray_answered.clear();
+        self.draining = false;
     }
 
     pub(super) fn display_name(&self) -> &str {

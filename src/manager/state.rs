@@ -91,6 +91,10 @@ pub(super) struct State {
     pub(super) events: EventLog,
     /// Each node's status as the history last told it, to tell when it changes.
     node_seen: Vec<NodeStatus>,
+    /// Drains' moves under way, by task (`drain.rs`).
+    pub(super) moves: HashMap<TaskId, super::drain::Move>,
+    /// Tasks a drain could not move lately, by task.
+    pub(super) stuck: HashMap<TaskId, super::drain::Stuck>,
     /// Kept so that the observation channel never disconnects (see `spawn_with_ticks`).
     _observations: Sender<Observation>,
 }
@@ -120,9 +124,12 @@ impl State {
         let known = store.list_nodes().map_err(ManagerError::Store)?;
         for node in &mut nodes {
             match known.iter().find(|k| k.address == node.address) {
-                Some(record) => node.name = record.name.clone(),
+                Some(record) => {
+                    node.name = record.name.clone();
+                    node.draining = record.draining;
+                }
                 None => store
-                    .put_node(&NodeRecord { address: node.address.clone(), name: None })
+                    .put_node(&NodeRecord { address: node.address.clone(), name: None, draining: false })
                     .map_err(ManagerError::Store)?,
             }
         }
@@ -152,6 +159,8 @@ impl State {
             settle: None,
             events,
             node_seen,
+            moves: HashMap::new(),
+            stuck: HashMap::new(),
             _observations: observations,
         })
     }
@@ -177,7 +186,9 @@ impl State {
             }
             self.epoch += 1;
             survive("the plan", || self.reconcile());
+            survive("the drains", || self.drain_step());
             self.note_node_changes();
+            self.note_availability_changes();
         }
         info!("manager control loop stopped");
     }
@@ -210,7 +221,7 @@ impl State {
     /// Adds an event to the history and, with a persisted store, keeps it there (bounded). A
     /// failed write loses the event from the next run's history, nothing else: it is logged.
     #[allow(clippy::too_many_arguments)]
-    fn note_event(
+    pub(super) fn note_event(
         &mut self,
         at: Timestamp,
         subject: Subject,
@@ -230,6 +241,9 @@ impl State {
     fn note_node_changes(&mut self) {
         let now = self.now();
         for i in 0..self.nodes.len() {
+            if self.nodes[i].removed {
+                continue;
+            }
             let status = self.status_of(&self.nodes[i]);
             let before = self.node_seen.get(i).copied().unwrap_or(NodeStatus::Unknown);
             if status == before {
@@ -262,7 +276,7 @@ impl State {
     fn poll_all(&mut self) {
         let epoch = self.epoch;
         for node in &mut self.nodes {
-            if node.poll_in_flight {
+            if node.poll_in_flight || node.removed {
                 continue;
             }
             match node.polls.try_send(epoch) {
@@ -349,8 +363,18 @@ impl State {
             Command::List { query, reply } => answer(&reply, Ok(self.page(&query))),
             Command::Stop { id, reply } => answer(&reply, self.stop(id)),
             Command::Nodes { reply } => answer(&reply, Ok(self.node_infos())),
+            Command::Drain { name, reply } => {
+                let done = self.drain(&name).map(|i| self.node_info(i));
+                answer(&reply, done)
+            }
+            Command::Activate { name, reply } => {
+                let done = self.activate(&name).map(|i| self.node_info(i));
+                answer(&reply, done)
+            }
+            Command::RemoveNode { name, reply } => answer(&reply, self.remove_node(&name)),
             Command::Health { reply } => {
-                let up = self.nodes.iter().filter(|n| self.status_of(n) == NodeStatus::Up).count();
+                let live = self.nodes.iter().filter(|n| !n.removed);
+                let up = live.clone().filter(|n| self.status_of(n) == NodeStatus::Up).count();
                 answer(
                     &reply,
                     Ok(ManagerHealth {
@@ -359,7 +383,7 @@ impl State {
                         scheduler: self.config.scheduler.name().into(),
                         storage: self.store.kind().into(),
                         nodes_up: up,
-                        nodes_total: self.nodes.len(),
+                        nodes_total: live.count(),
                         tasks: self.tasks.values().filter(|t| !t.task.is_terminal()).count(),
                     }),
                 );
@@ -387,16 +411,33 @@ impl State {
             .nodes
             .iter()
             .zip(&statuses)
-            .map(|(n, s)| Known { name: n.name.as_deref(), address: &n.address, status: *s })
+            .map(|(n, s)| match n.removed {
+                // a removed node matches nothing: its index stays taken
+                true => Known { name: None, address: "", status: NodeStatus::Down },
+                false => Known { name: n.name.as_deref(), address: &n.address, status: *s },
+            })
             .collect();
         let decision = join::decide(&known, &name, &address);
         let index = match decision {
             Join::Conflict(why) => return Err(ManagerError::JoinRefused(why)),
             Join::Known(i) => i,
             Join::Named(_) | Join::TakeOver(_) | Join::New => {
+                let draining = match decision {
+                    Join::Named(i) | Join::TakeOver(i) => self.nodes[i].draining,
+                    _ => false,
+                };
                 self.store
-                    .put_node(&NodeRecord { address: address.clone(), name: Some(name.clone()) })
+                    .put_node(&NodeRecord { address: address.clone(), name: Some(name.clone()), draining })
                     .map_err(ManagerError::Store)?;
+                if let Join::TakeOver(i) = decision {
+                    // the old address is no longer this node's: a restart must not dial it
+                    let old = self.nodes[i].address.clone();
+                    if old != address {
+                        if let Err(e) = self.store.delete_node(&old) {
+                            error!("store delete failed address={} error={}", q(&old), q(&error_chain(&e)));
+                        }
+                    }
+                }
                 let i = match decision {
                     Join::Named(i) => i,
                     _ => {
@@ -404,8 +445,9 @@ impl State {
                         let i = if let Join::TakeOver(i) = decision { i } else { self.nodes.len() };
                         let since = self.clock.now();
                         let threads = self.config.dispatch_threads;
-                        let node = Node::spawn(i, make(&address), threads, self._observations.clone(), since)
+                        let mut node = Node::spawn(i, make(&address), threads, self._observations.clone(), since)
                             .map_err(ManagerError::Spawn)?;
+                        node.draining = draining;
                         if i == self.nodes.len() {
                             self.nodes.push(node);
                             self.node_seen.push(NodeStatus::Unknown);
@@ -430,17 +472,20 @@ impl State {
             }
         };
         self.poll_all();
-        self.node_infos().into_iter().nth(index).ok_or(ManagerError::Unavailable)
+        Ok(self.node_info(index))
     }
 
     fn dry_run(&self, spec: &TaskSpec) -> DryRun {
         let table = self.node_table();
         let p = sched::preview(&*self.scheduler, &Request::of(spec), &table);
+        let removed: Vec<bool> = self.nodes.iter().map(|n| n.removed).collect();
         let nodes = table
             .nodes()
             .iter()
             .zip(p.verdicts)
-            .map(|(n, v)| match v {
+            .zip(removed)
+            .filter(|(_, removed)| !removed)
+            .map(|((n, v), _)| match v {
                 Ok(score) => NodeVerdict {
                     node: n.name.clone(),
                     fits: true,
@@ -486,9 +531,20 @@ impl State {
 
     fn node_infos(&self) -> Vec<NodeInfo> {
         let allocations = self.allocations();
-        self.nodes
-            .iter()
-            .map(|n| {
+        (0..self.nodes.len())
+            .filter(|&i| !self.nodes[i].removed)
+            .map(|i| self.node_info_with(i, &allocations))
+            .collect()
+    }
+
+    pub(super) fn node_info(&self, index: usize) -> NodeInfo {
+        self.node_info_with(index, &self.allocations())
+    }
+
+    fn node_info_with(&self, index: usize, allocations: &HashMap<&str, (Resources, u32)>) -> NodeInfo {
+        let n = &self.nodes[index];
+        {
+            {
                 let name = n.display_name().to_string();
                 let (allocated, tasks) = allocations.get(name.as_str()).copied().unwrap_or_default();
                 NodeInfo {
@@ -502,26 +558,36 @@ impl State {
                     capacity: n.stats.as_ref().map(|s| s.capacity),
                     allocated,
                     stats: n.stats.clone(),
+                    availability: self.availability(index),
+                    drain: self.drain_progress(index),
                 }
-            })
-            .collect()
+            }
+        }
     }
 
     pub(super) fn node_index(&self, name: &str) -> Option<usize> {
         self.nodes.iter().position(|n| n.name.as_deref() == Some(name))
     }
 
-    /// What every node has placed on it: the requests of its unfinished tasks, and their count.
-    fn allocations(&self) -> HashMap<&str, (Resources, u32)> {
-        let mut by_node: HashMap<&str, (Resources, u32)> = HashMap::new();
-        for t in self.tasks.values().filter(|t| !t.task.is_terminal()) {
-            let Some(node) = t.task.node.as_deref() else { continue };
-            let req = Request::of(&t.task.spec);
+    /// What every node has placed on it: the requests of its unfinished tasks, and their count
+    /// (a new copy a drain is starting there counts too).
+    pub(super) fn allocations(&self) -> HashMap<&str, (Resources, u32)> {
+        fn add<'a>(by_node: &mut HashMap<&'a str, (Resources, u32)>, node: &'a str, req: Request) {
             let entry = by_node.entry(node).or_default();
             entry.0.cpus += req.cpus;
             entry.0.memory_mb += req.memory_mb;
             entry.0.disk_mb += req.disk_mb;
             entry.1 += 1;
+        }
+        let mut by_node: HashMap<&str, (Resources, u32)> = HashMap::new();
+        for t in self.tasks.values().filter(|t| !t.task.is_terminal()) {
+            let Some(node) = t.task.node.as_deref() else { continue };
+            add(&mut by_node, node, Request::of(&t.task.spec));
+        }
+        for (id, m) in &self.moves {
+            if let Some(t) = self.tasks.get(id) {
+                add(&mut by_node, self.nodes[m.to].display_name(), Request::of(&t.task.spec));
+            }
         }
         by_node
     }
@@ -534,6 +600,8 @@ impl State {
             .iter()
             .map(|n| {
                 let unavailable = match self.status_of(n) {
+                    _ if n.removed => Some("removed".to_string()),
+                    NodeStatus::Up if n.draining => Some("draining".to_string()),
                     NodeStatus::Unknown => Some("not heard from yet".to_string()),
                     NodeStatus::Down => Some("down".to_string()),
                     NodeStatus::Up if n.unreachable => Some("not answering".to_string()),
