@@ -1,8 +1,9 @@
 //! The dashboard in a real browser: headless Chromium driven by chromedriver over the W3C
 //! WebDriver HTTP protocol (plain JSON calls with ureq), against a cluster of real daemons with
 //! tasks on the Docker Engine. The page must ask for the token, show the nodes and the tasks,
-//! update rows in place, follow a task's logs, stop a task after a confirmation, fit a phone's
-//! width and say when the manager is unreachable; a screenshot is left in `target/dashboard.png`.
+//! update rows in place, follow a task's logs, stop a task and drain and activate a node after a
+//! confirmation, fit a phone's width and say when the manager is unreachable; a screenshot is
+//! left in `target/dashboard.png`.
 //!
 //! Chromium and chromedriver are required (Debian's `chromium` and `chromium-driver`): without
 //! them the test fails and says so. The browser and its driver are ended even when it fails.
@@ -450,9 +451,57 @@ fn the_dashboard_shows_the_cluster_and_stops_a_task_in_a_real_browser() {
         json!([]),
     );
 
+    // drain the web task's node through the page: the task moves, the card says drained
+    let drained = c.get_task(&web)["node"].as_str().expect("web's node").to_string();
+    let card = format!("#nodes .node[data-key=\"{drained}\"]");
+    b.click(&format!("{card} button[data-action=drain]"));
+    b.wait_js(
+        "the drain's confirmation",
+        Duration::from_secs(10),
+        "return document.getElementById('confirm').open;",
+        json!([]),
+    );
+    assert!(b.text("#confirm-text").contains(&drained), "the confirmation names the node");
+    b.click("#confirm-ok");
+    wait_for("the node drained and web moved off it", Duration::from_secs(60), || {
+        let node = c.nodes().into_iter().find(|n| n["name"] == drained.as_str())?;
+        let web = c.get_task(&web);
+        (node["availability"] == "drained" && web["state"] == "Running" && web["node"] != drained.as_str())
+            .then_some(())
+    });
+    b.wait_js(
+        "the card to read drained, with Activate, and web's row its new node",
+        Duration::from_secs(20),
+        "const [card, row, node] = arguments; const c = document.querySelector(card); \
+         return c.querySelector('.badge.s-drained') !== null && \
+           c.querySelector('button[data-action=activate]') !== null && \
+           document.querySelector(row + ' .node-cell').textContent !== node;",
+        json!([card, row(&web), drained]),
+    );
+
     let shot = target_dir().join("dashboard.png");
     b.resize(1280, 1300);
     b.screenshot(&shot);
+
+    // and activate it again
+    b.click(&format!("{card} button[data-action=activate]"));
+    b.wait_js(
+        "the activation's confirmation",
+        Duration::from_secs(10),
+        "return document.getElementById('confirm').open;",
+        json!([]),
+    );
+    b.click("#confirm-ok");
+    wait_for("the node active again", Duration::from_secs(20), || {
+        c.nodes().into_iter().any(|n| n["name"] == drained.as_str() && n["availability"] == "active").then_some(())
+    });
+    b.wait_js(
+        "the card to read active, with Drain",
+        Duration::from_secs(20),
+        "const c = document.querySelector(arguments[0]); \
+         return c.querySelector('.badge.s-active') !== null && c.querySelector('button[data-action=drain]') !== null;",
+        json!([card]),
+    );
 
     // a phone's width: nothing wider than the screen
     b.resize(390, 844);

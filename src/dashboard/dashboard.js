@@ -262,6 +262,10 @@
     let drainText = '';
     if (d && availability !== 'active') {
       drainText = `${availability}: ${d.moved || 0} moved, ${d.remaining || 0} remaining`;
+      if (d.moving) {
+        const t = tasksById.get(d.moving);
+        drainText += `; moving ${t ? t.name + ' ' : ''}${shortId(d.moving)}`;
+      }
       const stuck = d.stuck || [];
       if (stuck.length) drainText += `; stuck: ${stuck.map((s) => `${shortId(s.task)} (${s.reason})`).join(', ')}`;
     }
