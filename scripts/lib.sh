@@ -19,6 +19,8 @@ missing_packages() { # package...
                 [ -n "${BUSYBOX:-}" ] || { [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; } || echo "$p" ;;
             curl) command -v curl >/dev/null 2>&1 || echo "$p" ;;
             python3-venv) python3 -m venv --help >/dev/null 2>&1 || echo "$p" ;;
+            chromium) command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || echo "$p" ;;
+            chromium-driver) command -v chromedriver >/dev/null 2>&1 || echo "$p" ;;
             *) dpkg -s "$p" >/dev/null 2>&1 || echo "$p" ;;
         esac
     done

@@ -23,6 +23,7 @@ pub use stream::{Body, Chunks, Producer};
 use crate::api::{ErrorBody, StartTask};
 use crate::auth::Token;
 use crate::control::error_chain;
+use crate::dashboard::Asset;
 use crate::logfmt::{q, short};
 use crate::manager::{Cursor, LinkError, ManagerError, ManagerHandle, TaskQuery};
 use crate::task::{InvalidTaskId, SpecError, TaskId, TaskSpec, TaskState};
@@ -36,7 +37,7 @@ use std::time::{Duration, Instant};
 // Routes
 
 /// Every route of the manager: method and path pattern (also what `docs/openapi.yaml` lists).
-pub const MANAGER_ROUTES: [(&str, &str); 20] = [
+pub const MANAGER_ROUTES: [(&str, &str); 23] = [
     ("GET", "/v1/health"),
     ("GET", "/v1/tasks"),
     ("POST", "/v1/tasks"),
@@ -57,6 +58,9 @@ pub const MANAGER_ROUTES: [(&str, &str); 20] = [
     ("POST", "/v1/nodes/{name}/drain"),
     ("POST", "/v1/nodes/{name}/activate"),
     ("GET", "/v1/events"),
+    ("GET", "/"),
+    ("GET", "/dashboard.js"),
+    ("GET", "/dashboard.css"),
 ];
 
 /// Every route of the worker.
@@ -86,6 +90,8 @@ pub enum ManagerRoute {
     DrainNode(String),
     ActivateNode(String),
     Events,
+    /// The dashboard's files, served without the token (they hold no data).
+    Dashboard(Asset),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -168,6 +174,9 @@ pub fn manager_route(method: &str, path: &str) -> Result<ManagerRoute, RouteErro
         ("POST", ["v1", "nodes", name, "drain"]) => Ok(DrainNode(name.to_string())),
         ("POST", ["v1", "nodes", name, "activate"]) => Ok(ActivateNode(name.to_string())),
         ("GET", ["v1", "events"]) => Ok(Events),
+        ("GET", []) => Ok(Dashboard(Asset::Page)),
+        ("GET", ["dashboard.js"]) => Ok(Dashboard(Asset::Script)),
+        ("GET", ["dashboard.css"]) => Ok(Dashboard(Asset::Style)),
         _ => Err(unrouted(&MANAGER_ROUTES, &segs)),
     }
 }
@@ -340,11 +349,11 @@ fn is_health(req: &Request) -> bool {
     routing_method(&req.method) == "GET" && segments(&req.path) == ["v1", "health"]
 }
 
-/// Every route but `GET /v1/health` needs the cluster token, when there is one (without one the
-/// daemon listens on loopback only). The token is never logged.
-fn authorize(req: &Request, token: Option<&Token>, refusals: &Refusals) -> Result<(), ApiError> {
+/// Every route but `GET /v1/health` (and those `open` lets through) needs the cluster token,
+/// when there is one (without one the daemon listens on loopback only). The token is never logged.
+fn authorize(req: &Request, token: Option<&Token>, refusals: &Refusals, open: Open) -> Result<(), ApiError> {
     let Some(token) = token else { return Ok(()) };
-    if is_health(req) {
+    if is_health(req) || open(req) {
         return Ok(());
     }
     if token.accepts(req.header("authorization")) {
@@ -369,11 +378,13 @@ fn authorize(req: &Request, token: Option<&Token>, refusals: &Refusals) -> Resul
 fn api_service<R: 'static>(
     token: Option<Token>,
     route: fn(&str, &str) -> Result<R, RouteError>,
+    open: Open,
     serve: impl Fn(R, &Request) -> Result<Response, ApiError> + Send + Sync + 'static,
 ) -> Service {
     let refusals = Arc::new(Refusals::new(REFUSAL_WARNING_INTERVAL));
     let (gate_token, gate_refusals) = (token.clone(), refusals.clone());
-    let gate = move |head: &Request| authorize(head, gate_token.as_ref(), &gate_refusals).err().map(error_response);
+    let gate =
+        move |head: &Request| authorize(head, gate_token.as_ref(), &gate_refusals, open).err().map(error_response);
     let handler = move |req: &Request| {
         // without the token, health says only that the daemon is up: versions, counts and the
         // engine's state are for the cluster
@@ -387,7 +398,7 @@ fn api_service<R: 'static>(
                 };
             }
         }
-        authorize(req, token.as_ref(), &refusals)
+        authorize(req, token.as_ref(), &refusals, open)
             .and_then(|()| route(&req.method, &req.path).map_err(ApiError::Route))
             .and_then(|r| serve(r, req))
             .unwrap_or_else(error_response)
@@ -395,16 +406,26 @@ fn api_service<R: 'static>(
     Service { gate: Some(Arc::new(gate)), handler: Arc::new(handler) }
 }
 
+/// Which requests a daemon serves without the token besides health.
+type Open = fn(&Request) -> bool;
+
+/// The dashboard's files: open, so that the page can ask for the token the API wants.
+fn is_dashboard(req: &Request) -> bool {
+    matches!(manager_route(&req.method, &req.path), Ok(ManagerRoute::Dashboard(_)))
+}
+
 /// The manager's API over its handle.
 pub fn manager_handler(handle: ManagerHandle, token: Option<Token>) -> Service {
     // the token also opens the streams relayed from workers
     let link_token = token.clone();
-    api_service(token, manager_route, move |route, req| serve_manager(&handle, link_token.as_ref(), route, req))
+    api_service(token, manager_route, is_dashboard, move |route, req| {
+        serve_manager(&handle, link_token.as_ref(), route, req)
+    })
 }
 
 /// The worker's API over its handle.
 pub fn worker_handler(handle: WorkerHandle, token: Option<Token>) -> Service {
-    api_service(token, worker_route, move |route, req| serve_worker(&handle, route, req))
+    api_service(token, worker_route, |_| false, move |route, req| serve_worker(&handle, route, req))
 }
 
 /// The header that carries where the next page of a list starts (absent on the last page).
@@ -551,6 +572,7 @@ fn serve_manager(
         ManagerRoute::Service(route) => services::serve(h, route, req),
         ManagerRoute::TaskLogs(id) => logs::manager_logs(h, token, id, &req.query),
         ManagerRoute::Events => events::manager_events(h, &req.query),
+        ManagerRoute::Dashboard(asset) => Ok(crate::dashboard::serve(asset, req)),
         ManagerRoute::JoinNode => {
             let join = parse_join(&req.body).map_err(ApiError::Spec)?;
             json(200, &h.join(join.name, join.address)?)
@@ -644,7 +666,7 @@ mod tests {
                 }
             }
         }
-        for unknown in ["/", "/v1", "/v2/tasks", "/v1/tasks/x/y", "/v1/nothing"] {
+        for unknown in ["/v1", "/v2/tasks", "/v1/tasks/x/y", "/v1/nothing", "/dashboard.html"] {
             assert!(matches!(route("GET", unknown), Err(RouteError::NotFound)), "{unknown}");
         }
     }
@@ -731,7 +753,38 @@ mod tests {
             "a drain is a POST"
         );
         assert_eq!(manager_route("GET", "/v2/tasks"), Err(RouteError::NotFound));
-        assert_eq!(manager_route("GET", "/"), Err(RouteError::NotFound));
+        assert_eq!(manager_route("GET", "/"), Ok(ManagerRoute::Dashboard(Asset::Page)));
+        assert_eq!(manager_route("HEAD", "/dashboard.js"), Ok(ManagerRoute::Dashboard(Asset::Script)));
+        assert_eq!(manager_route("POST", "/"), Err(RouteError::MethodNotAllowed("GET, HEAD".into())));
+        assert_eq!(worker_route("GET", "/"), Err(RouteError::NotFound), "the worker has no dashboard");
+        for asset in Asset::ALL {
+            assert_eq!(manager_route("GET", asset.path()), Ok(ManagerRoute::Dashboard(asset)));
+        }
+    }
+
+    #[test]
+    fn the_dashboard_alone_is_open_without_the_token() {
+        let token = Token::new("0123456789abcdef-secret").expect("token");
+        let refusals = Refusals::new(REFUSAL_WARNING_INTERVAL);
+        let req = |method: &str, path: &str| Request {
+            method: method.into(),
+            path: path.into(),
+            query: String::new(),
+            headers: Vec::new(),
+            body: Vec::new(),
+            remote: None,
+        };
+        for (method, path) in [("GET", "/"), ("HEAD", "/"), ("GET", "/dashboard.js"), ("GET", "/dashboard.css")] {
+            assert!(authorize(&req(method, path), Some(&token), &refusals, is_dashboard).is_ok(), "{method} {path}");
+            assert!(
+                authorize(&req(method, path), Some(&token), &refusals, |_| false).is_err(),
+                "{method} {path} on the worker"
+            );
+        }
+        for (method, path) in [("POST", "/"), ("GET", "/v1/nodes"), ("GET", "/dashboard.html"), ("GET", "/v1/tasks")] {
+            let refused = authorize(&req(method, path), Some(&token), &refusals, is_dashboard);
+            assert!(matches!(refused, Err(ApiError::Unauthorized)), "{method} {path}");
+        }
         assert_eq!(worker_route("GET", "/v1/nodes"), Err(RouteError::NotFound));
         assert_eq!(worker_route("POST", "/v1/tasks"), Ok(WorkerRoute::StartTask));
     }

@@ -21,6 +21,7 @@
 //! - `http`: route tables, error → status mapping, the server (`http::server`) and the HTTP
 //!   clients (manager → worker, client → manager). `api` holds the other wire shapes.
 //! - `client`: the line-based client's commands and tables.
+//! - `dashboard`: the manager's web page at `/` (HTML, CSS, JS embedded), which reads the API.
 //! - `auth`: the cluster token and where a daemon may listen with or without one.
 //! - `cli`, `signals`, `time`, `logfmt`: flags and logging, SIGINT/SIGTERM, RFC 3339
 //!   timestamps, quoted `key=value` log values.
@@ -34,6 +35,7 @@ pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod control;
+pub mod dashboard;
 pub mod docker_cli;
 pub mod drain;
 pub mod events;

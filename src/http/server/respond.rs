@@ -16,6 +16,7 @@ fn reason(status: u16) -> &'static str {
         201 => "Created",
         202 => "Accepted",
         204 => "No Content",
+        304 => "Not Modified",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",
@@ -47,11 +48,13 @@ pub(super) fn write_response(
 ) -> io::Result<()> {
     let streamed = matches!(resp.body, Body::Stream(_));
     let length = match &resp.body {
-        Body::Bytes(b) => format!("Content-Length: {}", b.len()),
-        Body::Stream(_) => "Transfer-Encoding: chunked".to_string(),
+        // a 304 has no body, and a length would claim the 200's (RFC 9110 8.6)
+        Body::Bytes(_) if resp.status == 304 => String::new(),
+        Body::Bytes(b) => format!("Content-Length: {}\r\n", b.len()),
+        Body::Stream(_) => "Transfer-Encoding: chunked\r\n".to_string(),
     };
     let mut out = format!(
-        "HTTP/1.1 {} {}\r\nDate: {}\r\nContent-Type: {}\r\n{length}\r\nConnection: {}\r\n",
+        "HTTP/1.1 {} {}\r\nDate: {}\r\nContent-Type: {}\r\n{length}Connection: {}\r\n",
         resp.status,
         reason(resp.status),
         Timestamp::now().http_date(),
