@@ -105,7 +105,7 @@ impl Default for ManagerConfig {
             scheduler: SchedulerKind::RoundRobin,
             poll_interval: Duration::from_secs(1),
             node_timeout: Duration::from_secs(4),
-            dispatch_threads: 4,
+            dispatch_threads: 8,
             orphan_grace: Duration::from_secs(30),
             keep_finished: 1000,
             clock: clock::system(),

@@ -69,6 +69,9 @@ pub struct WorkerConfig {
     pub stop_grace: Duration,
     /// How often the table is checked against the engine (events make it prompt; this is the net).
     pub sync_interval: Duration,
+    /// Engine calls at once, for starts and for everything else (each its own pool): 8, since
+    /// the engine here creates and starts containers fastest at about 16 at once, and a cluster
+    /// has at least two workers (docs/BENCHMARKS.md, the burst).
     pub engine_threads: usize,
     /// Pulls at once: a registry that hangs holds these threads, and nothing else.
     pub pull_threads: usize,
@@ -112,7 +115,7 @@ impl WorkerConfig {
             name: name.to_string(),
             stop_grace: Duration::from_secs(10),
             sync_interval: Duration::from_secs(5),
-            engine_threads: 4,
+            engine_threads: 8,
             pull_threads: 2,
             pull_timeout: Duration::from_secs(300),
             ping_interval: Duration::from_secs(2),
