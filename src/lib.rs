@@ -21,6 +21,8 @@
 //! - `http`: route tables, error → status mapping, the server (`http::server`) and the HTTP
 //!   clients (manager → worker, client → manager). `api` holds the other wire shapes.
 //! - `client`: the line-based client's commands and tables.
+//! - `metrics`: Prometheus metrics (`GET /v1/metrics`): atomic counters where things happen,
+//!   the manager's published snapshot, the exposition format.
 //! - `auth`: the cluster token and where a daemon may listen with or without one.
 //! - `cli`, `signals`, `time`, `logfmt`: flags and logging, SIGINT/SIGTERM, RFC 3339
 //!   timestamps, quoted `key=value` log values.
@@ -39,6 +41,7 @@ pub mod events;
 pub mod http;
 pub mod logfmt;
 pub mod manager;
+pub mod metrics;
 pub mod reconcile;
 pub mod sched;
 pub mod service;

@@ -176,8 +176,9 @@ impl State {
                 }
             }
             self.epoch += 1;
-            survive("the plan", || self.reconcile());
+            crate::metrics::manager().reconcile_pass(|| survive("the plan", || self.reconcile()));
             self.note_node_changes();
+            crate::metrics::manager().publish(self.tasks.values().map(|t| t.task.state), self.node_infos());
         }
         info!("manager control loop stopped");
     }
@@ -280,6 +281,7 @@ impl State {
             return Ok(()); // nothing changed: nothing written
         }
         let change = task.change_since(old);
+        let restarts = old.map_or(0, |o| task.restart_count.saturating_sub(o.restart_count));
         if let Some((from, reason)) = &change {
             task.record(*from, reason.clone(), self.now());
         }
@@ -287,6 +289,7 @@ impl State {
             error!("store write failed task_id={} error={}", task.id, q(&error_chain(&e)));
             ManagerError::Store(e)
         })?;
+        crate::metrics::manager().restarted(restarts);
         if let Some((from, reason)) = change {
             let (at, to, node) = (self.now(), task.state.to_string(), task.node.clone());
             self.note_event(at, Subject::Task, Some(task.id), node, from.map(|f| f.to_string()), to, reason);
@@ -577,6 +580,7 @@ impl State {
             return false;
         }
         debug!("task placed task_id={id} node={name}");
+        crate::metrics::manager().placed();
         // restarts in place carry over to the new node; the move itself is not one
         let start = StartTask {
             id,
@@ -622,6 +626,7 @@ impl State {
                     let reason = why.to_string();
                     if task.error.as_deref() != Some(reason.as_str()) {
                         info!("task not placed task_id={id} reason={reason}", reason = q(&reason));
+                        crate::metrics::manager().placement_failed(&reason);
                         task.error = Some(reason);
                         self.commit_quietly(task);
                     }
