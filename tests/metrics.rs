@@ -19,11 +19,7 @@ const RUN: Duration = Duration::from_secs(30);
 
 /// A daemon's metrics page: status, content type, text.
 fn scrape(url: &str, token: Option<&str>) -> (u16, String, String) {
-    let agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(RUN))
-        .build()
-        .new_agent();
+    let agent = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(RUN)).build().new_agent();
     let mut req = agent.get(url);
     if let Some(t) = token {
         req = req.header("Authorization", format!("Bearer {t}"));

@@ -76,7 +76,12 @@ pub fn worker_page(h: &WorkerHandle, requests: &RequestMetrics) -> Response {
             let help = "Busy share of the node's CPUs (0 to 1), last sampled.";
             page.single("skiff_worker_cpu_usage_ratio", Kind::Gauge, help, s.cpu_usage_pct / 100.0);
             let used = s.memory_total_mb.saturating_sub(s.memory_available_mb) as f64 * MB;
-            page.single("skiff_worker_memory_used_bytes", Kind::Gauge, "Memory in use on the node, last sampled.", used);
+            page.single(
+                "skiff_worker_memory_used_bytes",
+                Kind::Gauge,
+                "Memory in use on the node, last sampled.",
+                used,
+            );
             let used = s.disk_total_mb.saturating_sub(s.disk_free_mb) as f64 * MB;
             let help = "Disk in use on the engine's filesystem, last sampled.";
             page.single("skiff_worker_disk_used_bytes", Kind::Gauge, help, used);

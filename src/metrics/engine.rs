@@ -65,7 +65,11 @@ impl EngineMetrics {
     /// made at least once.
     pub fn write(&self, page: &mut Page) {
         let used = || OPS.iter().zip(&self.ops).filter(|(_, s)| s.latency.count() > 0);
-        page.family("skiff_engine_calls_total", Kind::Counter, "Calls to the container engine, by operation and outcome.");
+        page.family(
+            "skiff_engine_calls_total",
+            Kind::Counter,
+            "Calls to the container engine, by operation and outcome.",
+        );
         for (op, slot) in used() {
             for (outcome, c) in OUTCOMES.iter().zip(&slot.by_outcome) {
                 page.sample("skiff_engine_calls_total", &[("operation", op), ("outcome", outcome)], c.get() as f64);
@@ -164,7 +168,11 @@ mod tests {
         assert!(engine.list(&[]).is_err());
         assert!(engine.inspect("nothing-here").is_err());
         metrics.record("inspect", Timer::start(), &Ok::<(), DockerError>(()));
-        metrics.record("create", Timer::start(), &Err::<(), _>(DockerError::Api { status: 409, message: "in use".into() }));
+        metrics.record(
+            "create",
+            Timer::start(),
+            &Err::<(), _>(DockerError::Api { status: 409, message: "in use".into() }),
+        );
         let mut page = Page::new();
         metrics.write(&mut page);
         let text = page.into_string();

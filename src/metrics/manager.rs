@@ -288,9 +288,11 @@ fn write_nodes(page: &mut Page, nodes: &[NodeInfo]) {
         ("skiff_node_memory_used_bytes", "Memory in use on the node (total less available), last sampled.", |n| {
             n.stats.as_ref().map(|s| s.memory_total_mb.saturating_sub(s.memory_available_mb) as f64 * MB)
         }),
-        ("skiff_node_disk_used_bytes", "Disk in use on the engine's filesystem (total less free), last sampled.", |n| {
-            n.stats.as_ref().map(|s| s.disk_total_mb.saturating_sub(s.disk_free_mb) as f64 * MB)
-        }),
+        (
+            "skiff_node_disk_used_bytes",
+            "Disk in use on the engine's filesystem (total less free), last sampled.",
+            |n| n.stats.as_ref().map(|s| s.disk_total_mb.saturating_sub(s.disk_free_mb) as f64 * MB),
+        ),
     ];
     for (name, help, figure) in families {
         page.family(name, Kind::Gauge, help);
@@ -344,7 +346,13 @@ mod tests {
         // node names that look like the words around them change nothing
         let cases = [
             (why(vec![], cpu), "no_workers"),
-            (why(vec![node("cpu", Some("down"), 1.0, 0.0), node("needs", Some("not heard from yet"), 1.0, 0.0)], cpu), "unavailable"),
+            (
+                why(
+                    vec![node("cpu", Some("down"), 1.0, 0.0), node("needs", Some("not heard from yet"), 1.0, 0.0)],
+                    cpu,
+                ),
+                "unavailable",
+            ),
             (why(vec![node("a", Some("down"), 4.0, 0.0), node("memory", None, 1.0, 0.5)], cpu), "cpu"),
             (why(vec![node("disk", None, 1.0, 0.0)], mem), "memory"),
             (why(vec![node("w1", None, 1.0, 0.0), node("w2", Some("engine unreachable"), 1.0, 0.0)], disk), "disk"),

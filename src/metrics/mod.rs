@@ -83,9 +83,7 @@ impl Default for Histogram {
 
 impl Histogram {
     pub const fn new() -> Histogram {
-        // an array of a non-Copy type from a constant item, so that it can be built in a const fn
-        const ZERO: AtomicU64 = AtomicU64::new(0);
-        Histogram { counts: [ZERO; LATENCY_BOUNDS.len() + 1], sum_ns: AtomicU64::new(0) }
+        Histogram { counts: [const { AtomicU64::new(0) }; LATENCY_BOUNDS.len() + 1], sum_ns: AtomicU64::new(0) }
     }
 
     pub fn observe(&self, d: Duration) {

@@ -144,7 +144,12 @@ mod tests {
         let mut page = Page::new();
         write(&mut page);
         let text = page.into_string();
-        for name in ["process_cpu_seconds_total ", "process_resident_memory_bytes ", "process_open_fds ", "process_start_time_seconds "] {
+        for name in [
+            "process_cpu_seconds_total ",
+            "process_resident_memory_bytes ",
+            "process_open_fds ",
+            "process_start_time_seconds ",
+        ] {
             assert!(text.contains(&format!("\n{name}")), "{name} in:\n{text}");
         }
     }

@@ -14,8 +14,8 @@ const METHODS: [&str; 8] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OP
 
 /// The statuses counted by name (every one the daemons answer with); any other is `other`.
 const STATUSES: [u16; 25] = [
-    200, 201, 202, 204, 206, 301, 304, 400, 401, 403, 404, 405, 408, 409, 411, 413, 414, 415, 422, 429, 431, 500,
-    502, 503, 504,
+    200, 201, 202, 204, 206, 301, 304, 400, 401, 403, 404, 405, 408, 409, 411, 413, 414, 415, 422, 429, 431, 500, 502,
+    503, 504,
 ];
 
 /// The route label of a request no pattern fits.
@@ -173,8 +173,7 @@ mod tests {
                 "skiff_http_requests_total{route=\"unmatched\",method=\"GET\",status=\"other\"} 1000",
             ]
         );
-        assert!(text.contains(
-            "skiff_http_request_duration_seconds_count{route=\"/v1/tasks/{id}\",method=\"other\"} 1000\n"
-        ));
+        assert!(text
+            .contains("skiff_http_request_duration_seconds_count{route=\"/v1/tasks/{id}\",method=\"other\"} 1000\n"));
     }
 }

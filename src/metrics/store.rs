@@ -57,11 +57,7 @@ impl StoreMetrics {
         );
         for (op, slot) in OPS.iter().zip(&self.ops) {
             for (outcome, c) in [("ok", &slot.ok), ("error", &slot.failed)] {
-                page.sample(
-                    "skiff_store_writes_total",
-                    &[("operation", op), ("outcome", outcome)],
-                    c.get() as f64,
-                );
+                page.sample("skiff_store_writes_total", &[("operation", op), ("outcome", outcome)], c.get() as f64);
             }
         }
         page.family("skiff_store_write_duration_seconds", Kind::Histogram, "Time of each write to the store.");
