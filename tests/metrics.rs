@@ -104,20 +104,29 @@ fn cluster_with_a_task(test: &str) -> (Cluster, String) {
 #[test]
 fn both_daemons_serve_their_metrics_behind_the_token() {
     let (c, _id) = cluster_with_a_task("metrics_pages");
+    // and one that fails, is restarted in place once, and fails for good
+    let flaky = c.submit(&json!({
+        "name": "flaky", "image": IMAGE, "memory_mb": 16, "cmd": ["sh", "-c", "exit 1"],
+        "restart_policy": {"mode": "on-failure", "max_restarts": 1}
+    }));
+    let failed = c.wait_state(&flaky, "Failed", RUN);
+    assert_eq!(failed["restart_count"], 1, "{failed}");
     let node = c.worker_names[0].clone();
     let manager_url = c.manager_url("/v1/metrics");
     let worker_url = c.worker_url(0, "/v1/metrics");
 
     let series = [
         "skiff_tasks{state=\"Running\"} 1".to_string(),
+        "skiff_tasks{state=\"Failed\"} 1".to_string(),
+        "skiff_task_restarts_total 1".to_string(),
         "skiff_nodes{status=\"up\",availability=\"active\"} 1".to_string(),
         format!("skiff_node_tasks{{node=\"{node}\"}} 1"),
         format!("skiff_node_allocated_memory_bytes{{node=\"{node}\"}} 16777216"),
         format!("skiff_worker_polls_total{{address=\"{}\",outcome=\"ok\"}}", c.workers[0].addr),
-        "skiff_http_requests_total{route=\"/v1/tasks\",method=\"POST\",status=\"201\"} 1".to_string(),
+        "skiff_http_requests_total{route=\"/v1/tasks\",method=\"POST\",status=\"201\"} 2".to_string(),
         "skiff_http_requests_total{route=\"/v1/tasks/{id}\",method=\"GET\",status=\"200\"}".to_string(),
         "skiff_store_writes_total{operation=\"put_task\",outcome=\"ok\"}".to_string(),
-        "skiff_placements_total 1".to_string(),
+        "skiff_placements_total 2".to_string(),
         "skiff_reconcile_duration_seconds_count".to_string(),
         "skiff_build_info{daemon=\"manager\",version=\"0.1.0\"} 1".to_string(),
     ];
@@ -136,10 +145,11 @@ fn both_daemons_serve_their_metrics_behind_the_token() {
         "skiff_worker_tasks{state=\"Running\"} 1",
         "skiff_worker_allocated_memory_bytes 16777216",
         "skiff_worker_engine_up 1",
-        "skiff_engine_calls_total{operation=\"create\",outcome=\"ok\"} 1",
-        "skiff_engine_calls_total{operation=\"start\",outcome=\"ok\"} 1",
-        "skiff_engine_call_duration_seconds_count{operation=\"create\"} 1",
-        "skiff_http_requests_total{route=\"/v1/tasks\",method=\"POST\",status=\"201\"} 1",
+        "skiff_worker_tasks{state=\"Failed\"} 1",
+        "skiff_engine_calls_total{operation=\"create\",outcome=\"ok\"}",
+        "skiff_engine_calls_total{operation=\"start\",outcome=\"ok\"}",
+        "skiff_engine_call_duration_seconds_count{operation=\"create\"}",
+        "skiff_http_requests_total{route=\"/v1/tasks\",method=\"POST\",status=\"201\"} 2",
         "skiff_build_info{daemon=\"worker\",version=\"0.1.0\"} 1",
     ];
     let worker = wait_for("the worker's page to show the running task", RUN, || {
