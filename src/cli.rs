@@ -366,7 +366,8 @@ pub struct Prepared {
 pub fn prepare(flags: &DaemonFlags<'_>, store_file: &str) -> Result<Prepared, String> {
     tame_allocator();
     let data_dir = flags.data_dir.map_or_else(default_data_dir, Path::to_path_buf);
-    let store = open_store(flags.storage, &data_dir, store_file)?;
+    // every write counted for `GET /v1/metrics`
+    let store = Box::new(crate::metrics::MeteredStore::new(open_store(flags.storage, &data_dir, store_file)?));
     let (token, bind) = token_and_bind(flags.token_file, flags.bind)?;
     let files = raise_fd_limit();
     log::debug!("open files limit={files}");

@@ -11,6 +11,7 @@ pub mod join;
 
 pub use client::{ClientError, HttpWorkerLink, ManagerClient};
 pub mod logs;
+mod metrics;
 pub mod server;
 mod services;
 
@@ -26,6 +27,7 @@ use crate::control::error_chain;
 use crate::dashboard::Asset;
 use crate::logfmt::{q, short};
 use crate::manager::{Cursor, LinkError, ManagerError, ManagerHandle, TaskQuery};
+use crate::metrics::{RequestMetrics, Timer};
 use crate::task::{InvalidTaskId, SpecError, TaskId, TaskSpec, TaskState};
 use crate::worker::{WorkerError, WorkerHandle};
 use serde::Serialize;
@@ -37,7 +39,7 @@ use std::time::{Duration, Instant};
 // Routes
 
 /// Every route of the manager: method and path pattern (also what `docs/openapi.yaml` lists).
-pub const MANAGER_ROUTES: [(&str, &str); 23] = [
+pub const MANAGER_ROUTES: [(&str, &str); 24] = [
     ("GET", "/v1/health"),
     ("GET", "/v1/tasks"),
     ("POST", "/v1/tasks"),
@@ -61,10 +63,11 @@ pub const MANAGER_ROUTES: [(&str, &str); 23] = [
     ("GET", "/"),
     ("GET", "/dashboard.js"),
     ("GET", "/dashboard.css"),
+    ("GET", "/v1/metrics"),
 ];
 
 /// Every route of the worker.
-pub const WORKER_ROUTES: [(&str, &str); 7] = [
+pub const WORKER_ROUTES: [(&str, &str); 8] = [
     ("GET", "/v1/health"),
     ("GET", "/v1/stats"),
     ("GET", "/v1/tasks"),
@@ -72,6 +75,7 @@ pub const WORKER_ROUTES: [(&str, &str); 7] = [
     ("GET", "/v1/tasks/{id}"),
     ("DELETE", "/v1/tasks/{id}"),
     ("GET", "/v1/tasks/{id}/logs"),
+    ("GET", "/v1/metrics"),
 ];
 
 #[derive(Debug, Clone, PartialEq)]
@@ -92,6 +96,7 @@ pub enum ManagerRoute {
     Events,
     /// The dashboard's files, served without the token (they hold no data).
     Dashboard(Asset),
+    Metrics,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -103,6 +108,7 @@ pub enum WorkerRoute {
     GetTask(TaskId),
     StopTask(TaskId),
     TaskLogs(TaskId),
+    Metrics,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -177,6 +183,7 @@ pub fn manager_route(method: &str, path: &str) -> Result<ManagerRoute, RouteErro
         ("GET", []) => Ok(Dashboard(Asset::Page)),
         ("GET", ["dashboard.js"]) => Ok(Dashboard(Asset::Script)),
         ("GET", ["dashboard.css"]) => Ok(Dashboard(Asset::Style)),
+        ("GET", ["v1", "metrics"]) => Ok(Metrics),
         _ => Err(unrouted(&MANAGER_ROUTES, &segs)),
     }
 }
@@ -192,6 +199,7 @@ pub fn worker_route(method: &str, path: &str) -> Result<WorkerRoute, RouteError>
         ("GET", ["v1", "tasks", id]) => Ok(GetTask(task_id(id)?)),
         ("DELETE", ["v1", "tasks", id]) => Ok(StopTask(task_id(id)?)),
         ("GET", ["v1", "tasks", id, "logs"]) => Ok(TaskLogs(task_id(id)?)),
+        ("GET", ["v1", "metrics"]) => Ok(Metrics),
         _ => Err(unrouted(&WORKER_ROUTES, &segs)),
     }
 }
@@ -379,13 +387,19 @@ fn api_service<R: 'static>(
     token: Option<Token>,
     route: fn(&str, &str) -> Result<R, RouteError>,
     open: Open,
+    requests: Arc<RequestMetrics>,
     serve: impl Fn(R, &Request) -> Result<Response, ApiError> + Send + Sync + 'static,
 ) -> Service {
     let refusals = Arc::new(Refusals::new(REFUSAL_WARNING_INTERVAL));
-    let (gate_token, gate_refusals) = (token.clone(), refusals.clone());
-    let gate =
-        move |head: &Request| authorize(head, gate_token.as_ref(), &gate_refusals, open).err().map(error_response);
-    let handler = move |req: &Request| {
+    let (gate_token, gate_refusals, gate_requests) = (token.clone(), refusals.clone(), requests.clone());
+    let gate = move |head: &Request| {
+        let refused = authorize(head, gate_token.as_ref(), &gate_refusals, open).err().map(error_response);
+        if let Some(resp) = &refused {
+            gate_requests.observe(&head.method, &head.path, resp.status, std::time::Duration::ZERO);
+        }
+        refused
+    };
+    let answer = move |req: &Request| {
         // without the token, health says only that the daemon is up: versions, counts and the
         // engine's state are for the cluster
         if let Some(t) = token.as_ref() {
@@ -403,6 +417,13 @@ fn api_service<R: 'static>(
             .and_then(|r| serve(r, req))
             .unwrap_or_else(error_response)
     };
+    // every answer counted under its route's pattern (refusals at the gate, above, too)
+    let handler = move |req: &Request| {
+        let started = Timer::start();
+        let resp = answer(req);
+        requests.observe(&req.method, &req.path, resp.status, started.elapsed());
+        resp
+    };
     Service { gate: Some(Arc::new(gate)), handler: Arc::new(handler) }
 }
 
@@ -418,14 +439,26 @@ fn is_dashboard(req: &Request) -> bool {
 pub fn manager_handler(handle: ManagerHandle, token: Option<Token>) -> Service {
     // the token also opens the streams relayed from workers
     let link_token = token.clone();
-    api_service(token, manager_route, is_dashboard, move |route, req| {
-        serve_manager(&handle, link_token.as_ref(), route, req)
+    let requests = Arc::new(RequestMetrics::new(&MANAGER_ROUTES));
+    api_service(token, manager_route, is_dashboard, requests.clone(), move |route, req| match route {
+        ManagerRoute::Metrics => Ok(metrics::manager_page(&requests)),
+        route => serve_manager(&handle, link_token.as_ref(), route, req),
     })
 }
 
 /// The worker's API over its handle.
 pub fn worker_handler(handle: WorkerHandle, token: Option<Token>) -> Service {
-    api_service(token, worker_route, |_| false, move |route, req| serve_worker(&handle, route, req))
+    let requests = Arc::new(RequestMetrics::new(&WORKER_ROUTES));
+    api_service(
+        token,
+        worker_route,
+        |_| false,
+        requests.clone(),
+        move |route, req| match route {
+            WorkerRoute::Metrics => Ok(metrics::worker_page(&handle, &requests)),
+            route => serve_worker(&handle, route, req),
+        },
+    )
 }
 
 /// The header that carries where the next page of a list starts (absent on the last page).
@@ -577,6 +610,8 @@ fn serve_manager(
             let join = parse_join(&req.body).map_err(ApiError::Spec)?;
             json(200, &h.join(join.name, join.address)?)
         }
+        // answered by `manager_handler`, which holds the server's request counts
+        ManagerRoute::Metrics => Err(ApiError::Route(RouteError::NotFound)),
     }
 }
 
@@ -593,6 +628,8 @@ fn serve_worker(h: &WorkerHandle, route: WorkerRoute, req: &Request) -> Result<R
         WorkerRoute::GetTask(id) => json(200, &h.get(id)?),
         WorkerRoute::StopTask(id) => json(200, &h.stop(id)?),
         WorkerRoute::TaskLogs(id) => logs::worker_logs(h, id, &req.query),
+        // answered by `worker_handler`, which holds the server's request counts
+        WorkerRoute::Metrics => Err(ApiError::Route(RouteError::NotFound)),
     }
 }
 

@@ -22,6 +22,8 @@
 //!   clients (manager → worker, client → manager). `api` holds the other wire shapes.
 //! - `client`: the line-based client's commands and tables.
 //! - `dashboard`: the manager's web page at `/` (HTML, CSS, JS embedded), which reads the API.
+//! - `metrics`: Prometheus metrics (`GET /v1/metrics`): atomic counters where things happen,
+//!   the manager's published snapshot, the exposition format.
 //! - `auth`: the cluster token and where a daemon may listen with or without one.
 //! - `cli`, `signals`, `time`, `logfmt`: flags and logging, SIGINT/SIGTERM, RFC 3339
 //!   timestamps, quoted `key=value` log values.
@@ -42,6 +44,7 @@ pub mod events;
 pub mod http;
 pub mod logfmt;
 pub mod manager;
+pub mod metrics;
 pub mod reconcile;
 pub mod sched;
 pub mod service;

@@ -6,6 +6,7 @@ use skiff::control::error_chain;
 use skiff::docker_cli::{self, Docker, LogRotation};
 use skiff::http;
 use skiff::logfmt::q;
+use skiff::metrics::Metered;
 use skiff::stats::Caps;
 use skiff::task::check_name;
 use skiff::worker::{self, Retention, WorkerConfig};
@@ -98,7 +99,8 @@ fn run(args: Args) -> Result<(), String> {
         return Err("--log-max-size-mb and --log-max-files must be above 0".into());
     }
     let rotation = LogRotation { max_size_mb: args.log_max_size_mb, max_files: args.log_max_files };
-    let docker = Arc::new(Docker::new(socket.clone()).with_log_rotation(rotation));
+    // every engine call counted for `GET /v1/metrics`
+    let docker = Arc::new(Metered::new(Docker::new(socket.clone()).with_log_rotation(rotation)));
     // The engine's version is asked on the worker's own threads ("engine answers", or the engine
     // reported unreachable until it answers), not here before listening: Podman takes a second
     // or more to answer /version (it runs conmon and the OCI runtime to report theirs), and a

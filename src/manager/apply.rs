@@ -366,6 +366,7 @@ impl State {
                 if let Some(t) = self.tasks.get_mut(&id) {
                     t.lost_node = true;
                     warn!("task lost by its node task_id={id} reason={reason}", reason = q(&reason));
+                    crate::metrics::manager().moved(crate::metrics::Move::Lost);
                     let task = Task::clone(&t.task);
                     self.requeue(task, reason, now);
                 }

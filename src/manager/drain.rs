@@ -309,6 +309,7 @@ impl State {
             t.settled_epoch = epoch;
         }
         self.nodes[m.from].moved += 1;
+        crate::metrics::manager().moved(crate::metrics::Move::Drain);
         self.stuck.remove(&id);
         info!("task moved task_id={id} from={} to={}", q(&from), q(&to));
         self.note_event(now, Subject::Task, Some(id), Some(to), Some(from), "moved".into(), reason);

@@ -167,8 +167,10 @@ impl Node {
         dispatchers("stop", 2, &stops_rx, &link, &obs, index)?;
         // one poll at a time per node; the control thread skips a poll while one is in flight
         let (polls_tx, polls_rx) = bounded::<u64>(1);
+        let poll_metrics = crate::metrics::manager().polls_of(&address);
         spawn_thread(format!("poll-{index}"), move || {
             for epoch in polls_rx.iter() {
+                let started = crate::metrics::Timer::start();
                 let result = guarded(|| {
                     let health = link.health()?;
                     let tasks = link.tasks()?;
@@ -178,6 +180,7 @@ impl Node {
                         .ok();
                     Ok(Poll { health, tasks, stats })
                 });
+                poll_metrics.observe(started, result.is_ok());
                 if obs.send(Observation::Polled { node: index, epoch, result }).is_err() {
                     return;
                 }

@@ -481,6 +481,7 @@ impl State {
         }
         let mut task = Task::clone(&t.task);
         info!("replica not placed task_id={id} reason={}", q(&reason));
+        crate::metrics::manager().placement_failed(&reason);
         task.error = Some(reason);
         self.commit_quietly(task);
     }

@@ -212,7 +212,7 @@ impl State {
                 continue;
             }
             deferred = 0;
-            survive("the plan", || self.reconcile());
+            crate::metrics::manager().reconcile_pass(|| survive("the plan", || self.reconcile()));
             survive("the drains", || self.drain_step());
             self.note_node_changes();
             self.note_availability_changes();
@@ -328,6 +328,7 @@ impl State {
             return Ok(()); // nothing changed: nothing written
         }
         let change = task.change_since(old);
+        let restarts = old.map_or(0, |o| task.restart_count.saturating_sub(o.restart_count));
         if let Some((from, reason)) = &change {
             task.record(*from, reason.clone(), self.now());
         }
@@ -335,6 +336,7 @@ impl State {
             error!("store write failed task_id={} error={}", task.id, q(&error_chain(&e)));
             ManagerError::Store(e)
         })?;
+        crate::metrics::manager().restarted(restarts);
         if let Some((from, reason)) = change {
             let (at, to, node) = (self.now(), task.state.to_string(), task.node.clone());
             self.note_event(at, Subject::Task, Some(task.id), node, from.map(|f| f.to_string()), to, reason);
@@ -552,7 +554,9 @@ impl State {
             nodes_total: live.count(),
             tasks: self.tasks.values().filter(|t| !t.task.is_terminal()).count(),
         };
-        self.view.publish(self.node_infos(), health);
+        let nodes = self.node_infos();
+        crate::metrics::manager().publish(self.tasks.values().map(|t| t.task.state), nodes.clone());
+        self.view.publish(nodes, health);
     }
 
     fn node_infos(&self) -> Vec<NodeInfo> {
@@ -671,6 +675,7 @@ impl State {
             return false;
         }
         debug!("task placed task_id={id} node={name}");
+        crate::metrics::manager().placed();
         // restarts in place carry over to the new node; the move itself is not one
         let start = StartTask {
             id,
@@ -716,6 +721,7 @@ impl State {
                     let reason = why.to_string();
                     if task.error.as_deref() != Some(reason.as_str()) {
                         info!("task not placed task_id={id} reason={reason}", reason = q(&reason));
+                        crate::metrics::manager().placement_failed(&reason);
                         task.error = Some(reason);
                         self.commit_quietly(task);
                     }
