@@ -577,9 +577,10 @@ fn serve_manager(
     match route {
         ManagerRoute::Health => json(200, &h.health()?),
         ManagerRoute::ListTasks => {
-            let page = h.list(task_query(&req.query)?)?;
-            let resp = json(200, &page.tasks)?;
-            Ok(match page.next {
+            // the records' JSON as the manager keeps it: nothing serialised per read
+            let (body, next) = h.list_json(task_query(&req.query)?);
+            let resp = Response::json_bytes(200, body);
+            Ok(match next {
                 Some(next) => resp.with_header(NEXT_PAGE_HEADER, &next.to_string()),
                 None => resp,
             })
@@ -592,7 +593,7 @@ fn serve_manager(
             let task = h.submit(spec)?;
             Ok(json(201, &task)?.with_header("Location", &format!("/v1/tasks/{}", task.id)))
         }
-        ManagerRoute::GetTask(id) => json(200, &h.get(id)?),
+        ManagerRoute::GetTask(id) => Ok(Response::json_bytes(200, h.get_json(id)?.to_vec())),
         ManagerRoute::StopTask(id) => json(202, &h.stop(id)?),
         ManagerRoute::ListNodes => json(200, &h.nodes()?),
         ManagerRoute::GetNode(name) => {

@@ -317,6 +317,16 @@ impl ManagerHandle {
         Ok(self.view.page(&query))
     }
 
+    /// `list` as the API sends it (a JSON array), and where the next page starts.
+    pub fn list_json(&self, query: TaskQuery) -> (Vec<u8>, Option<Cursor>) {
+        self.view.page_json(&query)
+    }
+
+    /// `get` as the API sends it.
+    pub fn get_json(&self, id: TaskId) -> Result<Arc<[u8]>, ManagerError> {
+        self.view.get_json(&id).ok_or(ManagerError::NotFound(id))
+    }
+
     /// Records that the task is wanted stopped and sets the stop going; the record comes back at once.
     pub fn stop(&self, id: TaskId) -> Result<Task, ManagerError> {
         self.ask(|reply| Command::Stop { id, reply })

@@ -3,10 +3,12 @@
 //! thread (which may be busy with a burst of submits or a plan over 10,000 tasks).
 //!
 //! The control thread is the only writer: each committed task record goes in as it is committed
-//! (an `Arc` shared with the task table, so nothing is copied), a forgotten task goes out, and the
-//! node list and health are replaced whenever the loop has caught up with its input. Readers
-//! hold the lock only to look up or to collect `Arc`s, never while they copy or serialise.
-//! A read sees every change acknowledged before it began.
+//! (an `Arc` shared with the task table, so the record is not copied) together with its JSON,
+//! serialised once there, so that a page of 100 tasks is 100 slices joined rather than 100
+//! records serialised on every read; a forgotten task goes out; the node list and health are
+//! replaced whenever the loop has caught up with its input. Readers hold the lock only to look up
+//! or to collect `Arc`s, never while they copy. A read sees every change acknowledged before it
+//! began.
 
 use super::{Cursor, TaskPage, TaskQuery};
 use crate::api::{ManagerHealth, NodeInfo};
@@ -14,11 +16,18 @@ use crate::task::{Task, TaskId};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+/// A committed record and its JSON as the API sends it.
+#[derive(Clone)]
+struct Entry {
+    task: Arc<Task>,
+    json: Arc<[u8]>,
+}
+
 #[derive(Default)]
 struct Tables {
-    tasks: HashMap<TaskId, Arc<Task>>,
+    tasks: HashMap<TaskId, Entry>,
     /// The list's order: by submission time, then id.
-    order: BTreeMap<Cursor, Arc<Task>>,
+    order: BTreeMap<Cursor, Entry>,
     nodes: Arc<Vec<NodeInfo>>,
     health: Option<ManagerHealth>,
 }
@@ -42,16 +51,19 @@ impl View {
 
     /// A task's record as just committed.
     pub(super) fn put(&self, task: &Arc<Task>) {
+        // a task record always serialises; an empty one would show the impossible case
+        let json: Arc<[u8]> = serde_json::to_vec(&**task).unwrap_or_default().into();
+        let entry = Entry { task: task.clone(), json };
         let mut t = self.write();
-        t.tasks.insert(task.id, task.clone());
-        t.order.insert(Cursor::of(task), task.clone());
+        t.tasks.insert(task.id, entry.clone());
+        t.order.insert(Cursor::of(task), entry);
     }
 
     /// A task forgotten (pruned).
     pub(super) fn remove(&self, id: &TaskId) {
         let mut t = self.write();
-        if let Some(task) = t.tasks.remove(id) {
-            t.order.remove(&Cursor::of(&task));
+        if let Some(entry) = t.tasks.remove(id) {
+            t.order.remove(&Cursor::of(&entry.task));
         }
     }
 
@@ -62,13 +74,18 @@ impl View {
     }
 
     pub fn get(&self, id: &TaskId) -> Option<Task> {
-        let found = self.read().tasks.get(id).cloned();
+        let found = self.read().tasks.get(id).map(|e| e.task.clone());
         found.map(Arc::unwrap_or_clone)
     }
 
-    /// One page of the tasks that match `query`, oldest first: only that page is looked at beyond
-    /// the filters, whatever the table holds.
-    pub fn page(&self, query: &TaskQuery) -> TaskPage {
+    /// A task's record as the API sends it.
+    pub fn get_json(&self, id: &TaskId) -> Option<Arc<[u8]>> {
+        self.read().tasks.get(id).map(|e| e.json.clone())
+    }
+
+    /// The entries of one page of the tasks that match `query`, oldest first (only that page is
+    /// looked at beyond the filters, whatever the table holds), and where the next one starts.
+    fn page_entries(&self, query: &TaskQuery) -> (Vec<Entry>, Option<Cursor>) {
         let limit = query.limit.clamp(1, TaskQuery::MAX_LIMIT);
         let matches = |t: &Task| {
             query.state.is_none_or(|s| t.state == s)
@@ -76,19 +93,38 @@ impl View {
                 && query.name.as_deref().is_none_or(|n| t.name == n)
                 && query.service.as_deref().is_none_or(|s| t.service.as_deref() == Some(s))
         };
-        let mut found: Vec<Arc<Task>> = {
+        let mut found: Vec<Entry> = {
             let t = self.read();
             let from = match query.after {
                 Some(after) => t.order.range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded)),
                 None => t.order.range(..),
             };
-            from.map(|(_, task)| task).filter(|task| matches(task)).take(limit + 1).cloned().collect()
+            from.map(|(_, e)| e).filter(|e| matches(&e.task)).take(limit + 1).cloned().collect()
         };
         let more = found.len() > limit;
         found.truncate(limit);
-        let tasks: Vec<Task> = found.into_iter().map(Arc::unwrap_or_clone).collect();
-        let next = if more { tasks.last().map(Cursor::of) } else { None };
-        TaskPage { tasks, next }
+        let next = if more { found.last().map(|e| Cursor::of(&e.task)) } else { None };
+        (found, next)
+    }
+
+    pub fn page(&self, query: &TaskQuery) -> TaskPage {
+        let (entries, next) = self.page_entries(query);
+        TaskPage { tasks: entries.into_iter().map(|e| Arc::unwrap_or_clone(e.task)).collect(), next }
+    }
+
+    /// `page` as the API sends it: the JSON array of the records, joined from their JSON.
+    pub fn page_json(&self, query: &TaskQuery) -> (Vec<u8>, Option<Cursor>) {
+        let (entries, next) = self.page_entries(query);
+        let mut body = Vec::with_capacity(2 + entries.iter().map(|e| e.json.len() + 1).sum::<usize>());
+        body.push(b'[');
+        for (i, e) in entries.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(&e.json);
+        }
+        body.push(b']');
+        (body, next)
     }
 
     pub fn nodes(&self) -> Arc<Vec<NodeInfo>> {
@@ -138,5 +174,14 @@ mod tests {
         oldest_first.retain(|id| *id != all[0].id);
         let now = view.page(&TaskQuery::default());
         assert_eq!(now.tasks.iter().map(|t| t.id).collect::<Vec<_>>(), oldest_first);
+        // the JSON a page is sent as is the page's records serialised
+        let (json, next) = view.page_json(&TaskQuery { limit: 2, ..TaskQuery::default() });
+        let two = view.page(&TaskQuery { limit: 2, ..TaskQuery::default() });
+        assert_eq!(json, serde_json::to_vec(&two.tasks).expect("serialises"));
+        assert_eq!(next, two.next);
+        let (empty, _) = view.page_json(&TaskQuery { name: Some("nobody".into()), ..TaskQuery::default() });
+        assert_eq!(empty, b"[]");
+        let one = view.get_json(&oldest_first[0]).expect("known");
+        assert_eq!(&*one, serde_json::to_vec(&view.get(&oldest_first[0]).expect("known")).expect("json").as_slice());
     }
 }
