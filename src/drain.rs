@@ -93,9 +93,20 @@ pub fn check_move(
         return if waited >= MOVE_TIMEOUT_MS { late() } else { MoveCheck::Wait };
     };
     match seen.state {
+        // a copy the target is stopping (a stray of an earlier move, still in its grace period)
+        // is no copy to move to: it will be gone in a moment
+        _ if seen.desired_state == DesiredState::Stopped && !seen.is_terminal() => {
+            if waited >= MOVE_TIMEOUT_MS {
+                late()
+            } else {
+                MoveCheck::Wait
+            }
+        }
         TaskState::Running if task.spec.health_check.is_none() || seen.healthy == Some(true) => MoveCheck::Switch,
-        TaskState::Running if seen.healthy == Some(false) => {
-            MoveCheck::Fail(format!("the new copy on {target} failed its health check"))
+        // not healthy yet: a copy that comes up slowly fails probes first, and the worker restarts
+        // one that fails them for good (then it is no longer Running); wait, up to the timeout
+        TaskState::Running if waited >= MOVE_TIMEOUT_MS => {
+            MoveCheck::Fail(format!("the new copy on {target} was not healthy after {} s", waited / 1000))
         }
         _ if seen.is_terminal() => {
             let how = match (&seen.error, seen.exit_code) {
@@ -178,6 +189,8 @@ mod tests {
         };
         let (running, scheduled) = (copy(TaskState::Running, None), copy(TaskState::Scheduled, None));
         let (healthy, unhealthy) = (copy(TaskState::Running, Some(true)), copy(TaskState::Running, Some(false)));
+        let mut stopping = copy(TaskState::Running, None);
+        stopping.desired_state = DesiredState::Stopped;
         let mut failed = copy(TaskState::Failed, None);
         failed.exit_code = Some(3);
         let t0 = Timestamp(1_000);
@@ -190,9 +203,12 @@ mod tests {
             ("running, no health check", &old, Some(&running), soon, MoveCheck::Switch),
             ("running, health not known yet", &checked, Some(&running), soon, MoveCheck::Wait),
             ("running and healthy", &checked, Some(&healthy), soon, MoveCheck::Switch),
-            ("running and unhealthy", &checked, Some(&unhealthy), soon, MoveCheck::Fail("health check".into())),
+            ("running, failing probes so far", &checked, Some(&unhealthy), soon, MoveCheck::Wait),
+            ("unhealthy too long", &checked, Some(&unhealthy), late, MoveCheck::Fail("not healthy after 60 s".into())),
+            ("a copy being stopped", &old, Some(&stopping), soon, MoveCheck::Wait),
+            ("a copy being stopped, too long", &old, Some(&stopping), late, MoveCheck::Fail("not ready".into())),
             ("ended at once", &old, Some(&failed), soon, MoveCheck::Fail("ended (Failed): exit code 3".into())),
-            ("healthy too late", &checked, Some(&running), late, MoveCheck::Fail("not ready".into())),
+            ("health unknown too long", &checked, Some(&running), late, MoveCheck::Fail("not healthy".into())),
         ];
         for (what, ours, seen, now, want) in table {
             match (check_move(ours, "a", "b", seen, t0, now), want) {

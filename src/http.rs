@@ -214,6 +214,12 @@ pub enum ApiError {
     Unauthorized,
     Route(RouteError),
     Spec(SpecError),
+    /// A request body other than a task spec that is refused: what it is (`service`, `node
+    /// registration`, `scale request`), the field at fault and why.
+    Body {
+        what: &'static str,
+        error: SpecError,
+    },
     /// A query parameter that is unknown or out of range.
     Query {
         param: String,
@@ -248,7 +254,7 @@ pub fn status_of(e: &ApiError) -> u16 {
         ApiError::Route(RouteError::NotFound) => 404,
         ApiError::Route(RouteError::MethodNotAllowed(_)) => 405,
         ApiError::Route(RouteError::BadId(_)) => 400,
-        ApiError::Spec(_) | ApiError::Query { .. } => 400,
+        ApiError::Spec(_) | ApiError::Body { .. } | ApiError::Query { .. } => 400,
         ApiError::Manager(ManagerError::NotFound(_)) | ApiError::Worker(WorkerError::NotFound(_)) => 404,
         ApiError::Manager(ManagerError::AlreadyFinished { .. })
         | ApiError::Worker(WorkerError::AlreadyFinished { .. } | WorkerError::CleaningUp(_)) => 409,
@@ -285,6 +291,13 @@ fn error_response(e: ApiError) -> Response {
         }
         ApiError::Route(RouteError::BadId(bad)) => ErrorBody::new(bad.to_string()),
         ApiError::Spec(s) => ErrorBody { error: s.to_string(), field: s.field.clone() },
+        ApiError::Body { what, error } => ErrorBody {
+            error: match &error.field {
+                Some(field) => format!("invalid {what}: field `{field}`: {}", error.message),
+                None => format!("invalid {what}: {}", error.message),
+            },
+            field: error.field.clone(),
+        },
         ApiError::Query { param, message } => {
             ErrorBody { error: format!("query parameter `{param}`: {message}"), field: Some(param.clone()) }
         }
@@ -608,7 +621,7 @@ fn serve_manager(
         ManagerRoute::Events => events::manager_events(h, &req.query),
         ManagerRoute::Dashboard(asset) => Ok(crate::dashboard::serve(asset, req)),
         ManagerRoute::JoinNode => {
-            let join = parse_join(&req.body).map_err(ApiError::Spec)?;
+            let join = parse_join(&req.body).map_err(|error| ApiError::Body { what: "node registration", error })?;
             json(200, &h.join(join.name, join.address)?)
         }
         // answered by `manager_handler`, which holds the server's request counts
@@ -857,6 +870,12 @@ mod tests {
             error_response(ApiError::Spec(SpecError { field: Some("image".into()), message: "is required".into() }));
         let body: ErrorBody = serde_json::from_slice(resp.bytes_of()).expect("error shape");
         assert_eq!(body.field.as_deref(), Some("image"));
+        // a body that is not a task spec is named for what it is, once
+        let error = SpecError { field: Some("name".into()), message: "must be a DNS label".into() };
+        let resp = error_response(ApiError::Body { what: "service", error });
+        assert_eq!(resp.status, 400);
+        let body: ErrorBody = serde_json::from_slice(resp.bytes_of()).expect("error shape");
+        assert_eq!(body.error, "invalid service: field `name`: must be a DNS label");
     }
 
     #[test]

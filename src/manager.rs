@@ -17,6 +17,7 @@ mod join;
 mod node;
 mod services;
 mod state;
+mod tables;
 mod view;
 
 pub use services::{ReplicaSummary, ServiceCommandError, ServiceView};

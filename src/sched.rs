@@ -52,6 +52,10 @@ pub struct Usage {
     pub memory: f64,
 }
 
+/// Why a node the manager removed (`remove-node`) takes nothing: such a node is left out of the
+/// reasons a task fits nowhere.
+pub const REMOVED: &str = "removed";
+
 /// A node as placement sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeState {
@@ -205,11 +209,13 @@ impl NodeTable {
         d.job_factor = EPVM_BASE.powf(1.0 / m) - 1.0;
     }
 
-    /// Why no node can take the task: one reason per node, in table order.
+    /// Why no node can take the task: one reason per node, in table order (a removed node,
+    /// kept in the table only for its index, is no node).
     fn no_fit(&self, req: &Request) -> NoFeasibleNode {
         let reasons = self
             .nodes
             .iter()
+            .filter(|n| n.unavailable.as_deref() != Some(REMOVED))
             .map(|n| format!("{} {}", n.name, n.fits(req).err().unwrap_or_else(|| "unavailable".into())))
             .collect();
         NoFeasibleNode { reasons }

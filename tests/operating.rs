@@ -435,4 +435,18 @@ fn a_drain_moves_a_web_task_that_keeps_answering_and_a_drained_empty_node_can_be
     assert!(c.nodes().iter().all(|n| n["name"] != from.as_str()), "forgotten");
     let (status, _) = http("POST", &c.manager_url(&format!("/v1/nodes/{from}/activate")), None);
     assert_eq!(status, 404);
+
+    // a worker of that name may come back (joining): the removed node is no one's name any more
+    let manager = c.manager().addr.clone();
+    c.restart_worker_with(i, &["--join", &manager]);
+    let back = wait_for("the worker back under its name", RUN, || {
+        c.nodes().into_iter().find(|n| n["name"] == from.as_str() && n["status"] == "up")
+    });
+    assert_eq!((back["availability"].as_str(), &back["error"]), (Some("active"), &Value::Null), "{back}");
+    let (_, placed) = http(
+        "POST",
+        &c.manager_url("/v1/tasks?dry_run=true"),
+        Some(json!({"name": "x", "image": IMAGE}).to_string().as_bytes()),
+    );
+    assert_eq!(placed["nodes"].as_array().map(Vec::len), Some(2), "no trace of the removed node: {placed}");
 }

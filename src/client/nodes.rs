@@ -18,13 +18,14 @@ pub enum NodeCmd {
     Remove(String),
 }
 
-/// A node name as it may go into a URL path: what `worker -n` takes.
+/// A node name as it may go into a URL path: what `worker -n` takes, or the `HOST:PORT` a node
+/// is listed under until its worker has answered.
 fn name(word: &str) -> Result<String, String> {
-    let fine = !word.is_empty() && word.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    let fine = !word.is_empty() && word.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-:".contains(&b));
     if fine {
         Ok(word.to_string())
     } else {
-        Err(format!("{word:?} is not a node name (letters, digits, '.', '_' and '-')"))
+        Err(format!("{word:?} is not a node name (letters, digits, '.', '_', '-', or HOST:PORT)"))
     }
 }
 
@@ -90,6 +91,7 @@ mod tests {
         assert_eq!(parse(&["drain", "w1"]), Ok(NodeCmd::Drain("w1".into())));
         assert_eq!(parse(&["activate", "w-2.lan"]), Ok(NodeCmd::Activate("w-2.lan".into())));
         assert_eq!(parse(&["remove-node", "w1"]), Ok(NodeCmd::Remove("w1".into())));
+        assert_eq!(parse(&["remove-node", "10.0.0.9:7070"]), Ok(NodeCmd::Remove("10.0.0.9:7070".into())));
         assert!(parse(&["drain"]).is_err_and(|e| e.contains("usage: drain NODE")));
         assert!(parse(&["drain", "w1", "w2"]).is_err());
         assert!(parse(&["drain", "../tasks"]).is_err_and(|e| e.contains("not a node name")), "no path tricks");

@@ -30,7 +30,10 @@ pub(super) fn status_of(e: &ServiceCommandError) -> u16 {
 }
 
 pub(super) fn serve(h: &ManagerHandle, route: ServiceRoute, req: &Request) -> Result<Response, ApiError> {
-    let spec_error = |e: crate::service::ServiceError| ApiError::Spec(SpecError::from(e));
+    let spec_error = |e: crate::service::ServiceError| ApiError::Body {
+        what: "service",
+        error: SpecError { field: e.field, message: e.message },
+    };
     match route {
         ServiceRoute::List => json(200, &h.list_services()?),
         ServiceRoute::Create => {
@@ -51,8 +54,10 @@ pub(super) fn serve(h: &ManagerHandle, route: ServiceRoute, req: &Request) -> Re
 
 /// `{"replicas": N}`, nothing else.
 pub fn parse_scale(body: &[u8]) -> Result<u32, ApiError> {
-    let bad =
-        |field: Option<&str>, message: String| ApiError::Spec(SpecError { field: field.map(str::to_string), message });
+    let bad = |field: Option<&str>, message: String| ApiError::Body {
+        what: "scale request",
+        error: SpecError { field: field.map(str::to_string), message },
+    };
     let value: Value = serde_json::from_slice(body).map_err(|e| bad(None, format!("malformed JSON: {e}")))?;
     let Value::Object(mut obj) = value else {
         return Err(bad(None, "the body must be a JSON object: {\"replicas\": N}".into()));
@@ -139,7 +144,9 @@ mod tests {
             (br#"[2]"#, None),
         ] {
             match parse_scale(body) {
-                Err(ApiError::Spec(e)) => assert_eq!(e.field.as_deref(), field, "{}", String::from_utf8_lossy(body)),
+                Err(ApiError::Body { error: e, .. }) => {
+                    assert_eq!(e.field.as_deref(), field, "{}", String::from_utf8_lossy(body))
+                }
                 other => panic!("{}: {other:?}", String::from_utf8_lossy(body)),
             }
         }

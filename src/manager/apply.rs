@@ -182,7 +182,7 @@ impl State {
                 .nodes
                 .iter()
                 .enumerate()
-                .any(|(i, n)| i != index && n.name.as_deref() == Some(health.name.as_str())),
+                .any(|(i, n)| i != index && !n.removed && n.name.as_deref() == Some(health.name.as_str())),
             Err(_) => false,
         };
         let heard_at = self.clock.now();
@@ -332,7 +332,8 @@ impl State {
         if up == 0 && self.nodes_up_last > 0 {
             self.all_down = true;
         }
-        if up > 0 && std::mem::take(&mut self.all_down) && self.nodes.len() > 1 {
+        let live = self.nodes.iter().filter(|n| !n.removed).count();
+        if up > 0 && std::mem::take(&mut self.all_down) && live > 1 {
             self.settle = Some((self.epoch, instant + self.config.poll_interval * 2));
         }
         self.nodes_up_last = up;

@@ -37,8 +37,12 @@ pub(super) struct Stuck {
 }
 
 impl State {
+    /// A node as `GET /v1/nodes` names it: by the name it reported, or by its address until it
+    /// has reported one (a `-w` address that never answered can be removed too).
     fn live_node(&self, name: &str) -> Result<usize, ManagerError> {
-        self.node_index(name).filter(|&i| !self.nodes[i].removed).ok_or_else(|| ManagerError::NoNode(name.to_string()))
+        self.node_index(name)
+            .or_else(|| self.nodes.iter().position(|n| !n.removed && n.name.is_none() && n.address == name))
+            .ok_or_else(|| ManagerError::NoNode(name.to_string()))
     }
 
     /// Writes a node's drain flag, then keeps it; on a store failure nothing changes.
@@ -88,14 +92,21 @@ impl State {
         let index = self.live_node(name)?;
         let (_, tasks) = self.allocations().get(name).copied().unwrap_or_default();
         let moving = self.moves.values().any(|m| m.from == index || m.to == index);
-        if tasks > 0 || moving {
+        if moving {
+            return Err(ManagerError::NodeBusy(format!(
+                "a task is moving to or from node {name}; remove it once the move is over"
+            )));
+        }
+        if tasks > 0 {
             return Err(ManagerError::NodeBusy(format!(
                 "node {name} has {tasks} unfinished task(s); drain it first (drain {name}) and remove it once drained"
             )));
         }
         if self.status_of(&self.nodes[index]) == NodeStatus::Up {
+            let timeout = self.config.node_timeout.as_secs_f64();
             return Err(ManagerError::NodeBusy(format!(
-                "node {name} is up; stop its worker first (a running worker is polled, and one started with --join joins again)"
+                "node {name} is up; stop its worker first (a running worker is polled, and one started with \
+                 --join joins again), then remove it once it reads down ({timeout:.0} s after its last answer)"
             )));
         }
         let address = self.nodes[index].address.clone();
@@ -224,8 +235,7 @@ impl State {
         let Some(t) = self.tasks.get(&id) else { return };
         let task = Task::clone(&t.task);
         let Some(from) = task.node.as_deref().and_then(|n| self.node_index(n)) else { return };
-        let table = self.node_table();
-        let to = match self.scheduler.pick(&Request::of(&task.spec), &table) {
+        let to = match self.move_target(&task) {
             Ok(to) => to,
             Err(why) => {
                 let reason = format!("fits nowhere else: {why}");
@@ -250,7 +260,73 @@ impl State {
         info!("moving a task task_id={id} from={} to={}", q(&from_name), q(to_name));
         let reason = format!("moving to {to_name}: {from_name} is draining");
         self.moves.insert(id, Move { from, to, started_at: now, answered: None });
+        self.stuck.remove(&id);
         self.note_event(now, Subject::Task, Some(id), Some(from_name), None, "moving".into(), reason);
+    }
+
+    /// Where a task's new copy goes: the scheduler's pick among the nodes that can take it, with
+    /// what a plain placement does not know ruled out: a node still stopping an earlier copy of
+    /// the task, a node where a fixed host port it needs is taken, and, for a replica, nodes with
+    /// more replicas of its service than others (spread first, as its placement does).
+    fn move_target(&mut self, task: &Task) -> Result<usize, String> {
+        let req = Request::of(&task.spec);
+        let fixed: Vec<(u16, crate::task::Protocol)> =
+            task.spec.ports.iter().filter_map(|p| p.host.filter(|&h| h != 0).map(|h| (h, p.protocol))).collect();
+        let others = || self.tasks.values().map(|t| &*t.task).filter(|t| !t.is_terminal() && t.id != task.id);
+        let mut replicas: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
+        if let Some(service) = task.service.as_deref() {
+            for t in others().filter(|t| t.service.as_deref() == Some(service)) {
+                if let Some(node) = &t.node {
+                    *replicas.entry(node.clone()).or_default() += 1;
+                }
+            }
+        }
+        let full = self.node_table();
+        let states: Vec<crate::sched::NodeState> = full
+            .nodes()
+            .iter()
+            .zip(&self.nodes)
+            .map(|(state, node)| {
+                let mut state = state.clone();
+                let copy_here = node.stray_stops.contains(&task.id)
+                    || node.report.as_ref().and_then(|r| r.tasks.get(&task.id)).is_some_and(|t| !t.is_terminal());
+                let port_taken = fixed.iter().find(|want| {
+                    others()
+                        .filter(|t| t.node.as_deref() == Some(state.name.as_str()))
+                        .any(|t| t.spec.ports.iter().any(|p| p.host == Some(want.0) && p.protocol == want.1))
+                });
+                if state.unavailable.is_none() {
+                    if copy_here {
+                        state.unavailable = Some("still stopping an earlier copy of the task".into());
+                    } else if let Some((port, _)) = port_taken {
+                        state.unavailable = Some(format!("host port {port} taken"));
+                    }
+                }
+                state
+            })
+            .collect();
+        // spread: the fewest replicas of the service first (every node is one group for a task)
+        let mut counts: Vec<u32> = states.iter().map(|n| replicas.get(n.name.as_str()).copied().unwrap_or(0)).collect();
+        counts.sort_unstable();
+        counts.dedup();
+        let mut why = String::new();
+        for count in counts {
+            let group = states
+                .iter()
+                .map(|n| {
+                    let mut n = n.clone();
+                    if n.unavailable.is_none() && replicas.get(n.name.as_str()).copied().unwrap_or(0) != count {
+                        n.unavailable = Some("holds more replicas of the service".into());
+                    }
+                    n
+                })
+                .collect();
+            match self.scheduler.pick(&req, &crate::sched::NodeTable::new(group)) {
+                Ok(index) => return Ok(index),
+                Err(e) => why = e.to_string(),
+            }
+        }
+        Err(why)
     }
 
     fn judge_move(&mut self, id: TaskId, now: Timestamp) {
@@ -288,9 +364,10 @@ impl State {
     /// The new copy runs: the task's record goes over to it. The old copy, now on a node the task
     /// is not on, is a stray there and stopped by the plan.
     fn switch(&mut self, id: TaskId, seen: Task, now: Timestamp) {
-        let Some(m) = self.moves.remove(&id) else { return };
+        let Some(m) = self.moves.get(&id) else { return };
+        let (from_i, to_i) = (m.from, m.to);
         let Some(t) = self.tasks.get(&id) else { return };
-        let (from, to) = (self.nodes[m.from].display_name().to_string(), self.nodes[m.to].display_name().to_string());
+        let (from, to) = (self.nodes[from_i].display_name().to_string(), self.nodes[to_i].display_name().to_string());
         let mut task = Task::clone(&t.task);
         task.node = Some(to.clone());
         task.container_id = seen.container_id;
@@ -301,14 +378,18 @@ impl State {
         let reason = format!("moved from {from} to {to}: {from} is draining");
         task.record(Some(TaskState::Running), reason.clone(), now);
         if self.commit(task).is_err() {
-            return; // the store failed: the old copy stays the task's; the drain tries again
+            // the store failed: the old copy stays the task's, and the move is given up (its new
+            // copy becomes a stray) to be tried again after the back-off
+            self.give_up_move(id, format!("the move to {to} could not be recorded (the store failed)"));
+            return;
         }
+        self.moves.remove(&id);
         let epoch = self.epoch;
         if let Some(t) = self.tasks.get_mut(&id) {
             // a report asked for before the switch does not know the task is here
             t.settled_epoch = epoch;
         }
-        self.nodes[m.from].moved += 1;
+        self.nodes[from_i].moved += 1;
         crate::metrics::manager().moved(crate::metrics::Move::Drain);
         self.stuck.remove(&id);
         info!("task moved task_id={id} from={} to={}", q(&from), q(&to));

@@ -10,13 +10,12 @@
 use super::join::{self, Join, Known};
 use super::node::{Job, Node, Observation};
 use super::{Command, ManagerConfig, ManagerError};
-use crate::api::{DryRun, ManagerHealth, NodeInfo, NodeStatus, NodeVerdict, StartTask};
+use crate::api::{DryRun, NodeInfo, NodeStatus, NodeVerdict, StartTask};
 use crate::clock::Clock;
 use crate::control::{answer, error_chain, survive};
 use crate::events::{EventLog, Subject, DEFAULT_CAPACITY};
 use crate::logfmt::q;
-use crate::sched::{self, NodeState, NodeTable, Request, Scheduler, Usage};
-use crate::stats::Resources;
+use crate::sched::{self, NodeTable, Request, Scheduler};
 use crate::store::{NodeRecord, Store};
 use crate::task::{DesiredState, Task, TaskId, TaskSpec, TaskState};
 use crate::time::Timestamp;
@@ -95,7 +94,7 @@ pub(super) struct State {
     /// What reads are served from (`view.rs`).
     pub(super) view: Arc<super::view::View>,
     /// Loop passes since the node list and health were last published.
-    unpublished: u32,
+    pub(super) unpublished: u32,
     /// More commands wait behind the one being answered (a burst of submits).
     in_burst: bool,
     /// Drains' moves under way, by task (`drain.rs`).
@@ -189,6 +188,10 @@ impl State {
                     // a read changes nothing: answered, and no plan runs after it
                     Ok(cmd) if cmd.is_read() => {
                         survive("a command", || self.on_command(cmd));
+                        // a publish the pass before left for later (this read was waiting)
+                        if self.unpublished > 0 && cmd_rx.is_empty() && obs_rx.is_empty() {
+                            self.publish();
+                        }
                         continue;
                     }
                     Ok(cmd) => {
@@ -538,128 +541,6 @@ impl State {
         }
         self.reconcile();
         Ok(Task::clone(&self.tasks[&id].task))
-    }
-
-    /// Publishes the node list and the health summary for reads.
-    pub(super) fn publish(&mut self) {
-        self.unpublished = 0;
-        let live = self.nodes.iter().filter(|n| !n.removed);
-        let up = live.clone().filter(|n| self.status_of(n) == NodeStatus::Up).count();
-        let health = ManagerHealth {
-            status: "ok".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            scheduler: self.config.scheduler.name().into(),
-            storage: self.store.kind().into(),
-            nodes_up: up,
-            nodes_total: live.count(),
-            tasks: self.tasks.values().filter(|t| !t.task.is_terminal()).count(),
-        };
-        let nodes = self.node_infos();
-        crate::metrics::manager().publish(self.tasks.values().map(|t| t.task.state), nodes.clone());
-        self.view.publish(nodes, health);
-    }
-
-    fn node_infos(&self) -> Vec<NodeInfo> {
-        let allocations = self.allocations();
-        (0..self.nodes.len())
-            .filter(|&i| !self.nodes[i].removed)
-            .map(|i| self.node_info_with(i, &allocations))
-            .collect()
-    }
-
-    pub(super) fn node_info(&self, index: usize) -> NodeInfo {
-        self.node_info_with(index, &self.allocations())
-    }
-
-    fn node_info_with(&self, index: usize, allocations: &HashMap<&str, (Resources, u32)>) -> NodeInfo {
-        let n = &self.nodes[index];
-        {
-            {
-                let name = n.display_name().to_string();
-                let (allocated, tasks) = allocations.get(name.as_str()).copied().unwrap_or_default();
-                NodeInfo {
-                    name,
-                    address: n.address.clone(),
-                    status: self.status_of(n),
-                    last_contact: n.last_contact,
-                    tasks: tasks as usize,
-                    engine_reachable: n.engine_reachable,
-                    error: n.error.clone(),
-                    capacity: n.stats.as_ref().map(|s| s.capacity),
-                    allocated,
-                    stats: n.stats.clone(),
-                    availability: self.availability(index),
-                    drain: self.drain_progress(index),
-                }
-            }
-        }
-    }
-
-    pub(super) fn node_index(&self, name: &str) -> Option<usize> {
-        self.nodes.iter().position(|n| n.name.as_deref() == Some(name))
-    }
-
-    /// What every node has placed on it: the requests of its unfinished tasks, and their count
-    /// (a new copy a drain is starting there counts too).
-    pub(super) fn allocations(&self) -> HashMap<&str, (Resources, u32)> {
-        fn add<'a>(by_node: &mut HashMap<&'a str, (Resources, u32)>, node: &'a str, req: Request) {
-            let entry = by_node.entry(node).or_default();
-            entry.0.cpus += req.cpus;
-            entry.0.memory_mb += req.memory_mb;
-            entry.0.disk_mb += req.disk_mb;
-            entry.1 += 1;
-        }
-        let mut by_node: HashMap<&str, (Resources, u32)> = HashMap::new();
-        for t in self.tasks.values().filter(|t| !t.task.is_terminal()) {
-            let Some(node) = t.task.node.as_deref() else { continue };
-            add(&mut by_node, node, Request::of(&t.task.spec));
-        }
-        for (id, m) in &self.moves {
-            if let Some(t) = self.tasks.get(id) {
-                add(&mut by_node, self.nodes[m.to].display_name(), Request::of(&t.task.spec));
-            }
-        }
-        by_node
-    }
-
-    /// The node table placement works on, built afresh from the node and task tables.
-    pub(super) fn node_table(&self) -> NodeTable {
-        let allocations = self.allocations();
-        let states = self
-            .nodes
-            .iter()
-            .map(|n| {
-                let unavailable = match self.status_of(n) {
-                    _ if n.removed => Some("removed".to_string()),
-                    NodeStatus::Up if n.draining => Some("draining".to_string()),
-                    NodeStatus::Unknown => Some("not heard from yet".to_string()),
-                    NodeStatus::Down => Some("down".to_string()),
-                    NodeStatus::Up if n.unreachable => Some("not answering".to_string()),
-                    NodeStatus::Up if n.engine_reachable == Some(false) => Some("engine unreachable".to_string()),
-                    NodeStatus::Up => None,
-                };
-                let name = n.display_name();
-                let (allocated, tasks) = allocations.get(name).copied().unwrap_or_default();
-                let usage = n.stats.as_ref().map_or(Usage::default(), |s| Usage {
-                    cpu: s.cpu_usage_pct / 100.0,
-                    memory: if s.memory_total_mb > 0 {
-                        1.0 - s.memory_available_mb as f64 / s.memory_total_mb as f64
-                    } else {
-                        0.0
-                    },
-                });
-                NodeState {
-                    name: name.to_string(),
-                    unavailable,
-                    capacity: n.stats.as_ref().map(|s| s.capacity),
-                    allocated,
-                    usage,
-                    tasks,
-                    disk_free_mb: n.stats.as_ref().map(|s| s.disk_free_mb),
-                }
-            })
-            .collect();
-        NodeTable::new(states)
     }
 
     /// Commits a Pending task as Scheduled on node `index` and sends its start there; false when

@@ -7,8 +7,10 @@
 //! serialised once there, so that a page of 100 tasks is 100 slices joined rather than 100
 //! records serialised on every read; a forgotten task goes out; the node list and health are
 //! replaced whenever the loop has caught up with its input. Readers hold the lock only to look up
-//! or to collect `Arc`s, never while they copy. A read sees every change acknowledged before it
-//! began.
+//! or to collect `Arc`s, never while they copy. A read sees every task record acknowledged before
+//! it began; the node list and health are those of the loop's last pass that caught up with its
+//! input (a task placed a moment ago may not be counted on its node yet; a drain, an activation,
+//! a removal or a join is published before it is answered).
 
 use super::{Cursor, TaskPage, TaskQuery};
 use crate::api::{ManagerHealth, NodeInfo};

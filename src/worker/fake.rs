@@ -147,6 +147,11 @@ impl FakeEngine {
     }
 
     /// The container exits by itself with this code.
+    /// Time passes on the engine's own clock (what its start and finish times read).
+    pub fn pass(&self, by: std::time::Duration) {
+        self.lock().clock += by.as_millis() as u64;
+    }
+
     pub fn exit(&self, id: &str, code: i64, oom: bool) {
         let mut inner = self.lock();
         // not a whole second: what is kept of an exit's time must keep its milliseconds

@@ -165,3 +165,33 @@ fn a_drained_node_stays_drained_when_a_persisted_manager_restarts() {
     let t = again.submit("a");
     assert_eq!(again.running(t.id).node.as_deref(), Some("w2"));
 }
+
+#[test]
+fn a_removed_node_s_name_can_be_taken_by_a_worker_that_joins() {
+    let (w1, w2) = (FakeWorker::new("w1"), FakeWorker::new("w2"));
+    let mut again = FakeWorker::new("w2");
+    Arc::get_mut(&mut again).expect("alone").address = "w2b:80".into();
+    let maker = again.clone();
+    let (ticks, rx) = unbounded();
+    let clock = manual_clock();
+    let links: LinkMaker = Arc::new(move |_addr: &str| maker.clone() as Arc<dyn WorkerLink>);
+    let config = ManagerConfig { links: Some(links), ..config(SchedulerKind::RoundRobin, &clock) };
+    let workers: Vec<Arc<dyn WorkerLink>> = vec![w1.clone(), w2.clone()];
+    let m = spawn_with_ticks(config, Box::new(MemoryStore::new()), workers, rx).expect("spawns");
+    let h = m.handle();
+    until(&h, &ticks, "up", |h| h.nodes().ok()?.iter().all(|n| n.status == NodeStatus::Up).then_some(()));
+    w2.set_reachable(false);
+    clock.advance(NODE_TIMEOUT + Duration::from_millis(1));
+    until(&h, &ticks, "w2 down", |h| (node(&h.nodes().ok()?, "w2").status == NodeStatus::Down).then_some(()));
+    h.remove_node("w2".into()).expect("removed");
+    h.join("w2".into(), "w2b:80".into()).expect("joins");
+    let before = again.polls.load(Ordering::SeqCst);
+    until(&h, &ticks, "polls of the new w2", |_| (again.polls.load(Ordering::SeqCst) >= before + 3).then_some(()));
+    let n = node(&h.nodes().expect("nodes"), "w2").clone();
+    assert_eq!((n.status, n.error), (NodeStatus::Up, None), "no clash with the removed node");
+    assert_eq!(h.drain("w2".into()).expect("the new w2 can be drained").address, "w2b:80");
+    let spec = TaskSpec::from_json(br#"{"name":"x","image":"b","memory_mb":16000000}"#).expect("valid");
+    let t = h.submit(spec).expect("accepted");
+    let why = h.get(t.id).expect("known").error.unwrap_or_default();
+    assert!(!why.contains("removed") && why.contains("w2 draining"), "no trace of the removed node: {why}");
+}

@@ -169,7 +169,12 @@ impl State {
             state: entry.task.state,
             recent_restarts: entry.task.recent_restarts,
             last_exit_at: entry.task.last_exit_at,
-            ran_for: entry.run_started.map(|t| instant.saturating_duration_since(t)),
+            // how long the run lasted: by this worker's clock if it saw it start, else by the
+            // engine's (a run that ended while no worker ran, found on adoption)
+            ran_for: entry.run_started.map(|t| instant.saturating_duration_since(t)).or_else(|| {
+                let (started, finished) = (info.started_at?, info.finished_at?);
+                Some(std::time::Duration::from_millis(finished.since(started)))
+            }),
             unhealthy_after: unhealthy.then_some(entry.health_failures),
             memory_mb: entry.task.spec.memory_mb.filter(|_| podman),
         };

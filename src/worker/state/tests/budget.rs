@@ -236,3 +236,30 @@ fn a_start_after_the_first_sync_looks_for_no_renamed_container() {
     rig.start();
     assert_eq!(rig.engine.count("list"), lists, "{:?}", rig.engine.calls());
 }
+
+#[test]
+fn a_long_run_that_ended_while_no_worker_ran_gives_the_budget_back_as_a_seen_exit_does() {
+    for seen in [true, false] {
+        let mut rig = Rig::new();
+        let (task, _) = rig.start_spec(&on_failure(2)).expect("started");
+        rig.exits(task.id, 1);
+        rig.advance(Duration::from_secs(30));
+        rig.exits(task.id, 1);
+        rig.advance(Duration::from_secs(30));
+        assert_eq!(rig.task(task.id).recent_restarts, 2, "the budget spent");
+        // then it runs well for two hours (the budget comes back after 60 s of a good run)
+        rig.advance(Duration::from_secs(7200));
+        rig.engine.pass(Duration::from_secs(7200));
+        let rig = if seen {
+            rig.exits(task.id, 1);
+            rig
+        } else {
+            let cid = rig.container(task.id);
+            rig.engine.exit(&cid, 1, false);
+            restarted_forgetting(rig)
+        };
+        let t = rig.task(task.id);
+        assert_eq!(t.state, TaskState::Running, "exit seen by a live worker: {seen}; {:?}", t.error);
+        assert_eq!(t.restart_count, 3, "restarted once more, seen: {seen}");
+    }
+}
