@@ -86,7 +86,11 @@ pub fn with_short_forms(help: &str) -> String {
 /// Parses the process's arguments into `T`, printing help or errors the way argh does and
 /// exiting (0 for help and version, 2 for usage errors).
 pub fn parse_args<T: argh::FromArgs>(program: &str) -> T {
-    let raw: Vec<String> = std::env::args().skip(1).collect();
+    parse_args_from(program, std::env::args().skip(1).collect())
+}
+
+/// `parse_args` over these arguments (the program's name left out).
+pub fn parse_args_from<T: argh::FromArgs>(program: &str, raw: Vec<String>) -> T {
     if wants_version(&raw) {
         print_and_exit(&format!("{program} {}", env!("CARGO_PKG_VERSION")));
     }

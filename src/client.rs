@@ -28,9 +28,9 @@ commands:
                  print a task's output (Ctrl-C stops following)
   list           list all tasks
   list-nodes     list the workers, their status and availability
-  service ...    services (see below)
   help           show this help
-  quit           leave (end of input does too)";
+  quit           leave (end of input does too)
+nodes:";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -407,7 +407,7 @@ pub fn run(cmd: &Command, api: &ManagerClient, json: bool, out: &mut dyn Write) 
         }
         Command::Node(c) => nodes::run(c, api, json)?,
         Command::Service(c) => services::run(c, api, json)?,
-        Command::Help => format!("{HELP}{}{}\n", nodes::HELP, services::HELP),
+        Command::Help => format!("{HELP}{}\nservices:{}\n", nodes::HELP, services::HELP),
         Command::Quit => String::new(),
     };
     out.write_all(text.as_bytes()).map_err(|e| Failure::Failed(format!("cannot write output: {e}")))

@@ -377,8 +377,10 @@
     setText(p.node, t.node || '—');
     portLinks(p.ports, t);
     setText(p.restarts, t.restart_count || 0);
-    const health = t.healthy === true ? 'healthy' : t.healthy === false ? 'unhealthy'
-      : t.spec && t.spec.health_check && !finished ? 'checking' : '';
+    // a finished task's last verdict says nothing about now
+    const health = finished ? ''
+      : t.healthy === true ? 'healthy' : t.healthy === false ? 'unhealthy'
+      : t.spec && t.spec.health_check ? 'checking' : '';
     setText(p.health, health || '—');
     setClass(p.health, health ? `badge s-${health}` : '');
     setText(p.age, age(t.created_at));

@@ -171,6 +171,26 @@ impl WorkerLink for HttpWorkerLink {
 pub struct ClientError {
     pub address: String,
     pub failure: LinkError,
+    /// The path asked for: what the failure is about (a task, a service, a node, logs).
+    pub path: String,
+}
+
+/// What to do after a 404 or a 409, by what the request was about.
+fn hint(path: &str, status: u16) -> &'static str {
+    let about = path.split('?').next().unwrap_or(path);
+    match (about.split('/').nth(2), status) {
+        (Some("services"), 404) => "`service ls` shows the services",
+        (Some("services"), _) => {
+            "`service get NAME` shows where it stands; `service update NAME FILE` makes a new version"
+        }
+        (Some("nodes"), 404) => "`list-nodes` shows the nodes",
+        (Some("nodes"), _) => "`list-nodes` shows where the node stands",
+        (_, 404) if about.ends_with("/logs") => {
+            "`get ID` says where the task stands (a stopped task's container is gone)"
+        }
+        (_, 404) => "`list` shows the tasks, `list-nodes` the nodes",
+        _ => "`get ID` shows where the task stands",
+    }
 }
 
 impl ClientError {
@@ -192,15 +212,17 @@ impl std::fmt::Display for ClientError {
                 f,
                 "cannot reach the manager at {address}: {why}; is it running there? (--host and -p say where)"
             ),
-            LinkError::Lost(why) => write!(f, "no answer from the manager at {address}: {why}"),
+            LinkError::Lost(why) => {
+                write!(
+                    f,
+                    "no answer from the manager at {address}: {why}; is it running there? (--host and -p say where)"
+                )
+            }
             LinkError::Refused { status: 401, message } => {
                 write!(f, "{message} (HTTP 401): give the cluster's token in SKIFF_TOKEN or with --token-file")
             }
-            LinkError::Refused { status: 404, message } => {
-                write!(f, "{message} (HTTP 404): `list` shows the tasks, `list-nodes` the nodes")
-            }
-            LinkError::Refused { status: 409, message } => {
-                write!(f, "{message} (HTTP 409): `get ID` or `list-nodes` shows where things stand")
+            LinkError::Refused { status: status @ (404 | 409), message } => {
+                write!(f, "{message} (HTTP {status}): {}", hint(&self.path, *status))
             }
             LinkError::Refused { status, message } => write!(f, "{message} (HTTP {status})"),
             LinkError::BadAnswer(why) => write!(f, "the manager's answer is not understood: {why}"),
@@ -243,7 +265,7 @@ impl ManagerClient {
     ) -> Result<T, ClientError> {
         let url = format!("{}{path}", self.base);
         call(&self.agent, method, &url, body, self.deadline, self.authorization.as_deref())
-            .map_err(|failure| ClientError { address: self.address.clone(), failure })
+            .map_err(|failure| ClientError { address: self.address.clone(), failure, path: path.to_string() })
     }
 
     pub fn submit(&self, spec_json: &[u8]) -> Result<Task, ClientError> {
@@ -274,7 +296,7 @@ impl ManagerClient {
     }
 
     fn copy_stream(&self, path: &str, out: &mut dyn std::io::Write) -> Result<u64, ClientError> {
-        let fail = |failure| ClientError { address: self.address.clone(), failure };
+        let fail = |failure| ClientError { address: self.address.clone(), failure, path: path.to_string() };
         let (mut body, _close) =
             logs::open_get(&self.address, path, self.authorization.as_deref(), Duration::from_secs(5)).map_err(fail)?;
         let mut buf = vec![0u8; 32 * 1024];
@@ -303,7 +325,7 @@ impl ManagerClient {
             let url = format!("{}{path}", self.base);
             let (page, more): (Vec<Task>, Option<String>) =
                 call_paged(&self.agent, "GET", &url, None, self.deadline, self.authorization.as_deref())
-                    .map_err(|failure| ClientError { address: self.address.clone(), failure })?;
+                    .map_err(|failure| ClientError { address: self.address.clone(), failure, path: path.clone() })?;
             all.extend(page);
             match more {
                 Some(cursor) if next.as_deref() != Some(cursor.as_str()) => next = Some(cursor),
@@ -323,5 +345,24 @@ impl ManagerClient {
     /// A call on one node (`drain`, `activate`, removal): the node as the manager then sees it.
     pub fn node_action(&self, method: &str, path: &str) -> Result<NodeInfo, ClientError> {
         self.call(method, path, None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_says_what_to_do_about_what_was_asked() {
+        let refused = |path: &str, status: u16| {
+            let failure = LinkError::Refused { status, message: "no".into() };
+            ClientError { address: "m:1".into(), failure, path: path.into() }.to_string()
+        };
+        assert!(refused("/v1/tasks/ID", 404).ends_with("`list` shows the tasks, `list-nodes` the nodes"));
+        assert!(refused("/v1/services/web", 404).ends_with("`service ls` shows the services"));
+        assert!(refused("/v1/services", 409).contains("service update NAME FILE"));
+        assert!(refused("/v1/nodes/w1/drain", 404).ends_with("`list-nodes` shows the nodes"));
+        assert!(refused("/v1/tasks/ID/logs?follow=true", 404).contains("stopped task's container is gone"));
+        assert!(refused("/v1/tasks/ID", 409).ends_with("`get ID` shows where the task stands"));
     }
 }

@@ -11,7 +11,7 @@ use crate::api::ErrorBody;
 use crate::auth::Token;
 use crate::docker_cli::{LogOptions, Streams};
 use crate::manager::{LinkError, ManagerHandle};
-use crate::task::TaskId;
+use crate::task::{DesiredState, TaskId, TaskState};
 use crate::time::Timestamp;
 use crate::worker::WorkerHandle;
 use log::debug;
@@ -74,8 +74,19 @@ pub fn worker_logs(h: &WorkerHandle, id: TaskId, query: &str) -> Result<Response
 
 /// The manager's answer: the same call made to the task's node, its body relayed as it comes.
 pub fn manager_logs(h: &ManagerHandle, token: Option<&Token>, id: TaskId, query: &str) -> Result<Response, ApiError> {
-    log_query(query)?;
-    let task = h.get(id)?;
+    let opts = log_query(query)?;
+    let mut task = h.get(id)?;
+    // following a task that is still being placed or started (`start` then `logs --follow` at
+    // once): its output starts once its container does, so wait for that, a bounded while
+    let until = std::time::Instant::now() + FOLLOW_WAIT;
+    while opts.follow
+        && matches!(task.state, TaskState::Pending | TaskState::Scheduled)
+        && task.desired_state == DesiredState::Running
+        && std::time::Instant::now() < until
+    {
+        std::thread::sleep(Duration::from_millis(100));
+        task = h.get(id)?;
+    }
     let Some(node) = task.node.clone() else {
         return Err(ApiError::Node(LinkError::Refused {
             status: 404,
@@ -104,6 +115,9 @@ pub fn manager_logs(h: &ManagerHandle, token: Option<&Token>, id: TaskId, query:
         }),
     ))
 }
+
+/// How long `follow=true` waits for a task that is still being placed or started to run.
+const FOLLOW_WAIT: Duration = Duration::from_secs(30);
 
 /// The largest head or error body read from a streaming answer.
 const MAX_HEAD: usize = 16 * 1024;
