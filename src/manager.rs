@@ -432,6 +432,7 @@ mod tests {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::{Condvar, Mutex};
 
+    mod burst;
     mod drain;
     mod services;
 

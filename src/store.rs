@@ -168,6 +168,8 @@ pub struct FlakyStore {
     failing: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// Says "persisted" (a store that outlives the daemon) rather than "memory".
     durable: bool,
+    /// Calls waiting for the store (held by `hold`).
+    waiting: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 #[cfg(test)]
@@ -194,8 +196,22 @@ impl FlakyStore {
         }
     }
 
+    /// Every store call waits while the guard lives (a store that is slow for a moment).
+    pub fn hold(&self) -> std::sync::MutexGuard<'_, MemoryStore> {
+        self.inner.lock().expect("test store lock")
+    }
+
+    /// A call waits for the store (while `hold`'s guard lives).
+    pub fn is_waited_on(&self) -> bool {
+        self.waiting.load(std::sync::atomic::Ordering::SeqCst) > 0
+    }
+
     fn with<T>(&self, f: impl FnOnce(&mut MemoryStore) -> T) -> T {
-        f(&mut self.inner.lock().expect("test store lock"))
+        use std::sync::atomic::Ordering::SeqCst;
+        self.waiting.fetch_add(1, SeqCst);
+        let mut inner = self.inner.lock().expect("test store lock");
+        self.waiting.fetch_sub(1, SeqCst);
+        f(&mut inner)
     }
 }
 

@@ -77,10 +77,12 @@ pub fn manager_logs(h: &ManagerHandle, token: Option<&Token>, id: TaskId, query:
     let opts = log_query(query)?;
     let mut task = h.get(id)?;
     // following a task that is still being placed or started (`start` then `logs --follow` at
-    // once): its output starts once its container does, so wait for that, a bounded while
+    // once): its output starts once its container does, so wait for that, a bounded while (not
+    // for one that waits for room: its reason is the answer), shorter than a client waits for
+    // the answer's head
     let until = std::time::Instant::now() + FOLLOW_WAIT;
     while opts.follow
-        && matches!(task.state, TaskState::Pending | TaskState::Scheduled)
+        && (task.state == TaskState::Scheduled || (task.state == TaskState::Pending && task.error.is_none()))
         && task.desired_state == DesiredState::Running
         && std::time::Instant::now() < until
     {
@@ -90,7 +92,10 @@ pub fn manager_logs(h: &ManagerHandle, token: Option<&Token>, id: TaskId, query:
     let Some(node) = task.node.clone() else {
         return Err(ApiError::Node(LinkError::Refused {
             status: 404,
-            message: format!("task {id} has no output yet: it was never placed ({})", task.state),
+            message: match &task.error {
+                Some(why) => format!("task {id} has no output yet: it was never placed ({}: {why})", task.state),
+                None => format!("task {id} has no output yet: it was never placed ({})", task.state),
+            },
         }));
     };
     let address = h
@@ -116,8 +121,9 @@ pub fn manager_logs(h: &ManagerHandle, token: Option<&Token>, id: TaskId, query:
     ))
 }
 
-/// How long `follow=true` waits for a task that is still being placed or started to run.
-const FOLLOW_WAIT: Duration = Duration::from_secs(30);
+/// How long `follow=true` waits for a task that is still being placed or started to run: under
+/// the 10 s that `open_get` (the client's, the manager's) waits for an answer's head.
+const FOLLOW_WAIT: Duration = Duration::from_secs(8);
 
 /// The largest head or error body read from a streaming answer.
 const MAX_HEAD: usize = 16 * 1024;

@@ -323,7 +323,10 @@ impl State {
                 .collect();
             match self.scheduler.pick(&req, &crate::sched::NodeTable::new(group)) {
                 Ok(index) => return Ok(index),
-                Err(e) => why = e.to_string(),
+                // the group with the fewest replicas says best why: every node is in it or has
+                // more replicas, never fewer
+                Err(e) if why.is_empty() => why = e.to_string(),
+                Err(_) => {}
             }
         }
         Err(why)
@@ -336,13 +339,25 @@ impl State {
             return;
         };
         let (from, to) = (self.nodes[m.from].display_name(), self.nodes[m.to].display_name());
-        // the target's newest word on the copy: a report asked for after the start's answer, or
-        // the answer itself
+        // The target's word on the copy: a report asked for after the start's answer; until one
+        // comes, the answer can only say the copy failed, not that it runs (a worker answers a
+        // start without looking again, so an exit at once shows in its next report).
+        let mut absent = false;
         let seen = m.answered.as_ref().and_then(|(epoch, answer)| {
-            let report = self.nodes[m.to].report.as_ref().filter(|r| r.epoch > *epoch);
-            report.and_then(|r| r.tasks.get(&id)).or(answer.as_ref())
+            match self.nodes[m.to].report.as_ref().filter(|r| r.epoch > *epoch) {
+                Some(report) => {
+                    let copy = report.tasks.get(&id);
+                    absent = copy.is_none() && report.complete;
+                    copy
+                }
+                None => answer.as_ref().filter(|a| a.is_terminal()),
+            }
         });
-        let verdict = drain::check_move(&t.task, from, to, seen, m.started_at, now);
+        let verdict = if absent {
+            MoveCheck::Fail(format!("the new copy is not on {to} any more"))
+        } else {
+            drain::check_move(&t.task, from, to, seen, m.started_at, now)
+        };
         let (seen, from, to) = (seen.cloned(), from.to_string(), to.to_string());
         match verdict {
             MoveCheck::Wait => {}

@@ -97,6 +97,8 @@ pub(super) struct State {
     pub(super) unpublished: u32,
     /// More commands wait behind the one being answered (a burst of submits).
     in_burst: bool,
+    /// The tasks submitted during the burst under way, not placed yet, oldest first.
+    burst_submits: Vec<TaskId>,
     /// Drains' moves under way, by task (`drain.rs`).
     pub(super) moves: HashMap<TaskId, super::drain::Move>,
     /// Tasks a drain could not move lately, by task.
@@ -171,6 +173,7 @@ impl State {
             view,
             unpublished: 0,
             in_burst: false,
+            burst_submits: Vec::new(),
             moves: HashMap::new(),
             stuck: HashMap::new(),
             _observations: observations,
@@ -179,17 +182,22 @@ impl State {
 
     pub(super) fn run(&mut self, cmd_rx: Receiver<Command>, obs_rx: Receiver<Observation>, ticker: Receiver<Instant>) {
         self.poll_all();
+        // passes whose plan was left for the end of a burst of commands
         let mut deferred = 0;
         loop {
             let mut command = false;
             select! {
                 recv(cmd_rx) -> cmd => match cmd {
                     Ok(Command::Shutdown) | Err(_) => break,
-                    // a read changes nothing: answered, and no plan runs after it
+                    // a read changes nothing: answered, and no plan runs after it, unless a burst
+                    // it ends left one to run
                     Ok(cmd) if cmd.is_read() => {
                         survive("a command", || self.on_command(cmd));
-                        // a publish the pass before left for later (this read was waiting)
-                        if self.unpublished > 0 && cmd_rx.is_empty() && obs_rx.is_empty() {
+                        if cmd_rx.is_empty() && deferred > 0 {
+                            deferred = 0;
+                            self.after_changes(&cmd_rx, &obs_rx);
+                        } else if self.unpublished > 0 && cmd_rx.is_empty() && obs_rx.is_empty() {
+                            // a publish the pass before left for later (this read was waiting)
                             self.publish();
                         }
                         continue;
@@ -215,18 +223,26 @@ impl State {
                 continue;
             }
             deferred = 0;
-            crate::metrics::manager().reconcile_pass(|| survive("the plan", || self.reconcile()));
-            survive("the drains", || self.drain_step());
-            self.note_node_changes();
-            self.note_availability_changes();
-            // the node list costs a pass over the tasks: published once the loop has caught up
-            // with its input, and at least every 64 passes through a burst
-            self.unpublished += 1;
-            if (cmd_rx.is_empty() && obs_rx.is_empty()) || self.unpublished >= 64 {
-                self.publish();
-            }
+            self.after_changes(&cmd_rx, &obs_rx);
         }
         info!("manager control loop stopped");
+    }
+
+    /// What follows a change: the plan (placements included), the drains, the history of the
+    /// nodes, and publishing for reads.
+    fn after_changes(&mut self, cmd_rx: &Receiver<Command>, obs_rx: &Receiver<Observation>) {
+        crate::metrics::manager().reconcile_pass(|| survive("the plan", || self.reconcile()));
+        // the plan placed what a burst submitted
+        self.burst_submits.clear();
+        survive("the drains", || self.drain_step());
+        self.note_node_changes();
+        self.note_availability_changes();
+        // the node list costs a pass over the tasks: published once the loop has caught up with
+        // its input, and at least every 64 passes through a burst
+        self.unpublished += 1;
+        if (cmd_rx.is_empty() && obs_rx.is_empty()) || self.unpublished >= 64 {
+            self.publish();
+        }
     }
 
     /// Forgets the longest-finished tasks beyond `keep_finished`, so that neither the table nor
@@ -410,9 +426,12 @@ impl State {
         self.commit(task)?;
         info!("task accepted task_id={id}");
         // placed now, so that the answer says where (or why nowhere); within a burst it is
-        // answered Pending and the plan after the burst places it with the others on one table
+        // answered Pending, and the submit that ends the burst places them all, oldest first, on
+        // one table (or the plan after the burst does)
+        self.burst_submits.push(id);
         if !self.in_burst {
-            self.place(&[id]);
+            let ids = std::mem::take(&mut self.burst_submits);
+            self.place(&ids);
         }
         Ok(Task::clone(&self.tasks[&id].task))
     }

@@ -169,12 +169,17 @@ impl State {
             state: entry.task.state,
             recent_restarts: entry.task.recent_restarts,
             last_exit_at: entry.task.last_exit_at,
-            // how long the run lasted: by this worker's clock if it saw it start, else by the
-            // engine's (a run that ended while no worker ran, found on adoption)
-            ran_for: entry.run_started.map(|t| instant.saturating_duration_since(t)).or_else(|| {
-                let (started, finished) = (info.started_at?, info.finished_at?);
-                Some(std::time::Duration::from_millis(finished.since(started)))
-            }),
+            // how long the run lasted: the longer of this worker's view (since it saw the run
+            // start, or adopted it) and the engine's (its start and finish times), so that a run
+            // begun before this worker did, adopted or ended while no worker ran, counts whole
+            ran_for: {
+                let ours = entry.run_started.map(|t| instant.saturating_duration_since(t));
+                let engine = info
+                    .started_at
+                    .zip(info.finished_at)
+                    .map(|(started, finished)| std::time::Duration::from_millis(finished.since(started)));
+                ours.max(engine)
+            },
             unhealthy_after: unhealthy.then_some(entry.health_failures),
             memory_mb: entry.task.spec.memory_mb.filter(|_| podman),
         };

@@ -263,3 +263,25 @@ fn a_long_run_that_ended_while_no_worker_ran_gives_the_budget_back_as_a_seen_exi
         assert_eq!(t.restart_count, 3, "restarted once more, seen: {seen}");
     }
 }
+
+#[test]
+fn a_long_run_adopted_by_a_restarted_worker_counts_from_its_start_not_from_the_adoption() {
+    let mut rig = Rig::new();
+    let (task, _) = rig.start_spec(&on_failure(2)).expect("started");
+    rig.exits(task.id, 1);
+    rig.advance(Duration::from_secs(30));
+    rig.exits(task.id, 1);
+    rig.advance(Duration::from_secs(30));
+    assert_eq!(rig.task(task.id).recent_restarts, 2, "the budget spent");
+    // two good hours, then the worker restarts (the container runs on) and the run ends 5 s later
+    rig.advance(Duration::from_secs(7200));
+    rig.engine.pass(Duration::from_secs(7200));
+    let mut rig = rig.restarted();
+    rig.tick();
+    rig.advance(Duration::from_secs(5));
+    rig.engine.pass(Duration::from_secs(5));
+    rig.exits(task.id, 1);
+    let t = rig.task(task.id);
+    assert_eq!(t.state, TaskState::Running, "a 2 h run gives the budget back: {:?}", t.error);
+    assert_eq!(t.recent_restarts, 1, "counted afresh");
+}
