@@ -74,5 +74,6 @@ echo
 say "the task $id serves $url"
 say "try:  curl $url"
 say "      ${client[*]}    (then: list, list-nodes, get $id, stop $id, help)"
+say "the dashboard: http://127.0.0.1:$manager_port/   (a move gives the task a new address: get $id says it)"
 say "Ctrl-C stops the cluster and removes its containers"
 wait "${cleanup_pids[@]}"
