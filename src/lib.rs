@@ -38,6 +38,7 @@ pub mod client;
 pub mod clock;
 pub mod control;
 pub mod dashboard;
+pub mod deploy;
 pub mod docker_cli;
 pub mod drain;
 pub mod events;
