@@ -1,6 +1,6 @@
 //! The Docker Engine API client: HTTP/1.1 over the engine's Unix socket, with the calls a worker
 //! needs (image check and pull, create, start, rename, stop, remove, inspect, list by label,
-//! events).
+//! events), and image builds (`docker_cli::build`).
 //!
 //! This file owns the calls: the engine's paths, the API version negotiated with it, and what each
 //! status means for a call (a missing container removed is not an error). The framing of HTTP/1.1
@@ -15,10 +15,12 @@
 //! each call set its own deadline on the socket. A connection is opened per call: connecting to a
 //! Unix socket costs tens of microseconds, against milliseconds for the cheapest engine call.
 
+mod build;
 mod framing;
 mod logs;
 mod wire;
 
+pub use build::{BuildError, BuildFailure, BuildOptions, Built, DEFAULT_BUILD_DEADLINE, DEFAULT_MAX_LOG};
 pub use logs::{Demux, LogOptions, Streams};
 
 pub use framing::parse_response;

@@ -85,6 +85,72 @@ pub(super) fn open_closable(
     Ok((head.status, body_reader(reader, &head), handle))
 }
 
+/// A POST whose body is streamed from `body` in chunks (an upload of any length: a build
+/// context), and whose answer's body is handed back as a reader; the exchange, upload included,
+/// ends by `deadline`. An engine that answers before it has taken the whole body (a refusal) is
+/// heard: when a write fails, its answer is read. A failure to read `body` ends the exchange.
+pub(super) fn upload(
+    socket: &Path,
+    path: &str,
+    content_type: &str,
+    body: &mut dyn Read,
+    deadline: Instant,
+) -> Result<(u16, Box<dyn Read + Send>), DockerError> {
+    let mut stream = connect(socket, None)?;
+    let sent = write_chunked(&mut stream, path, content_type, body, deadline);
+    if let Err(Upload::Source(e)) = sent {
+        return Err(DockerError::Io(e));
+    }
+    let mut reader = BufReader::new(Deadlined { stream, deadline });
+    match (sent, read_head(&mut reader)) {
+        (_, Ok(head)) => Ok((head.status, body_reader(reader, &head))),
+        (Err(Upload::Socket(e)), Err(_)) => Err(DockerError::Io(e)),
+        (_, Err(e)) => Err(e),
+    }
+}
+
+enum Upload {
+    /// Reading what is sent failed.
+    Source(io::Error),
+    Socket(io::Error),
+}
+
+fn write_chunked(
+    stream: &mut UnixStream,
+    path: &str,
+    content_type: &str,
+    body: &mut dyn Read,
+    deadline: Instant,
+) -> Result<(), Upload> {
+    let mut send = |bytes: &[u8]| -> Result<(), Upload> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Upload::Socket(io::Error::new(io::ErrorKind::TimedOut, "the upload did not end in time")));
+        }
+        stream.set_write_timeout(Some(left)).map_err(Upload::Socket)?;
+        stream.write_all(bytes).map_err(Upload::Socket)
+    };
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\nContent-Type: {content_type}\r\n\
+         Transfer-Encoding: chunked\r\n\r\n"
+    );
+    send(head.as_bytes())?;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match body.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Upload::Source(e)),
+        };
+        let mut chunk = format!("{n:x}\r\n").into_bytes();
+        chunk.extend_from_slice(&buf[..n]);
+        chunk.extend_from_slice(b"\r\n");
+        send(&chunk)?;
+    }
+    send(b"0\r\n\r\n")
+}
+
 /// A socket whose reads share one deadline: a response trickling in cannot hold a thread for
 /// longer than its call's timeout.
 struct Deadlined {
