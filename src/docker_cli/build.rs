@@ -517,4 +517,152 @@ mod tests {
              &labels=%7B%22skiff.app%22%3A%22web%22%7D&nocache=1"
         );
     }
+
+    /// An engine on a Unix socket of its own: `/version` answered, every other request handed
+    /// to `serve` with the request's head and the connection.
+    struct FakeEngine {
+        path: std::path::PathBuf,
+    }
+
+    impl FakeEngine {
+        fn start(serve: impl Fn(String, &mut BufReader<UnixStream>) + Send + 'static) -> FakeEngine {
+            let path = std::env::temp_dir().join(format!("skiff-fake-engine-{}.sock", uuid::Uuid::new_v4().simple()));
+            let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+            std::thread::spawn(move || {
+                for conn in listener.incoming() {
+                    let mut reader = BufReader::new(conn.unwrap());
+                    let mut head = String::new();
+                    while !head.ends_with("\r\n\r\n") {
+                        if reader.read_line(&mut head).unwrap() == 0 {
+                            break;
+                        }
+                    }
+                    if head.starts_with("GET /version") {
+                        let body = r#"{"Version":"20.10.24","ApiVersion":"1.41","MinAPIVersion":"1.12"}"#;
+                        let answer = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+                        reader.get_mut().write_all(answer.as_bytes()).unwrap();
+                    } else {
+                        serve(head, &mut reader);
+                    }
+                }
+            });
+            FakeEngine { path }
+        }
+    }
+
+    impl Drop for FakeEngine {
+        fn drop(&mut self) {
+            crate::control::best_effort(std::fs::remove_file(&self.path));
+        }
+    }
+
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+    use std::sync::mpsc;
+
+    /// A chunked request body, decoded.
+    fn read_chunked(reader: &mut BufReader<UnixStream>) -> Vec<u8> {
+        let mut body = Vec::new();
+        loop {
+            let mut size = String::new();
+            reader.read_line(&mut size).unwrap();
+            let n = usize::from_str_radix(size.trim(), 16).unwrap();
+            let mut chunk = vec![0u8; n + 2];
+            reader.read_exact(&mut chunk).unwrap();
+            assert_eq!(&chunk[n..], b"\r\n");
+            if n == 0 {
+                return body;
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// A 200 whose body is `lines`, one chunk each, as the engine streams them.
+    fn stream(reader: &mut BufReader<UnixStream>, lines: &[&str]) {
+        let out = reader.get_mut();
+        out.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .unwrap();
+        for line in lines {
+            let line = format!("{line}\r\n");
+            out.write_all(format!("{:x}\r\n{line}\r\n", line.len()).as_bytes()).unwrap();
+        }
+        out.write_all(b"0\r\n\r\n").unwrap();
+    }
+
+    fn build_on(engine: &FakeEngine, context: &mut dyn Read, deadline: Duration) -> Result<Built, BuildError> {
+        let labels = BTreeMap::from([("skiff.test".to_string(), "fake".to_string())]);
+        let mut opts = BuildOptions::new("app:1", "Dockerfile", &labels);
+        opts.deadline = deadline;
+        Docker::new(&engine.path).build(context, &opts, &mut |_| {})
+    }
+
+    #[test]
+    fn the_context_goes_up_whole_and_the_stream_comes_back() {
+        let context: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let (tx, rx) = mpsc::channel();
+        let engine = FakeEngine::start(move |head, reader| {
+            let body = read_chunked(reader);
+            stream(reader, &[r#"{"stream":"Step 1/1 : FROM x\n"}"#, r#"{"aux":{"ID":"sha256:ab"}}"#]);
+            tx.send((head, body)).unwrap();
+        });
+        let built = build_on(&engine, &mut context.as_slice(), Duration::from_secs(10)).unwrap();
+        assert_eq!(built.image_id, "sha256:ab");
+        let (head, body) = rx.recv().unwrap();
+        assert!(
+            head.starts_with("POST /v1.41/build?version=1&rm=1&forcerm=1&t=app%3A1&dockerfile=Dockerfile"),
+            "{head}"
+        );
+        assert!(head.contains("Content-Type: application/x-tar\r\n"), "{head}");
+        assert!(head.contains("Transfer-Encoding: chunked\r\n"), "{head}");
+        assert!(body == context, "the context arrives byte for byte ({} of {} bytes)", body.len(), context.len());
+
+        // an error line under 200 is a failure
+        let engine = FakeEngine::start(|_, reader| {
+            read_chunked(reader);
+            stream(
+                reader,
+                &[r#"{"stream":"Step 1/1 : RUN x\n"}"#, r#"{"error":"boom","errorDetail":{"message":"boom"}}"#],
+            );
+        });
+        let e = build_on(&engine, &mut &b"tar"[..], Duration::from_secs(10)).unwrap_err();
+        assert_eq!(e.to_string(), "the build failed at Step 1/1 : RUN x: boom");
+    }
+
+    #[test]
+    fn a_refusal_before_the_whole_upload_is_heard() {
+        let engine = FakeEngine::start(|_, reader| {
+            let body = r#"{"message":"invalid reference format"}"#;
+            let answer = format!("HTTP/1.1 400 Bad Request\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+            reader.get_mut().write_all(answer.as_bytes()).unwrap();
+            // gone without reading the body
+        });
+        let big = vec![0u8; 8 * 1024 * 1024];
+        let e = build_on(&engine, &mut big.as_slice(), Duration::from_secs(10)).unwrap_err();
+        assert!(matches!(&e, BuildError::Engine(DockerError::Api { status: 400, .. })), "{e}");
+        assert!(e.to_string().contains("invalid reference format"), "{e}");
+    }
+
+    #[test]
+    fn the_deadline_bounds_a_silent_engine_and_a_broken_context_is_its_own_error() {
+        let engine = FakeEngine::start(|_, reader| {
+            read_chunked(reader);
+            // no answer: wait for the client to give up
+            crate::control::best_effort(reader.read(&mut [0u8; 1]));
+        });
+        let start = Instant::now();
+        let e = build_on(&engine, &mut &b"tar"[..], Duration::from_millis(300)).unwrap_err();
+        assert!(matches!(e, BuildError::Deadline(_)), "{e}");
+        assert!(start.elapsed() < Duration::from_secs(5), "{:?}", start.elapsed());
+
+        struct Broken;
+        impl Read for Broken {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                Err(io::Error::other("disk gone"))
+            }
+        }
+        let engine = FakeEngine::start(|_, reader| crate::control::best_effort(reader.read_to_end(&mut Vec::new())));
+        let e = build_on(&engine, &mut Broken, Duration::from_secs(10)).unwrap_err();
+        assert!(matches!(e, BuildError::Context(_)), "{e}");
+        assert!(e.to_string().contains("disk gone"), "{e}");
+    }
 }
