@@ -5,8 +5,8 @@
 //! Files are archived as the Docker CLI does: owned by root (uid and gid 0), with their mode and
 //! modification time; symbolic links as links, never followed, and refused when they point
 //! outside the directory (an absolute target, or one climbing above the root); sockets, FIFOs and
-//! devices are left out. `.dockerignore` and a named Dockerfile are sent even when excluded, as
-//! the CLI does. The size counted against the limit is the tar's: 512 bytes of header per entry
+//! devices are left out. `.dockerignore` and the Dockerfile (the named one, else the root's) are
+//! sent even when excluded, as the CLI does. The size counted against the limit is the tar's: 512 bytes of header per entry
 //! and each file's bytes rounded up to 512.
 //!
 //! Owns the walk and the tar; what to build is `deploy::detect`.
@@ -182,7 +182,11 @@ impl Source {
                 let path = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
                 let abs_path = root.join(&path);
                 let meta = fs::symlink_metadata(&abs_path).map_err(io_error(&abs_path))?;
-                let forced = path == ".dockerignore" || dockerfile.as_deref() == Some(path.as_str());
+                let forced = path == ".dockerignore"
+                    || match dockerfile.as_deref() {
+                        Some(named) => named == path,
+                        None => path == "Dockerfile" || path == "dockerfile",
+                    };
                 let excluded = !forced && ignore.excludes(&path);
                 let kind = if meta.is_dir() {
                     let holds_dockerfile = dockerfile.as_deref().is_some_and(|d| d.starts_with(&format!("{path}/")));
@@ -567,6 +571,14 @@ mod tests {
         let source = Source::scan(&dir.0, &opts).unwrap();
         let paths: Vec<&str> = source.paths().collect();
         assert_eq!(paths, [".dockerignore", "deploy/web.Dockerfile"]);
+        // unnamed, the root's Dockerfile is the one that goes
+        let dir = Dir::new(&[
+            (".dockerignore", "Dockerfile\nDockerfile.dev\n"),
+            ("Dockerfile", "x"),
+            ("Dockerfile.dev", "y"),
+        ]);
+        let source = Source::scan(&dir.0, &ContextOptions::default()).unwrap();
+        assert_eq!(source.paths().collect::<Vec<_>>(), [".dockerignore", "Dockerfile"]);
     }
 
     #[test]
