@@ -299,3 +299,64 @@ fn a_build_past_its_deadline_is_stopped() {
     });
     assert_eq!(g.docker.image_id(&g.tag).unwrap(), None);
 }
+
+/// Fails, saying what to run, when an image of scripts/build-base-images.sh is missing.
+fn require_base(docker: &Docker, image: &str) {
+    let present = docker.image_id(image).expect("the engine answers").is_some();
+    assert!(present, "{image} is missing: run scripts/build-base-images.sh (Debian's archive must be reachable)");
+}
+
+/// A generated-Dockerfile app built on the offline base images, run on `port`, and its answer.
+fn offline_app(name: &str, language: Language, files: &[(&str, &str)]) -> String {
+    let g = Guard::new(name);
+    let config = BuildConfig::local();
+    for image in [&config.python_image, &config.node_image, &config.go_image] {
+        require_base(&g.docker, image);
+    }
+    g.write(files);
+    let started = Instant::now();
+    let (result, lines, context) = g.build(&config, Duration::from_secs(600));
+    assert_eq!(context.plan.language, language);
+    let generated = context.plan.generated.clone().unwrap_or_default();
+    result.unwrap_or_else(|e| panic!("{e}\n{generated}\n{}", lines.join("\n")));
+    eprintln!("{name}: built in {:?}", started.elapsed());
+    let addr = g.run(5023);
+    let (status, body) = wait_for("the app to answer", Duration::from_secs(30), || get(&addr, "/"));
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+// The three below need the images of scripts/build-base-images.sh (minutes to build, from
+// Debian's archive), so they run on request: `cargo test --test build -- --ignored`.
+
+#[test]
+#[ignore = "needs scripts/build-base-images.sh's images"]
+fn a_python_app_builds_on_the_offline_base_image() {
+    let app = "import http.server, os\n\
+               class H(http.server.BaseHTTPRequestHandler):\n    \
+                   def do_GET(self):\n        \
+                       self.send_response(200); self.end_headers(); self.wfile.write(b'python here')\n\
+               http.server.HTTPServer(('', int(os.environ['PORT'])), H).serve_forever()\n";
+    let body = offline_app("python", Language::Python, &[("app.py", app), ("requirements.txt", "# none\n")]);
+    assert_eq!(body, "python here");
+}
+
+#[test]
+#[ignore = "needs scripts/build-base-images.sh's images"]
+fn a_node_app_builds_on_the_offline_base_image() {
+    let server = "require('http').createServer((q, s) => s.end('node here')).listen(process.env.PORT);\n";
+    let package = r#"{"name":"app","version":"1.0.0","scripts":{"start":"node server.js"}}"#;
+    let body = offline_app("node", Language::Node, &[("server.js", server), ("package.json", package)]);
+    assert_eq!(body, "node here");
+}
+
+#[test]
+#[ignore = "needs scripts/build-base-images.sh's images"]
+fn a_go_app_builds_on_the_offline_base_image() {
+    let main = "package main\n\nimport (\n\t\"net/http\"\n\t\"os\"\n)\n\n\
+                func main() {\n\thttp.HandleFunc(\"/\", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(\"go here\")) })\n\
+                \thttp.ListenAndServe(\":\"+os.Getenv(\"PORT\"), nil)\n}\n";
+    let body =
+        offline_app("go", Language::Go, &[("main.go", main), ("go.mod", "module example.com/hello\n\ngo 1.19\n")]);
+    assert_eq!(body, "go here");
+}

@@ -71,6 +71,21 @@ pub struct BuildConfig {
     pub static_command: String,
 }
 
+impl BuildConfig {
+    /// The offline images built from Debian's archive by scripts/build-base-images.sh, and
+    /// scripts/build-image.sh's busybox for static sites and Go binaries.
+    pub fn local() -> BuildConfig {
+        BuildConfig {
+            python_image: "skiff/python:3".into(),
+            node_image: "skiff/node:lts".into(),
+            go_image: "skiff/golang:1".into(),
+            go_runtime_image: "skiff/busybox:latest".into(),
+            static_image: "skiff/busybox:latest".into(),
+            ..BuildConfig::default()
+        }
+    }
+}
+
 impl Default for BuildConfig {
     fn default() -> BuildConfig {
         BuildConfig {
@@ -419,7 +434,7 @@ fn go(
          FROM {runtime}\n\
          COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt\n\
          COPY --from=build /out/ /usr/local/bin/\n\
-         ENV PORT={DEFAULT_PORT}\n\
+         ENV PATH=/usr/local/bin:$PATH PORT={DEFAULT_PORT}\n\
          CMD {start}\n",
         build = config.go_image,
         runtime = config.go_runtime_image,
