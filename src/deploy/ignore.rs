@@ -349,4 +349,42 @@ mod tests {
         assert_eq!(clean("/../b"), "b");
         assert_eq!(clean("./"), ".");
     }
+
+    /// The matcher's meaning restated as a plain backtracking search, slow but obvious.
+    fn reference(tokens: &[Token], text: &[char]) -> bool {
+        let Some((token, rest)) = tokens.split_first() else { return text.is_empty() };
+        let one = |ok: &dyn Fn(char) -> bool| text.first().is_some_and(|c| ok(*c)) && reference(rest, &text[1..]);
+        match token {
+            Token::Char(c) => one(&|t| t == *c),
+            Token::One => one(&|t| t != '/'),
+            Token::Class { negated, ranges } => {
+                one(&|t| t != '/' && ranges.iter().any(|(lo, hi)| (*lo..=*hi).contains(&t)) != *negated)
+            }
+            Token::Star => {
+                let run = text.iter().take_while(|c| **c != '/').count();
+                (0..=run).any(|i| reference(rest, &text[i..]))
+            }
+            Token::Rest => (0..=text.len()).any(|i| reference(rest, &text[i..])),
+            Token::Dirs => {
+                reference(rest, text) || (1..=text.len()).any(|i| text[i - 1] == '/' && reference(rest, &text[i..]))
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_matcher_agrees_with_a_plain_search(pattern in "([ab/?*]|\\*\\*|\\[a\\]|\\[\\^b\\]){0,8}", path in "[ab/]{0,12}") {
+            if let Ok(tokens) = compile(&pattern) {
+                let text: Vec<char> = path.chars().collect();
+                proptest::prop_assert_eq!(matches(&tokens, &text), reference(&tokens, &text), "{:?} on {:?}", pattern, path);
+            }
+        }
+
+        #[test]
+        fn any_dockerignore_is_read_without_panicking(text in "\\PC{0,200}", path in "[a-z/.]{0,30}") {
+            if let Ok(ignore) = Ignore::parse(&text) {
+                let _excluded = ignore.excludes(&path);
+            }
+        }
+    }
 }
