@@ -285,6 +285,21 @@ fn a_broken_build_names_its_step_shows_its_output_and_tags_nothing() {
 }
 
 #[test]
+fn a_tag_the_engine_refuses_is_its_error_before_any_step() {
+    let g = Guard::new("badtag");
+    g.write(&[("Dockerfile", &format!("FROM {IMAGE}\nLABEL skiff.test={}\n", g.id))]);
+    let context = Context::prepare(&g.dir, &ContextOptions::default(), &BuildConfig::default()).unwrap();
+    let tar = context.to_bytes().unwrap();
+    let labels = g.labels();
+    let opts = BuildOptions::new("Not A Tag", "Dockerfile", &labels);
+    let mut lines = Vec::new();
+    let e = g.docker.build(&mut tar.as_slice(), &opts, &mut |l| lines.push(l.to_string())).unwrap_err();
+    assert!(matches!(&e, BuildError::Engine(_)), "{e}");
+    assert!(e.to_string().contains("invalid reference format"), "{e}");
+    assert_eq!(lines, Vec::<String>::new(), "nothing was built");
+}
+
+#[test]
 fn a_build_past_its_deadline_is_stopped() {
     let g = Guard::new("deadline");
     g.write(&[("Dockerfile", &format!("FROM {IMAGE}\nLABEL skiff.test={}\nRUN sleep 60\n", g.id))]);
