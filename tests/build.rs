@@ -29,8 +29,8 @@ struct Guard {
     docker: Docker,
     dir: PathBuf,
     tag: String,
-    /// Layers a failed build left, removed last.
-    layers: Vec<String>,
+    /// Layers the builds left (a failed build's, an earlier stage's), removed last.
+    layers: std::cell::RefCell<Vec<String>>,
 }
 
 impl Guard {
@@ -41,7 +41,7 @@ impl Guard {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("build").join(&id);
         std::fs::create_dir_all(&dir).expect("test dir");
         let tag = format!("skiff-test/{id}:1");
-        Guard { id, docker, dir, tag, layers: Vec::new() }
+        Guard { id, docker, dir, tag, layers: Default::default() }
     }
 
     fn label(&self) -> String {
@@ -70,6 +70,12 @@ impl Guard {
         opts.deadline = deadline;
         let mut lines = Vec::new();
         let result = self.docker.build(&mut tar.as_slice(), &opts, &mut |line| lines.push(line.to_string()));
+        let layers = match &result {
+            Ok(built) => built.layers.clone(),
+            Err(BuildError::Failed(failure)) => failure.layers.clone(),
+            Err(_) => Vec::new(),
+        };
+        self.layers.borrow_mut().extend(layers);
         (result, lines, context)
     }
 
@@ -130,7 +136,7 @@ impl Drop for Guard {
                 skiff::control::best_effort(self.docker.remove_image(&image));
             }
         }
-        for layer in self.layers.iter().rev() {
+        for layer in self.layers.borrow().iter().rev() {
             let full = self.docker.image_id(layer).ok().flatten();
             if full.is_some() && full != base {
                 skiff::control::best_effort(self.docker.remove_image(layer));
@@ -242,7 +248,7 @@ fn a_static_site_builds_from_the_generated_dockerfile_and_answers_on_port() {
 
 #[test]
 fn a_broken_build_names_its_step_shows_its_output_and_tags_nothing() {
-    let mut g = Guard::new("broken");
+    let g = Guard::new("broken");
     g.write(&[(
         "Dockerfile",
         &format!(
@@ -256,7 +262,6 @@ fn a_broken_build_names_its_step_shows_its_output_and_tags_nothing() {
         Err(BuildError::Failed(failure)) => failure,
         other => panic!("expected a failed step, got {other:?}"),
     };
-    g.layers = failure.layers.clone();
     let step = failure.step.clone().unwrap_or_default();
     assert_eq!(step, format!("Step 4/6 : RUN echo about-to-fail-{} && false", g.id));
     assert!(failure.message.contains("returned a non-zero code: 1"), "{}", failure.message);

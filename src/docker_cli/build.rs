@@ -71,6 +71,9 @@ pub struct Built {
     pub image_id: String,
     /// The last lines of the log, at most `max_log` bytes.
     pub log_tail: Vec<String>,
+    /// The images the steps committed (not base images), the image's own ancestors and those of
+    /// earlier stages: removing the image's tag removes the first, not the second.
+    pub layers: Vec<String>,
 }
 
 /// A build whose step failed.
@@ -275,7 +278,7 @@ impl Progress {
         }
         let (log_tail, _) = self.tail.take();
         match self.aux_id.or(self.built_id) {
-            Some(image_id) => Ok(Built { image_id, log_tail }),
+            Some(image_id) => Ok(Built { image_id, log_tail, layers: self.layers }),
             None => Err(BuildError::NoImage { log_tail }),
         }
     }
@@ -429,6 +432,7 @@ mod tests {
         assert_eq!(&seen[4..6], ["one", "two"], "lines split across pieces are joined: {seen:?}");
         assert_eq!(seen.last().unwrap(), "Successfully tagged app:1");
         assert_eq!(built.log_tail, seen);
+        assert_eq!(built.layers, ["5d2e6f708192", "6a7b8c9d0e1f"], "not the base image");
         // without aux, the "Successfully built" line is the id
         let (result, _) = run(&OK[..12], DEFAULT_MAX_LOG);
         assert!(matches!(result, Err(BuildError::NoImage { .. })), "no id at all is a failure");
