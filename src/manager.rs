@@ -754,8 +754,8 @@ mod tests {
         let late = r.submit_mb("late", 300);
         assert_eq!(late.state, TaskState::Pending, "accepted all the same");
         assert_eq!(late.error.as_deref(), Some("no node fits: w1 memory 400/512 MB allocated, needs 300"));
-        let nodes = r.handle().nodes().expect("nodes");
-        assert_eq!(nodes[0].allocated.memory_mb, 400);
+        // the node list is published after the pass that placed it
+        r.until("the allocation listed", |h| (h.nodes().ok()?[0].allocated.memory_mb == 400).then_some(()));
         r.handle().stop(big.id).expect("stop accepted");
         let placed = r.running(late.id);
         assert_eq!((placed.node.as_deref(), placed.error), (Some("w1"), None));
@@ -821,9 +821,14 @@ mod tests {
             r.one_poll_of(0);
             r.one_poll_of(1);
         }
-        let node = &r.handle().nodes().expect("nodes")[from];
+        let node = r.until("the bad answer listed", |h| {
+            h.nodes()
+                .ok()?
+                .into_iter()
+                .nth(from)
+                .filter(|n| n.error.as_deref().is_some_and(|e| e.starts_with("bad answer")))
+        });
         assert_eq!(node.status, NodeStatus::Up);
-        assert!(node.error.as_deref().is_some_and(|e| e.starts_with("bad answer")), "{:?}", node.error);
         assert_eq!(r.state_of(t.id), (TaskState::Running, placed.node), "not moved");
     }
 
@@ -1110,7 +1115,8 @@ mod tests {
         r.submit("b");
         r.handle().stop(a.id).expect("accepted");
         r.until("a stopped", |h| h.get(a.id).ok().filter(|t| t.is_terminal()));
-        let health = r.handle().health().expect("health");
+        // health is published with the node list, after the pass that saw the change
+        let health = r.until("health to count one task", |h| h.health().ok().filter(|x| x.tasks == 1));
         assert_eq!((health.nodes_up, health.nodes_total, health.tasks), (2, 2, 1));
         assert_eq!((health.scheduler.as_str(), health.storage.as_str()), ("roundrobin", "memory"));
     }

@@ -187,8 +187,10 @@ fn a_removed_node_s_name_can_be_taken_by_a_worker_that_joins() {
     h.join("w2".into(), "w2b:80".into()).expect("joins");
     let before = again.polls.load(Ordering::SeqCst);
     until(&h, &ticks, "polls of the new w2", |_| (again.polls.load(Ordering::SeqCst) >= before + 3).then_some(()));
-    let n = node(&h.nodes().expect("nodes"), "w2").clone();
-    assert_eq!((n.status, n.error), (NodeStatus::Up, None), "no clash with the removed node");
+    let n = until(&h, &ticks, "the new w2 up", |h| {
+        Some(node(&h.nodes().ok()?, "w2").clone()).filter(|n| n.status == NodeStatus::Up)
+    });
+    assert_eq!(n.error, None, "no clash with the removed node");
     assert_eq!(h.drain("w2".into()).expect("the new w2 can be drained").address, "w2b:80");
     let spec = TaskSpec::from_json(br#"{"name":"x","image":"b","memory_mb":16000000}"#).expect("valid");
     let t = h.submit(spec).expect("accepted");
