@@ -22,6 +22,11 @@
 //!   clients (manager → worker, client → manager). `api` holds the other wire shapes.
 //! - `client`: the line-based client's commands and tables.
 //! - `dashboard`: the manager's web page at `/` (HTML, CSS, JS embedded), which reads the API.
+//! - `drain`: a drain's pure decisions (which task moves next, when its new copy takes over),
+//!   applied by the manager (`manager::drain`).
+//! - `deploy`: building an app from its source (language detection and generated Dockerfiles,
+//!   the build context with `.dockerignore`), on the engine's build API (`docker_cli::build`);
+//!   not wired to the daemons yet.
 //! - `metrics`: Prometheus metrics (`GET /v1/metrics`): atomic counters where things happen,
 //!   the manager's published snapshot, the exposition format.
 //! - `auth`: the cluster token and where a daemon may listen with or without one.
