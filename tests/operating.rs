@@ -260,6 +260,9 @@ fn events_list_a_task_s_steps_and_the_client_waits_for_a_state() {
     let next: Value = serde_json::from_str(&lines.next().expect("a line").expect("read")).expect("json");
     assert!(next["seq"].as_u64() > first["seq"].as_u64());
     assert_eq!((next["task"].as_str(), next["to"].as_str()), (Some(second_id.as_str()), Some("Pending")));
+    // its start is over before the cluster goes: a create still in flight at the engine when the
+    // worker is killed would leave a container behind the clean-up
+    c.wait_state(&second_id, "Running", RUN);
 
     let table = c.client(&["events", "--task", &id], "");
     assert!(table.status.success());
