@@ -705,6 +705,15 @@ mod tests {
             self.until("the task to run", |h| h.get(id).ok().filter(|t| t.state == TaskState::Running))
         }
 
+        /// The index of the worker (of two) a task was placed on, and of the other one.
+        fn on_and_other(&self, placed: &Task) -> (usize, usize) {
+            if placed.node.as_deref() == Some(self.workers[0].name.as_str()) {
+                (0, 1)
+            } else {
+                (1, 0)
+            }
+        }
+
         fn state_of(&self, id: TaskId) -> (TaskState, Option<String>) {
             let t = self.handle().get(id).expect("known");
             (t.state, t.node)
@@ -921,7 +930,7 @@ mod tests {
         let r = rig(&["w1", "w2"]);
         let t = r.submit("a");
         let placed = r.running(t.id);
-        let (from, to) = if placed.node.as_deref() == Some("w1") { (0, 1) } else { (1, 0) };
+        let (from, to) = r.on_and_other(&placed);
         r.workers[from].set_reachable(false);
         r.one_poll_of(from);
         let nodes = r.handle().nodes().expect("nodes");

@@ -9,7 +9,7 @@
 
 pub mod plan;
 
-use crate::task::{SpecError, TaskSpec};
+use crate::task::TaskSpec;
 use crate::time::Timestamp;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -52,13 +52,6 @@ impl fmt::Display for ServiceError {
 }
 
 impl std::error::Error for ServiceError {}
-
-impl From<ServiceError> for SpecError {
-    /// The API has one error shape for bodies: the message and the field.
-    fn from(e: ServiceError) -> SpecError {
-        SpecError { field: e.field.clone(), message: e.to_string() }
-    }
-}
 
 /// Whether a new replica starts before an old one stops, or after.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

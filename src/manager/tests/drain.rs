@@ -51,7 +51,7 @@ fn the_old_copy_runs_until_the_new_one_does() {
     let h = r.handle();
     let t = r.submit("web");
     let placed = r.running(t.id);
-    let (from, to) = if placed.node.as_deref() == Some("w1") { (0, 1) } else { (1, 0) };
+    let (from, to) = r.on_and_other(&placed);
     r.workers[to].hold_starts(true);
     h.drain(r.workers[from].name.clone()).expect("drains");
     // the new copy is being started: the task still runs where it was, its copy untouched
@@ -73,7 +73,7 @@ fn a_task_that_fits_nowhere_stays_and_the_drain_says_why_until_room_appears() {
     let h = r.handle();
     let big = r.submit_mb("big", 800);
     let placed = r.running(big.id);
-    let (from, to) = if placed.node.as_deref() == Some("w1") { (0, 1) } else { (1, 0) };
+    let (from, to) = r.on_and_other(&placed);
     let other = r.submit_mb("other", 600);
     assert_eq!(r.running(other.id).node.as_deref(), Some(&*r.workers[to].name), "only the other node has room");
     let from_name = r.workers[from].name.clone();
@@ -105,7 +105,7 @@ fn a_failed_start_of_the_new_copy_leaves_the_task_where_it_runs() {
     let h = r.handle();
     let t = r.submit("web");
     let placed = r.running(t.id);
-    let (from, to) = if placed.node.as_deref() == Some("w1") { (0, 1) } else { (1, 0) };
+    let (from, to) = r.on_and_other(&placed);
     *r.workers[to].refuse_starts.lock().expect("lock") = Some(400);
     let from_name = r.workers[from].name.clone();
     h.drain(from_name.clone()).expect("drains");
@@ -128,8 +128,7 @@ fn unknown_nodes_are_refused_and_only_an_empty_node_that_is_not_up_can_be_remove
     assert!(matches!(h.drain("nope".into()), Err(ManagerError::NoNode(_))));
     assert!(matches!(h.remove_node("nope".into()), Err(ManagerError::NoNode(_))));
     let t = r.submit("a");
-    let on = r.running(t.id).node.expect("placed");
-    let (busy, idle) = if on == "w1" { (0, 1) } else { (1, 0) };
+    let (busy, idle) = r.on_and_other(&r.running(t.id));
     let busy_name = r.workers[busy].name.clone();
     let idle_name = r.workers[idle].name.clone();
     let why = h.remove_node(busy_name.clone()).expect_err("it has a task");

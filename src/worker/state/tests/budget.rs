@@ -237,19 +237,25 @@ fn a_start_after_the_first_sync_looks_for_no_renamed_container() {
     assert_eq!(rig.engine.count("list"), lists, "{:?}", rig.engine.calls());
 }
 
+/// A task (on-failure, at most 2) that spent its budget, then ran well for two hours on both the
+/// worker's and the engine's clocks (the budget comes back after 60 s of a good run).
+fn budget_spent_then_two_good_hours() -> (Rig, Task) {
+    let mut rig = Rig::new();
+    let (task, _) = rig.start_spec(&on_failure(2)).expect("started");
+    rig.exits(task.id, 1);
+    rig.advance(Duration::from_secs(30));
+    rig.exits(task.id, 1);
+    rig.advance(Duration::from_secs(30));
+    assert_eq!(rig.task(task.id).recent_restarts, 2, "the budget spent");
+    rig.advance(Duration::from_secs(7200));
+    rig.engine.pass(Duration::from_secs(7200));
+    (rig, task)
+}
+
 #[test]
 fn a_long_run_that_ended_while_no_worker_ran_gives_the_budget_back_as_a_seen_exit_does() {
     for seen in [true, false] {
-        let mut rig = Rig::new();
-        let (task, _) = rig.start_spec(&on_failure(2)).expect("started");
-        rig.exits(task.id, 1);
-        rig.advance(Duration::from_secs(30));
-        rig.exits(task.id, 1);
-        rig.advance(Duration::from_secs(30));
-        assert_eq!(rig.task(task.id).recent_restarts, 2, "the budget spent");
-        // then it runs well for two hours (the budget comes back after 60 s of a good run)
-        rig.advance(Duration::from_secs(7200));
-        rig.engine.pass(Duration::from_secs(7200));
+        let (mut rig, task) = budget_spent_then_two_good_hours();
         let rig = if seen {
             rig.exits(task.id, 1);
             rig
@@ -266,16 +272,8 @@ fn a_long_run_that_ended_while_no_worker_ran_gives_the_budget_back_as_a_seen_exi
 
 #[test]
 fn a_long_run_adopted_by_a_restarted_worker_counts_from_its_start_not_from_the_adoption() {
-    let mut rig = Rig::new();
-    let (task, _) = rig.start_spec(&on_failure(2)).expect("started");
-    rig.exits(task.id, 1);
-    rig.advance(Duration::from_secs(30));
-    rig.exits(task.id, 1);
-    rig.advance(Duration::from_secs(30));
-    assert_eq!(rig.task(task.id).recent_restarts, 2, "the budget spent");
-    // two good hours, then the worker restarts (the container runs on) and the run ends 5 s later
-    rig.advance(Duration::from_secs(7200));
-    rig.engine.pass(Duration::from_secs(7200));
+    let (rig, task) = budget_spent_then_two_good_hours();
+    // the worker restarts (the container runs on) and the run ends 5 s later
     let mut rig = rig.restarted();
     rig.tick();
     rig.advance(Duration::from_secs(5));
