@@ -843,24 +843,54 @@ mod tests {
     #[test]
     fn errors_get_their_status_and_shape() {
         let id: TaskId = ID.parse().expect("valid id");
-        let cases: Vec<(ApiError, u16)> = vec![
-            (ApiError::Unauthorized, 401),
-            (ApiError::Route(RouteError::NotFound), 404),
-            (ApiError::Route(RouteError::MethodNotAllowed("GET".into())), 405),
-            (ApiError::Route(RouteError::BadId(InvalidTaskId("x".into()))), 400),
-            (ApiError::Spec(SpecError { field: Some("image".into()), message: "is required".into() }), 400),
-            (ApiError::Manager(ManagerError::NotFound(id)), 404),
-            (ApiError::Manager(ManagerError::AlreadyFinished { id, state: crate::task::TaskState::Completed }), 409),
-            (ApiError::Manager(ManagerError::Unavailable), 503),
-            (ApiError::Worker(WorkerError::EngineUnreachable("down".into())), 503),
-            (ApiError::Worker(WorkerError::TimedOut), 504),
+        let corrupt = || crate::store::StoreError::Corrupt("record 7".into());
+        let no_thread = || crate::control::SpawnError {
+            thread: "pool".into(),
+            source: std::io::Error::new(std::io::ErrorKind::OutOfMemory, "no room"),
+        };
+        // each error, its status, and words its body must carry (its cause's among them)
+        let cases: Vec<(ApiError, u16, &str)> = vec![
+            (ApiError::Unauthorized, 401, "missing or wrong token"),
+            (ApiError::Route(RouteError::NotFound), 404, "no such route"),
+            (ApiError::Route(RouteError::MethodNotAllowed("GET".into())), 405, "use GET"),
+            (ApiError::Route(RouteError::BadId(InvalidTaskId("x".into()))), 400, "x"),
+            (ApiError::Spec(SpecError { field: Some("image".into()), message: "is required".into() }), 400, "required"),
+            (ApiError::Manager(ManagerError::NotFound(id)), 404, ID),
+            (
+                ApiError::Manager(ManagerError::AlreadyFinished { id, state: crate::task::TaskState::Completed }),
+                409,
+                "already finished",
+            ),
+            (ApiError::Manager(ManagerError::Unavailable), 503, "not answering"),
+            (
+                ApiError::Manager(ManagerError::Store(corrupt())),
+                500,
+                "store failed; the change was not made: store is corrupt: record 7",
+            ),
+            (ApiError::Manager(ManagerError::Spawn(no_thread())), 500, "cannot start the pool thread: no room"),
+            (ApiError::Worker(WorkerError::EngineUnreachable("down".into())), 503, "down"),
+            (ApiError::Worker(WorkerError::TimedOut), 504, "did not finish in time"),
+            (
+                ApiError::Worker(WorkerError::Store(corrupt())),
+                500,
+                "store failed; the change is not recorded: store is corrupt: record 7",
+            ),
+            (
+                ApiError::Worker(WorkerError::Spawn(no_thread())),
+                500,
+                "could not start a thread: cannot start the pool thread: no room",
+            ),
+            (ApiError::Worker(WorkerError::CleaningUp(id)), 409, "still being cleaned up; retry"),
+            (ApiError::Worker(WorkerError::NotReady), 503, "has not checked its containers since it started"),
+            (ApiError::Worker(WorkerError::ShuttingDown), 503, "shutting down"),
+            (ApiError::Worker(WorkerError::OutcomeUnknown("socket reset".into())), 504, "mid-way (socket reset)"),
         ];
-        for (e, status) in cases {
+        for (e, status, words) in cases {
             let shown = format!("{e:?}");
             let resp = error_response(e);
             assert_eq!(resp.status, status, "{shown}");
             let body: ErrorBody = serde_json::from_slice(resp.bytes_of()).expect("error shape");
-            assert!(!body.error.is_empty());
+            assert!(body.error.contains(words), "{shown}: {:?} lacks {words:?}", body.error);
         }
         let resp = error_response(ApiError::Route(RouteError::MethodNotAllowed("GET, POST".into())));
         assert!(resp.headers.contains(&("Allow".to_string(), "GET, POST".to_string())));
