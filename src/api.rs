@@ -177,6 +177,11 @@ pub struct NodeVerdict {
     pub reason: Option<String>,
 }
 
+/// How a worker's error starts when its engine cannot be reached (its 503 then says nothing
+/// else): the manager reads these words to tell a dead engine from a worker that is shutting
+/// down, not ready, or too busy, which answer 503 too.
+pub const ENGINE_UNREACHABLE: &str = "the container engine does not answer";
+
 /// The error shape of every API, `{"error": "...", "field": "..."}`: every error answer of both
 /// daemons is this, written by `http::Response::error`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -270,7 +270,7 @@ pub fn status_of(e: &ApiError) -> u16 {
         ApiError::Worker(WorkerError::NotReady) => 503,
         ApiError::Manager(ManagerError::Service(e)) => services::status_of(e),
         ApiError::Worker(WorkerError::NoOutput { .. }) => 404,
-        ApiError::Worker(WorkerError::Logs(_)) => 502,
+        ApiError::Worker(WorkerError::Logs(_) | WorkerError::StopRefused(_)) => 502,
         ApiError::Node(LinkError::Refused { status, .. }) => *status,
         ApiError::Node(LinkError::Unreachable(_)) => 503,
         ApiError::Node(LinkError::Lost(_) | LinkError::BadAnswer(_)) => 502,
@@ -868,7 +868,12 @@ mod tests {
                 "store failed; the change was not made: store is corrupt: record 7",
             ),
             (ApiError::Manager(ManagerError::Spawn(no_thread())), 500, "cannot start the pool thread: no room"),
-            (ApiError::Worker(WorkerError::EngineUnreachable("down".into())), 503, "down"),
+            (
+                ApiError::Worker(WorkerError::EngineUnreachable("down".into())),
+                503,
+                "the container engine does not answer: down",
+            ),
+            (ApiError::Worker(WorkerError::StopRefused("busy".into())), 502, "the engine refused the stop (busy)"),
             (ApiError::Worker(WorkerError::TimedOut), 504, "did not finish in time"),
             (
                 ApiError::Worker(WorkerError::Store(corrupt())),

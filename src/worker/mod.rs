@@ -35,6 +35,7 @@ pub use engine::{Engine, Events};
 pub use handle::{spawn, Worker, WorkerHandle};
 pub use retention::Retention;
 
+use crate::api::ENGINE_UNREACHABLE;
 use crate::clock::{self, Clock};
 use crate::control::SpawnError;
 use crate::docker_cli::DockerError;
@@ -147,13 +148,17 @@ pub enum WorkerError {
     /// The previous run of this task is still being cleaned up: a new run must wait (a conflict
     /// for now, not a dead engine).
     CleaningUp(TaskId),
-    /// The engine could not be reached; the task was not started.
+    /// The engine could not be reached; the task was not started (or, for a stop, nothing was
+    /// stopped). Its words start with `api::ENGINE_UNREACHABLE`, which the manager reads.
     EngineUnreachable(String),
     /// The answer did not come in time; the operation may still complete.
     TimedOut,
     /// The engine stopped answering mid-way: whether the container runs is not known yet (the
     /// worker finds out and carries on by itself).
     OutcomeUnknown(String),
+    /// The engine answered and refused to stop or remove the container (its words); the worker
+    /// tries again at its next tick.
+    StopRefused(String),
     /// The worker has not checked its containers since it started, so it cannot say yet that
     /// it does not have a task.
     NotReady,
@@ -179,10 +184,13 @@ impl fmt::Display for WorkerError {
             WorkerError::CleaningUp(id) => {
                 write!(f, "the previous run of task {id} is still being cleaned up; retry")
             }
-            WorkerError::EngineUnreachable(why) => write!(f, "{why}"),
+            WorkerError::EngineUnreachable(why) => write!(f, "{ENGINE_UNREACHABLE}: {why}"),
             WorkerError::TimedOut => f.write_str("the worker did not finish in time; the operation goes on"),
             WorkerError::OutcomeUnknown(why) => {
                 write!(f, "the engine stopped answering mid-way ({why}); the worker carries on")
+            }
+            WorkerError::StopRefused(why) => {
+                write!(f, "the engine refused the stop ({why}); the worker tries again")
             }
             WorkerError::NotReady => f.write_str("the worker has not checked its containers since it started; retry"),
             WorkerError::ShuttingDown => f.write_str("the worker is shutting down"),

@@ -494,12 +494,11 @@ impl State {
                 warn!("stop failed task_id={id} error={why}", why = q(&why));
                 entry.backoff = true;
                 entry.task.error = Some(format!("stop failed: {why}"));
-                let reply = |why: &str| {
-                    if e.is_engine_down() {
-                        WorkerError::EngineUnreachable(why.to_string())
-                    } else {
-                        WorkerError::OutcomeUnknown(why.to_string())
-                    }
+                // not reached: nothing happened; cut off mid-way: it may have; else the engine said no
+                let reply = |why: &str| match &e {
+                    DockerError::Unreachable { .. } => WorkerError::EngineUnreachable(why.to_string()),
+                    DockerError::Io(_) => WorkerError::OutcomeUnknown(why.to_string()),
+                    _ => WorkerError::StopRefused(why.to_string()),
                 };
                 for w in entry.stop_waiters.drain(..) {
                     answer(&w, Err(reply(&why)));

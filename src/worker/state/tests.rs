@@ -471,13 +471,30 @@ fn a_stop_with_the_engine_away_says_unreachable_and_is_made_again_at_the_next_ti
 }
 
 #[test]
-fn a_stop_that_gets_no_answer_is_not_called_an_engine_down() {
+fn a_stop_the_engine_refuses_is_answered_with_its_words_and_made_again_at_the_next_tick() {
     let mut rig = Rig::new();
     let task = rig.start();
     rig.engine.fail_next("stop", Fault::Refuse(500, "driver failed".into()));
-    let err = rig.stop(task.id).expect_err("failed");
+    let err = rig.stop(task.id).expect_err("refused");
+    match &err {
+        WorkerError::StopRefused(why) => assert!(why.contains("driver failed"), "{why}"),
+        other => panic!("a refusal is neither a dead engine nor an unknown outcome: {other:?}"),
+    }
+    assert!(rig.state.engine.reachable, "the engine answered");
+    assert_eq!(rig.task(task.id).state, TaskState::Running);
+    rig.tick();
+    assert_eq!(rig.task(task.id).state, TaskState::Stopped);
+}
+
+#[test]
+fn a_stop_that_gets_no_answer_is_an_unknown_outcome_not_an_engine_down() {
+    let mut rig = Rig::new();
+    let task = rig.start();
+    rig.engine.fail_next("stop", Fault::Hang);
+    let err = rig.stop(task.id).expect_err("no answer");
     assert!(matches!(err, WorkerError::OutcomeUnknown(_)), "{err:?}");
-    assert!(rig.state.engine.reachable);
+    rig.tick();
+    assert_eq!(rig.task(task.id).state, TaskState::Stopped, "made again, it finds the stop done");
 }
 
 // ---- the engine away and back
