@@ -437,6 +437,7 @@ mod tests {
     mod services;
 
     const NODE_TIMEOUT: Duration = Duration::from_secs(3);
+    const NO_IMAGE: &str = "no such image";
     const ORPHAN_GRACE: Duration = Duration::from_secs(30);
 
     /// A worker in memory: runs whatever it is given, can be made unreachable, can hold its
@@ -456,8 +457,11 @@ mod tests {
         /// Polls wait (as a slow worker's would) until released.
         hold_polls: Mutex<bool>,
         released: Condvar,
-        /// A status to refuse starts with.
+        /// A status to refuse starts with, and the words (`NO_IMAGE` unless set).
         refuse_starts: Mutex<Option<u16>>,
+        refusal: Mutex<&'static str>,
+        /// Starts asked (refused ones included).
+        starts: AtomicUsize,
         /// Task lists come back unusable (too big, malformed).
         garbled: AtomicBool,
     }
@@ -477,6 +481,8 @@ mod tests {
                 hold_polls: Mutex::new(false),
                 released: Condvar::new(),
                 refuse_starts: Mutex::new(None),
+                refusal: Mutex::new(NO_IMAGE),
+                starts: AtomicUsize::new(0),
                 garbled: AtomicBool::new(false),
             })
         }
@@ -531,8 +537,9 @@ mod tests {
             }
             drop(held);
             self.check()?;
+            self.starts.fetch_add(1, Ordering::SeqCst);
             if let Some(status) = *self.refuse_starts.lock().expect("lock") {
-                return Err(LinkError::Refused { status, message: "no such image".into() });
+                return Err(LinkError::Refused { status, message: self.refusal.lock().expect("lock").to_string() });
             }
             let mut t = Task::new(req.id, req.spec.clone(), Timestamp(1));
             t.state = TaskState::Running;
@@ -981,6 +988,50 @@ mod tests {
         r.clock.advance(Duration::from_secs(2));
         let running = r.running(t.id);
         assert_eq!(running.node.as_deref(), Some("w1"));
+    }
+
+    /// A worker whose engine is down says so in its 503's words: the node is no candidate until
+    /// a poll says its engine answers again.
+    #[test]
+    fn a_start_refused_for_a_dead_engine_waits_for_a_poll_that_says_the_engine_answers() {
+        let r = rig(&["w1"]);
+        r.workers[0].hold_polls(true);
+        *r.workers[0].refusal.lock().expect("lock") = "the container engine does not answer: connection refused";
+        *r.workers[0].refuse_starts.lock().expect("lock") = Some(503);
+        let t = r.submit("a");
+        r.until("the engine called down", |h| (h.nodes().ok()?[0].engine_reachable == Some(false)).then_some(()));
+        *r.workers[0].refuse_starts.lock().expect("lock") = None;
+        // placed again at once, and w1 is no candidate: the reason is its engine
+        let waiting = r.until("the reason", |h| {
+            h.get(t.id).ok().filter(|t| t.error.as_deref().is_some_and(|e| e.contains("engine unreachable")))
+        });
+        assert_eq!(waiting.state, TaskState::Pending);
+        assert_eq!(r.workers[0].starts.load(Ordering::SeqCst), 1, "no start on a node whose engine is down");
+        r.workers[0].hold_polls(false);
+        let running = r.running(t.id);
+        assert_eq!(running.node.as_deref(), Some("w1"));
+    }
+
+    /// A 503 that does not speak of the engine (the worker is shutting down, not ready, too
+    /// busy) says nothing of the engine: the task is placed again after a moment, and the node
+    /// stays a candidate without a poll.
+    #[test]
+    fn a_start_refused_by_a_worker_shutting_down_is_placed_again_later_with_its_engine_not_called_down() {
+        let r = rig(&["w1"]);
+        r.workers[0].hold_polls(true);
+        *r.workers[0].refusal.lock().expect("lock") = "the worker is shutting down";
+        *r.workers[0].refuse_starts.lock().expect("lock") = Some(503);
+        let t = r.submit("a");
+        let waiting = r.until("placed again", |h| h.get(t.id).ok().filter(|t| t.state == TaskState::Pending));
+        assert!(waiting.error.as_deref().is_some_and(|e| e.contains("shutting down")), "{:?}", waiting.error);
+        assert_eq!(r.handle().nodes().expect("nodes")[0].engine_reachable, Some(true));
+        assert_eq!(r.workers[0].starts.load(Ordering::SeqCst), 1, "not again before the back-off");
+        *r.workers[0].refuse_starts.lock().expect("lock") = None;
+        r.clock.advance(Duration::from_secs(2));
+        // no poll is taken in meanwhile: the node is a candidate as it stood
+        let running = r.running(t.id);
+        assert_eq!(running.node.as_deref(), Some("w1"));
+        r.workers[0].hold_polls(false);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use super::state::{move_task, State, RETRY_AFTER_MS};
 /// How a node's error starts while its polls bring answers that cannot be used.
 const BAD_ANSWER: &str = "bad answer to a poll";
 use super::LinkError;
-use crate::api::NodeStatus;
+use crate::api::{NodeStatus, ENGINE_UNREACHABLE};
 use crate::control::error_chain;
 use crate::logfmt::q;
 use crate::reconcile::{self, Action, NodeObs, PlanConfig, Report, TaskView};
@@ -96,14 +96,22 @@ impl State {
                 }
             }
             // never reached the worker, or its engine is down: place it again (elsewhere if possible)
-            Err(e @ (LinkError::Unreachable(_) | LinkError::Refused { status: 503, .. })) => {
+            Err(e @ LinkError::Unreachable(_)) => {
                 warn!("task start not delivered task_id={id} node={node_name} error={e}", e = q(&e));
-                if let LinkError::Refused { .. } = e {
-                    self.nodes[node].engine_reachable = Some(false);
-                } else {
-                    self.nodes[node].unreachable = true;
-                }
+                self.nodes[node].unreachable = true;
                 self.requeue(task, format!("could not start on {node_name}: {e}"), now);
+            }
+            Err(ref e @ LinkError::Refused { status: 503, ref message }) if message.starts_with(ENGINE_UNREACHABLE) => {
+                warn!("task start not delivered, engine down task_id={id} node={node_name} error={e}", e = q(e));
+                self.nodes[node].engine_reachable = Some(false);
+                self.requeue(task, format!("could not start on {node_name}: {e}"), now);
+            }
+            // the worker did not take it for now (shutting down, not ready, too busy): its engine
+            // may well answer, so the node stays a candidate, and the task waits a moment
+            Err(e @ LinkError::Refused { status: 503, .. }) => {
+                warn!("task start not taken task_id={id} node={node_name} error={e}", e = q(&e));
+                self.requeue(task, format!("could not start on {node_name}: {e}"), now);
+                self.retry_later(id, now);
             }
             // the worker is still cleaning up the task's previous run there: the same start, later
             Err(LinkError::Refused { status: 409, message }) if !task.is_terminal() => {
