@@ -444,7 +444,14 @@ mod tests {
                 finish(Failed, Some("unhealthy after 2 failed health checks"), 0),
             ),
             ("being stopped", stopped, code(143), ExitDecision::Stopped),
-            ("stopped before it ran", scheduled_stopped, code(0), finish(Completed, None, 0)),
+            ("stopped before it ran", scheduled_stopped.clone(), code(0), finish(Completed, None, 0)),
+            // wanted stopped, never seen running, and it failed: its policy does not count
+            (
+                "stopped before it ran, failing",
+                scheduled_stopped,
+                code(2),
+                finish(Failed, Some("exited with code 2"), 0),
+            ),
             ("seen before", seen, code(1), ExitDecision::AlreadyHandled),
             ("already finished", finished, code(1), ExitDecision::Nothing),
         ];
@@ -585,6 +592,69 @@ mod tests {
             let seen = seen.map(|running| observed("c", e.id, running)).into_iter().collect();
             assert_eq!(kinds(&plan(&[e], seen)), want, "{what}");
         }
+    }
+
+    #[test]
+    fn a_leftover_of_a_task_that_recorded_no_container_is_the_one_with_its_name() {
+        let e = entry(TaskState::Failed, None);
+        let actions = plan(std::slice::from_ref(&e), vec![observed("seen", e.id, false)]);
+        assert_eq!(actions, vec![SyncAction::Leftover { id: e.id, container_id: "seen".into() }]);
+        let recorded = entry(TaskState::Completed, Some("recorded"));
+        let actions = plan(std::slice::from_ref(&recorded), vec![observed("recorded", recorded.id, false)]);
+        assert_eq!(actions, vec![SyncAction::Leftover { id: recorded.id, container_id: "recorded".into() }]);
+    }
+
+    #[test]
+    fn a_copy_of_a_known_task_without_every_label_is_left_alone() {
+        let e = entry(TaskState::Running, Some("real"));
+        for labels in [1, 2, 4] {
+            let copy = observed_as("copy", e.id, true, "hand-made", labels);
+            let actions = plan(std::slice::from_ref(&e), vec![observed("real", e.id, true), copy]);
+            assert_eq!(actions, vec![SyncAction::Running { id: e.id, container_id: "real".into() }], "{labels}");
+        }
+    }
+
+    #[test]
+    fn a_container_of_an_unknown_task_with_an_unreadable_spec_is_a_suspect() {
+        let id = TaskId::new_v4();
+        let mut o = observed_as("x", id, true, &container_name("w1", "web", &id), 5);
+        o.summary.labels.insert(LABEL_SPEC.into(), "{not a spec".into());
+        assert_eq!(plan(&[], vec![o]), vec![SyncAction::Suspect { container_id: "x".into(), claims: Some(id) }]);
+    }
+
+    #[test]
+    fn an_adopted_container_is_dated_from_its_label_or_else_from_the_engine() {
+        let id = TaskId::new_v4();
+        let ours = container_name("w1", "web", &id);
+        let created = |o: Observed| match plan(&[], vec![o]).as_slice() {
+            [SyncAction::Adopt { created, .. }] => *created,
+            other => panic!("not adopted: {other:?}"),
+        };
+        let labelled = observed_as("a", id, true, &ours, 5);
+        assert_eq!(Some(created(labelled)), Timestamp::parse("2026-01-01T00:00:00Z"));
+        let mut garbled = observed_as("a", id, true, &ours, 5);
+        garbled.summary.labels.insert(LABEL_CREATED.into(), "yesterday".into());
+        assert_eq!(created(garbled), Timestamp(7), "the engine's creation time");
+    }
+
+    #[test]
+    fn a_container_listed_twice_is_one_suspect() {
+        let id = TaskId::new_v4();
+        let o = observed_as("x", id, true, "hand-made", 5);
+        assert_eq!(
+            plan(&[], vec![o.clone(), o]),
+            vec![SyncAction::Suspect { container_id: "x".into(), claims: Some(id) }]
+        );
+        // a copy of a known task and a second copy of an unknown one, each listed twice
+        let e = entry(TaskState::Running, Some("real"));
+        let copy = observed_as("copy", e.id, true, "hand-made", 5);
+        let other = TaskId::new_v4();
+        let ours = container_name("w1", "web", &other);
+        let (first, second) =
+            (observed_as("first", other, true, &ours, 5), observed_as("second", other, true, &ours, 5));
+        let seen = vec![observed("real", e.id, true), copy.clone(), copy, first, second.clone(), second];
+        let actions = plan(std::slice::from_ref(&e), seen);
+        assert_eq!(kinds(&actions), ["Running", "Adopt", "Suspect", "Suspect"], "{actions:?}");
     }
 
     #[test]
