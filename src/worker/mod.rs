@@ -6,15 +6,21 @@
 //!   threads together;
 //! - `engine`: the seam to the container engine (`Engine`), implemented by the Docker client
 //!   (and, in unit tests, by the recording fake in `fake`);
-//! - `ops`: the engine operations the control thread hands to its two pools (starts; everything
-//!   else) and what they report back;
+//! - `ops`: the engine operations the control thread hands to its three pools (pulls; starts;
+//!   everything else) and what they report back;
 //! - `watch`: the watchers on threads of their own: node statistics, health checks, the engine's
-//!   event stream;
+//!   event stream, the pinger;
 //! - `budget`: the restart budget as a container carries it (its labels at creation, its name
 //!   after each restart in place), pure;
 //! - `decide`: the pure decisions, table-tested: what a container's exit means (restart after a
 //!   back-off, Failed, Completed), and the sync plan (what the engine shows against the table);
-//! - `state`: the control thread's state, which applies those decisions.
+//! - `retention`: which finished tasks keep their container for their output, within the
+//!   node's bound (pure, table-tested);
+//! - `state`: the control thread's state, which applies those decisions: commands, persistence
+//!   and ticks in `state.rs`; in `state/`, the engine's reachability and the node's statistics
+//!   (`reach`), a container's runs (`runs`: start outcomes, the pull lane, exits, restarts,
+//!   health verdicts, events) and the sync plan applied (`sync`); its tests in `state/tests.rs`
+//!   and `state/tests/` run it on the fake engine with a manual clock.
 //!
 //! The engine's labels (`skiff.task-id`, `skiff.node`, `skiff.spec`) are the truth of what runs: a
 //! restarted worker adopts the containers that carry its name. Must not speak HTTP: `http.rs`

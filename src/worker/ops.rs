@@ -1,6 +1,7 @@
-//! The engine operations of the worker, run on its two pools of threads (starts, which may wait
-//! minutes for a pull; and everything else, so that stops and syncs never wait behind a start),
-//! and the results they send back to the control thread.
+//! The engine operations of the worker, run on its three pools of threads (pulls, which may
+//! wait minutes on a registry; starts; and everything else, so that stops and syncs never wait
+//! behind a start, and a start whose image is present never waits behind a pull), and the
+//! results they send back to the control thread.
 //!
 //! Must not touch the task table: an operation gets what it needs in the `Op` and reports what
 //! the engine did; the control thread decides what that means.
