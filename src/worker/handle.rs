@@ -126,8 +126,8 @@ pub fn spawn(config: WorkerConfig, engine: Arc<dyn Engine>, store: Box<dyn Store
     let others = engine_pool("engine", config.engine_threads, &engine, &config, &results_tx)?;
     let (samples_tx, samples_rx) = unbounded::<Sample>();
     let (disk_tx, disk_rx) = unbounded::<PathBuf>();
-    let interval = config.stats_interval;
-    spawn_thread("stats", move || sample_node(interval, &disk_rx, &samples_tx))?;
+    let (interval, clock) = (config.stats_interval, config.clock.clone());
+    spawn_thread("stats", move || sample_node(interval, &*clock, &disk_rx, &samples_tx))?;
     let (events_tx, events_rx) = unbounded::<EngineEvent>();
     let (ev_engine, ev_name) = (engine.clone(), config.name.clone());
     spawn_thread("engine-events", move || follow_events(&*ev_engine, &ev_name, &events_tx))?;

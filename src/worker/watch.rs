@@ -1,12 +1,14 @@
 //! The worker's watchers, each on a thread of its own so that none can delay the control thread:
-//! the node's statistics sampler, one health checker per checked container, and the follower of
-//! the engine's event stream. Each sends what it sees to the control thread as a message.
+//! the node's statistics sampler, one health checker per checked container, the follower of the
+//! engine's event stream, and the engine's pinger. Each sends what it sees to the control thread
+//! as a message.
 //!
 //! Must not change the task table or call the engine for anything but reading.
 
 use super::engine::Engine;
 use super::LABEL_NODE;
 use super::LABEL_TASK_ID;
+use crate::clock::Clock;
 use crate::control::error_chain;
 use crate::docker_cli::DockerError;
 use crate::logfmt::q;
@@ -27,20 +29,17 @@ pub struct Sample {
 }
 
 /// Samples /proc and the engine's disk every `interval`, on its own thread (reading /proc is I/O,
-/// however quick, and a statvfs on a hung filesystem could block).
-pub fn sample_node(interval: Duration, disk_path: &Receiver<PathBuf>, out: &Sender<Sample>) {
+/// however quick, and a statvfs on a hung filesystem could block); each sample is dated by the
+/// worker's clock, as everything else it records.
+pub fn sample_node(interval: Duration, clock: &dyn Clock, disk_path: &Receiver<PathBuf>, out: &Sender<Sample>) {
     let ticker = tick(interval);
     let mut path = PathBuf::from("/");
     loop {
         while let Ok(p) = disk_path.try_recv() {
             path = p;
         }
-        let sample = Sample {
-            at: Timestamp::now(),
-            proc: stats::read_proc(),
-            disk: stats::disk(&path),
-            disk_path: path.clone(),
-        };
+        let sample =
+            Sample { at: clock.wall(), proc: stats::read_proc(), disk: stats::disk(&path), disk_path: path.clone() };
         if out.send(sample).is_err() || ticker.recv().is_err() {
             return;
         }
@@ -161,5 +160,25 @@ pub fn follow_events(engine: &dyn Engine, node: &str, tx: &Sender<EngineEvent>) 
         // retry pacing while the engine is away, not synchronisation
         std::thread::sleep(backoff);
         backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crossbeam_channel::unbounded;
+
+    #[test]
+    fn samples_are_dated_by_the_workers_clock() {
+        let clock = ManualClock::new(Timestamp(1_795_000_000_000));
+        clock.advance(Duration::from_secs(5));
+        let (_paths, paths_rx) = unbounded::<PathBuf>();
+        let (tx, rx) = unbounded();
+        let sampler = std::thread::spawn(move || sample_node(Duration::from_millis(5), &clock, &paths_rx, &tx));
+        let first = rx.recv_timeout(Duration::from_secs(10)).expect("a sample");
+        assert_eq!(first.at, Timestamp(1_795_000_005_000), "the manual clock's time, not the system's");
+        drop(rx);
+        sampler.join().expect("the sampler ends once nobody takes its samples");
     }
 }
