@@ -26,6 +26,8 @@ pub enum Fault {
     /// The call was sent and no answer came before the deadline (it may have happened: `Hang`
     /// does the work, then times out).
     Hang,
+    /// The call panics (a bug in the engine client, say).
+    Panic,
 }
 
 #[derive(Debug, Clone)]
@@ -209,6 +211,10 @@ impl FakeEngine {
             Fault::Refuse(status, message) => Err(DockerError::Api { status, message }),
             Fault::Down => Err(unreachable()),
             Fault::Hang => Ok(true),
+            Fault::Panic => {
+                drop(inner);
+                panic!("the fake engine was told to panic in {op}")
+            }
         }
     }
 

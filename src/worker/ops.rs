@@ -12,7 +12,7 @@ use super::{
     WorkerConfig, LABEL_CREATED, LABEL_LAST_EXIT, LABEL_NAME, LABEL_NODE, LABEL_RECENT_RESTARTS, LABEL_RESTART_COUNT,
     LABEL_SERVICE, LABEL_SERVICE_VERSION, LABEL_SPEC, LABEL_TASK_ID,
 };
-use crate::control::{error_chain, spawn_thread, SpawnError};
+use crate::control::{error_chain, spawn_thread, survive, SpawnError};
 use crate::docker_cli::{ContainerInfo, ContainerSummary, CreateOptions, DockerError};
 use crate::logfmt::q;
 use crate::task::{Task, TaskId, TaskSpec};
@@ -187,11 +187,14 @@ pub fn engine_pool(
     let (tx, rx) = unbounded::<Op>();
     for i in 0..threads.max(1) {
         let (rx, results, engine, cfg) = (rx.clone(), results.clone(), engine.clone(), config.clone());
-        spawn_thread(format!("{label}-{i}"), move || {
+        let name = format!("{label}-{i}");
+        let what = format!("an engine operation on {name}");
+        spawn_thread(name, move || {
             for op in rx.iter() {
-                let failed = op.failed();
-                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_op(&*engine, &cfg, op)))
-                    .unwrap_or(failed);
+                // a panic (a bug) is logged by the shared guard and reported as the op's failure,
+                // so that the control thread clears the op and the thread goes on
+                let mut result = op.failed();
+                survive(&what, || result = run_op(&*engine, &cfg, op));
                 if results.send(result).is_err() {
                     break;
                 }
@@ -483,4 +486,35 @@ pub fn labels_for(task: &Task, node: &str) -> BTreeMap<String, String> {
     labels.extend(task.service.iter().map(|s| (LABEL_SERVICE.to_string(), s.clone())));
     labels.extend(task.service_version.map(|v| (LABEL_SERVICE_VERSION.to_string(), v.to_string())));
     labels
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::worker::fake::{FakeEngine, Fault};
+    use std::time::Duration;
+
+    #[test]
+    fn an_op_that_panics_is_reported_failed_and_its_thread_goes_on() {
+        let fake = Arc::new(FakeEngine::with_images(&[]));
+        fake.fail_next("remove", Fault::Panic);
+        let engine: Arc<dyn Engine> = fake.clone();
+        let (results_tx, results) = unbounded();
+        let pool = engine_pool("test", 1, &engine, &WorkerConfig::new("w1"), &results_tx).expect("pool");
+        let id = TaskId::new_v4();
+        let wait = Duration::from_secs(10);
+        pool.send(Op::Remove { id, container_id: "c".into() }).expect("the pool takes ops");
+        match results.recv_timeout(wait).expect("an answer despite the panic") {
+            OpResult::Removed { id: got, result: Err(DockerError::Protocol(why)) } => {
+                assert_eq!(got, id);
+                assert!(why.contains("internal error"), "{why}");
+            }
+            _ => panic!("not the op's failure"),
+        }
+        // the one thread of the pool is still there for the next op
+        pool.send(Op::Remove { id, container_id: "c".into() }).expect("the pool takes ops");
+        let next = results.recv_timeout(wait).expect("the thread goes on");
+        assert!(matches!(next, OpResult::Removed { result: Ok(()), .. }), "the next op runs as any other");
+        assert_eq!(fake.count("remove"), 2);
+    }
 }
