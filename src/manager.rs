@@ -459,7 +459,7 @@ mod tests {
         released: Condvar,
         /// A status to refuse starts with, and the words (`NO_IMAGE` unless set).
         refuse_starts: Mutex<Option<u16>>,
-        refusal: Mutex<&'static str>,
+        refusal: Mutex<String>,
         /// Starts asked (refused ones included).
         starts: AtomicUsize,
         /// Task lists come back unusable (too big, malformed).
@@ -481,7 +481,7 @@ mod tests {
                 hold_polls: Mutex::new(false),
                 released: Condvar::new(),
                 refuse_starts: Mutex::new(None),
-                refusal: Mutex::new(NO_IMAGE),
+                refusal: Mutex::new(NO_IMAGE.to_string()),
                 starts: AtomicUsize::new(0),
                 garbled: AtomicBool::new(false),
             })
@@ -539,7 +539,7 @@ mod tests {
             self.check()?;
             self.starts.fetch_add(1, Ordering::SeqCst);
             if let Some(status) = *self.refuse_starts.lock().expect("lock") {
-                return Err(LinkError::Refused { status, message: self.refusal.lock().expect("lock").to_string() });
+                return Err(LinkError::Refused { status, message: self.refusal.lock().expect("lock").clone() });
             }
             let mut t = Task::new(req.id, req.spec.clone(), Timestamp(1));
             t.state = TaskState::Running;
@@ -996,7 +996,9 @@ mod tests {
     fn a_start_refused_for_a_dead_engine_waits_for_a_poll_that_says_the_engine_answers() {
         let r = rig(&["w1"]);
         r.workers[0].hold_polls(true);
-        *r.workers[0].refusal.lock().expect("lock") = "the container engine does not answer: connection refused";
+        // the words the worker's own error gives
+        let down = crate::worker::WorkerError::EngineUnreachable("connection refused".into());
+        *r.workers[0].refusal.lock().expect("lock") = down.to_string();
         *r.workers[0].refuse_starts.lock().expect("lock") = Some(503);
         let t = r.submit("a");
         r.until("the engine called down", |h| (h.nodes().ok()?[0].engine_reachable == Some(false)).then_some(()));
@@ -1016,22 +1018,26 @@ mod tests {
     /// busy) says nothing of the engine: the task is placed again after a moment, and the node
     /// stays a candidate without a poll.
     #[test]
-    fn a_start_refused_by_a_worker_shutting_down_is_placed_again_later_with_its_engine_not_called_down() {
-        let r = rig(&["w1"]);
-        r.workers[0].hold_polls(true);
-        *r.workers[0].refusal.lock().expect("lock") = "the worker is shutting down";
-        *r.workers[0].refuse_starts.lock().expect("lock") = Some(503);
-        let t = r.submit("a");
-        let waiting = r.until("placed again", |h| h.get(t.id).ok().filter(|t| t.state == TaskState::Pending));
-        assert!(waiting.error.as_deref().is_some_and(|e| e.contains("shutting down")), "{:?}", waiting.error);
-        assert_eq!(r.handle().nodes().expect("nodes")[0].engine_reachable, Some(true));
-        assert_eq!(r.workers[0].starts.load(Ordering::SeqCst), 1, "not again before the back-off");
-        *r.workers[0].refuse_starts.lock().expect("lock") = None;
-        r.clock.advance(Duration::from_secs(2));
-        // no poll is taken in meanwhile: the node is a candidate as it stood
-        let running = r.running(t.id);
-        assert_eq!(running.node.as_deref(), Some("w1"));
-        r.workers[0].hold_polls(false);
+    fn a_start_a_worker_does_not_take_for_now_is_placed_again_later_with_its_engine_not_called_down() {
+        use crate::worker::WorkerError;
+        let busy = "too many request bodies in flight; retry".to_string();
+        for words in [WorkerError::ShuttingDown.to_string(), WorkerError::NotReady.to_string(), busy] {
+            let r = rig(&["w1"]);
+            r.workers[0].hold_polls(true);
+            *r.workers[0].refusal.lock().expect("lock") = words.clone();
+            *r.workers[0].refuse_starts.lock().expect("lock") = Some(503);
+            let t = r.submit("a");
+            let waiting = r.until("placed again", |h| h.get(t.id).ok().filter(|t| t.state == TaskState::Pending));
+            assert!(waiting.error.as_deref().is_some_and(|e| e.contains(&words)), "{words}: {:?}", waiting.error);
+            assert_eq!(r.handle().nodes().expect("nodes")[0].engine_reachable, Some(true), "{words}");
+            assert_eq!(r.workers[0].starts.load(Ordering::SeqCst), 1, "{words}: not again before the back-off");
+            *r.workers[0].refuse_starts.lock().expect("lock") = None;
+            r.clock.advance(Duration::from_secs(2));
+            // no poll is taken in meanwhile: the node is a candidate as it stood
+            let running = r.running(t.id);
+            assert_eq!(running.node.as_deref(), Some("w1"), "{words}");
+            r.workers[0].hold_polls(false);
+        }
     }
 
     #[test]
