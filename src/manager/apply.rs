@@ -6,7 +6,7 @@
 //! or read the system's time. Every state change goes through the transition table: a change
 //! the table refuses is either ruled out by a check here first, or logged and not made.
 
-use super::node::{Job, Observation, Poll};
+use super::node::{self, Job, Observation, Poll};
 use super::state::{move_task, State, RETRY_AFTER_MS};
 
 /// How a node's error starts while its polls bring answers that cannot be used.
@@ -20,7 +20,6 @@ use crate::store::NodeRecord;
 use crate::task::{Task, TaskId, TaskState};
 use crate::time::Timestamp;
 use log::{debug, error, info, warn};
-use std::collections::HashMap;
 
 impl State {
     pub(super) fn on_observation(&mut self, obs: Observation) {
@@ -198,7 +197,9 @@ impl State {
                 node.contact.ever_failed = true;
                 node.error = Some("another worker already uses this name; give each worker its own -n".into());
             }
-            Ok(Poll { health, tasks, stats }) => {
+            Ok(poll) => {
+                let caught_up = poll.caught_up();
+                let Poll { health, changes, stats } = poll;
                 node.stats = stats;
                 if node.unreachable || node.last_contact.is_none() {
                     info!("worker answers address={} name={}", node.address, health.name);
@@ -232,11 +233,20 @@ impl State {
                 node.unreachable = false;
                 node.engine_reachable = Some(health.engine.reachable);
                 node.error = health.engine.error.map(|e| format!("engine unreachable: {e}"));
-                let report: HashMap<TaskId, Task> = tasks.into_iter().map(|t| (t.id, t)).collect();
+                // the picture is updated in place with what changed since the last poll; one
+                // cut short by the page bound keeps the epoch of the last complete one, so that
+                // none of its records passes for newer than it is
+                let previous = node.report.take().unwrap_or_default();
+                let (mut report, before) = (previous.tasks, previous.epoch);
+                node.cursor = node::apply_changes(&mut report, changes).or(node.cursor.take());
                 let known = &self.tasks;
                 node.orphans
                     .retain(|id, _| report.get(id).is_some_and(|t| !t.is_terminal()) && !known.contains_key(id));
-                node.report = Some(Report { epoch, complete: health.synced, tasks: report });
+                node.report = Some(if caught_up {
+                    Report { epoch, complete: health.synced, tasks: report }
+                } else {
+                    Report { epoch: before, complete: false, tasks: report }
+                });
                 // stray stops answered before this report was asked for are settled by it: a
                 // copy it still lists (a second move of the task, a stop that failed) is stopped
                 // again by the plan

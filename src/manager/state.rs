@@ -332,7 +332,7 @@ impl State {
             if node.poll_in_flight || node.removed {
                 continue;
             }
-            match node.polls.try_send(epoch) {
+            match node.polls.try_send((epoch, node.cursor.clone())) {
                 Ok(()) => node.poll_in_flight = true,
                 Err(TrySendError::Full(_)) => node.poll_in_flight = true,
                 Err(TrySendError::Disconnected(_)) => {}
