@@ -185,6 +185,7 @@ impl State {
             Err(_) => false,
         };
         let heard_at = self.clock.now();
+        let was_up = self.status_of(&self.nodes[index]) == NodeStatus::Up;
         let node = &mut self.nodes[index];
         node.poll_in_flight = false;
         node.polled_epoch = node.polled_epoch.max(epoch);
@@ -200,6 +201,17 @@ impl State {
             Ok(poll) => {
                 let caught_up = poll.caught_up();
                 let Poll { health, changes, stats } = poll;
+                // what the plan would see differently after this poll, beyond statistics (which
+                // the next tick's plan takes up)
+                let nothing_new = changes.iter().all(|c| !c.full && c.tasks.is_empty() && c.removed.is_empty());
+                let steady = was_up
+                    && !node.unreachable
+                    && node.error.is_none()
+                    && node.name.as_deref() == Some(health.name.as_str())
+                    && node.engine_reachable == Some(health.engine.reachable)
+                    && health.engine.error.is_none()
+                    && node.report.as_ref().is_some_and(|r| r.complete == (health.synced && caught_up))
+                    && node.stray_answered.is_empty();
                 node.stats = stats;
                 if node.unreachable || node.last_contact.is_none() {
                     info!("worker answers address={} name={}", node.address, health.name);
@@ -256,6 +268,7 @@ impl State {
                     node.stray_answered.remove(&id);
                     node.stray_stops.remove(&id);
                 }
+                self.quiet_poll = nothing_new && steady;
             }
             // It answered, with something too big or malformed: a bad answer, not a lost node.
             // Only unreachability and silence make a node down (and its tasks move); the last
