@@ -180,6 +180,35 @@ fn docker_kill(id: &str) {
     assert!(ok.success(), "docker kill {id}");
 }
 
+/// What a poll costs with the burst's tasks running: the bytes of a worker's whole list against
+/// its changes feed from a cursor (nothing new), and the manager's plan passes per second at rest.
+fn polls(http: &ureq::Agent, base: &str, worker: &str) {
+    let bytes = |url: &str| -> (usize, Value) {
+        let text = http.get(url).call().expect("a worker answer").body_mut().read_to_string().expect("a body");
+        (text.len(), serde_json::from_str(&text).expect("json"))
+    };
+    let (list, _) = bytes(&format!("http://{worker}/v1/tasks"));
+    let (full, first) = bytes(&format!("http://{worker}/v1/changes?limit=1000"));
+    let since = format!(
+        "http://{worker}/v1/changes?since={}&instance={}",
+        first["version"].as_u64().expect("version"),
+        first["instance"].as_str().expect("instance")
+    );
+    let (quiet, _) = bytes(&since);
+    result("poll_list_bytes", list as f64);
+    result("poll_changes_full_bytes", full as f64);
+    result("poll_changes_quiet_bytes", quiet as f64);
+    let passes = || -> f64 {
+        let page = http.get(&format!("{base}/v1/metrics")).call().expect("metrics").body_mut().read_to_string();
+        let page = page.expect("a page");
+        let line = page.lines().find(|l| l.starts_with("skiff_reconcile_duration_seconds_count"));
+        line.and_then(|l| l.split_whitespace().last()).and_then(|v| v.parse().ok()).unwrap_or(f64::NAN)
+    };
+    let (before, t) = (passes(), Instant::now());
+    std::thread::sleep(Duration::from_secs(5));
+    result("plan_passes_at_rest_per_s", (passes() - before) / t.elapsed().as_secs_f64());
+}
+
 fn cluster() {
     let starts = env_usize("SKIFF_SUITE_STARTS", 30);
     let burst = env_usize("SKIFF_SUITE_BURST", 100);
@@ -348,6 +377,7 @@ fn cluster() {
     std::thread::sleep(Duration::from_secs(2));
     result("rss_manager_100_mib", rss_mib(pm.pid()));
     result("rss_worker_50_mib", rss_mib(p1.pid()).max(rss_mib(p2.pid())));
+    polls(&http, &base, &a2);
 
     // docker kill of a task's container (restart policy always) → Running again
     let tasks = all_tasks(&http, &base);
@@ -700,6 +730,9 @@ fn report(path: &str) {
     }
     rows.push(row("  (tasks on that worker)", "rss_worker_full_tasks", ""));
     rows.push(row("RSS manager, 100 tasks running", "rss_manager_100_mib", "MiB"));
+    rows.push(row("poll of a worker, whole list (GET /v1/tasks)", "poll_list_bytes", "B"));
+    rows.push(row("poll of a worker, changes feed, nothing new", "poll_changes_quiet_bytes", "B"));
+    rows.push(row("manager plan passes per second at rest (2 workers)", "plan_passes_at_rest_per_s", "/s"));
     let mut r = row("idle writes, manager, bytes", "idle_manager_write_bytes", "B");
     r.target = Some((0.0, false, false));
     rows.push(r);

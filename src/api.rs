@@ -4,7 +4,7 @@
 //! Plain data, no behaviour; `docs/openapi.yaml` documents each of them.
 
 use crate::stats::{NodeStats, Resources};
-use crate::task::{TaskId, TaskSpec};
+use crate::task::{Task, TaskId, TaskSpec};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -53,6 +53,37 @@ pub struct WorkerHealth {
     pub sync_error: Option<String>,
     /// Tasks not finished yet.
     pub tasks: usize,
+}
+
+/// Where a reader of a worker's changes stands: the worker's run (`instance`, new at each
+/// start of the process) and the last version it has applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangesCursor {
+    pub instance: String,
+    pub version: u64,
+}
+
+/// A worker's `GET /v1/changes`: its task records changed since a cursor, oldest change first.
+/// `full` says the answer starts from nothing (a new reader, another run of the worker, or a
+/// cursor older than the removals it remembers): the reader drops its picture first. `more`
+/// says a page limit cut the answer; asking again from `instance`/`version` brings the rest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskChanges {
+    pub instance: String,
+    /// What the reader has applied once it has applied this answer.
+    pub version: u64,
+    pub full: bool,
+    pub more: bool,
+    pub tasks: Vec<Task>,
+    /// Tasks the worker has forgotten since the cursor (none in a full answer).
+    pub removed: Vec<TaskId>,
+}
+
+impl TaskChanges {
+    /// The cursor to ask from next.
+    pub fn cursor(&self) -> ChangesCursor {
+        ChangesCursor { instance: self.instance.clone(), version: self.version }
+    }
 }
 
 /// A manager's `GET /v1/health`.

@@ -5,6 +5,7 @@
 //! Holds no domain state: handlers turn a request into one call on the daemon's handle.
 //! The server itself (threads, limits, parsing) is in `http/server.rs`.
 
+pub mod changes;
 mod client;
 pub mod events;
 pub mod join;
@@ -67,9 +68,10 @@ pub const MANAGER_ROUTES: [(&str, &str); 24] = [
 ];
 
 /// Every route of the worker.
-pub const WORKER_ROUTES: [(&str, &str); 8] = [
+pub const WORKER_ROUTES: [(&str, &str); 9] = [
     ("GET", "/v1/health"),
     ("GET", "/v1/stats"),
+    ("GET", "/v1/changes"),
     ("GET", "/v1/tasks"),
     ("POST", "/v1/tasks"),
     ("GET", "/v1/tasks/{id}"),
@@ -103,6 +105,7 @@ pub enum ManagerRoute {
 pub enum WorkerRoute {
     Health,
     Stats,
+    Changes,
     ListTasks,
     StartTask,
     GetTask(TaskId),
@@ -194,6 +197,7 @@ pub fn worker_route(method: &str, path: &str) -> Result<WorkerRoute, RouteError>
     match (routing_method(method), segs.as_slice()) {
         ("GET", ["v1", "health"]) => Ok(Health),
         ("GET", ["v1", "stats"]) => Ok(Stats),
+        ("GET", ["v1", "changes"]) => Ok(Changes),
         ("GET", ["v1", "tasks"]) => Ok(ListTasks),
         ("POST", ["v1", "tasks"]) => Ok(StartTask),
         ("GET", ["v1", "tasks", id]) => Ok(GetTask(task_id(id)?)),
@@ -633,6 +637,10 @@ fn serve_worker(h: &WorkerHandle, route: WorkerRoute, req: &Request) -> Result<R
     match route {
         WorkerRoute::Health => json(200, &h.health()?),
         WorkerRoute::Stats => json(200, &h.stats()?),
+        WorkerRoute::Changes => {
+            let (since, limit) = changes::changes_query(&req.query)?;
+            json(200, &h.changes(since, limit)?)
+        }
         WorkerRoute::ListTasks => json(200, &h.list()?),
         WorkerRoute::StartTask => {
             let start = parse_start_task(&req.body).map_err(ApiError::Spec)?;

@@ -22,7 +22,7 @@ mod view;
 
 pub use services::{ReplicaSummary, ServiceCommandError, ServiceView};
 
-use crate::api::{DryRun, ManagerHealth, NodeInfo, StartTask, WorkerHealth};
+use crate::api::{ChangesCursor, DryRun, ManagerHealth, NodeInfo, StartTask, TaskChanges, WorkerHealth};
 use crate::clock::{self, Clock};
 use crate::control::{self, ControlThread, SpawnError};
 use crate::events::{ClusterEvent, EventQuery};
@@ -72,7 +72,8 @@ pub trait WorkerLink: Send + Sync {
     fn start(&self, req: &StartTask) -> Result<Task, LinkError>;
     /// Stops a task; answers once its container is gone.
     fn stop(&self, id: TaskId) -> Result<Task, LinkError>;
-    fn tasks(&self) -> Result<Vec<Task>, LinkError>;
+    /// The worker's task records changed since `since` (all of them without it), one page.
+    fn changes(&self, since: Option<&ChangesCursor>) -> Result<TaskChanges, LinkError>;
     fn health(&self) -> Result<WorkerHealth, LinkError>;
     fn stats(&self) -> Result<NodeStats, LinkError>;
 }
@@ -556,13 +557,21 @@ mod tests {
             t.state = TaskState::Stopped;
             Ok(t.clone())
         }
-        fn tasks(&self) -> Result<Vec<Task>, LinkError> {
+        /// Always a full answer: tests change the fake's tasks behind its back.
+        fn changes(&self, _since: Option<&ChangesCursor>) -> Result<TaskChanges, LinkError> {
             if self.garbled.load(Ordering::SeqCst) {
                 self.check()?;
                 return Err(LinkError::BadAnswer("response body exceeds the limit".into()));
             }
             self.check()?;
-            Ok(self.tasks.lock().expect("lock").values().cloned().collect())
+            Ok(TaskChanges {
+                instance: "fake".into(),
+                version: 0,
+                full: true,
+                more: false,
+                tasks: self.tasks.lock().expect("lock").values().cloned().collect(),
+                removed: Vec::new(),
+            })
         }
         fn health(&self) -> Result<WorkerHealth, LinkError> {
             let mut held = self.hold_polls.lock().expect("lock");

@@ -6,7 +6,7 @@
 
 use super::logs;
 use super::NEXT_PAGE_HEADER;
-use crate::api::{DryRun, ErrorBody, NodeInfo, StartTask, WorkerHealth};
+use crate::api::{ChangesCursor, DryRun, ErrorBody, NodeInfo, StartTask, TaskChanges, WorkerHealth};
 use crate::auth::Token;
 use crate::manager::{LinkError, WorkerLink};
 use crate::stats::NodeStats;
@@ -153,8 +153,9 @@ impl WorkerLink for HttpWorkerLink {
         self.call("DELETE", &format!("/v1/tasks/{id}"), None, self.stop_deadline)
     }
 
-    fn tasks(&self) -> Result<Vec<Task>, LinkError> {
-        self.call("GET", "/v1/tasks", None, self.poll_deadline)
+    fn changes(&self, since: Option<&ChangesCursor>) -> Result<TaskChanges, LinkError> {
+        let query = super::changes::query_of(since, super::changes::DEFAULT_LIMIT);
+        self.call("GET", &format!("/v1/changes?{query}"), None, self.poll_deadline)
     }
 
     fn health(&self) -> Result<WorkerHealth, LinkError> {

@@ -6,7 +6,7 @@
 //! or read the system's time. Every state change goes through the transition table: a change
 //! the table refuses is either ruled out by a check here first, or logged and not made.
 
-use super::node::{Job, Observation, Poll};
+use super::node::{self, Job, Observation, Poll};
 use super::state::{move_task, State, RETRY_AFTER_MS};
 
 /// How a node's error starts while its polls bring answers that cannot be used.
@@ -20,7 +20,6 @@ use crate::store::NodeRecord;
 use crate::task::{Task, TaskId, TaskState};
 use crate::time::Timestamp;
 use log::{debug, error, info, warn};
-use std::collections::HashMap;
 
 impl State {
     pub(super) fn on_observation(&mut self, obs: Observation) {
@@ -194,6 +193,7 @@ impl State {
             Err(_) => false,
         };
         let heard_at = self.clock.now();
+        let was_up = self.status_of(&self.nodes[index]) == NodeStatus::Up;
         let node = &mut self.nodes[index];
         node.poll_in_flight = false;
         node.polled_epoch = node.polled_epoch.max(epoch);
@@ -206,7 +206,20 @@ impl State {
                 node.contact.ever_failed = true;
                 node.error = Some("another worker already uses this name; give each worker its own -n".into());
             }
-            Ok(Poll { health, tasks, stats }) => {
+            Ok(poll) => {
+                let caught_up = poll.caught_up();
+                let Poll { health, changes, stats } = poll;
+                // what the plan would see differently after this poll, beyond statistics (which
+                // the next tick's plan takes up)
+                let nothing_new = changes.iter().all(|c| !c.full && c.tasks.is_empty() && c.removed.is_empty());
+                let steady = was_up
+                    && !node.unreachable
+                    && node.error.is_none()
+                    && node.name.as_deref() == Some(health.name.as_str())
+                    && node.engine_reachable == Some(health.engine.reachable)
+                    && health.engine.error.is_none()
+                    && node.report.as_ref().is_some_and(|r| r.complete == (health.synced && caught_up))
+                    && node.stray_answered.is_empty();
                 node.stats = stats;
                 if node.unreachable || node.last_contact.is_none() {
                     info!("worker answers address={} name={}", node.address, health.name);
@@ -240,11 +253,20 @@ impl State {
                 node.unreachable = false;
                 node.engine_reachable = Some(health.engine.reachable);
                 node.error = health.engine.error.map(|e| format!("engine unreachable: {e}"));
-                let report: HashMap<TaskId, Task> = tasks.into_iter().map(|t| (t.id, t)).collect();
+                // the picture is updated in place with what changed since the last poll; one
+                // cut short by the page bound keeps the epoch of the last complete one, so that
+                // none of its records passes for newer than it is
+                let previous = node.report.take().unwrap_or_default();
+                let (mut report, before) = (previous.tasks, previous.epoch);
+                node.cursor = node::apply_changes(&mut report, changes).or(node.cursor.take());
                 let known = &self.tasks;
                 node.orphans
                     .retain(|id, _| report.get(id).is_some_and(|t| !t.is_terminal()) && !known.contains_key(id));
-                node.report = Some(Report { epoch, complete: health.synced, tasks: report });
+                node.report = Some(if caught_up {
+                    Report { epoch, complete: health.synced, tasks: report }
+                } else {
+                    Report { epoch: before, complete: false, tasks: report }
+                });
                 // stray stops answered before this report was asked for are settled by it: a
                 // copy it still lists (a second move of the task, a stop that failed) is stopped
                 // again by the plan
@@ -254,6 +276,7 @@ impl State {
                     node.stray_answered.remove(&id);
                     node.stray_stops.remove(&id);
                 }
+                self.quiet_poll = nothing_new && steady;
             }
             // It answered, with something too big or malformed: a bad answer, not a lost node.
             // Only unreachability and silence make a node down (and its tasks move); the last

@@ -7,7 +7,7 @@
 //! Whether a node is up is computed from instants the caller reads from its clock.
 
 use super::{LinkError, WorkerLink};
-use crate::api::{NodeStatus, StartTask, WorkerHealth};
+use crate::api::{ChangesCursor, NodeStatus, StartTask, TaskChanges, WorkerHealth};
 use crate::control::{spawn_thread, SpawnError};
 use crate::logfmt::q;
 use crate::reconcile::Report;
@@ -27,12 +27,42 @@ pub(super) enum Observation {
     Polled { node: usize, epoch: u64, result: Result<Poll, LinkError> },
 }
 
-/// What one poll of a worker brings back; statistics are optional (a worker without them still
-/// runs its tasks).
+/// What one poll of a worker brings back: its health, the pages of its task records changed
+/// since the cursor the poll was asked with (in order), and its statistics, which are optional
+/// (a worker without them still runs its tasks).
 pub(super) struct Poll {
     pub(super) health: WorkerHealth,
-    pub(super) tasks: Vec<Task>,
+    pub(super) changes: Vec<TaskChanges>,
     pub(super) stats: Option<NodeStats>,
+}
+
+impl Poll {
+    /// The last page said there was no more: the picture is as of this poll.
+    pub(super) fn caught_up(&self) -> bool {
+        self.changes.last().is_none_or(|c| !c.more)
+    }
+}
+
+/// Pages of changes one poll reads at most (each of up to 256 records); a worker with more
+/// changes than that is caught up over the next polls.
+const POLL_PAGES: usize = 64;
+
+/// Applies pages of a worker's changes to the manager's picture of its tasks: a full page
+/// starts from nothing, then forgotten tasks go and changed records replace what was there.
+/// Returns the cursor to ask from next.
+pub(super) fn apply_changes(tasks: &mut HashMap<TaskId, Task>, pages: Vec<TaskChanges>) -> Option<ChangesCursor> {
+    let mut cursor = None;
+    for page in pages {
+        cursor = Some(page.cursor());
+        if page.full {
+            tasks.clear();
+        }
+        for id in &page.removed {
+            tasks.remove(id);
+        }
+        tasks.extend(page.tasks.into_iter().map(|t| (t.id, t)));
+    }
+    cursor
 }
 
 /// A call the control thread wants made.
@@ -120,7 +150,8 @@ pub(super) struct Node {
     /// Starts may take minutes (an image pull), so stops have their own queue and threads.
     pub(super) starts: Sender<Job>,
     pub(super) stops: Sender<Job>,
-    pub(super) polls: Sender<u64>,
+    /// Polls, each with the epoch it is asked at and the cursor of `report`.
+    pub(super) polls: Sender<(u64, Option<ChangesCursor>)>,
     pub(super) poll_in_flight: bool,
     pub(super) last_contact: Option<Timestamp>,
     pub(super) contact: Contact,
@@ -129,6 +160,8 @@ pub(super) struct Node {
     pub(super) engine_reachable: Option<bool>,
     pub(super) error: Option<String>,
     pub(super) report: Option<Report>,
+    /// Where the worker's changes feed stands for `report` (`None`: the next poll asks for all).
+    pub(super) cursor: Option<ChangesCursor>,
     /// Tasks whose stray copy on this node is being stopped.
     pub(super) stray_stops: HashSet<TaskId>,
     /// When (the manager's epoch) each stray stop was answered; the next report asked for after
@@ -166,19 +199,29 @@ impl Node {
         let (stops_tx, stops_rx) = unbounded::<Job>();
         dispatchers("stop", 2, &stops_rx, &link, &obs, index)?;
         // one poll at a time per node; the control thread skips a poll while one is in flight
-        let (polls_tx, polls_rx) = bounded::<u64>(1);
+        let (polls_tx, polls_rx) = bounded::<(u64, Option<ChangesCursor>)>(1);
         let poll_metrics = crate::metrics::manager().polls_of(&address);
         spawn_thread(format!("poll-{index}"), move || {
-            for epoch in polls_rx.iter() {
+            for (epoch, since) in polls_rx.iter() {
                 let started = crate::metrics::Timer::start();
                 let result = guarded(|| {
                     let health = link.health()?;
-                    let tasks = link.tasks()?;
+                    let mut changes: Vec<TaskChanges> = Vec::new();
+                    let mut from = since;
+                    while changes.len() < POLL_PAGES {
+                        let page = link.changes(from.as_ref())?;
+                        from = Some(page.cursor());
+                        let more = page.more;
+                        changes.push(page);
+                        if !more {
+                            break;
+                        }
+                    }
                     let stats = link
                         .stats()
                         .map_err(|e| log::debug!("no statistics address={} error={e}", link.address(), e = q(&e)))
                         .ok();
-                    Ok(Poll { health, tasks, stats })
+                    Ok(Poll { health, changes, stats })
                 });
                 poll_metrics.observe(started, result.is_ok());
                 if obs.send(Observation::Polled { node: index, epoch, result }).is_err() {
@@ -200,6 +243,7 @@ impl Node {
             engine_reachable: None,
             error: None,
             report: None,
+            cursor: None,
             stray_stops: HashSet::new(),
             stray_answered: HashMap::new(),
             polled_epoch: 0,
@@ -217,9 +261,10 @@ impl Node {
     pub(super) fn retire(&mut self) {
         self.starts = unbounded::<Job>().0;
         self.stops = unbounded::<Job>().0;
-        self.polls = bounded::<u64>(1).0;
+        self.polls = bounded::<(u64, Option<ChangesCursor>)>(1).0;
         self.removed = true;
         self.report = None;
+        self.cursor = None;
         self.stats = None;
         self.orphans.clear();
         self.stray_stops.clear();
@@ -237,6 +282,54 @@ mod tests {
     use super::*;
 
     const TIMEOUT: Duration = Duration::from_secs(4);
+
+    fn task(state: crate::task::TaskState) -> Task {
+        let spec = crate::task::TaskSpec::from_json(br#"{"name":"t","image":"i"}"#).expect("spec");
+        let mut t = Task::new(TaskId::new_v4(), spec, Timestamp(1));
+        t.state = state;
+        t
+    }
+
+    fn page(version: u64, full: bool, tasks: Vec<Task>, removed: Vec<TaskId>) -> TaskChanges {
+        TaskChanges { instance: "run".into(), version, full, more: false, tasks, removed }
+    }
+
+    #[test]
+    fn changes_replace_what_they_name_and_leave_the_rest_as_it_was() {
+        use crate::task::TaskState::*;
+        let (a, b, c) = (task(Running), task(Running), task(Running));
+        let mut tasks = HashMap::new();
+        let cursor = apply_changes(&mut tasks, vec![page(3, true, vec![a.clone(), b.clone(), c.clone()], vec![])]);
+        assert_eq!(cursor, Some(ChangesCursor { instance: "run".into(), version: 3 }));
+        assert_eq!(tasks.len(), 3);
+        let mut failed = b.clone();
+        failed.state = Failed;
+        let d = task(Scheduled);
+        let cursor = apply_changes(
+            &mut tasks,
+            vec![page(5, false, vec![failed], vec![c.id]), page(6, false, vec![d.clone()], vec![])],
+        );
+        assert_eq!(cursor.map(|c| c.version), Some(6));
+        assert_eq!(tasks.len(), 3);
+        assert_eq!(tasks[&a.id].state, Running, "unchanged records stay");
+        assert_eq!(tasks[&b.id].state, Failed);
+        assert!(!tasks.contains_key(&c.id));
+        assert!(tasks.contains_key(&d.id));
+        // nothing new: nothing changes, the cursor stays where it was
+        assert_eq!(apply_changes(&mut tasks, vec![page(6, false, vec![], vec![])]).map(|c| c.version), Some(6));
+        assert_eq!(tasks.len(), 3);
+        // a full answer starts over: what it does not list is gone
+        apply_changes(&mut tasks, vec![page(1, true, vec![a.clone()], vec![])]);
+        assert_eq!(tasks.keys().collect::<Vec<_>>(), vec![&a.id]);
+    }
+
+    #[test]
+    fn a_task_forgotten_then_made_again_in_one_answer_is_kept() {
+        let a = task(crate::task::TaskState::Running);
+        let mut tasks = HashMap::from([(a.id, a.clone())]);
+        apply_changes(&mut tasks, vec![page(9, false, vec![a.clone()], vec![a.id])]);
+        assert!(tasks.contains_key(&a.id));
+    }
 
     #[test]
     fn a_node_heard_from_is_up_until_the_timeout_passes() {

@@ -97,6 +97,9 @@ pub(super) struct State {
     pub(super) unpublished: u32,
     /// More commands wait behind the one being answered (a burst of submits).
     in_burst: bool,
+    /// The poll just handled brought nothing the plan would see differently: no plan runs after
+    /// it (the tick's does, once per poll interval, for time and statistics).
+    pub(super) quiet_poll: bool,
     /// The tasks submitted during the burst under way, not placed yet, oldest first.
     burst_submits: Vec<TaskId>,
     /// Drains' moves under way, by task (`drain.rs`).
@@ -173,6 +176,7 @@ impl State {
             view,
             unpublished: 0,
             in_burst: false,
+            quiet_poll: false,
             burst_submits: Vec::new(),
             moves: HashMap::new(),
             stuck: HashMap::new(),
@@ -215,6 +219,11 @@ impl State {
                 }
             }
             self.epoch += 1;
+            // A poll that brought nothing new costs no plan: with 10,000 tasks, a pass over
+            // every task for each worker's every poll was most of the loop's work at rest.
+            if std::mem::take(&mut self.quiet_poll) {
+                continue;
+            }
             // Through a burst of commands (100 submits at once), the plan (a pass over every
             // task) runs once the burst is in, not after each: the last submit then waits for
             // 99 commits, not for 99 plans. At most 32 commands go by without one.
@@ -332,7 +341,7 @@ impl State {
             if node.poll_in_flight || node.removed {
                 continue;
             }
-            match node.polls.try_send(epoch) {
+            match node.polls.try_send((epoch, node.cursor.clone())) {
                 Ok(()) => node.poll_in_flight = true,
                 Err(TrySendError::Full(_)) => node.poll_in_flight = true,
                 Err(TrySendError::Disconnected(_)) => {}

@@ -9,7 +9,7 @@ use super::ops::{engine_pool, OpResult, Pools};
 use super::state::State;
 use super::watch::{self, follow_events, sample_node, EngineEvent, HealthResult, Sample};
 use super::{WorkerConfig, WorkerError};
-use crate::api::{StartTask, WorkerHealth};
+use crate::api::{ChangesCursor, StartTask, TaskChanges, WorkerHealth};
 use crate::control::{ask, spawn_thread, survive, AskError, ControlThread};
 use crate::docker_cli::{DockerError, LogOptions, LogStream};
 use crate::stats::NodeStats;
@@ -28,6 +28,7 @@ pub enum Command {
     Stop { id: TaskId, reply: Reply<Task> },
     Get { id: TaskId, reply: Reply<Task> },
     List { reply: Reply<Vec<Task>> },
+    Changes { since: Option<ChangesCursor>, limit: usize, reply: Reply<TaskChanges> },
     Health { reply: Reply<WorkerHealth> },
     Stats { reply: Reply<NodeStats> },
     Shutdown,
@@ -72,6 +73,12 @@ impl WorkerHandle {
 
     pub fn list(&self) -> Result<Vec<Task>, WorkerError> {
         self.ask(|reply| Command::List { reply }, QUICK_WAIT)
+    }
+
+    /// The records changed since `since` (all of them without it, or from another run), at
+    /// most `limit` of them, oldest change first.
+    pub fn changes(&self, since: Option<ChangesCursor>, limit: usize) -> Result<TaskChanges, WorkerError> {
+        self.ask(|reply| Command::Changes { since, limit, reply }, QUICK_WAIT)
     }
 
     pub fn health(&self) -> Result<WorkerHealth, WorkerError> {

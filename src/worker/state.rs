@@ -23,6 +23,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
+mod changes;
 mod reach;
 mod runs;
 mod sync;
@@ -59,6 +60,9 @@ pub struct Entry {
     exit_seen: bool,
     /// Digest of the record as last written to the store.
     saved: Option<u64>,
+    /// Digest of the record at its last version, and that version (`changes.rs`).
+    versioned: Option<u64>,
+    version: u64,
     /// A restart in place is due at this time (the container exited; the policy says again).
     pub restart_at: Option<Instant>,
     /// When the current run of the container began.
@@ -89,6 +93,8 @@ impl Entry {
             backoff: false,
             exit_seen: false,
             saved: None,
+            versioned: None,
+            version: 0,
             restart_at: None,
             run_started: None,
             run: 0,
@@ -106,6 +112,8 @@ pub struct State {
     store: Box<dyn Store>,
     pools: Pools,
     pub entries: HashMap<TaskId, Entry>,
+    /// The versions of the records, for the changes feed.
+    versions: changes::Versions,
     pub engine: EngineStatus,
     sync_in_flight: bool,
     epoch: u64,
@@ -147,12 +155,13 @@ impl State {
         health: Sender<HealthResult>,
     ) -> Result<State, WorkerError> {
         let mut entries = HashMap::new();
+        let mut versions = changes::Versions::new();
         for task in store.list_tasks().map_err(WorkerError::Store)? {
             let container_present = task.container_id.is_some();
             let saved = Some(record_digest(&task));
             let id = task.id;
             let mut entry = Entry::new(task, None, container_present, 0);
-            entry.saved = saved;
+            (entry.saved, entry.versioned, entry.version) = (saved, saved, versions.bump());
             entries.insert(id, entry);
         }
         let engine = EngineStatus { reachable: false, version: None, api_version: None, error: None };
@@ -161,6 +170,7 @@ impl State {
             store,
             pools,
             entries,
+            versions,
             engine,
             sync_in_flight: false,
             epoch: 1,
@@ -212,10 +222,14 @@ impl State {
 
     /// Writes the entry's record if it changed since it was last written (nothing is written
     /// when nothing changes). A failed write is logged and tried again at the next change or
-    /// tick; the caller decides whether the change may be acknowledged.
+    /// tick; the caller decides whether the change may be acknowledged. A changed record gets
+    /// a new version for the changes feed, written or not (it is what the table holds).
     fn persist(&mut self, id: &TaskId) -> Result<(), StoreError> {
         let Some(e) = self.entries.get_mut(id) else { return Ok(()) };
         let digest = record_digest(&e.task);
+        if e.versioned != Some(digest) {
+            (e.versioned, e.version) = (Some(digest), self.versions.bump());
+        }
         if e.saved == Some(digest) {
             return Ok(());
         }
@@ -251,6 +265,7 @@ impl State {
                 tasks.sort_by_key(|t| (t.created_at, t.id));
                 answer(&reply, Ok(tasks));
             }
+            Command::Changes { since, limit, reply } => answer(&reply, Ok(self.changes(since.as_ref(), limit))),
             Command::Health { reply } => {
                 let tasks = self.unfinished();
                 let status = if self.engine.reachable { "ok" } else { "degraded" };
@@ -598,7 +613,7 @@ impl State {
         for id in expired {
             match self.store.delete_task(&id) {
                 Ok(_) => {
-                    self.entries.remove(&id);
+                    self.forget(&id);
                 }
                 Err(e) => error!("store delete failed task_id={id} error={}", q(&error_chain(&e))),
             }

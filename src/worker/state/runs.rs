@@ -103,7 +103,7 @@ impl State {
     /// so that the manager can place it elsewhere.
     pub(super) fn not_started(&mut self, id: TaskId, why: String) {
         warn!("task not started, engine unreachable task_id={id} error={why}", why = q(&why));
-        let Some(entry) = self.entries.remove(&id) else { return };
+        let Some(entry) = self.forget(&id) else { return };
         for (w, _) in entry.start_waiters {
             answer(&w, Err(WorkerError::EngineUnreachable(why.clone())));
         }

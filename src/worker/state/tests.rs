@@ -644,6 +644,7 @@ fn nothing_is_written_when_nothing_changes() {
 // the restart budget across restarts of a worker with a memory store: `tests/budget.rs`;
 // Podman's answers: `tests/podman.rs`
 mod budget;
+mod changes;
 mod podman;
 mod runs;
 mod sync;
