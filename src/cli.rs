@@ -323,7 +323,7 @@ macro_rules! daemon_args {
             log_level: Option<$crate::cli::LogLevel>,
             /// print the version and exit
             #[argh(switch, short = 'V')]
-            #[allow(dead_code)]
+            #[allow(dead_code, reason = "declared for --help; `cli::wants_version` reads the flag before argh parses")]
             version: bool,
         }
 

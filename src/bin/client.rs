@@ -30,7 +30,7 @@ struct Args {
     log_level: Option<LogLevel>,
     /// print the version and exit
     #[argh(switch, short = 'V')]
-    #[allow(dead_code)]
+    #[allow(dead_code, reason = "declared for --help; `cli::wants_version` reads the flag before argh parses")]
     version: bool,
     /// a command to run once instead of reading stdin
     #[argh(positional, greedy)]
