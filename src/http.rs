@@ -292,6 +292,13 @@ pub enum ApiError {
     },
     Manager(ManagerError),
     Worker(WorkerError),
+    /// A task's output asked of the manager before the task was ever placed: it has none yet.
+    NeverPlaced {
+        id: TaskId,
+        state: TaskState,
+        /// Why it waits, when it does (no node has room, ...).
+        error: Option<String>,
+    },
     /// A node's answer to a call relayed to it (its own status and message), or why it could
     /// not be reached.
     Node(LinkError),
@@ -334,7 +341,7 @@ pub fn status_of(e: &ApiError) -> u16 {
         ApiError::Worker(WorkerError::TimedOut | WorkerError::OutcomeUnknown(_)) => 504,
         ApiError::Worker(WorkerError::NotReady) => 503,
         ApiError::Manager(ManagerError::Service(e)) => services::status_of(e),
-        ApiError::Worker(WorkerError::NoOutput { .. }) => 404,
+        ApiError::Worker(WorkerError::NoOutput { .. }) | ApiError::NeverPlaced { .. } => 404,
         ApiError::Worker(WorkerError::Logs(_)) => 502,
         ApiError::Node(LinkError::Refused { status, .. }) => *status,
         ApiError::Node(LinkError::Unreachable(_)) => 503,
@@ -368,6 +375,10 @@ fn error_response(e: ApiError) -> Response {
         }
         ApiError::Manager(m) => ErrorBody::new(error_chain(m)),
         ApiError::Worker(w) => ErrorBody::new(error_chain(w)),
+        ApiError::NeverPlaced { id, state, error } => ErrorBody::new(match error {
+            Some(why) => format!("task {id} has no output yet: it was never placed ({state}: {why})"),
+            None => format!("task {id} has no output yet: it was never placed ({state})"),
+        }),
         ApiError::Node(LinkError::Refused { message, .. }) => ErrorBody::new(message.clone()),
         ApiError::Node(n) => ErrorBody::new(format!("the task's node: {n}")),
     };
