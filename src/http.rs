@@ -434,11 +434,6 @@ impl Refusals {
         c.last_warning = Some(now);
         Some((std::mem::take(&mut c.since_warning), c.total))
     }
-
-    /// Every refusal so far.
-    pub fn total(&self) -> u64 {
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner).total
-    }
 }
 
 /// `GET` (or `HEAD`) `/v1/health`: the one route open without the token.
@@ -1034,7 +1029,7 @@ mod tests {
         }
         assert_eq!(refusals.note(t0 + Duration::from_secs(61)), Some((100, 101)), "then how many since");
         assert_eq!(refusals.note(t0 + Duration::from_secs(62)), None);
-        assert_eq!(refusals.total(), 102);
+        assert_eq!(refusals.note(t0 + Duration::from_secs(122)), Some((2, 103)), "the total counts them all");
     }
 
     #[test]
