@@ -5,8 +5,10 @@
 //!
 //! Bounded on purpose: loopback only, submissions at most SKIFF_LOAD_SUBMITS per second (default
 //! 4, about what one engine on 2 vCPUs starts), at most 40 live tasks, SKIFF_LOAD_SECONDS (60) long.
-// test code drops the outcomes of clean-ups and best-effort writes freely
-#![allow(clippy::let_underscore_must_use)]
+#![allow(
+    clippy::let_underscore_must_use,
+    reason = "test code drops the outcomes of clean-ups and best-effort writes freely"
+)]
 
 mod common;
 

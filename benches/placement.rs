@@ -4,8 +4,10 @@
 //! Each placement is what the manager does per task: pick a node (feasibility and scoring over
 //! the whole table) and record the allocation in the table. Nodes come in a few machine sizes,
 //! carry measured load, some are down, some nearly full; tasks ask for a mix of sizes.
-// test code drops the outcomes of clean-ups and best-effort writes freely
-#![allow(clippy::let_underscore_must_use)]
+#![allow(
+    clippy::let_underscore_must_use,
+    reason = "test code drops the outcomes of clean-ups and best-effort writes freely"
+)]
 
 use skiff::sched::{NodeState, NodeTable, Request, SchedulerKind, Usage};
 use skiff::stats::Resources;

@@ -8,8 +8,10 @@
 //! Against another engine (Podman's socket, say), name its socket in `SKIFF_TEST_ENGINE_SOCKET`
 //! and the CLI that builds the image in its store in `SKIFF_ENGINE_CLI` (`podman`), as the tests'
 //! helpers take them: `scripts/test-podman.sh --bench` does both.
-// test code drops the outcomes of clean-ups and best-effort writes freely
-#![allow(clippy::let_underscore_must_use)]
+#![allow(
+    clippy::let_underscore_must_use,
+    reason = "test code drops the outcomes of clean-ups and best-effort writes freely"
+)]
 
 mod common;
 

@@ -16,8 +16,10 @@
 //! - `fill URL N`: submits N tasks to a manager (scripts/profile.sh fills one to profile).
 //!
 //! Traffic goes to 127.0.0.1 only; every loop is bounded in count and time.
-// test code drops the outcomes of clean-ups and best-effort writes freely
-#![allow(clippy::let_underscore_must_use)]
+#![allow(
+    clippy::let_underscore_must_use,
+    reason = "test code drops the outcomes of clean-ups and best-effort writes freely"
+)]
 
 mod common;
 

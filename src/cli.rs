@@ -157,17 +157,14 @@ pub fn log_level(flag: Option<LogLevel>, env: Option<&str>, default: LogLevel) -
     flag.or_else(|| env.and_then(level_from_env)).unwrap_or(default)
 }
 
-/// Log lines start with a 24-character UTC time, milliseconds included.
-const LOG_TIME: &[time::format_description::BorrowedFormatItem<'static>] =
-    time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
-
 /// Logs to stderr: `TIME [LEVEL] message key=value ...`, the level from `--log-level`, else
 /// `RUST_LOG`, else `default`. Call once, before any thread starts.
 pub fn init_logging(flag: Option<LogLevel>, default: LogLevel) {
     let level = log_level(flag, std::env::var("RUST_LOG").ok().as_deref(), default);
     // our own lines only: the HTTP client's debug chatter would drown them
     let config = simplelog::ConfigBuilder::new()
-        .set_time_format_custom(LOG_TIME)
+        // a 24-character UTC time, milliseconds included: the APIs' timestamps
+        .set_time_format_custom(crate::time::FORMAT)
         .set_thread_level(LevelFilter::Off)
         .set_target_level(LevelFilter::Off)
         .add_filter_allow_str(TARGETS[0])
@@ -323,7 +320,7 @@ macro_rules! daemon_args {
             log_level: Option<$crate::cli::LogLevel>,
             /// print the version and exit
             #[argh(switch, short = 'V')]
-            #[allow(dead_code)]
+            #[allow(dead_code, reason = "declared for --help; `cli::wants_version` reads the flag before argh parses")]
             version: bool,
         }
 

@@ -1,7 +1,8 @@
 //! The line-based client: commands read from stdin (or given once on the command line), each one
 //! REST call to the manager, answers printed as tables or as the API's JSON.
 //!
-//! Owns command parsing, the read-eval loop, the exit-code policy (`session`) and output
+//! Owns command parsing (and telling a one-shot command's words from the client's flags,
+//! `command_words_apart`), the read-eval loop, the exit-code policy (`session`) and output
 //! formatting; the calls themselves are `http::ManagerClient`'s typed methods.
 
 mod nodes;
@@ -224,6 +225,34 @@ impl Options {
         self.command = rest;
         Ok(())
     }
+}
+
+/// The client's flags that take a value (the word after them is not a command; `bin/client.rs`
+/// declares them).
+const VALUED: [&str; 5] = ["--host", "-p", "--port", "--token-file", "--log-level"];
+
+/// The arguments with `--` put before the command's first word, so that the command's words are
+/// never taken for the client's own: `client help` runs the `help` command (argh would print its
+/// usage), `client logs ID -f` keeps `-f` for `logs`.
+pub fn command_words_apart(raw: Vec<String>) -> Vec<String> {
+    let mut out = Vec::with_capacity(raw.len() + 1);
+    let mut words = raw.into_iter();
+    while let Some(word) = words.next() {
+        if word == "--" || !word.starts_with('-') {
+            if word != "--" {
+                out.push("--".to_string());
+            }
+            out.push(word);
+            out.extend(words);
+            break;
+        }
+        let valued = VALUED.contains(&word.as_str());
+        out.push(word);
+        if valued {
+            out.extend(words.next());
+        }
+    }
+    out
 }
 
 /// The client after its flags: the token (`--token-file`, else `SKIFF_TOKEN`), the manager's
@@ -650,6 +679,20 @@ mod tests {
     use super::*;
     use crate::api::NodeStatus;
     use crate::task::{TaskId, TaskSpec, TaskState};
+
+    #[test]
+    fn a_command_s_words_are_kept_apart_from_the_client_s_flags() {
+        let w = |ws: &[&str]| ws.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(command_words_apart(w(&["help"])), w(&["--", "help"]));
+        assert_eq!(
+            command_words_apart(w(&["-p", "9", "--host", "m", "logs", "ID", "-f"])),
+            w(&["-p", "9", "--host", "m", "--", "logs", "ID", "-f"])
+        );
+        assert_eq!(command_words_apart(w(&["--json", "list"])), w(&["--json", "--", "list"]));
+        assert_eq!(command_words_apart(w(&["--help"])), w(&["--help"]), "the client's own help stays");
+        assert_eq!(command_words_apart(w(&["-p", "9", "--", "list"])), w(&["-p", "9", "--", "list"]));
+        assert_eq!(command_words_apart(w(&[])), w(&[]));
+    }
 
     #[test]
     fn parses_commands() {

@@ -101,6 +101,32 @@ pub enum ManagerRoute {
     Metrics,
 }
 
+impl ManagerRoute {
+    /// The method and path pattern it answers to: its entry in `MANAGER_ROUTES`. No catch-all, so
+    /// a new route does not compile without one, and the tests check it is listed.
+    pub fn pattern(&self) -> (&'static str, &'static str) {
+        use ManagerRoute::*;
+        match self {
+            Health => ("GET", "/v1/health"),
+            ListTasks => ("GET", "/v1/tasks"),
+            SubmitTask => ("POST", "/v1/tasks"),
+            GetTask(_) => ("GET", "/v1/tasks/{id}"),
+            StopTask(_) => ("DELETE", "/v1/tasks/{id}"),
+            TaskLogs(_) => ("GET", "/v1/tasks/{id}/logs"),
+            ListNodes => ("GET", "/v1/nodes"),
+            Service(route) => route.pattern(),
+            JoinNode => ("POST", "/v1/nodes"),
+            GetNode(_) => ("GET", "/v1/nodes/{name}"),
+            RemoveNode(_) => ("DELETE", "/v1/nodes/{name}"),
+            DrainNode(_) => ("POST", "/v1/nodes/{name}/drain"),
+            ActivateNode(_) => ("POST", "/v1/nodes/{name}/activate"),
+            Events => ("GET", "/v1/events"),
+            Dashboard(asset) => ("GET", asset.path()),
+            Metrics => ("GET", "/v1/metrics"),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum WorkerRoute {
     Health,
@@ -112,6 +138,24 @@ pub enum WorkerRoute {
     StopTask(TaskId),
     TaskLogs(TaskId),
     Metrics,
+}
+
+impl WorkerRoute {
+    /// The method and path pattern it answers to: its entry in `WORKER_ROUTES`.
+    pub fn pattern(&self) -> (&'static str, &'static str) {
+        use WorkerRoute::*;
+        match self {
+            Health => ("GET", "/v1/health"),
+            Stats => ("GET", "/v1/stats"),
+            Changes => ("GET", "/v1/changes"),
+            ListTasks => ("GET", "/v1/tasks"),
+            StartTask => ("POST", "/v1/tasks"),
+            GetTask(_) => ("GET", "/v1/tasks/{id}"),
+            StopTask(_) => ("DELETE", "/v1/tasks/{id}"),
+            TaskLogs(_) => ("GET", "/v1/tasks/{id}/logs"),
+            Metrics => ("GET", "/v1/metrics"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -150,6 +194,26 @@ fn unrouted(routes: &[(&str, &str)], segs: &[&str]) -> RouteError {
     RouteError::MethodNotAllowed(methods.join(", "))
 }
 
+/// What the `match` found, checked in debug builds (every test) against the list: the route's
+/// pattern is listed and fits the path, so an arm on a path the list lacks fails whichever test
+/// asks for it, as the table tests fail a listed path the `match` lacks.
+fn listed<R>(
+    routes: &[(&str, &str)],
+    segs: &[&str],
+    found: Result<R, RouteError>,
+    pattern: fn(&R) -> (&'static str, &'static str),
+) -> Result<R, RouteError> {
+    if let Ok(route) = &found {
+        let (method, path) = pattern(route);
+        debug_assert!(
+            routes.contains(&(method, path)) && fits(path, segs),
+            "{method} {path} is routed for /{} but not listed",
+            segs.join("/")
+        );
+    }
+    found
+}
+
 /// `HEAD` is answered as `GET` is, and the server sends no body.
 fn routing_method(method: &str) -> &str {
     if method == "HEAD" {
@@ -162,7 +226,7 @@ fn routing_method(method: &str) -> &str {
 pub fn manager_route(method: &str, path: &str) -> Result<ManagerRoute, RouteError> {
     use ManagerRoute::*;
     let segs = segments(path);
-    match (routing_method(method), segs.as_slice()) {
+    let found = match (routing_method(method), segs.as_slice()) {
         ("GET", ["v1", "health"]) => Ok(Health),
         ("GET", ["v1", "tasks"]) => Ok(ListTasks),
         ("POST", ["v1", "tasks"]) => Ok(SubmitTask),
@@ -188,13 +252,14 @@ pub fn manager_route(method: &str, path: &str) -> Result<ManagerRoute, RouteErro
         ("GET", ["dashboard.css"]) => Ok(Dashboard(Asset::Style)),
         ("GET", ["v1", "metrics"]) => Ok(Metrics),
         _ => Err(unrouted(&MANAGER_ROUTES, &segs)),
-    }
+    };
+    listed(&MANAGER_ROUTES, &segs, found, ManagerRoute::pattern)
 }
 
 pub fn worker_route(method: &str, path: &str) -> Result<WorkerRoute, RouteError> {
     use WorkerRoute::*;
     let segs = segments(path);
-    match (routing_method(method), segs.as_slice()) {
+    let found = match (routing_method(method), segs.as_slice()) {
         ("GET", ["v1", "health"]) => Ok(Health),
         ("GET", ["v1", "stats"]) => Ok(Stats),
         ("GET", ["v1", "changes"]) => Ok(Changes),
@@ -205,7 +270,8 @@ pub fn worker_route(method: &str, path: &str) -> Result<WorkerRoute, RouteError>
         ("GET", ["v1", "tasks", id, "logs"]) => Ok(TaskLogs(task_id(id)?)),
         ("GET", ["v1", "metrics"]) => Ok(Metrics),
         _ => Err(unrouted(&WORKER_ROUTES, &segs)),
-    }
+    };
+    listed(&WORKER_ROUTES, &segs, found, WorkerRoute::pattern)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -231,6 +297,13 @@ pub enum ApiError {
     },
     Manager(ManagerError),
     Worker(WorkerError),
+    /// A task's output asked of the manager before the task was ever placed: it has none yet.
+    NeverPlaced {
+        id: TaskId,
+        state: TaskState,
+        /// Why it waits, when it does (no node has room, ...).
+        error: Option<String>,
+    },
     /// A node's answer to a call relayed to it (its own status and message), or why it could
     /// not be reached.
     Node(LinkError),
@@ -273,7 +346,7 @@ pub fn status_of(e: &ApiError) -> u16 {
         ApiError::Worker(WorkerError::TimedOut | WorkerError::OutcomeUnknown(_)) => 504,
         ApiError::Worker(WorkerError::NotReady) => 503,
         ApiError::Manager(ManagerError::Service(e)) => services::status_of(e),
-        ApiError::Worker(WorkerError::NoOutput { .. }) => 404,
+        ApiError::Worker(WorkerError::NoOutput { .. }) | ApiError::NeverPlaced { .. } => 404,
         ApiError::Worker(WorkerError::Logs(_) | WorkerError::StopRefused(_)) => 502,
         ApiError::Node(LinkError::Refused { status, .. }) => *status,
         ApiError::Node(LinkError::Unreachable(_)) => 503,
@@ -307,6 +380,10 @@ fn error_response(e: ApiError) -> Response {
         }
         ApiError::Manager(m) => ErrorBody::new(error_chain(m)),
         ApiError::Worker(w) => ErrorBody::new(error_chain(w)),
+        ApiError::NeverPlaced { id, state, error } => ErrorBody::new(match error {
+            Some(why) => format!("task {id} has no output yet: it was never placed ({state}: {why})"),
+            None => format!("task {id} has no output yet: it was never placed ({state})"),
+        }),
         ApiError::Node(LinkError::Refused { message, .. }) => ErrorBody::new(message.clone()),
         ApiError::Node(n) => ErrorBody::new(format!("the task's node: {n}")),
     };
@@ -361,11 +438,6 @@ impl Refusals {
         }
         c.last_warning = Some(now);
         Some((std::mem::take(&mut c.since_warning), c.total))
-    }
-
-    /// Every refusal so far.
-    pub fn total(&self) -> u64 {
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner).total
     }
 }
 
@@ -693,6 +765,7 @@ pub fn parse_start_task(body: &[u8]) -> Result<StartTask, SpecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
 
     const ID: &str = "3f2b9c1e-8d4a-4f6b-9a7e-1c2d3e4f5a6b";
 
@@ -702,14 +775,74 @@ mod tests {
 
     const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
-    /// The list and the `match` agree both ways: every listed route is routed, every method the
-    /// match routes on a listed path is listed (HEAD going with GET), and the rest is 405 with
-    /// the listed methods or 404.
-    fn check_table<R: std::fmt::Debug>(routes: &[(&str, &str)], route: fn(&str, &str) -> Result<R, RouteError>) {
-        for (method, pattern) in routes {
-            assert!(route(method, &sample_path(pattern)).is_ok(), "{method} {pattern} is listed but not routed");
+    /// One route of each kind, as the `match` gives them.
+    fn every_manager_route() -> Vec<ManagerRoute> {
+        use ManagerRoute::*;
+        let id: TaskId = ID.parse().expect("valid id");
+        let name = || String::from("web");
+        let mut every = vec![Health, ListTasks, SubmitTask, GetTask(id), StopTask(id), TaskLogs(id), ListNodes];
+        every.extend([JoinNode, GetNode(name()), RemoveNode(name()), DrainNode(name()), ActivateNode(name())]);
+        every.extend([Events, Metrics]);
+        let services = [ServiceRoute::List, ServiceRoute::Create, ServiceRoute::Get(name())];
+        every.extend(services.into_iter().map(Service));
+        let services = [ServiceRoute::Update(name()), ServiceRoute::Remove(name()), ServiceRoute::Scale(name())];
+        every.extend(services.into_iter().chain([ServiceRoute::Rollback(name())]).map(Service));
+        every.extend(Asset::ALL.map(Dashboard));
+        // no catch-all: a new kind of route stops this compiling until it has a line above
+        for route in &every {
+            match route {
+                Health | ListTasks | SubmitTask | GetTask(_) | StopTask(_) | TaskLogs(_) | ListNodes => {}
+                JoinNode | GetNode(_) | RemoveNode(_) | DrainNode(_) | ActivateNode(_) | Events | Metrics => {}
+                Service(_) | Dashboard(_) => {}
+            }
         }
-        let patterns: std::collections::BTreeSet<&str> = routes.iter().map(|(_, p)| *p).collect();
+        every
+    }
+
+    fn every_worker_route() -> Vec<WorkerRoute> {
+        use WorkerRoute::*;
+        let id: TaskId = ID.parse().expect("valid id");
+        let every =
+            vec![Health, Stats, Changes, ListTasks, StartTask, GetTask(id), StopTask(id), TaskLogs(id), Metrics];
+        for route in &every {
+            match route {
+                Health | Stats | Changes | ListTasks | StartTask | GetTask(_) | StopTask(_) | TaskLogs(_) | Metrics => {
+                }
+            }
+        }
+        every
+    }
+
+    /// The `(method, pattern)` pairs of some routes, each once.
+    fn patterns_of<R>(every: &[R], pattern: fn(&R) -> (&'static str, &'static str)) -> BTreeSet<(String, String)> {
+        let pairs: BTreeSet<(String, String)> =
+            every.iter().map(pattern).map(|(m, p)| (m.to_string(), p.to_string())).collect();
+        assert_eq!(pairs.len(), every.len(), "two kinds of route with one pattern");
+        pairs
+    }
+
+    fn pairs(routes: &[(&str, &str)]) -> BTreeSet<(String, String)> {
+        routes.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect()
+    }
+
+    /// The list and the `match` agree both ways: every listed route is routed to the kind of
+    /// route with that pattern, every kind of route has a listed pattern, every method the match
+    /// routes on a listed path is listed (HEAD going with GET), and the rest is 405 with the
+    /// listed methods or 404.
+    fn check_table<R: std::fmt::Debug>(
+        routes: &[(&str, &str)],
+        route: fn(&str, &str) -> Result<R, RouteError>,
+        pattern: fn(&R) -> (&'static str, &'static str),
+        every: &[R],
+    ) {
+        for (method, path) in routes {
+            match route(method, &sample_path(path)) {
+                Ok(r) => assert_eq!(pattern(&r), (*method, *path), "{method} {path} is routed to {r:?}"),
+                Err(e) => panic!("{method} {path} is listed but not routed: {e:?}"),
+            }
+        }
+        assert_eq!(patterns_of(every, pattern), pairs(routes), "the kinds of route against the list");
+        let patterns: BTreeSet<&str> = routes.iter().map(|(_, p)| *p).collect();
         for pattern in patterns {
             let listed: Vec<&str> = routes.iter().filter(|(_, p)| *p == pattern).map(|(m, _)| *m).collect();
             for method in METHODS {
@@ -732,8 +865,17 @@ mod tests {
 
     #[test]
     fn the_route_lists_and_the_matches_agree() {
-        check_table(&MANAGER_ROUTES, manager_route);
-        check_table(&WORKER_ROUTES, worker_route);
+        check_table(&MANAGER_ROUTES, manager_route, ManagerRoute::pattern, &every_manager_route());
+        check_table(&WORKER_ROUTES, worker_route, WorkerRoute::pattern, &every_worker_route());
+    }
+
+    /// A route the `match` gives that its list lacks fails the request in debug builds.
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "GET /v1/tasks is routed for /v1/elsewhere but not listed")]
+    fn a_route_off_the_list_is_caught() {
+        let wrong = |_: &()| ("GET", "/v1/tasks");
+        let _unreachable = listed(&MANAGER_ROUTES, &["v1", "elsewhere"], Ok(()), wrong);
     }
 
     /// The `(method, path)` pairs a spec documents: the paths under `paths:` (two-space indent)
@@ -768,10 +910,12 @@ mod tests {
     #[test]
     fn the_api_specs_list_exactly_the_routes() {
         for (file, routes) in [("openapi.yaml", &MANAGER_ROUTES[..]), ("worker-openapi.yaml", &WORKER_ROUTES[..])] {
-            let routed: std::collections::BTreeSet<(String, String)> =
-                routes.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
-            assert_eq!(documented(file), routed, "{file} against the route list");
+            assert_eq!(documented(file), pairs(routes), "{file} against the route list");
         }
+        let manager = patterns_of(&every_manager_route(), ManagerRoute::pattern);
+        assert_eq!(documented("openapi.yaml"), manager, "openapi.yaml against the manager's kinds of route");
+        let worker = patterns_of(&every_worker_route(), WorkerRoute::pattern);
+        assert_eq!(documented("worker-openapi.yaml"), worker, "worker-openapi.yaml against the worker's");
     }
 
     /// The error shape, written once in each spec (each must stand alone for the tools that
@@ -931,7 +1075,7 @@ mod tests {
         }
         assert_eq!(refusals.note(t0 + Duration::from_secs(61)), Some((100, 101)), "then how many since");
         assert_eq!(refusals.note(t0 + Duration::from_secs(62)), None);
-        assert_eq!(refusals.total(), 102);
+        assert_eq!(refusals.note(t0 + Duration::from_secs(122)), Some((2, 103)), "the total counts them all");
     }
 
     #[test]

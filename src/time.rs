@@ -12,8 +12,9 @@ use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 use time::OffsetDateTime;
 
-/// How a timestamp is written: always 24 characters, milliseconds and `Z` included.
-const FORMAT: &[time::format_description::BorrowedFormatItem<'static>] =
+/// How a timestamp is written: always 24 characters, milliseconds and `Z` included. Log lines
+/// start with the same (`cli::init_logging`).
+pub(crate) const FORMAT: &[time::format_description::BorrowedFormatItem<'static>] =
     format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
 
 /// HTTP's `Date` format (IMF-fixdate, RFC 9110 section 5.6.7): `Sun, 06 Nov 1994 08:49:37 GMT`.

@@ -9,8 +9,7 @@
 //! `LABEL` step, containers through `--label`), and a guard removes it when the test ends,
 //! failed or not, along with the layers a failed build left.
 
-// test code drops the outcomes of clean-ups freely
-#![allow(clippy::let_underscore_must_use)]
+#![allow(clippy::let_underscore_must_use, reason = "test code drops the outcomes of clean-ups freely")]
 
 mod common;
 

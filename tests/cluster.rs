@@ -1,6 +1,8 @@
 //! End-to-end scenarios: real manager, workers and client binaries against the real Docker Engine.
-// test code drops the outcomes of clean-ups and best-effort writes freely
-#![allow(clippy::let_underscore_must_use)]
+#![allow(
+    clippy::let_underscore_must_use,
+    reason = "test code drops the outcomes of clean-ups and best-effort writes freely"
+)]
 
 mod common;
 

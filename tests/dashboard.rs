@@ -7,8 +7,10 @@
 //!
 //! Chromium and chromedriver are required (Debian's `chromium` and `chromium-driver`): without
 //! them the test fails and says so. The browser and its driver are ended even when it fails.
-// tests/common drops the outcomes of clean-ups freely, as every test file allows
-#![allow(clippy::let_underscore_must_use)]
+#![allow(
+    clippy::let_underscore_must_use,
+    reason = "tests/common drops the outcomes of clean-ups freely, as every test file allows"
+)]
 
 mod common;
 

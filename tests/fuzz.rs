@@ -5,8 +5,10 @@
 //! same through it.
 //!
 //! Cases per target: PROPTEST_CASES (default 256 here; CI sets more for a short, bounded run).
-// test code drops the outcomes of clean-ups and best-effort writes freely
-#![allow(clippy::let_underscore_must_use)]
+#![allow(
+    clippy::let_underscore_must_use,
+    reason = "test code drops the outcomes of clean-ups and best-effort writes freely"
+)]
 
 use proptest::prelude::*;
 use serde_json::{json, Value};

@@ -1,7 +1,9 @@
 //! Self-healing with the real engine: restarts in place, health checks, lost workers, a worker on
 //! its own, and a worker cut off its engine.
-// test code drops the outcomes of clean-ups and best-effort writes freely
-#![allow(clippy::let_underscore_must_use)]
+#![allow(
+    clippy::let_underscore_must_use,
+    reason = "test code drops the outcomes of clean-ups and best-effort writes freely"
+)]
 
 mod common;
 

@@ -2,8 +2,10 @@
 //! against a real manager, worker and Docker Engine: a registry that hangs, containers that
 //! impersonate a task or merely carry a node's label, an engine that hangs, health checks that
 //! are redirected, CPU limits the engine would not honour.
-// test code drops the outcomes of clean-ups and best-effort writes freely
-#![allow(clippy::let_underscore_must_use)]
+#![allow(
+    clippy::let_underscore_must_use,
+    reason = "test code drops the outcomes of clean-ups and best-effort writes freely"
+)]
 
 mod common;
 

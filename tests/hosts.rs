@@ -6,8 +6,10 @@
 //!
 //! `cargo test --test hosts -- --test-threads=1 --nocapture` prints the figures;
 //! `SKIFF_SOAK_SECS=600` makes the soak a long one, `SKIFF_SOAK_SEED=N` replays one.
-// test code drops the outcomes of clean-ups and best-effort writes freely
-#![allow(clippy::let_underscore_must_use)]
+#![allow(
+    clippy::let_underscore_must_use,
+    reason = "test code drops the outcomes of clean-ups and best-effort writes freely"
+)]
 
 mod common;
 #[path = "common/hosts.rs"]

@@ -2,8 +2,7 @@
 //! against the real engine: the series are there with their HELP and TYPE, the token is needed,
 //! `promtool check metrics` accepts both pages, and a real Prometheus server scrapes both with
 //! the shipped configuration (`docs/prometheus.yml`) and answers a query about them.
-// test code drops the outcomes of clean-ups freely
-#![allow(clippy::let_underscore_must_use)]
+#![allow(clippy::let_underscore_must_use, reason = "test code drops the outcomes of clean-ups freely")]
 
 mod common;
 

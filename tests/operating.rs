@@ -1,8 +1,10 @@
 //! Operating a cluster against the real engine (issue 11): a task's output through the manager
 //! and the worker (running, failed, restarted, followed to its end, on a TTY, and how fast),
 //! and placement dry runs.
-// test code drops the outcomes of clean-ups and best-effort writes freely
-#![allow(clippy::let_underscore_must_use)]
+#![allow(
+    clippy::let_underscore_must_use,
+    reason = "test code drops the outcomes of clean-ups and best-effort writes freely"
+)]
 
 mod common;
 

@@ -1,7 +1,9 @@
 //! Persisted stores: managers and workers killed with SIGKILL come back with everything, without
 //! restarting, duplicating or orphaning a container; bad data directories stop them at start.
-// test code drops the outcomes of clean-ups and best-effort writes freely
-#![allow(clippy::let_underscore_must_use)]
+#![allow(
+    clippy::let_underscore_must_use,
+    reason = "test code drops the outcomes of clean-ups and best-effort writes freely"
+)]
 
 mod common;
 

@@ -1,7 +1,9 @@
 //! Placement with real workers and the real engine: statistics, capacity caps, E-PVM, and tasks
 //! that wait for room with a reason.
-// test code drops the outcomes of clean-ups and best-effort writes freely
-#![allow(clippy::let_underscore_must_use)]
+#![allow(
+    clippy::let_underscore_must_use,
+    reason = "test code drops the outcomes of clean-ups and best-effort writes freely"
+)]
 
 mod common;
 

@@ -1,8 +1,10 @@
 //! Nobody gets in without the token, bad input never hurts, hostile clients never take the
 //! daemons down: each attack is replayed against the real manager and worker, which must then
 //! still answer normal requests promptly.
-// test code drops the outcomes of clean-ups and best-effort writes freely
-#![allow(clippy::let_underscore_must_use)]
+#![allow(
+    clippy::let_underscore_must_use,
+    reason = "test code drops the outcomes of clean-ups and best-effort writes freely"
+)]
 
 mod common;
 

@@ -1,8 +1,10 @@
 //! Services against the real engine with two workers: spread, scaling, a worker killed, rolling
 //! updates watched by a sampler, a failing version rolled back, a rollback asked for, and a
 //! manager killed in the middle of an update.
-// test code drops the outcomes of clean-ups and best-effort writes freely
-#![allow(clippy::let_underscore_must_use)]
+#![allow(
+    clippy::let_underscore_must_use,
+    reason = "test code drops the outcomes of clean-ups and best-effort writes freely"
+)]
 
 mod common;
 

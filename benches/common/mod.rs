@@ -17,7 +17,7 @@ impl Drop for Proc {
 
 impl Proc {
     /// The daemon's process id, for reading /proc.
-    #[allow(dead_code)] // not every bench reads /proc
+    #[allow(dead_code, reason = "not every bench reads /proc")]
     pub fn pid(&self) -> u32 {
         self.0.id()
     }

@@ -30,43 +30,16 @@ struct Args {
     log_level: Option<LogLevel>,
     /// print the version and exit
     #[argh(switch, short = 'V')]
-    #[allow(dead_code)]
+    #[allow(dead_code, reason = "declared for --help; `cli::wants_version` reads the flag before argh parses")]
     version: bool,
     /// a command to run once instead of reading stdin
     #[argh(positional, greedy)]
     command: Vec<String>,
 }
 
-/// The client's flags that take a value (the word after them is not a command).
-const VALUED: [&str; 5] = ["--host", "-p", "--port", "--token-file", "--log-level"];
-
-/// The arguments with `--` put before the command's first word, so that the command's words are
-/// never taken for the client's own: `client help` runs the `help` command (argh would print its
-/// usage), `client logs ID -f` keeps `-f` for `logs`.
-fn command_words_apart(raw: Vec<String>) -> Vec<String> {
-    let mut out = Vec::with_capacity(raw.len() + 1);
-    let mut words = raw.into_iter();
-    while let Some(word) = words.next() {
-        if word == "--" || !word.starts_with('-') {
-            if word != "--" {
-                out.push("--".to_string());
-            }
-            out.push(word);
-            out.extend(words);
-            break;
-        }
-        let valued = VALUED.contains(&word.as_str());
-        out.push(word);
-        if valued {
-            out.extend(words.next());
-        }
-    }
-    out
-}
-
 fn main() -> ExitCode {
     let raw: Vec<String> = std::env::args().skip(1).collect();
-    let args: Args = cli::parse_args_from("client", command_words_apart(raw));
+    let args: Args = cli::parse_args_from("client", client::command_words_apart(raw));
     cli::init_logging(args.log_level, LogLevel(log::LevelFilter::Warn));
     // Ctrl-C (or SIGTERM) leaves at once, mid-call included, with the usual exit code 130
     if let Ok(signals) = TerminationSignals::block() {
@@ -84,23 +57,4 @@ fn main() -> ExitCode {
         command: args.command,
     };
     ExitCode::from(client::main(opts))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_command_s_words_are_kept_apart_from_the_client_s_flags() {
-        let w = |ws: &[&str]| ws.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        assert_eq!(command_words_apart(w(&["help"])), w(&["--", "help"]));
-        assert_eq!(
-            command_words_apart(w(&["-p", "9", "--host", "m", "logs", "ID", "-f"])),
-            w(&["-p", "9", "--host", "m", "--", "logs", "ID", "-f"])
-        );
-        assert_eq!(command_words_apart(w(&["--json", "list"])), w(&["--json", "--", "list"]));
-        assert_eq!(command_words_apart(w(&["--help"])), w(&["--help"]), "the client's own help stays");
-        assert_eq!(command_words_apart(w(&["-p", "9", "--", "list"])), w(&["-p", "9", "--", "list"]));
-        assert_eq!(command_words_apart(w(&[])), w(&[]));
-    }
 }

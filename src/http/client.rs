@@ -17,7 +17,7 @@ use std::time::Duration;
 /// Responses bigger than this are refused (a task list of many thousands fits easily).
 const MAX_ANSWER: u64 = 64 * 1024 * 1024;
 
-fn agent(connect: Duration) -> ureq::Agent {
+pub(super) fn agent(connect: Duration) -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_connect(Some(connect))
@@ -48,8 +48,17 @@ fn classify(e: ureq::Error) -> LinkError {
     }
 }
 
+/// A status other than 2xx: the other side's refusal, its message taken from the error shape
+/// (else the start of the body). Every client reads a refusal here, `call` and `logs::open_get`.
+pub(super) fn refusal(status: u16, body: &[u8]) -> LinkError {
+    let message = serde_json::from_slice::<ErrorBody>(body)
+        .map(|e| e.error)
+        .unwrap_or_else(|_| String::from_utf8_lossy(body).trim().chars().take(300).collect());
+    LinkError::Refused { status, message }
+}
+
 /// One JSON call: method, URL, optional body, overall deadline, the `Authorization` value.
-fn call<T: DeserializeOwned>(
+pub(super) fn call<T: DeserializeOwned>(
     agent: &ureq::Agent,
     method: &str,
     url: &str,
@@ -92,10 +101,7 @@ fn call_paged<T: DeserializeOwned>(
         other => other,
     })?;
     if !(200..300).contains(&status) {
-        let message = serde_json::from_slice::<ErrorBody>(&bytes)
-            .map(|e| e.error)
-            .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).chars().take(300).collect());
-        return Err(LinkError::Refused { status, message });
+        return Err(refusal(status, &bytes));
     }
     serde_json::from_slice(&bytes)
         .map(|v| (v, next))
@@ -352,6 +358,17 @@ impl ManagerClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refusal_carries_the_message_of_the_error_shape_else_the_start_of_the_body() {
+        let refused = |status: u16, body: &[u8]| match refusal(status, body) {
+            LinkError::Refused { status, message } => (status, message),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(refused(409, br#"{"error":"name taken","field":"name"}"#), (409, "name taken".into()));
+        assert_eq!(refused(502, b"  Bad Gateway\r\n"), (502, "Bad Gateway".into()));
+        assert_eq!(refused(500, "x".repeat(1000).as_bytes()).1.len(), 300, "a long body is cut");
+    }
 
     #[test]
     fn a_refusal_says_what_to_do_about_what_was_asked() {

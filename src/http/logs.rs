@@ -7,7 +7,6 @@
 
 use super::stream::{relay, ChunkedReader, Closer, RelayEnd};
 use super::{ApiError, Response};
-use crate::api::ErrorBody;
 use crate::auth::Token;
 use crate::docker_cli::{LogOptions, Streams};
 use crate::manager::{LinkError, ManagerHandle};
@@ -90,13 +89,7 @@ pub fn manager_logs(h: &ManagerHandle, token: Option<&Token>, id: TaskId, query:
         task = h.get(id)?;
     }
     let Some(node) = task.node.clone() else {
-        return Err(ApiError::Node(LinkError::Refused {
-            status: 404,
-            message: match &task.error {
-                Some(why) => format!("task {id} has no output yet: it was never placed ({}: {why})", task.state),
-                None => format!("task {id} has no output yet: it was never placed ({})", task.state),
-            },
-        }));
+        return Err(ApiError::NeverPlaced { id, state: task.state, error: task.error });
     };
     let address = h
         .nodes()?
@@ -129,8 +122,8 @@ const FOLLOW_WAIT: Duration = Duration::from_secs(8);
 const MAX_HEAD: usize = 16 * 1024;
 
 /// Opens `GET path` on `address` and hands back its body as it comes (chunked or not), with a
-/// way to close it from another thread. A status other than 200 is the other side's error
-/// (`Refused`, its message taken from the error shape).
+/// way to close it from another thread. A status other than 200 is the other side's error, read
+/// as every client reads one (`client::refusal`).
 pub fn open_get(
     address: &str,
     path: &str,
@@ -187,10 +180,7 @@ pub fn open_get(
         let reader: Box<dyn Read> =
             if chunked { Box::new(ChunkedReader::new(BufReader::new(raw))) } else { Box::new(raw) };
         crate::control::best_effort(reader.take(limit).read_to_end(&mut body));
-        let message = serde_json::from_slice::<ErrorBody>(&body)
-            .map(|b| b.error)
-            .unwrap_or_else(|_| String::from_utf8_lossy(&body).trim().to_string());
-        return Err(LinkError::Refused { status, message });
+        return Err(super::client::refusal(status, &body));
     }
     // a stream waits as long as its source is quiet; its end is the relay's to decide
     handle.set_read_timeout(None).map_err(lost)?;
@@ -208,6 +198,19 @@ pub fn open_get(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logs_of_a_task_never_placed_are_a_404_that_says_why() {
+        let id: TaskId = "3f2b9c1e-8d4a-4f6b-9a7e-1c2d3e4f5a6b".parse().unwrap();
+        let waiting = ApiError::NeverPlaced { id, state: TaskState::Pending, error: Some("no node has room".into()) };
+        assert_eq!(super::super::status_of(&waiting), 404);
+        let resp = super::super::error_response(waiting);
+        let body: crate::api::ErrorBody = serde_json::from_slice(resp.bytes_of()).unwrap();
+        assert_eq!(
+            (resp.status, body.error.as_str()),
+            (404, format!("task {id} has no output yet: it was never placed (Pending: no node has room)").as_str())
+        );
+    }
 
     #[test]
     fn log_queries_are_read_and_bad_ones_name_the_parameter() {

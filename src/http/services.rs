@@ -21,6 +21,21 @@ pub enum ServiceRoute {
     Rollback(String),
 }
 
+impl ServiceRoute {
+    /// The method and path pattern it answers to: its entry in `MANAGER_ROUTES`.
+    pub fn pattern(&self) -> (&'static str, &'static str) {
+        match self {
+            ServiceRoute::List => ("GET", "/v1/services"),
+            ServiceRoute::Create => ("POST", "/v1/services"),
+            ServiceRoute::Get(_) => ("GET", "/v1/services/{name}"),
+            ServiceRoute::Update(_) => ("PUT", "/v1/services/{name}"),
+            ServiceRoute::Remove(_) => ("DELETE", "/v1/services/{name}"),
+            ServiceRoute::Scale(_) => ("POST", "/v1/services/{name}/scale"),
+            ServiceRoute::Rollback(_) => ("POST", "/v1/services/{name}/rollback"),
+        }
+    }
+}
+
 pub(super) fn status_of(e: &ServiceCommandError) -> u16 {
     match e {
         ServiceCommandError::NotFound(_) => 404,

@@ -282,7 +282,7 @@ impl State {
 
     /// Adds an event to the history and, with a persisted store, keeps it there (bounded). A
     /// failed write loses the event from the next run's history, nothing else: it is logged.
-    #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments, reason = "the fields of `EventLog::push`, passed on as they are")]
     pub(super) fn note_event(
         &mut self,
         at: Timestamp,

@@ -63,7 +63,7 @@ mod tests {
         let k = |i: usize, finished: u64, stopped: bool| Kept { id: ids[i], finished_at: at(finished), stopped };
         let bound = Retention { count: 2, age: Duration::from_secs(100) };
         let now = at(200_000);
-        #[allow(clippy::type_complexity)]
+        #[allow(clippy::type_complexity, reason = "a table of cases: name, the containers kept, those released")]
         let table: Vec<(&str, Vec<Kept>, Vec<usize>)> = vec![
             ("nothing kept, nothing released", vec![], vec![]),
             ("within both bounds", vec![k(0, 150_000, false), k(1, 190_000, false)], vec![]),

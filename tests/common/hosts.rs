@@ -8,7 +8,7 @@
 //! One cluster at a time per machine (the names and addresses are fixed): tests in a process
 //! hold `LOCK`, and `hosts.sh up` refuses to build over another run's hosts.
 
-#![allow(dead_code)]
+#![allow(dead_code, reason = "each test file uses only some of the helpers")]
 
 use crate::common::{http, wait_for, TOKEN};
 use serde_json::Value;

@@ -9,7 +9,7 @@
 //! (Podman's: `scripts/test-podman.sh`); then the helpers, the workers (through `DOCKER_HOST`,
 //! which a `--docker-socket` flag still overrides) and the `docker` CLI the tests run all talk to
 //! that one, and the tests assert the same things.
-#![allow(dead_code)]
+#![allow(dead_code, reason = "each test file uses only some of the helpers")]
 
 use serde_json::Value;
 use skiff::docker_cli::Docker;
