@@ -588,3 +588,65 @@ fn a_worker_whose_answers_are_malformed_is_not_taken_for_a_lost_node() {
     // five node timeouts of malformed answers: still up (only silence makes a node down)
     holds_for("the node up", Duration::from_secs(5), || node(&c)["status"] == "up");
 }
+
+/// Every task of the manager's list, page by page (a thousand at most to a page); and how many
+/// pages it took.
+fn walk_all_pages(base: &str) -> (usize, usize) {
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .new_agent();
+    let (mut tasks, mut pages, mut next) = (0, 0, None::<String>);
+    loop {
+        let url = match &next {
+            Some(n) => format!("{base}/v1/tasks?limit=1000&next={n}"),
+            None => format!("{base}/v1/tasks?limit=1000"),
+        };
+        let mut resp =
+            agent.get(&url).header("Authorization", &format!("Bearer {TOKEN}")).call().expect("a page of the list");
+        assert_eq!(resp.status().as_u16(), 200);
+        next = resp.headers().get("Skiff-Next").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let page: Value = resp.body_mut().with_config().limit(64 * 1024 * 1024).read_json().expect("json");
+        tasks += page.as_array().expect("array").len();
+        pages += 1;
+        if next.is_none() {
+            return (tasks, pages);
+        }
+    }
+}
+
+#[test]
+fn concurrent_lists_of_large_tasks_hold_bounded_memory() {
+    let c = Cluster::start("concurrent_lists", ClusterOptions { workers: 0, ..ClusterOptions::default() });
+    // 400 Pending tasks of about 30 KB each: 12 MB of records, three pages of at most 4 MiB
+    let tasks = 400;
+    let body = json!({"name": "fat", "image": IMAGE, "cmd": ["x".repeat(30_000)]}).to_string();
+    for _ in 0..tasks {
+        let (status, _) = http_raw("POST", &c.manager_url("/v1/tasks"), Some(body.as_bytes()));
+        assert_eq!(status, 201);
+    }
+    let pid = c.manager().child.id();
+    let (before, _) = memory_kib(pid);
+    let base = c.manager_url("");
+    let start = Arc::new(std::sync::Barrier::new(16));
+    let lists: Vec<_> = (0..16)
+        .map(|_| {
+            let (base, start) = (base.clone(), start.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                walk_all_pages(&base)
+            })
+        })
+        .collect();
+    let walks: Vec<(usize, usize)> = lists.into_iter().map(|l| l.join().expect("a list")).collect();
+    let (after, peak) = memory_kib(pid);
+    println!("manager with {tasks} tasks of 30 KB: resident {before} KiB before 16 lists, peak {peak} KiB, {after} KiB after");
+    // 16 pages of at most 4 MiB at once, where whole lists would have been 16 times 12 MB
+    let bound_kib = before + 96 * 1024;
+    assert!(peak < bound_kib, "16 lists took the manager from {before} KiB to {peak} KiB");
+    for (seen, pages) in walks {
+        assert_eq!(seen, tasks, "a walk of the pages sees every task");
+        assert!(pages >= 3, "12 MB of records came in {pages} pages");
+    }
+}
