@@ -650,3 +650,44 @@ fn concurrent_lists_of_large_tasks_hold_bounded_memory() {
         assert!(pages >= 3, "12 MB of records came in {pages} pages");
     }
 }
+
+#[test]
+fn a_worker_whose_answer_is_too_big_keeps_its_tasks_and_no_copy_is_made() {
+    // the manager takes answers of at most 16 KiB here: a task of 10 KB fits (the start's
+    // answer), a list of two does not
+    let opts = ClusterOptions {
+        workers: 2,
+        manager_args: strings(&["--node-timeout-ms", "1000", "--poll-interval-ms", "200"]),
+        manager_env: vec![(skiff::http::MAX_ANSWER_VAR, (16 * 1024).to_string())],
+        ..ClusterOptions::default()
+    };
+    let c = Cluster::start("answer_too_big", opts);
+    c.wait_nodes_up();
+    let spec = |i: usize| json!({"name": format!("big{i}"), "image": IMAGE, "memory_mb": 16, "cmd": ["sh", "-c", format!("sleep 300 # {}", "x".repeat(10_000))]});
+    // round robin: two on each node
+    let ids: Vec<String> = (0..4).map(|i| c.submit(&spec(i))).collect();
+    let placed: Vec<Value> = ids.iter().map(|id| c.wait_state(id, "Running", RUN)).collect();
+    for name in &c.worker_names {
+        assert_eq!(placed.iter().filter(|t| t["node"] == name.as_str()).count(), 2, "{name}: {placed:?}");
+    }
+    let node = |c: &Cluster, name: &str| c.nodes().into_iter().find(|n| n["name"] == name).expect("the node");
+    for name in &c.worker_names {
+        wait_for("the answer found too big", RUN, || {
+            node(&c, name)["error"].as_str().is_some_and(|e| e.starts_with("bad answer")).then_some(())
+        });
+    }
+    // five node timeouts of answers too big: both nodes up, each task on its node, one container each
+    holds_for("the nodes up and the tasks where they were", Duration::from_secs(5), || {
+        let nodes_up = c.worker_names.iter().all(|n| node(&c, n)["status"] == "up");
+        let in_place = placed.iter().all(|t| {
+            let now = c.get_task(t["id"].as_str().expect("id"));
+            now["state"] == "Running" && now["node"] == t["node"]
+        });
+        nodes_up && in_place
+    });
+    let containers = c.containers();
+    for id in &ids {
+        let copies = containers.iter().filter(|k| k.labels.get("skiff.task-id") == Some(id)).count();
+        assert_eq!(copies, 1, "task {id} has {copies} containers");
+    }
+}

@@ -117,7 +117,13 @@ impl Daemon {
     /// Starts `bin` with `args` (which must include `-p 0 --bind 127.0.0.1`) and waits for the
     /// address it listens on.
     fn start(bin: &str, args: &[String], log: PathBuf) -> Daemon {
+        Daemon::start_with_env(bin, args, &[], log)
+    }
+
+    /// `start`, with these variables in the daemon's environment too.
+    fn start_with_env(bin: &str, args: &[String], env: &[(&'static str, String)], log: PathBuf) -> Daemon {
         let mut command = Command::new(bin);
+        command.envs(env.iter().map(|(k, v)| (k, v)));
         if let Some(host) = engine_env() {
             command.env("DOCKER_HOST", host);
         }
@@ -186,6 +192,7 @@ pub struct Cluster {
     pub dir: PathBuf,
     /// The command lines, to start a daemon again exactly as before (on the port it had).
     manager_args: Vec<String>,
+    manager_env: Vec<(&'static str, String)>,
     worker_args: Vec<Vec<String>>,
 }
 
@@ -200,6 +207,8 @@ pub struct ClusterOptions {
     pub worker_store: &'static str,
     /// `-sct` of the manager.
     pub scheduler: &'static str,
+    /// Variables for the manager's environment (beside the token).
+    pub manager_env: Vec<(&'static str, String)>,
 }
 
 impl Default for ClusterOptions {
@@ -212,6 +221,7 @@ impl Default for ClusterOptions {
             manager_store: "memory",
             worker_store: "memory",
             scheduler: "roundrobin",
+            manager_env: Vec::new(),
         }
     }
 }
@@ -243,6 +253,7 @@ impl Cluster {
             docker,
             dir,
             manager_args: Vec::new(),
+            manager_env: opts.manager_env.clone(),
             worker_args: Vec::new(),
         };
         let mut worker_args = strings(&["-st", opts.worker_store, "--data-dir", &data]);
@@ -303,7 +314,7 @@ impl Cluster {
     pub fn restart_manager(&mut self) {
         let log = self.dir.join(if self.manager.is_some() { "manager.restarted.log" } else { "manager.log" });
         self.manager = None;
-        let daemon = Daemon::start(env!("CARGO_BIN_EXE_manager"), &self.manager_args, log);
+        let daemon = Daemon::start_with_env(env!("CARGO_BIN_EXE_manager"), &self.manager_args, &self.manager_env, log);
         pin_port(&mut self.manager_args, daemon.port());
         self.manager = Some(daemon);
     }
