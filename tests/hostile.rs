@@ -691,3 +691,60 @@ fn a_worker_whose_answer_is_too_big_keeps_its_tasks_and_no_copy_is_made() {
         assert_eq!(copies, 1, "task {id} has {copies} containers");
     }
 }
+
+/// The lines of a daemon's log that contain `text`, parsed.
+fn log_lines(log: &std::path::Path, text: &str) -> Vec<skiff::logfmt::LogLine> {
+    let all = std::fs::read_to_string(log).unwrap_or_default();
+    all.lines().filter(|l| l.contains(text)).map(|l| skiff::logfmt::parse_line(l).expect("a log line")).collect()
+}
+
+fn field<'a>(line: &'a skiff::logfmt::LogLine, key: &str) -> Option<&'a str> {
+    line.fields.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+#[test]
+fn a_sync_that_keeps_failing_is_warned_of_once_and_shown_in_health() {
+    let c = Cluster::start("failing_sync", ClusterOptions { workers: 0, ..ClusterOptions::default() });
+    let engine = EngineProxy::new(&c.dir);
+    let socket = engine.path.display().to_string();
+    let mut c = c;
+    let name = format!("sync-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    c.add_worker(&name, &strings(&["--docker-socket", &socket, "--sync-interval-ms", "300"]));
+    let url = c.worker_url(0, "/v1/health");
+    let log = c.workers[0].log.clone();
+    wait_for("the worker synced", RUN, || (http("GET", &url, None).1["synced"] == true).then_some(()));
+    assert!(log_lines(&log, "container sync").is_empty(), "no sync trouble yet");
+
+    // the engine answers, but its container lists fail
+    engine.refuse_lists(true);
+    let health = wait_for("health to show the failing sync", RUN, || {
+        let (_, h) = http("GET", &url, None);
+        h["sync_error"].as_str().is_some().then_some(h)
+    });
+    assert!(health["sync_error"].as_str().is_some_and(|e| e.contains("refused by the test")), "{health}");
+    assert_eq!(health["engine"]["reachable"], true, "the engine answers: {health}");
+    let warned = wait_for("the warning", RUN, || {
+        let lines = log_lines(&log, "container sync failing");
+        (!lines.is_empty()).then_some(lines)
+    });
+    assert_eq!(warned[0].level, "WARN");
+    assert_eq!(field(&warned[0], "node"), Some(name.as_str()));
+    // several ticks of failing syncs later (the sync interval is 300 ms): still one warning
+    holds_for("the failing sync in health", Duration::from_secs(2), || {
+        http("GET", &url, None).1["sync_error"].as_str().is_some()
+    });
+
+    engine.refuse_lists(false);
+    wait_for("health without the sync error", RUN, || {
+        http("GET", &url, None).1.get("sync_error").is_none().then_some(())
+    });
+    let ended = wait_for("the line saying it works again", RUN, || {
+        let lines = log_lines(&log, "container sync works again");
+        (!lines.is_empty()).then_some(lines)
+    });
+    assert_eq!(log_lines(&log, "container sync failing").len(), 1, "one warning for the whole failing stretch");
+    assert_eq!(ended.len(), 1);
+    let failures: u32 = field(&ended[0], "failures").and_then(|f| f.parse().ok()).expect("failures=");
+    assert!(failures >= 3, "the failures counted: {failures}");
+    assert!(field(&ended[0], "last_error").is_some_and(|e| e.contains("refused by the test")));
+}

@@ -482,6 +482,8 @@ struct ProxyState {
     open: bool,
     /// New connections are accepted and held without an answer, as a hung engine does.
     hung: bool,
+    /// Container lists (`GET /containers/json`) get a 500; everything else goes through.
+    refuse_lists: bool,
     conns: Vec<std::os::unix::net::UnixStream>,
     generation: u64,
 }
@@ -507,18 +509,30 @@ impl EngineProxy {
         let state = self.state.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming() {
-                let Ok(client) = conn else { continue };
-                let mut st = state.lock().expect("lock");
-                if !st.open || st.generation != generation {
-                    return; // closed: this listener is done
-                }
-                if st.hung {
-                    st.conns.push(client); // held, never answered
+                let Ok(mut client) = conn else { continue };
+                let refuse_lists = {
+                    let mut st = state.lock().expect("lock");
+                    if !st.open || st.generation != generation {
+                        return; // closed: this listener is done
+                    }
+                    if st.hung {
+                        st.conns.push(client); // held, never answered
+                        continue;
+                    }
+                    st.refuse_lists
+                };
+                // the request line, when lists are refused (each engine call is a connection)
+                let mut first = Vec::new();
+                if refuse_lists && refused_list(&mut client, &mut first) {
                     continue;
                 }
-                let Ok(engine) = std::os::unix::net::UnixStream::connect(engine_socket()) else {
+                let Ok(mut engine) = std::os::unix::net::UnixStream::connect(engine_socket()) else {
                     continue;
                 };
+                if engine.write_all(&first).is_err() {
+                    continue;
+                }
+                let mut st = state.lock().expect("lock");
                 for (mut from, mut to) in [
                     (client.try_clone().expect("clone"), engine.try_clone().expect("clone")),
                     (engine.try_clone().expect("clone"), client.try_clone().expect("clone")),
@@ -532,6 +546,12 @@ impl EngineProxy {
                 st.conns.push(engine);
             }
         });
+    }
+
+    /// From now on (`true`) or no longer, the engine's container lists fail with a 500, as a
+    /// list too big to read would: the engine answers, a worker's sync fails.
+    pub fn refuse_lists(&self, refuse: bool) {
+        self.state.lock().expect("lock").refuse_lists = refuse;
     }
 
     /// Cuts the open connections and from now on accepts new ones without ever answering, as a
@@ -556,6 +576,32 @@ impl EngineProxy {
         let _ = std::os::unix::net::UnixStream::connect(&self.path);
         let _ = std::fs::remove_file(&self.path);
     }
+}
+
+/// Reads a request line into `first` and, if it asks for a container list, answers 500 and
+/// says so (`true`); `false` when the request is to go through (with `first` sent ahead of it).
+fn refused_list(client: &mut std::os::unix::net::UnixStream, first: &mut Vec<u8>) -> bool {
+    use std::io::Read;
+    let _ = client.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut buf = [0u8; 1024];
+    while !first.contains(&b'\n') {
+        match client.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => first.extend_from_slice(&buf[..n]),
+        }
+    }
+    let _ = client.set_read_timeout(None);
+    let line = String::from_utf8_lossy(first.split(|b| *b == b'\n').next().unwrap_or_default()).to_string();
+    if !(line.starts_with("GET ") && line.contains("/containers/json")) {
+        return false;
+    }
+    let body = r#"{"message":"container list refused by the test's engine proxy"}"#;
+    let answer = format!(
+        "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = client.write_all(answer.as_bytes());
+    true
 }
 
 impl Drop for EngineProxy {
