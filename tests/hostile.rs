@@ -748,3 +748,43 @@ fn a_sync_that_keeps_failing_is_warned_of_once_and_shown_in_health() {
     assert!(failures >= 3, "the failures counted: {failures}");
     assert!(field(&ended[0], "last_error").is_some_and(|e| e.contains("refused by the test")));
 }
+
+/// The ids of every task in the manager's list (one page: the tests' lists are short).
+fn listed(c: &Cluster) -> Vec<String> {
+    let (status, v) = http("GET", &c.manager_url("/v1/tasks"), None);
+    assert_eq!(status, 200);
+    v.as_array().expect("array").iter().map(|t| t["id"].as_str().expect("id").to_string()).collect()
+}
+
+#[test]
+fn a_manager_forgets_finished_tasks_beyond_its_bound() {
+    let opts = ClusterOptions {
+        workers: 0,
+        manager_store: "persisted",
+        manager_args: strings(&["--keep-finished", "3", "--poll-interval-ms", "200"]),
+        ..ClusterOptions::default()
+    };
+    let mut c = Cluster::start("keep_finished", opts);
+    let waiting = c.submit(&sleeper("waiting"));
+    let stopped: Vec<String> = (0..6).map(|i| c.submit(&sleeper(&format!("s{i}")))).collect();
+    // stopped one after the other, each a millisecond at least after the one before
+    for id in &stopped {
+        let (status, _) = http("DELETE", &c.manager_url(&format!("/v1/tasks/{id}")), None);
+        assert_eq!(status, 202);
+        let t = c.wait_state(id, "Stopped", RUN);
+        let at = skiff::time::Timestamp::parse(t["finished_at"].as_str().expect("finished_at")).expect("a time");
+        wait_for("the clock past that stop", RUN, || (skiff::time::Timestamp::now().0 > at.0).then_some(()));
+    }
+    // the three that finished first are forgotten; the unfinished one is not counted
+    let mut kept = vec![waiting.clone()];
+    kept.extend(stopped[3..].iter().cloned());
+    wait_for("the list down to the bound", RUN, || (listed(&c) == kept).then_some(()));
+    for id in &stopped[..3] {
+        let (status, _) = http("GET", &c.manager_url(&format!("/v1/tasks/{id}")), None);
+        assert_eq!(status, 404, "task {id} forgotten");
+    }
+    // and forgotten in the store too: a restarted manager lists the same
+    c.manager_mut().kill();
+    c.restart_manager();
+    assert_eq!(listed(&c), kept);
+}
