@@ -788,3 +788,70 @@ fn a_manager_forgets_finished_tasks_beyond_its_bound() {
     c.restart_manager();
     assert_eq!(listed(&c), kept);
 }
+
+/// What the server sends on this connection (until it closes it, or half a second passes
+/// without more once something came; ten seconds at most).
+fn first_answer(s: &mut std::net::TcpStream) -> String {
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    let (mut got, mut buf) = (Vec::new(), [0u8; 4096]);
+    let end = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < end {
+        match std::io::Read::read(s, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(_) if !got.is_empty() => break,
+            Err(_) => {}
+        }
+    }
+    String::from_utf8_lossy(&got).to_string()
+}
+
+fn send_head(addr: &str, head: &str) -> std::net::TcpStream {
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    std::io::Write::write_all(&mut s, head.as_bytes()).expect("send the head");
+    s
+}
+
+#[test]
+fn no_continue_before_the_token_and_bodies_in_flight_are_bounded_together() {
+    let c = Cluster::start("bodies_in_flight", ClusterOptions { workers: 0, ..ClusterOptions::default() });
+    let addr = c.manager().addr.clone();
+    let post = |token: Option<&str>, length: usize| {
+        let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+        format!("POST /v1/tasks HTTP/1.1\r\nHost: t\r\n{auth}Expect: 100-continue\r\nContent-Length: {length}\r\n\r\n")
+    };
+    // without the token: the refusal, and no invitation to send the body first
+    let mut s = send_head(&addr, &post(None, 500_000));
+    let out = first_answer(&mut s);
+    assert!(out.starts_with("HTTP/1.1 401"), "{out}");
+    assert!(!out.contains("100 Continue"), "{out}");
+
+    // with it: each of 16 bodies of 1 MiB takes its room in the 16 MiB budget, then is invited
+    let mut held: Vec<std::net::TcpStream> = Vec::new();
+    for i in 0..16 {
+        let mut s = send_head(&addr, &post(Some(TOKEN), 1024 * 1024));
+        let mut got = [0u8; 25];
+        let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+        std::io::Read::read_exact(&mut s, &mut got).unwrap_or_else(|e| panic!("body {i}: no 100 Continue: {e}"));
+        assert_eq!(&got, b"HTTP/1.1 100 Continue\r\n\r\n", "body {i}");
+        held.push(s);
+    }
+    // a seventeenth has no room, whatever its size
+    let mut s = send_head(&addr, &post(Some(TOKEN), 1000));
+    let out = first_answer(&mut s);
+    assert!(out.starts_with("HTTP/1.1 503"), "{out}");
+    assert!(!out.contains("100 Continue"), "{out}");
+    // one gone gives its room back
+    drop(held.pop());
+    let body = json!({"name": "after", "image": IMAGE}).to_string();
+    let submit = format!(
+        "POST /v1/tasks HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let out = wait_for("the room back", Duration::from_secs(5), || {
+        let mut s = send_head(&addr, &submit);
+        let out = first_answer(&mut s);
+        (!out.starts_with("HTTP/1.1 503")).then_some(out)
+    });
+    assert!(out.starts_with("HTTP/1.1 201"), "{out}");
+}
