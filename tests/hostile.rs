@@ -855,3 +855,81 @@ fn no_continue_before_the_token_and_bodies_in_flight_are_bounded_together() {
     });
     assert!(out.starts_with("HTTP/1.1 201"), "{out}");
 }
+
+/// An image built for one test, removed (with any container made of it) when dropped.
+struct TestImage(String);
+
+impl Drop for TestImage {
+    fn drop(&mut self) {
+        if let Ok(out) = docker_command().args(["ps", "-aq", "--filter", &format!("ancestor={}", self.0)]).output() {
+            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = docker_command().args(["rm", "-f", id]).output();
+            }
+        }
+        let _ = docker_command().args(["rmi", "-f", &self.0]).output();
+    }
+}
+
+#[test]
+fn a_container_whose_image_carries_a_node_label_is_never_removed() {
+    let opts = ClusterOptions {
+        workers: 1,
+        worker_args: strings(&["--sync-interval-ms", "300", "--orphan-grace-s", "1"]),
+        ..ClusterOptions::default()
+    };
+    let c = Cluster::start("image_node_label", opts);
+    c.wait_nodes_up();
+    let node = c.worker_names[0].clone();
+    // the image says skiff.node (and so does every container of it); the build is labelled too
+    let image = TestImage(format!("skiff-test/node-label-{}:1", node.to_lowercase()));
+    let dockerfile = format!("FROM {IMAGE}\nLABEL skiff.node={node}\n");
+    let mut build = docker_command()
+        .args(["build", "-q", "-t", &image.0, "--label", &format!("skiff.test={}", c.test), "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("docker build runs");
+    std::io::Write::write_all(&mut build.stdin.take().expect("stdin"), dockerfile.as_bytes()).expect("the Dockerfile");
+    let built = build.wait_with_output().expect("docker build ends");
+    assert!(built.status.success(), "docker build: {}", String::from_utf8_lossy(&built.stderr));
+    let bystander = docker(&["run", "-d", &image.0, "sleep", "300"]);
+    assert_eq!(docker_inspect(&bystander)["Config"]["Labels"]["skiff.node"], node.as_str());
+    // well past the grace: labels from an image alone never make a container the worker's
+    holds_for("the bystander alive", Duration::from_secs(4), || docker_inspect(&bystander)["State"]["Running"] == true);
+}
+
+#[test]
+fn a_manager_with_a_persisted_store_stops_a_task_it_does_not_know_after_the_grace() {
+    let opts = ClusterOptions {
+        workers: 1,
+        manager_store: "persisted",
+        manager_args: strings(&["--orphan-grace-s", "2"]),
+        ..ClusterOptions::default()
+    };
+    let mut c = Cluster::start("persisted_unknown", opts);
+    c.wait_nodes_up();
+    let id = c.submit(&sleeper("unknown"));
+    let t = c.wait_state(&id, "Running", RUN);
+    let container = t["container_id"].as_str().expect("container").to_string();
+    // a manager whose store never heard of the task: its data is gone, the container runs on
+    c.manager_mut().kill();
+    for f in std::fs::read_dir(c.dir.join("data")).expect("the data dir").flatten() {
+        if f.file_name().to_string_lossy().starts_with("manager") {
+            let _ = std::fs::remove_file(f.path());
+        }
+    }
+    c.restart_manager();
+    c.wait_nodes_up();
+    let (status, _) = http("GET", &c.manager_url(&format!("/v1/tasks/{id}")), None);
+    assert_eq!(status, 404, "the store is the truth: the task is unknown");
+    let noted = Instant::now();
+    wait_for("the unknown task's container stopped", RUN, || {
+        (docker_command().args(["container", "inspect", "-f", "{{.State.Running}}", &container]).output().ok()?.stdout
+            != b"true\n")
+            .then_some(())
+    });
+    let took = noted.elapsed();
+    println!("the unknown container was stopped {took:?} after the manager came back");
+    assert!(took >= Duration::from_secs(1), "stopped before its grace: {took:?}");
+}
