@@ -10,7 +10,7 @@ mod client;
 pub mod events;
 pub mod join;
 
-pub use client::{ClientError, HttpWorkerLink, ManagerClient};
+pub use client::{ClientError, HttpWorkerLink, ManagerClient, MAX_ANSWER_VAR};
 pub mod logs;
 mod metrics;
 pub mod server;

@@ -147,6 +147,11 @@ impl TaskQuery {
     pub const DEFAULT_LIMIT: usize = 500;
     /// And never more than this.
     pub const MAX_LIMIT: usize = 1000;
+    /// A page's records take at most this many bytes of JSON (the first record always goes
+    /// in): a page ends early rather than grow with its records, so 16 handler threads answering
+    /// lists at once hold about 64 MiB, not a gigabyte. Its cursor is then its last record's, so
+    /// a client walking the pages still sees every task.
+    pub const MAX_PAGE_BYTES: usize = 4 * 1024 * 1024;
 }
 
 impl Default for TaskQuery {

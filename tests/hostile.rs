@@ -1,18 +1,22 @@
 //! Regressions of what a hostile probe of the live daemons found (issue 15), each reproduced
 //! against a real manager, worker and Docker Engine: a registry that hangs, containers that
 //! impersonate a task or merely carry a node's label, an engine that hangs, health checks that
-//! are redirected, CPU limits the engine would not honour.
+//! are redirected, CPU limits the engine would not honour, floods of bodies without a token,
+//! lists of large tasks read at once, answers too big, syncs that fail. The stand-ins and
+//! probes they use are in `hostile/probes.rs`.
 #![allow(
     clippy::let_underscore_must_use,
     reason = "test code drops the outcomes of clean-ups and best-effort writes freely"
 )]
 
 mod common;
+#[path = "hostile/probes.rs"]
+mod probes;
 
 use common::*;
+use probes::*;
 use serde_json::{json, Value};
-use std::net::TcpListener;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,46 +24,6 @@ const RUN: Duration = Duration::from_secs(30);
 
 fn sleeper(name: &str) -> Value {
     json!({"name": name, "image": IMAGE, "cmd": ["sleep", "300"], "memory_mb": 16})
-}
-
-/// A TCP listener on loopback that accepts connections and never answers, counting them.
-struct Silent {
-    port: u16,
-    accepted: Arc<AtomicUsize>,
-}
-
-impl Silent {
-    fn start() -> Silent {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let count = accepted.clone();
-        std::thread::spawn(move || {
-            let mut held = Vec::new();
-            for conn in listener.incoming().flatten() {
-                count.fetch_add(1, Ordering::SeqCst);
-                held.push(conn); // kept open, never answered
-            }
-        });
-        Silent { port, accepted }
-    }
-}
-
-/// Runs `docker` with these arguments and returns its standard output, failing the test if it fails.
-fn docker(args: &[&str]) -> String {
-    let out = docker_command().args(args).output().expect("docker CLI runs");
-    assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// Samples `check` every 100 ms for `window` and fails at the first sample that breaks it: for
-/// asserting that something does not happen.
-fn holds_for(what: &str, window: Duration, mut check: impl FnMut() -> bool) {
-    let end = Instant::now() + window;
-    while Instant::now() < end {
-        assert!(check(), "{what} stopped holding");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]
@@ -84,29 +48,6 @@ fn a_hanging_registry_stalls_no_start_whose_image_is_present() {
     let (status, _) = http("DELETE", &c.manager_url(&format!("/v1/tasks/{}", stuck[0])), None);
     assert_eq!(status, 202);
     c.wait_state(&stuck[0], "Stopped", Duration::from_secs(10));
-}
-
-/// The labels a worker named `node` gives the container of this task record.
-fn labels_of(task: &Value, node: &str) -> Vec<String> {
-    let spec = task["spec"].to_string();
-    vec![
-        format!("skiff.task-id={}", task["id"].as_str().expect("id")),
-        format!("skiff.node={node}"),
-        format!("skiff.name={}", task["name"].as_str().expect("name")),
-        format!("skiff.spec={spec}"),
-        format!("skiff.created-at={}", task["created_at"].as_str().expect("created_at")),
-    ]
-}
-
-fn run_labelled(labels: &[String], cmd: &[&str]) -> String {
-    let mut args = vec!["run".to_string(), "-d".to_string()];
-    for l in labels {
-        args.extend(["--label".to_string(), l.clone()]);
-    }
-    args.push(IMAGE.to_string());
-    args.extend(cmd.iter().map(|s| s.to_string()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    docker(&args)
 }
 
 #[test]
@@ -281,56 +222,10 @@ fn containers_with_huge_labels_do_not_wedge_a_workers_sync() {
     c.wait_state(&id, "Running", RUN);
 }
 
-/// Resident and peak resident memory of a process, in KiB (`VmRSS`, `VmHWM`).
-fn memory_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
-/// 500 connections at once, each sending a 1 MiB body without a token.
-fn unauthenticated_flood(addr: &str) {
-    let body = vec![b'x'; 1024 * 1024];
-    let head = format!("POST /v1/tasks HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n", body.len());
-    let body = Arc::new(body);
-    let threads: Vec<_> = (0..50)
-        .map(|_| {
-            let (addr, head, body) = (addr.to_string(), head.clone(), body.clone());
-            std::thread::spawn(move || {
-                let mut conns = Vec::new();
-                for _ in 0..10 {
-                    if let Ok(mut s) = std::net::TcpStream::connect(&addr) {
-                        let _ = s.set_write_timeout(Some(Duration::from_secs(5)));
-                        let _ = std::io::Write::write_all(&mut s, head.as_bytes());
-                        conns.push(s);
-                    }
-                }
-                for s in &mut conns {
-                    let _ = std::io::Write::write_all(s, &body);
-                }
-                for s in &mut conns {
-                    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-                    let mut answer = [0u8; 64];
-                    let _ = std::io::Read::read(s, &mut answer);
-                }
-            })
-        })
-        .collect();
-    for t in threads {
-        let _ = t.join();
-    }
-}
-
-#[test]
-fn bodies_sent_without_a_token_cost_no_memory() {
-    let c = Cluster::start("unauthenticated_flood", ClusterOptions { workers: 1, ..ClusterOptions::default() });
+/// Floods both daemons of a fresh cluster with `conns` unauthenticated 1 MiB bodies, one daemon
+/// after the other, and asserts that each peaks and stays under 64 MiB resident and still serves.
+fn flood_costs_no_memory(test: &str, conns: usize) {
+    let c = Cluster::start(test, ClusterOptions { workers: 1, ..ClusterOptions::default() });
     c.wait_nodes_up();
     let limit_kib = 64 * 1024;
     for (who, pid, addr) in [
@@ -338,15 +233,30 @@ fn bodies_sent_without_a_token_cost_no_memory() {
         ("worker", c.workers[0].child.id(), c.workers[0].addr.clone()),
     ] {
         let (before, _) = memory_kib(pid);
-        unauthenticated_flood(&addr);
+        let started = Instant::now();
+        unauthenticated_flood(&addr, conns);
         let (after, peak) = memory_kib(pid);
-        println!("{who}: resident {before} KiB before, {after} KiB after, peak {peak} KiB");
+        println!(
+            "{who}, {conns} connections: resident {before} KiB before, {after} KiB after, peak {peak} KiB ({:?})",
+            started.elapsed()
+        );
         assert!(peak < limit_kib, "{who} peaked at {peak} KiB");
         assert!(after < limit_kib, "{who} kept {after} KiB");
         // and it still serves
         let (status, _) = http("GET", &format!("http://{addr}/v1/health"), None);
         assert_eq!(status, 200);
     }
+}
+
+#[test]
+fn bodies_sent_without_a_token_cost_no_memory() {
+    flood_costs_no_memory("unauthenticated_flood", 500);
+}
+
+#[test]
+fn bodies_sent_without_a_token_cost_no_memory_from_1500_connections() {
+    // three times the connections of the waiting room: the oldest are closed, none is read
+    flood_costs_no_memory("unauthenticated_flood_1500", 1500);
 }
 
 #[test]
@@ -397,56 +307,18 @@ fn lists_come_in_pages_and_specs_are_bounded() {
     assert_eq!((status, v["field"].as_str()), (400, Some("cmd")), "{v}");
 }
 
-/// A reader that takes a few hundred bytes every 100 ms through a small receive window: it keeps
-/// the server writing, slowly, for as long as the server lets it. Returns how many bytes it got
-/// before the connection ended (or `None` if it was still open after `limit`).
-fn trickle(addr: &str, path: &str, limit: Duration, reading: std::sync::mpsc::Sender<()>) -> Option<usize> {
-    use std::os::unix::io::AsRawFd;
-    let mut s = std::net::TcpStream::connect(addr).expect("connect");
-    let small: libc::c_int = 4096;
-    // SAFETY: setsockopt on an open socket with a pointer to a c_int of the size given.
-    unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            (&small as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
-    let req = format!("GET {path} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n");
-    std::io::Write::write_all(&mut s, req.as_bytes()).expect("send");
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    let end = Instant::now() + limit;
-    let mut got = 0;
-    let mut buf = [0u8; 256];
-    while Instant::now() < end {
-        match std::io::Read::read(&mut s, &mut buf) {
-            Ok(0) => return Some(got),
-            Ok(n) => {
-                if got == 0 {
-                    let _ = reading.send(());
-                }
-                got += n;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {}
-            Err(_) => return Some(got),
-        }
-        std::thread::sleep(Duration::from_millis(100)); // the reader's pace, not synchronisation
-    }
-    None
-}
-
 #[test]
 fn slow_readers_lose_their_connection_instead_of_holding_threads() {
     let c = Cluster::start("slow_readers", ClusterOptions { workers: 0, ..ClusterOptions::default() });
-    // 500 Pending tasks of about 30 KB each: one page of the list is about 15 MB
+    // 500 Pending tasks of about 30 KB each: a page of the list is its 4 MiB at most, minutes
+    // for a reader that takes 2.5 KB a second
     let spec = json!({"name": "fat", "image": IMAGE, "cmd": ["x".repeat(30_000)]});
     let body = spec.to_string();
     for _ in 0..500 {
         let (status, _) = http_raw("POST", &c.manager_url("/v1/tasks"), Some(body.as_bytes()));
         assert_eq!(status, 201);
     }
+    let (_, page) = http_raw("GET", &c.manager_url("/v1/tasks"), None);
     let addr = c.manager().addr.clone();
     let (reading_tx, reading) = std::sync::mpsc::channel();
     let readers: Vec<_> = (0..16)
@@ -467,7 +339,7 @@ fn slow_readers_lose_their_connection_instead_of_holding_threads() {
     });
     for r in readers {
         let got = r.join().expect("reader").expect("the server ended the slow connection");
-        assert!(got < 15_000_000, "a slow reader got the whole list ({got} bytes)");
+        assert!(got < page.len(), "a slow reader got the whole page ({got} of {} bytes)", page.len());
     }
     println!("health answered {health:?} after 16 slow readers began");
 }
@@ -498,64 +370,6 @@ fn refused_bodies_hold_no_thread_while_they_drain() {
     }
 }
 
-/// A stand-in worker on loopback that answers health like a worker and, once told, answers its
-/// task list with malformed JSON.
-struct GarbledWorker {
-    addr: String,
-    garbled: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl GarbledWorker {
-    fn start() -> GarbledWorker {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = listener.local_addr().expect("addr").to_string();
-        let garbled = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = garbled.clone();
-        std::thread::spawn(move || {
-            for conn in listener.incoming().flatten() {
-                let flag = flag.clone();
-                std::thread::spawn(move || serve_garbled(conn, &flag));
-            }
-        });
-        GarbledWorker { addr, garbled }
-    }
-}
-
-fn serve_garbled(mut conn: std::net::TcpStream, garbled: &std::sync::atomic::AtomicBool) {
-    use std::io::{BufRead, Write};
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
-    let mut reader = std::io::BufReader::new(conn.try_clone().expect("clone"));
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
-        loop {
-            let mut header = String::new();
-            if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
-                break;
-            }
-        }
-        let (status, body) = match path.as_str() {
-            "/v1/health" => (
-                200,
-                r#"{"status":"ok","name":"garbled","version":"0","engine":{"reachable":true,"version":null,"api_version":null,"error":null},"synced":true,"tasks":0}"#.to_string(),
-            ),
-            "/v1/tasks" if garbled.load(Ordering::SeqCst) => (200, r#"[{"id": tru"#.to_string()),
-            "/v1/tasks" => (200, "[]".to_string()),
-            _ => (503, r#"{"error":"no statistics"}"#.to_string()),
-        };
-        let answer = format!(
-            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        if conn.write_all(answer.as_bytes()).is_err() {
-            return;
-        }
-    }
-}
-
 #[test]
 fn a_worker_whose_answers_are_malformed_is_not_taken_for_a_lost_node() {
     let fake = GarbledWorker::start();
@@ -573,4 +387,268 @@ fn a_worker_whose_answers_are_malformed_is_not_taken_for_a_lost_node() {
     });
     // five node timeouts of malformed answers: still up (only silence makes a node down)
     holds_for("the node up", Duration::from_secs(5), || node(&c)["status"] == "up");
+}
+
+#[test]
+fn concurrent_lists_of_large_tasks_hold_bounded_memory() {
+    let c = Cluster::start("concurrent_lists", ClusterOptions { workers: 0, ..ClusterOptions::default() });
+    // 400 Pending tasks of about 30 KB each: 12 MB of records, three pages of at most 4 MiB
+    let tasks = 400;
+    let body = json!({"name": "fat", "image": IMAGE, "cmd": ["x".repeat(30_000)]}).to_string();
+    for _ in 0..tasks {
+        let (status, _) = http_raw("POST", &c.manager_url("/v1/tasks"), Some(body.as_bytes()));
+        assert_eq!(status, 201);
+    }
+    let pid = c.manager().child.id();
+    let (before, _) = memory_kib(pid);
+    let base = c.manager_url("");
+    let start = Arc::new(std::sync::Barrier::new(16));
+    let lists: Vec<_> = (0..16)
+        .map(|_| {
+            let (base, start) = (base.clone(), start.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                walk_all_pages(&base)
+            })
+        })
+        .collect();
+    let walks: Vec<(usize, usize)> = lists.into_iter().map(|l| l.join().expect("a list")).collect();
+    let (after, peak) = memory_kib(pid);
+    println!("manager with {tasks} tasks of 30 KB: resident {before} KiB before 16 lists, peak {peak} KiB, {after} KiB after");
+    // 16 pages of at most 4 MiB at once, where whole lists would have been 16 times 12 MB
+    let bound_kib = before + 96 * 1024;
+    assert!(peak < bound_kib, "16 lists took the manager from {before} KiB to {peak} KiB");
+    for (seen, pages) in walks {
+        assert_eq!(seen, tasks, "a walk of the pages sees every task");
+        assert!(pages >= 3, "12 MB of records came in {pages} pages");
+    }
+}
+
+#[test]
+fn a_worker_whose_answer_is_too_big_keeps_its_tasks_and_no_copy_is_made() {
+    // the manager takes answers of at most 16 KiB here: a task of 10 KB fits (the start's
+    // answer), a list of two does not
+    let opts = ClusterOptions {
+        workers: 2,
+        manager_args: strings(&["--node-timeout-ms", "1000", "--poll-interval-ms", "200"]),
+        manager_env: vec![(skiff::http::MAX_ANSWER_VAR, (16 * 1024).to_string())],
+        ..ClusterOptions::default()
+    };
+    let c = Cluster::start("answer_too_big", opts);
+    c.wait_nodes_up();
+    let spec = |i: usize| json!({"name": format!("big{i}"), "image": IMAGE, "memory_mb": 16, "cmd": ["sh", "-c", format!("sleep 300 # {}", "x".repeat(10_000))]});
+    // round robin: two on each node
+    let ids: Vec<String> = (0..4).map(|i| c.submit(&spec(i))).collect();
+    let placed: Vec<Value> = ids.iter().map(|id| c.wait_state(id, "Running", RUN)).collect();
+    for name in &c.worker_names {
+        assert_eq!(placed.iter().filter(|t| t["node"] == name.as_str()).count(), 2, "{name}: {placed:?}");
+    }
+    let node = |c: &Cluster, name: &str| c.nodes().into_iter().find(|n| n["name"] == name).expect("the node");
+    for name in &c.worker_names {
+        wait_for("the answer found too big", RUN, || {
+            node(&c, name)["error"].as_str().is_some_and(|e| e.starts_with("bad answer")).then_some(())
+        });
+    }
+    // five node timeouts of answers too big: both nodes up, each task on its node, one container each
+    holds_for("the nodes up and the tasks where they were", Duration::from_secs(5), || {
+        let nodes_up = c.worker_names.iter().all(|n| node(&c, n)["status"] == "up");
+        let in_place = placed.iter().all(|t| {
+            let now = c.get_task(t["id"].as_str().expect("id"));
+            now["state"] == "Running" && now["node"] == t["node"]
+        });
+        nodes_up && in_place
+    });
+    let containers = c.containers();
+    for id in &ids {
+        let copies = containers.iter().filter(|k| k.labels.get("skiff.task-id") == Some(id)).count();
+        assert_eq!(copies, 1, "task {id} has {copies} containers");
+    }
+}
+
+#[test]
+fn a_sync_that_keeps_failing_is_warned_of_once_and_shown_in_health() {
+    let c = Cluster::start("failing_sync", ClusterOptions { workers: 0, ..ClusterOptions::default() });
+    let engine = EngineProxy::new(&c.dir);
+    let socket = engine.path.display().to_string();
+    let mut c = c;
+    let name = format!("sync-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    c.add_worker(&name, &strings(&["--docker-socket", &socket, "--sync-interval-ms", "300"]));
+    let url = c.worker_url(0, "/v1/health");
+    let log = c.workers[0].log.clone();
+    wait_for("the worker synced", RUN, || (http("GET", &url, None).1["synced"] == true).then_some(()));
+    assert!(log_lines(&log, "container sync").is_empty(), "no sync trouble yet");
+
+    // the engine answers, but its container lists fail
+    engine.refuse_lists(true);
+    let health = wait_for("health to show the failing sync", RUN, || {
+        let (_, h) = http("GET", &url, None);
+        h["sync_error"].as_str().is_some().then_some(h)
+    });
+    assert!(health["sync_error"].as_str().is_some_and(|e| e.contains("refused by the test")), "{health}");
+    assert_eq!(health["engine"]["reachable"], true, "the engine answers: {health}");
+    let warned = wait_for("the warning", RUN, || {
+        let lines = log_lines(&log, "container sync failing");
+        (!lines.is_empty()).then_some(lines)
+    });
+    assert_eq!(warned[0].level, "WARN");
+    assert_eq!(field(&warned[0], "node"), Some(name.as_str()));
+    // several ticks of failing syncs later (the sync interval is 300 ms): still one warning
+    holds_for("the failing sync in health", Duration::from_secs(2), || {
+        http("GET", &url, None).1["sync_error"].as_str().is_some()
+    });
+
+    engine.refuse_lists(false);
+    wait_for("health without the sync error", RUN, || {
+        http("GET", &url, None).1.get("sync_error").is_none().then_some(())
+    });
+    let ended = wait_for("the line saying it works again", RUN, || {
+        let lines = log_lines(&log, "container sync works again");
+        (!lines.is_empty()).then_some(lines)
+    });
+    assert_eq!(log_lines(&log, "container sync failing").len(), 1, "one warning for the whole failing stretch");
+    assert_eq!(ended.len(), 1);
+    let failures: u32 = field(&ended[0], "failures").and_then(|f| f.parse().ok()).expect("failures=");
+    assert!(failures >= 3, "the failures counted: {failures}");
+    assert!(field(&ended[0], "last_error").is_some_and(|e| e.contains("refused by the test")));
+}
+
+#[test]
+fn a_manager_forgets_finished_tasks_beyond_its_bound() {
+    let opts = ClusterOptions {
+        workers: 0,
+        manager_store: "persisted",
+        manager_args: strings(&["--keep-finished", "3", "--poll-interval-ms", "200"]),
+        ..ClusterOptions::default()
+    };
+    let mut c = Cluster::start("keep_finished", opts);
+    let waiting = c.submit(&sleeper("waiting"));
+    let stopped: Vec<String> = (0..6).map(|i| c.submit(&sleeper(&format!("s{i}")))).collect();
+    // stopped one after the other, each a millisecond at least after the one before
+    for id in &stopped {
+        let (status, _) = http("DELETE", &c.manager_url(&format!("/v1/tasks/{id}")), None);
+        assert_eq!(status, 202);
+        let t = c.wait_state(id, "Stopped", RUN);
+        let at = skiff::time::Timestamp::parse(t["finished_at"].as_str().expect("finished_at")).expect("a time");
+        wait_for("the clock past that stop", RUN, || (skiff::time::Timestamp::now().0 > at.0).then_some(()));
+    }
+    // the three that finished first are forgotten; the unfinished one is not counted
+    let mut kept = vec![waiting.clone()];
+    kept.extend(stopped[3..].iter().cloned());
+    wait_for("the list down to the bound", RUN, || (listed(&c) == kept).then_some(()));
+    for id in &stopped[..3] {
+        let (status, _) = http("GET", &c.manager_url(&format!("/v1/tasks/{id}")), None);
+        assert_eq!(status, 404, "task {id} forgotten");
+    }
+    // and forgotten in the store too: a restarted manager lists the same
+    c.manager_mut().kill();
+    c.restart_manager();
+    assert_eq!(listed(&c), kept);
+}
+
+#[test]
+fn no_continue_before_the_token_and_bodies_in_flight_are_bounded_together() {
+    let c = Cluster::start("bodies_in_flight", ClusterOptions { workers: 0, ..ClusterOptions::default() });
+    let addr = c.manager().addr.clone();
+    let post = |token: Option<&str>, length: usize| {
+        let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+        format!("POST /v1/tasks HTTP/1.1\r\nHost: t\r\n{auth}Expect: 100-continue\r\nContent-Length: {length}\r\n\r\n")
+    };
+    // without the token: the refusal, and no invitation to send the body first
+    let mut s = send_head(&addr, &post(None, 500_000));
+    let out = first_answer(&mut s);
+    assert!(out.starts_with("HTTP/1.1 401"), "{out}");
+    assert!(!out.contains("100 Continue"), "{out}");
+
+    // with it: each of 16 bodies of 1 MiB takes its room in the 16 MiB budget, then is invited
+    let mut held: Vec<std::net::TcpStream> = Vec::new();
+    for i in 0..16 {
+        let mut s = send_head(&addr, &post(Some(TOKEN), 1024 * 1024));
+        let mut got = [0u8; 25];
+        let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+        std::io::Read::read_exact(&mut s, &mut got).unwrap_or_else(|e| panic!("body {i}: no 100 Continue: {e}"));
+        assert_eq!(&got, b"HTTP/1.1 100 Continue\r\n\r\n", "body {i}");
+        held.push(s);
+    }
+    // a seventeenth has no room, whatever its size
+    let mut s = send_head(&addr, &post(Some(TOKEN), 1000));
+    let out = first_answer(&mut s);
+    assert!(out.starts_with("HTTP/1.1 503"), "{out}");
+    assert!(!out.contains("100 Continue"), "{out}");
+    // one gone gives its room back
+    drop(held.pop());
+    let body = json!({"name": "after", "image": IMAGE}).to_string();
+    let submit = format!(
+        "POST /v1/tasks HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let out = wait_for("the room back", Duration::from_secs(5), || {
+        let mut s = send_head(&addr, &submit);
+        let out = first_answer(&mut s);
+        (!out.starts_with("HTTP/1.1 503")).then_some(out)
+    });
+    assert!(out.starts_with("HTTP/1.1 201"), "{out}");
+}
+
+#[test]
+fn a_container_whose_image_carries_a_node_label_is_never_removed() {
+    let opts = ClusterOptions {
+        workers: 1,
+        worker_args: strings(&["--sync-interval-ms", "300", "--orphan-grace-s", "1"]),
+        ..ClusterOptions::default()
+    };
+    let c = Cluster::start("image_node_label", opts);
+    c.wait_nodes_up();
+    let node = c.worker_names[0].clone();
+    // the image says skiff.node (and so does every container of it); the build is labelled too
+    let image = TestImage(format!("skiff-test/node-label-{}:1", node.to_lowercase()));
+    let dockerfile = format!("FROM {IMAGE}\nLABEL skiff.node={node}\n");
+    let mut build = docker_command()
+        .args(["build", "-q", "-t", &image.0, "--label", &format!("skiff.test={}", c.test), "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("docker build runs");
+    std::io::Write::write_all(&mut build.stdin.take().expect("stdin"), dockerfile.as_bytes()).expect("the Dockerfile");
+    let built = build.wait_with_output().expect("docker build ends");
+    assert!(built.status.success(), "docker build: {}", String::from_utf8_lossy(&built.stderr));
+    let bystander = docker(&["run", "-d", &image.0, "sleep", "300"]);
+    assert_eq!(docker_inspect(&bystander)["Config"]["Labels"]["skiff.node"], node.as_str());
+    // well past the grace: labels from an image alone never make a container the worker's
+    holds_for("the bystander alive", Duration::from_secs(4), || docker_inspect(&bystander)["State"]["Running"] == true);
+}
+
+#[test]
+fn a_manager_with_a_persisted_store_stops_a_task_it_does_not_know_after_the_grace() {
+    let opts = ClusterOptions {
+        workers: 1,
+        manager_store: "persisted",
+        manager_args: strings(&["--orphan-grace-s", "2"]),
+        ..ClusterOptions::default()
+    };
+    let mut c = Cluster::start("persisted_unknown", opts);
+    c.wait_nodes_up();
+    let id = c.submit(&sleeper("unknown"));
+    let t = c.wait_state(&id, "Running", RUN);
+    let container = t["container_id"].as_str().expect("container").to_string();
+    // a manager whose store never heard of the task: its data is gone, the container runs on
+    c.manager_mut().kill();
+    for f in std::fs::read_dir(c.dir.join("data")).expect("the data dir").flatten() {
+        if f.file_name().to_string_lossy().starts_with("manager") {
+            let _ = std::fs::remove_file(f.path());
+        }
+    }
+    c.restart_manager();
+    c.wait_nodes_up();
+    let (status, _) = http("GET", &c.manager_url(&format!("/v1/tasks/{id}")), None);
+    assert_eq!(status, 404, "the store is the truth: the task is unknown");
+    let noted = Instant::now();
+    wait_for("the unknown task's container stopped", RUN, || {
+        (docker_command().args(["container", "inspect", "-f", "{{.State.Running}}", &container]).output().ok()?.stdout
+            != b"true\n")
+            .then_some(())
+    });
+    let took = noted.elapsed();
+    println!("the unknown container was stopped {took:?} after the manager came back");
+    assert!(took >= Duration::from_secs(1), "stopped before its grace: {took:?}");
 }

@@ -17,6 +17,18 @@ use std::time::Duration;
 /// Responses bigger than this are refused (a task list of many thousands fits easily).
 const MAX_ANSWER: u64 = 64 * 1024 * 1024;
 
+/// Lowers `MAX_ANSWER` for the process (never raises it): for the tests that need a real
+/// worker's answer to be too big without making 64 MiB of tasks.
+pub const MAX_ANSWER_VAR: &str = "SKIFF_TEST_MAX_ANSWER_BYTES";
+
+/// `MAX_ANSWER`, or less if `SKIFF_TEST_MAX_ANSWER_BYTES` says so (read once).
+fn max_answer() -> u64 {
+    static MAX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *MAX.get_or_init(|| {
+        std::env::var(MAX_ANSWER_VAR).ok().and_then(|v| v.parse().ok()).map_or(MAX_ANSWER, |v: u64| v.min(MAX_ANSWER))
+    })
+}
+
 pub(super) fn agent(connect: Duration) -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -94,7 +106,7 @@ fn call_paged<T: DeserializeOwned>(
     let next = resp.headers().get(NEXT_PAGE_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
     // the head came: a body that does not come whole (too big, too slow) is a bad answer from a
     // peer that answered, not a lost one
-    let bytes = resp.body_mut().with_config().limit(MAX_ANSWER).read_to_vec().map_err(|e| match classify(e) {
+    let bytes = resp.body_mut().with_config().limit(max_answer()).read_to_vec().map_err(|e| match classify(e) {
         LinkError::Lost(why) | LinkError::Unreachable(why) => {
             LinkError::BadAnswer(format!("the answer did not arrive whole: {why}"))
         }

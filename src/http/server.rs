@@ -948,6 +948,25 @@ mod tests {
     }
 
     #[test]
+    fn a_big_answer_written_after_its_head_arrives_whole_and_framed() {
+        let server = gated_server(Limits::default());
+        // a body past the size sent with its head, then a small one on the same connection
+        let big: String = (0..300_000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+        let mut req =
+            format!("POST / HTTP/1.1\r\nHost: t\r\nAuthorization: yes\r\nContent-Length: {}\r\n\r\n{big}", big.len());
+        req.push_str(
+            "POST / HTTP/1.1\r\nHost: t\r\nAuthorization: yes\r\nContent-Length: 3\r\nConnection: close\r\n\r\nend",
+        );
+        let out = raw(&server, req.as_bytes());
+        // the big body is lowercase letters: the last status line is the second answer's
+        let (first, second) = out.split_at(out.rfind("HTTP/1.1 200").expect("an answer"));
+        assert!(first.starts_with("HTTP/1.1 200 OK\r\n"), "two answers, the big one first");
+        assert!(first.contains(&format!("Content-Length: {}\r\n", big.len())), "{}", &first[..200.min(first.len())]);
+        assert!(first.ends_with(&format!("\r\n\r\n{big}")), "the big body whole, right after its head");
+        assert!(second.starts_with("HTTP/1.1 200") && second.ends_with("\r\n\r\nend"), "{second}");
+    }
+
+    #[test]
     fn bodies_past_the_budget_in_flight_get_503() {
         let server = gated_server(Limits { max_bodies_in_flight: 1000, ..Limits::default() });
         // one body holds 800 bytes of the budget while it trickles in

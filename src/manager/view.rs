@@ -88,6 +88,12 @@ impl View {
     /// The entries of one page of the tasks that match `query`, oldest first (only that page is
     /// looked at beyond the filters, whatever the table holds), and where the next one starts.
     fn page_entries(&self, query: &TaskQuery) -> (Vec<Entry>, Option<Cursor>) {
+        self.page_entries_within(query, TaskQuery::MAX_PAGE_BYTES)
+    }
+
+    /// `page_entries` with a page ending early once its records' JSON would pass `max_bytes`
+    /// (a record bigger than that alone still makes a page of one, so a walk always goes on).
+    fn page_entries_within(&self, query: &TaskQuery, max_bytes: usize) -> (Vec<Entry>, Option<Cursor>) {
         let limit = query.limit.clamp(1, TaskQuery::MAX_LIMIT);
         let matches = |t: &Task| {
             query.state.is_none_or(|s| t.state == s)
@@ -103,8 +109,17 @@ impl View {
             };
             from.map(|(_, e)| e).filter(|e| matches(&e.task)).take(limit + 1).cloned().collect()
         };
-        let more = found.len() > limit;
-        found.truncate(limit);
+        let mut bytes = 0;
+        let fits = found
+            .iter()
+            .take(limit)
+            .position(|e| {
+                bytes += e.json.len() + 1;
+                bytes > max_bytes
+            })
+            .map_or(found.len().min(limit), |at| at.max(1));
+        let more = found.len() > fits;
+        found.truncate(fits);
         let next = if more { found.last().map(|e| Cursor::of(&e.task)) } else { None };
         (found, next)
     }
@@ -185,5 +200,75 @@ mod tests {
         assert_eq!(empty, b"[]");
         let one = view.get_json(&oldest_first[0]).expect("known");
         assert_eq!(&*one, serde_json::to_vec(&view.get(&oldest_first[0]).expect("known")).expect("json").as_slice());
+    }
+
+    fn fat(cmd_bytes: usize, at: u64) -> Arc<Task> {
+        let spec = format!(r#"{{"name":"fat","image":"b","cmd":["{}"]}}"#, "x".repeat(cmd_bytes));
+        let spec = TaskSpec::from_json(spec.as_bytes()).expect("valid");
+        Arc::new(Task::new(TaskId::new_v4(), spec, Timestamp(at)))
+    }
+
+    #[test]
+    fn a_page_ends_at_its_byte_budget_and_a_walk_still_sees_every_task() {
+        let view = View::default();
+        // records of about 1, 3 and (alone over the budget) 9 KB
+        let sizes = [1000, 1000, 3000, 1000, 9000, 1000, 3000, 3000, 1000];
+        let all: Vec<Arc<Task>> = sizes.iter().enumerate().map(|(i, n)| fat(*n, 10 + i as u64)).collect();
+        for t in &all {
+            view.put(t);
+        }
+        let budget = 6000;
+        let bytes = |page: &[Entry]| page.iter().map(|e| e.json.len() + 1).sum::<usize>();
+        let (mut pages, mut after): (Vec<Vec<Entry>>, _) = (Vec::new(), None);
+        loop {
+            let (entries, next) = view.page_entries_within(&TaskQuery { after, ..TaskQuery::default() }, budget);
+            assert!(!entries.is_empty(), "a page always holds a record");
+            assert!(
+                bytes(&entries) <= budget || entries.len() == 1,
+                "{} records, {} bytes",
+                entries.len(),
+                bytes(&entries)
+            );
+            // the cursor is the page's last record
+            if let Some(n) = next {
+                assert_eq!(Some(n), entries.last().map(|e| Cursor::of(&e.task)));
+            }
+            pages.push(entries);
+            match next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        let seen: Vec<TaskId> = pages.iter().flatten().map(|e| e.task.id).collect();
+        assert_eq!(seen, all.iter().map(|t| t.id).collect::<Vec<_>>(), "every task once, in order");
+        // each page is as full as the budget lets it be: the next record would not have fitted
+        for pair in pages.windows(2) {
+            assert!(bytes(&pair[0]) + pair[1][0].json.len() + 1 > budget, "a page ended early");
+        }
+        assert!(pages.iter().any(|p| p.len() == 1 && p[0].task.id == all[4].id), "the 9 KB record alone");
+        assert!(pages.len() < sizes.len(), "small records share pages: {}", pages.len());
+        // the count still bounds a page under the budget
+        let (two, next) = view.page_entries_within(&TaskQuery { limit: 2, ..TaskQuery::default() }, budget);
+        assert_eq!((two.len(), next), (2, Some(Cursor::of(&all[1]))));
+    }
+
+    #[test]
+    fn a_page_of_big_records_stops_at_the_api_budget() {
+        let view = View::default();
+        // 200 records of about 30 KB: 6 MB, past the 4 MiB a page may be
+        let all: Vec<Arc<Task>> = (0..200).map(|i| fat(30_000, 1000 + i)).collect();
+        for t in &all {
+            view.put(t);
+        }
+        let (first, next) = view.page_json(&TaskQuery { limit: TaskQuery::MAX_LIMIT, ..TaskQuery::default() });
+        assert!(first.len() <= TaskQuery::MAX_PAGE_BYTES, "{} bytes", first.len());
+        let first: Vec<Task> = serde_json::from_slice(&first).expect("a JSON array");
+        assert!(first.len() > 100 && first.len() < 200, "{} records", first.len());
+        let (rest, last) =
+            view.page_json(&TaskQuery { after: next, limit: TaskQuery::MAX_LIMIT, ..TaskQuery::default() });
+        let rest: Vec<Task> = serde_json::from_slice(&rest).expect("a JSON array");
+        assert_eq!(last, None);
+        let ids: Vec<TaskId> = first.iter().chain(&rest).map(|t| t.id).collect();
+        assert_eq!(ids, all.iter().map(|t| t.id).collect::<Vec<_>>());
     }
 }

@@ -117,7 +117,13 @@ impl Daemon {
     /// Starts `bin` with `args` (which must include `-p 0 --bind 127.0.0.1`) and waits for the
     /// address it listens on.
     fn start(bin: &str, args: &[String], log: PathBuf) -> Daemon {
+        Daemon::start_with_env(bin, args, &[], log)
+    }
+
+    /// `start`, with these variables in the daemon's environment too.
+    fn start_with_env(bin: &str, args: &[String], env: &[(&'static str, String)], log: PathBuf) -> Daemon {
         let mut command = Command::new(bin);
+        command.envs(env.iter().map(|(k, v)| (k, v)));
         if let Some(host) = engine_env() {
             command.env("DOCKER_HOST", host);
         }
@@ -186,6 +192,7 @@ pub struct Cluster {
     pub dir: PathBuf,
     /// The command lines, to start a daemon again exactly as before (on the port it had).
     manager_args: Vec<String>,
+    manager_env: Vec<(&'static str, String)>,
     worker_args: Vec<Vec<String>>,
 }
 
@@ -200,6 +207,8 @@ pub struct ClusterOptions {
     pub worker_store: &'static str,
     /// `-sct` of the manager.
     pub scheduler: &'static str,
+    /// Variables for the manager's environment (beside the token).
+    pub manager_env: Vec<(&'static str, String)>,
 }
 
 impl Default for ClusterOptions {
@@ -212,6 +221,7 @@ impl Default for ClusterOptions {
             manager_store: "memory",
             worker_store: "memory",
             scheduler: "roundrobin",
+            manager_env: Vec::new(),
         }
     }
 }
@@ -243,6 +253,7 @@ impl Cluster {
             docker,
             dir,
             manager_args: Vec::new(),
+            manager_env: opts.manager_env.clone(),
             worker_args: Vec::new(),
         };
         let mut worker_args = strings(&["-st", opts.worker_store, "--data-dir", &data]);
@@ -303,7 +314,7 @@ impl Cluster {
     pub fn restart_manager(&mut self) {
         let log = self.dir.join(if self.manager.is_some() { "manager.restarted.log" } else { "manager.log" });
         self.manager = None;
-        let daemon = Daemon::start(env!("CARGO_BIN_EXE_manager"), &self.manager_args, log);
+        let daemon = Daemon::start_with_env(env!("CARGO_BIN_EXE_manager"), &self.manager_args, &self.manager_env, log);
         pin_port(&mut self.manager_args, daemon.port());
         self.manager = Some(daemon);
     }
@@ -471,6 +482,8 @@ struct ProxyState {
     open: bool,
     /// New connections are accepted and held without an answer, as a hung engine does.
     hung: bool,
+    /// Container lists (`GET /containers/json`) get a 500; everything else goes through.
+    refuse_lists: bool,
     conns: Vec<std::os::unix::net::UnixStream>,
     generation: u64,
 }
@@ -496,18 +509,30 @@ impl EngineProxy {
         let state = self.state.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming() {
-                let Ok(client) = conn else { continue };
-                let mut st = state.lock().expect("lock");
-                if !st.open || st.generation != generation {
-                    return; // closed: this listener is done
-                }
-                if st.hung {
-                    st.conns.push(client); // held, never answered
+                let Ok(mut client) = conn else { continue };
+                let refuse_lists = {
+                    let mut st = state.lock().expect("lock");
+                    if !st.open || st.generation != generation {
+                        return; // closed: this listener is done
+                    }
+                    if st.hung {
+                        st.conns.push(client); // held, never answered
+                        continue;
+                    }
+                    st.refuse_lists
+                };
+                // the request line, when lists are refused (each engine call is a connection)
+                let mut first = Vec::new();
+                if refuse_lists && refused_list(&mut client, &mut first) {
                     continue;
                 }
-                let Ok(engine) = std::os::unix::net::UnixStream::connect(engine_socket()) else {
+                let Ok(mut engine) = std::os::unix::net::UnixStream::connect(engine_socket()) else {
                     continue;
                 };
+                if engine.write_all(&first).is_err() {
+                    continue;
+                }
+                let mut st = state.lock().expect("lock");
                 for (mut from, mut to) in [
                     (client.try_clone().expect("clone"), engine.try_clone().expect("clone")),
                     (engine.try_clone().expect("clone"), client.try_clone().expect("clone")),
@@ -521,6 +546,12 @@ impl EngineProxy {
                 st.conns.push(engine);
             }
         });
+    }
+
+    /// From now on (`true`) or no longer, the engine's container lists fail with a 500, as a
+    /// list too big to read would: the engine answers, a worker's sync fails.
+    pub fn refuse_lists(&self, refuse: bool) {
+        self.state.lock().expect("lock").refuse_lists = refuse;
     }
 
     /// Cuts the open connections and from now on accepts new ones without ever answering, as a
@@ -545,6 +576,32 @@ impl EngineProxy {
         let _ = std::os::unix::net::UnixStream::connect(&self.path);
         let _ = std::fs::remove_file(&self.path);
     }
+}
+
+/// Reads a request line into `first` and, if it asks for a container list, answers 500 and
+/// says so (`true`); `false` when the request is to go through (with `first` sent ahead of it).
+fn refused_list(client: &mut std::os::unix::net::UnixStream, first: &mut Vec<u8>) -> bool {
+    use std::io::Read;
+    let _ = client.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut buf = [0u8; 1024];
+    while !first.contains(&b'\n') {
+        match client.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => first.extend_from_slice(&buf[..n]),
+        }
+    }
+    let _ = client.set_read_timeout(None);
+    let line = String::from_utf8_lossy(first.split(|b| *b == b'\n').next().unwrap_or_default()).to_string();
+    if !(line.starts_with("GET ") && line.contains("/containers/json")) {
+        return false;
+    }
+    let body = r#"{"message":"container list refused by the test's engine proxy"}"#;
+    let answer = format!(
+        "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = client.write_all(answer.as_bytes());
+    true
 }
 
 impl Drop for EngineProxy {

@@ -37,6 +37,9 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
+/// A body up to this size is written in one piece with its head.
+const SMALL_BODY: usize = 64 * 1024;
+
 /// Writes a response; a whole body must be taken by the reader within `deadline`, a streamed
 /// one chunk by chunk within `CHUNK_DEADLINE` each.
 pub(super) fn write_response(
@@ -67,11 +70,18 @@ pub(super) fn write_response(
     out.push_str("\r\n");
     let mut bytes = out.into_bytes();
     match resp.body {
-        Body::Bytes(body) => {
+        // a small body goes in one write with its head; a big one (a page of tasks can be
+        // megabytes) is written after it, not copied behind it, so an answer is held once
+        Body::Bytes(body) if head_only || body.len() <= SMALL_BODY => {
             if !head_only {
                 bytes.extend_from_slice(&body);
             }
             write_within(stream, &bytes, deadline)
+        }
+        Body::Bytes(body) => {
+            let end = Instant::now() + deadline;
+            write_within(stream, &bytes, deadline)?;
+            write_within(stream, &body, end.saturating_duration_since(Instant::now()))
         }
         Body::Stream(produce) => {
             write_within(stream, &bytes, deadline)?;
