@@ -281,25 +281,40 @@ impl State {
     pub(super) fn reconcile_services(&mut self) {
         let now = self.now();
         let table = self.node_table();
-        // fixed host ports held on each node by any unfinished task (single tasks, other
-        // services, this one): a replica that needs one of them goes elsewhere
-        let mut ports_taken: BTreeMap<&str, Vec<(u16, crate::task::Protocol)>> = BTreeMap::new();
+        // fixed host ports held on each node by any unfinished task, with the service holding
+        // it: each service's plan gets those held outside it (its own it reads from its tasks,
+        // where it can tell an old replica it may stop from another task it may not)
+        type Held<'t> = (u16, crate::task::Protocol, Option<&'t str>);
+        let mut ports_taken: BTreeMap<&str, Vec<Held>> = BTreeMap::new();
         for t in self.tasks.values().filter(|t| !t.task.is_terminal()) {
             if let Some(node) = t.task.node.as_deref() {
-                let fixed =
-                    t.task.spec.ports.iter().filter_map(|p| p.host.filter(|&h| h != 0).map(|h| (h, p.protocol)));
+                let service = t.task.service.as_deref();
+                let fixed = t
+                    .task
+                    .spec
+                    .ports
+                    .iter()
+                    .filter_map(|p| p.host.filter(|&h| h != 0).map(|h| (h, p.protocol, service)));
                 ports_taken.entry(node).or_default().extend(fixed);
             }
         }
-        let nodes: Vec<PlanNode> = table
-            .nodes()
-            .iter()
-            .map(|n| PlanNode {
-                name: n.name.clone(),
-                unavailable: n.unavailable.clone(),
-                ports_taken: ports_taken.get(n.name.as_str()).cloned().unwrap_or_default(),
-            })
-            .collect();
+        let nodes_for = |service: &str| -> Vec<PlanNode> {
+            table
+                .nodes()
+                .iter()
+                .map(|n| PlanNode {
+                    name: n.name.clone(),
+                    unavailable: n.unavailable.clone(),
+                    ports_taken: ports_taken
+                        .get(n.name.as_str())
+                        .map(|held| {
+                            let outside = held.iter().filter(|h| h.2 != Some(service));
+                            outside.map(|&(port, proto, _)| (port, proto)).collect()
+                        })
+                        .unwrap_or_default(),
+                })
+                .collect()
+        };
         // with a memory store, a restarted manager knows no service: the replicas it adopts from
         // the workers are kept running as tasks, not stopped
         let sweep = self.store.kind() == "persisted";
@@ -318,7 +333,7 @@ impl State {
         }
         let plans: Vec<(String, Vec<Step>)> = by_service
             .iter()
-            .map(|(name, tasks)| (name.to_string(), plan::plan(&self.services[*name], tasks, &nodes, now)))
+            .map(|(name, tasks)| (name.to_string(), plan::plan(&self.services[*name], tasks, &nodes_for(name), now)))
             .collect();
         for id in orphaned {
             self.stop_replica(id, "its service was removed", now);
@@ -332,7 +347,7 @@ impl State {
 
     fn apply_step(&mut self, name: &str, step: Step, now: Timestamp) {
         match step {
-            Step::Start { version, candidates, why } => {
+            Step::Start { version, candidates, why, .. } => {
                 let Some(service) = self.services.get(name) else { return };
                 let Some(template) = service.template(version) else { return };
                 let mut task = Task::new(TaskId::new_v4(), template.clone(), now);
@@ -349,7 +364,7 @@ impl State {
                     self.place_replica(id, &candidates, now);
                 }
             }
-            Step::Place { id, candidates, why } => {
+            Step::Place { id, candidates, why, .. } => {
                 let Some(t) = self.tasks.get(&id) else { return };
                 if t.op_on.is_some() || now < t.not_before {
                     return;
