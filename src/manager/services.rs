@@ -15,7 +15,7 @@ use crate::control::{answer, error_chain};
 use crate::logfmt::q;
 use crate::sched::{NodeTable, Request};
 use crate::service::plan::{self, Candidate, PlanNode, Step};
-use crate::service::{Service, ServiceSpec, UpdateState, MAX_REPLICAS};
+use crate::service::{Service, ServiceEvent, ServiceSpec, UpdateState, MAX_REPLICAS, MAX_SERVICE_EVENTS};
 use crate::task::{DesiredState, Task, TaskId, TaskState};
 use crate::time::Timestamp;
 use log::{debug, error, info};
@@ -222,6 +222,8 @@ impl State {
         self.services.remove(name);
         info!("service removed service={name}");
         let now = self.now();
+        let why = format!("removed; its {} replicas are being stopped", view.tasks.len());
+        self.note_service_event(now, name, Some(update_word(service.update.as_ref()).into()), "removed".into(), why);
         for t in &view.tasks {
             self.stop_replica(t.id, "its service was removed", now);
         }
@@ -229,16 +231,33 @@ impl State {
         Ok(view)
     }
 
-    /// Writes a service's record, then keeps it in the table. On a store failure nothing changes.
+    /// Writes a service's record, then keeps it in the table, and puts the events it gained in
+    /// the cluster's history too (where they outlive the service's own last 50). On a store
+    /// failure nothing changes.
     fn commit_service(&mut self, service: Service) -> Result<(), ManagerError> {
-        if self.services.get(&service.name) == Some(&service) {
+        let before = self.services.get(&service.name);
+        if before == Some(&service) {
             return Ok(());
         }
         self.store.put_service(&service).map_err(|e| {
             error!("store write failed service={} error={}", service.name, q(&error_chain(&e)));
             ManagerError::Store(e)
         })?;
-        self.services.insert(service.name.clone(), service);
+        let fresh = new_events(before.map_or(&[][..], |b| &b.events), &service.events).to_vec();
+        let was = before.map(|b| update_word(b.update.as_ref()));
+        let now = update_word(service.update.as_ref());
+        // the move of the update, when this commit made one; a first record is a creation
+        let from = match was {
+            None => None,
+            Some(w) if w == now => None,
+            Some(w) => Some(w.to_string()),
+        };
+        let to = if before.is_none() { "created" } else { now };
+        let name = service.name.clone();
+        self.services.insert(name.clone(), service);
+        for e in fresh {
+            self.note_service_event(e.at, &name, from.clone(), to.to_string(), e.message);
+        }
         Ok(())
     }
 
@@ -499,5 +518,53 @@ impl State {
         crate::metrics::manager().placement_failed(&reason);
         task.error = Some(reason);
         self.commit_quietly(task);
+    }
+}
+
+/// Where a service's update stands, as its events in the cluster's history say it.
+fn update_word(update: Option<&crate::service::Update>) -> &'static str {
+    match update.map(|u| u.state) {
+        None => "steady",
+        Some(UpdateState::Updating) => "updating",
+        Some(UpdateState::RollingBack) => "rolling-back",
+        Some(UpdateState::Paused) => "paused",
+        Some(UpdateState::Completed) => "completed",
+        Some(UpdateState::RolledBack) => "rolled-back",
+    }
+}
+
+/// The events `after` has that `before` did not: the events are only ever appended (the
+/// oldest dropped beyond the bound), so they are those after `before`'s last one.
+fn new_events<'e>(before: &[ServiceEvent], after: &'e [ServiceEvent]) -> &'e [ServiceEvent] {
+    let Some(last) = before.last() else { return after };
+    if before.len() < MAX_SERVICE_EVENTS && after.len() >= before.len() && after.get(before.len() - 1) == Some(last) {
+        return &after[before.len()..];
+    }
+    match after.iter().rposition(|e| e == last) {
+        Some(i) => &after[i + 1..],
+        None => after,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn events(range: std::ops::Range<u64>) -> Vec<ServiceEvent> {
+        range.map(|i| ServiceEvent { at: Timestamp(i), message: format!("e{i}") }).collect()
+    }
+
+    #[test]
+    fn the_events_a_commit_adds_are_those_after_the_last_one_kept() {
+        let added = |before: &[ServiceEvent], after: &[ServiceEvent]| -> Vec<u64> {
+            new_events(before, after).iter().map(|e| e.at.millis()).collect()
+        };
+        assert_eq!(added(&[], &events(0..2)), [0, 1], "a new service: all of them");
+        assert_eq!(added(&events(0..3), &events(0..5)), [3, 4]);
+        assert_eq!(added(&events(0..3), &events(0..3)), Vec::<u64>::new());
+        // at the bound the oldest go as new ones come
+        let full = events(0..MAX_SERVICE_EVENTS as u64);
+        let n = MAX_SERVICE_EVENTS as u64;
+        assert_eq!(added(&full, &events(2..n + 2)), [n, n + 1]);
     }
 }
