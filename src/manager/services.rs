@@ -366,7 +366,7 @@ impl State {
 
     fn apply_step(&mut self, name: &str, step: Step, now: Timestamp) {
         match step {
-            Step::Start { version, candidates, why, .. } => {
+            Step::Start { version, candidates, why, moved } => {
                 let Some(service) = self.services.get(name) else { return };
                 let Some(template) = service.template(version) else { return };
                 let mut task = Task::new(TaskId::new_v4(), template.clone(), now);
@@ -378,20 +378,24 @@ impl State {
                     return; // the next pass tries again
                 }
                 info!("replica started service={name} version={version} task_id={id}");
-                self.note_service(name, format!("replica {} of version {version} started", id.short()), now);
+                // a fixed host port that sent it past the node spread would have chosen is said
+                let moved = moved.map(|m| format!(", {m}")).unwrap_or_default();
+                self.note_service(name, format!("replica {} of version {version} started{moved}", id.short()), now);
                 if !candidates.is_empty() {
                     self.place_replica(id, &candidates, now);
                 }
             }
-            Step::Place { id, candidates, why, .. } => {
+            Step::Place { id, candidates, why, moved } => {
                 let Some(t) = self.tasks.get(&id) else { return };
                 if t.op_on.is_some() || now < t.not_before {
                     return;
                 }
                 if candidates.is_empty() {
                     self.note_unplaced(id, why.unwrap_or_else(|| "no node can take it".into()));
-                } else {
-                    self.place_replica(id, &candidates, now);
+                } else if self.place_replica(id, &candidates, now) {
+                    if let Some(m) = moved {
+                        self.note_service(name, format!("replica {} placed again, {m}", id.short()), now);
+                    }
                 }
             }
             Step::Stop { id, reason } => {
@@ -473,9 +477,10 @@ impl State {
     }
 
     /// Places a Pending replica: the nodes with the fewest replicas of its service first, the
-    /// configured scheduler choosing among equals; or records why no node can take it.
-    fn place_replica(&mut self, id: TaskId, candidates: &[Candidate], now: Timestamp) {
-        let Some(t) = self.tasks.get(&id) else { return };
+    /// configured scheduler choosing among equals; or records why no node can take it. Whether
+    /// it was sent to a node.
+    fn place_replica(&mut self, id: TaskId, candidates: &[Candidate], now: Timestamp) -> bool {
+        let Some(t) = self.tasks.get(&id) else { return false };
         let task = Task::clone(&t.task);
         let req = Request::of(&task.spec);
         let full = self.node_table();
@@ -500,12 +505,13 @@ impl State {
                 Ok(index) => {
                     let name = table.nodes()[index].name.clone();
                     self.start_on(task, index, &name, now);
-                    return;
+                    return true;
                 }
                 Err(why) => last_reason = Some(why.to_string()),
             }
         }
         self.note_unplaced(id, last_reason.unwrap_or_else(|| "no node can take it".into()));
+        false
     }
 
     fn note_unplaced(&mut self, id: TaskId, reason: String) {

@@ -362,7 +362,7 @@ impl<'a> Spread<'a> {
             Some(first) => kept_off.into_iter().filter(|(r, _)| *r <= first.replicas).map(|(_, n)| n).collect(),
             None => Vec::new(),
         };
-        let moved = (!moved.is_empty()).then(|| format!("kept off {} by a fixed host port", moved.join(", ")));
+        let moved = (!moved.is_empty()).then(|| format!("not on {}", moved.join(", ")));
         let why = if out.is_empty() {
             Some(if why.is_empty() {
                 "no nodes".to_string()
