@@ -15,7 +15,8 @@
 //! - at rest (no update moving), the count is kept: missing replicas started, extra ones stopped
 //!   newest first;
 //! - start-first: up to `parallelism` new replicas beyond the count, and an old one stopped only
-//!   when a new one has been ready (Running, healthy with a health check, for `monitor_s`), so
+//!   when a new one has been ready (Running for `monitor_s`; with a health check, healthy for
+//!   `monitor_s` from the first passing verdict the manager saw), so
 //!   that never fewer than `replicas` run; when a host port leaves a new replica no node and
 //!   only the service's own old replicas hold it somewhere, that step stops one of those first
 //!   and the update says so (a port other tasks hold makes a node infeasible: the replica waits
@@ -68,14 +69,15 @@ fn fixed_ports(spec: &TaskSpec) -> Vec<(u16, Protocol)> {
     spec.ports.iter().filter_map(|p| p.host.filter(|&h| h != 0).map(|h| (h, p.protocol))).collect()
 }
 
-/// Whether a replica counts as up: Running, healthy when checked, and for new replicas of an
-/// update in progress, for `monitor_ms` already.
+/// Whether a new replica of an update counts as up: Running for `monitor_ms` since its
+/// container started; with a health check, healthy for `monitor_ms` since the manager first saw
+/// it healthy (a failing or missing verdict in between starts the count again).
 fn ready(t: &Task, monitor_ms: u64, now: Timestamp) -> bool {
-    let healthy = match t.spec.health_check {
-        Some(_) => t.healthy == Some(true),
-        None => t.healthy != Some(false),
+    let since = match t.spec.health_check {
+        Some(_) => t.healthy_since.filter(|_| t.healthy == Some(true)),
+        None => t.started_at.filter(|_| t.healthy != Some(false)),
     };
-    t.state == TaskState::Running && healthy && t.started_at.is_some_and(|s| now.since(s) >= monitor_ms)
+    t.state == TaskState::Running && since.is_some_and(|s| now.since(s) >= monitor_ms)
 }
 
 /// Why a task of the version wanted means the update failed, if it does.

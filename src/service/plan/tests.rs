@@ -327,8 +327,38 @@ fn a_health_check_must_pass_before_a_new_replica_counts() {
     new.spec.health_check = spec("x", Some(0), true).health_check;
     for (healthy, stopped) in [(None, false), (Some(false), false), (Some(true), true)] {
         new.healthy = healthy;
+        new.healthy_since = (healthy == Some(true)).then_some(NOW);
         let steps = run(&svc, &[old.clone(), new.clone()], &nodes(&["a", "b"]));
         assert_eq!(!stops(&steps).is_empty(), stopped, "{healthy:?}: {steps:?}");
+    }
+}
+
+#[test]
+fn monitor_s_counts_from_the_first_healthy_verdict_for_a_checked_replica() {
+    // (health check, started s before now, healthy since s before now, ready with monitor_s 5)
+    let rows = [
+        // long started, but healthy only for 2 s: not yet
+        (true, 60, Some(2), false),
+        (true, 60, Some(5), true),
+        // healthy, but the record does not say since when: not counted
+        (true, 60, None, false),
+        // no health check: the container's start counts
+        (false, 5, None, true),
+        (false, 4, None, false),
+    ];
+    let policy = UpdatePolicy { monitor_s: 5, ..UpdatePolicy::default() };
+    let svc = service(1, Some(UpdateState::Updating), policy, None);
+    let old = task(1, Running, Some("a"), 1, None);
+    for (checked, started_s, healthy_s, ready) in rows {
+        let mut new = task(2, Running, Some("b"), 60, None);
+        if checked {
+            new.spec.health_check = spec("x", Some(0), true).health_check;
+            new.healthy = Some(true);
+        }
+        new.started_at = Some(Timestamp(NOW.0 - started_s * 1000));
+        new.healthy_since = healthy_s.map(|s| Timestamp(NOW.0 - s * 1000));
+        let steps = run(&svc, &[old.clone(), new], &nodes(&["a", "b"]));
+        assert_eq!(stops(&steps) == vec![old.id], ready, "{checked} {started_s} {healthy_s:?}: {steps:?}");
     }
 }
 
