@@ -23,11 +23,12 @@ commands:
   stop ID        stop a task (its container gets SIGTERM, then SIGKILL after a grace period)
   get ID [--wait STATE [--timeout S]]
                  show one task; with --wait, once it reads STATE (exit 1 if not within S, 60 by default)
-  events [--follow] [--task ID] [--node NAME]
+  events [--follow] [--task ID] [--node NAME] [--service NAME]
                  the cluster's recent history (Ctrl-C stops following)
   logs ID [--tail N] [--follow] [--timestamps]
                  print a task's output (Ctrl-C stops following)
-  list           list all tasks
+  list [--service NAME]
+                 list all tasks (or the service's replicas); SERVICE is name@version
   list-nodes     list the workers, their status and availability
   help           show this help
   quit           leave (end of input does too)
@@ -39,10 +40,25 @@ pub enum Command {
     DryRun(PathBuf),
     Stop(String),
     Get(String),
-    Wait { id: String, state: crate::task::TaskState, timeout_s: u64 },
-    Events { follow: bool, task: Option<String>, node: Option<String> },
-    Logs { id: String, tail: Option<u64>, follow: bool, timestamps: bool },
-    List,
+    Wait {
+        id: String,
+        state: crate::task::TaskState,
+        timeout_s: u64,
+    },
+    Events {
+        follow: bool,
+        task: Option<String>,
+        node: Option<String>,
+        service: Option<String>,
+    },
+    Logs {
+        id: String,
+        tail: Option<u64>,
+        follow: bool,
+        timestamps: bool,
+    },
+    /// All tasks, or one service's replicas.
+    List(Option<String>),
     ListNodes,
     Node(nodes::NodeCmd),
     Service(services::ServiceCmd),
@@ -83,7 +99,11 @@ pub fn parse_words(words: &[&str]) -> Result<Option<Command>, String> {
         Some("get") => one_arg("ID").map(|id| Some(Command::Get(id))),
         Some("events") => parse_events(&words[1..]).map(Some),
         Some("logs") => parse_logs(&words[1..]).map(Some),
-        Some("list") => no_arg(Command::List),
+        Some("list") => match words {
+            [_] => Ok(Some(Command::List(None))),
+            [_, "--service", name] => Ok(Some(Command::List(Some(name.to_string())))),
+            _ => Err("usage: list [--service NAME]".into()),
+        },
         Some("list-nodes") => no_arg(Command::ListNodes),
         Some("drain" | "activate" | "remove-node") => nodes::parse(words).map(|c| Some(Command::Node(c))),
         Some("service") => services::parse(&words[1..]).map(|c| Some(Command::Service(c))),
@@ -113,19 +133,20 @@ fn parse_wait(args: &[&str]) -> Result<Command, String> {
 }
 
 fn parse_events(args: &[&str]) -> Result<Command, String> {
-    const USAGE: &str = "usage: events [--follow] [--task ID] [--node NAME]";
-    let (mut follow, mut task, mut node) = (false, None, None);
+    const USAGE: &str = "usage: events [--follow] [--task ID] [--node NAME] [--service NAME]";
+    let (mut follow, mut task, mut node, mut service) = (false, None, None, None);
     let mut i = 0;
     while i < args.len() {
         match args[i] {
             "--follow" | "-f" => follow = true,
             "--task" => task = Some(args.get(i + 1).ok_or(USAGE)?.to_string()),
             "--node" => node = Some(args.get(i + 1).ok_or(USAGE)?.to_string()),
+            "--service" => service = Some(args.get(i + 1).ok_or(USAGE)?.to_string()),
             _ => return Err(USAGE.to_string()),
         }
-        i += if matches!(args[i], "--task" | "--node") { 2 } else { 1 };
+        i += if matches!(args[i], "--task" | "--node" | "--service") { 2 } else { 1 };
     }
-    Ok(Command::Events { follow, task, node })
+    Ok(Command::Events { follow, task, node, service })
 }
 
 fn parse_logs(args: &[&str]) -> Result<Command, String> {
@@ -393,13 +414,16 @@ pub fn run(cmd: &Command, api: &ManagerClient, json: bool, out: &mut dyn Write) 
                 task_details(&task)
             }
         }
-        Command::Events { follow, task, node } => {
+        Command::Events { follow, task, node, service } => {
             let mut query = format!("follow={follow}");
             if let Some(t) = task {
                 query.push_str(&format!("&task={}", task_id(t)?));
             }
             if let Some(n) = node {
                 query.push_str(&format!("&node={}", crate::http::query_escape(n)));
+            }
+            if let Some(s) = service {
+                query.push_str(&format!("&service={}", crate::http::query_escape(s)));
             }
             if *follow || json {
                 // the API's own lines (NDJSON when following), as they come
@@ -418,8 +442,8 @@ pub fn run(cmd: &Command, api: &ManagerClient, json: bool, out: &mut dyn Write) 
             api.logs(task_id(id)?, &query, out).map_err(failed)?;
             String::new()
         }
-        Command::List => {
-            let tasks = api.list().map_err(failed)?;
+        Command::List(service) => {
+            let tasks = api.list(service.as_deref()).map_err(failed)?;
             if json {
                 pretty(&tasks)
             } else {
@@ -516,6 +540,7 @@ pub fn event_table(events: &[crate::events::ClusterEvent], now: Timestamp) -> St
         .map(|e| {
             let subject = match (e.subject, e.task) {
                 (crate::events::Subject::Task, Some(id)) => format!("task {id}"),
+                (crate::events::Subject::Service, _) => format!("service {}", e.service.as_deref().unwrap_or("-")),
                 _ => format!("node {}", e.node.as_deref().unwrap_or("-")),
             };
             let change = match &e.from {
@@ -568,6 +593,7 @@ pub fn task_table(tasks: &[Task], now: Timestamp) -> String {
             vec![
                 t.id.to_string(),
                 t.name.clone(),
+                service_of(t),
                 state,
                 t.node.clone().unwrap_or_else(|| "-".into()),
                 ports_text(t),
@@ -576,7 +602,16 @@ pub fn task_table(tasks: &[Task], now: Timestamp) -> String {
             ]
         })
         .collect();
-    table(&["ID", "NAME", "STATE", "NODE", "PORTS", "AGE", "ERROR"], &rows)
+    table(&["ID", "NAME", "SERVICE", "STATE", "NODE", "PORTS", "AGE", "ERROR"], &rows)
+}
+
+/// The service a task is a replica of, as name@version; "-" for a single task.
+fn service_of(t: &Task) -> String {
+    match (&t.service, t.service_version) {
+        (Some(s), Some(v)) => format!("{s}@{v}"),
+        (Some(s), None) => s.clone(),
+        (None, _) => "-".into(),
+    }
 }
 
 pub fn task_details(t: &Task) -> String {
@@ -586,6 +621,7 @@ pub fn task_details(t: &Task) -> String {
     let mut field = |k: &str, v: String| out.push_str(&format!("{k:<14}{v}\n"));
     field("id", t.id.to_string());
     field("name", t.name.clone());
+    field("service", service_of(t));
     field("image", t.spec.image.clone());
     field("state", t.state.to_string());
     field("desired", format!("{:?}", t.desired_state).to_lowercase());
@@ -699,7 +735,10 @@ mod tests {
         assert_eq!(parse_line("start web.json"), Ok(Some(Command::Start("web.json".into()))));
         assert_eq!(parse_line("  stop  abc "), Ok(Some(Command::Stop("abc".into()))));
         assert_eq!(parse_line("get abc"), Ok(Some(Command::Get("abc".into()))));
-        assert_eq!(parse_line("list"), Ok(Some(Command::List)));
+        assert_eq!(parse_line("list"), Ok(Some(Command::List(None))));
+        assert_eq!(parse_line("list --service web"), Ok(Some(Command::List(Some("web".into())))));
+        assert!(parse_line("list --service").unwrap_err().contains("list [--service NAME]"));
+        assert!(parse_line("list --node w1").is_err());
         assert_eq!(parse_line("list-nodes"), Ok(Some(Command::ListNodes)));
         assert_eq!(parse_line("quit"), Ok(Some(Command::Quit)));
         assert_eq!(parse_line(""), Ok(None));
@@ -734,10 +773,15 @@ mod tests {
         );
         assert!(parse_line("get a --wait sleeping").unwrap_err().contains("Running"));
         let events = |follow, task: Option<&str>, node: Option<&str>| {
-            Ok(Some(Command::Events { follow, task: task.map(Into::into), node: node.map(Into::into) }))
+            Ok(Some(Command::Events { follow, task: task.map(Into::into), node: node.map(Into::into), service: None }))
         };
         assert_eq!(parse_line("events"), events(false, None, None));
         assert_eq!(parse_line("events --node w1 --follow --task x"), events(true, Some("x"), Some("w1")));
+        assert_eq!(
+            parse_line("events --service web"),
+            Ok(Some(Command::Events { follow: false, task: None, node: None, service: Some("web".into()) }))
+        );
+        assert!(parse_line("events --service").is_err());
         assert!(parse_line("events --node").is_err());
     }
 
@@ -816,6 +860,26 @@ mod tests {
         assert!(lines[1].contains("Running") && lines[1].contains("worker1") && lines[1].contains("1m"));
         let details = task_details(&t);
         assert!(details.contains("state         Running"));
+        assert!(details.contains("service       -\n"), "{details}");
+        // a replica beside a single task: SERVICE is name@version, and the columns still line up
+        let mut replica = t.clone();
+        replica.name = "a-longer-name".into();
+        replica.service = Some("web".into());
+        replica.service_version = Some(3);
+        let text = task_table(&[t.clone(), replica.clone()], Timestamp(61_000));
+        let lines: Vec<&str> = text.lines().collect();
+        let col = lines[0].find("SERVICE").expect("a SERVICE column");
+        assert_eq!(lines[1].find(" - ").map(|i| i + 1), Some(col), "{text}");
+        assert_eq!(lines[2].find("web@3"), Some(col), "{text}");
+        assert_eq!(lines[0].find("STATE"), lines[2].find("Running"), "{text}");
+        assert!(task_details(&replica).contains("service       web@3\n"));
+        let at = Timestamp(1_000);
+        let e = crate::events::EventLog::new(4)
+            .push_service(at, "web".into(), Some("updating".into()), "completed".into(), "done".into())
+            .clone();
+        let events = event_table(&[e], Timestamp(3_000));
+        let row = events.lines().nth(1).unwrap_or_default();
+        assert!(row.contains("service web") && row.contains("updating -> completed"), "{events}");
         let node = NodeInfo {
             name: "worker1".into(),
             address: "127.0.0.1:7001".into(),

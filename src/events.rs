@@ -1,6 +1,7 @@
 //! The cluster's recent history: task state changes with their reasons (placements, moves and
-//! restarts among them) and node changes (up, down), in one bounded log the manager's control
-//! thread keeps, numbered in order so that a follower asks for what came after the last it saw.
+//! restarts among them), node changes (up, down) and service events (created, scaled, an
+//! update's every step), in one bounded log the manager's control thread keeps, numbered in
+//! order so that a follower asks for what came after the last it saw.
 //!
 //! Pure: no clock, no I/O; the control thread appends, the HTTP layer reads copies.
 
@@ -15,6 +16,7 @@ use std::collections::VecDeque;
 pub enum Subject {
     Task,
     Node,
+    Service,
 }
 
 /// One thing that happened.
@@ -28,6 +30,9 @@ pub struct ClusterEvent {
     pub task: Option<TaskId>,
     #[serde(default)]
     pub node: Option<String>,
+    /// The service a service event is about (absent for the others).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
     /// The state before (a task's `Running`, a node's `up`), if there was one.
     #[serde(default)]
     pub from: Option<String>,
@@ -44,6 +49,7 @@ pub struct EventQuery {
     pub after: Option<u64>,
     pub task: Option<TaskId>,
     pub node: Option<String>,
+    pub service: Option<String>,
     /// The most recent `limit` of the matching events (all of them up to the log's bound).
     pub limit: Option<usize>,
 }
@@ -93,8 +99,26 @@ impl EventLog {
         reason: String,
     ) -> &ClusterEvent {
         let seq = self.next_seq;
-        self.next_seq += 1;
-        self.events.push_back(ClusterEvent { seq, at, subject, task, node, from, to, reason });
+        self.append(ClusterEvent { seq, at, subject, task, node, service: None, from, to, reason })
+    }
+
+    /// Appends a service's event: `to` is where its update stands after it.
+    pub fn push_service(
+        &mut self,
+        at: Timestamp,
+        service: String,
+        from: Option<String>,
+        to: String,
+        reason: String,
+    ) -> &ClusterEvent {
+        let seq = self.next_seq;
+        let subject = Subject::Service;
+        self.append(ClusterEvent { seq, at, subject, task: None, node: None, service: Some(service), from, to, reason })
+    }
+
+    fn append(&mut self, event: ClusterEvent) -> &ClusterEvent {
+        self.next_seq = event.seq + 1;
+        self.events.push_back(event);
         if self.events.len() > self.capacity {
             self.events.pop_front();
         }
@@ -110,6 +134,7 @@ impl EventLog {
             .filter(|e| q.since.is_none_or(|s| e.at >= s))
             .filter(|e| q.task.is_none_or(|t| e.task == Some(t)))
             .filter(|e| q.node.as_deref().is_none_or(|n| e.node.as_deref() == Some(n)))
+            .filter(|e| q.service.as_deref().is_none_or(|s| e.service.as_deref() == Some(s)))
             .collect();
         let skip = q.limit.map_or(0, |l| matching.len().saturating_sub(l));
         matching.into_iter().skip(skip).cloned().collect()
@@ -165,5 +190,23 @@ mod tests {
         assert_eq!(seqs(EventQuery { task: Some(id), ..EventQuery::default() }), [1, 3, 5, 7, 9]);
         assert_eq!(seqs(EventQuery { node: Some("w2".into()), limit: Some(2), ..EventQuery::default() }), [8, 10]);
         assert_eq!(seqs(EventQuery { node: Some("w9".into()), ..EventQuery::default() }), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn service_events_are_numbered_with_the_rest_and_found_by_service() {
+        let (mut log, _) = log_of(3, 100);
+        let e = log.push_service(Timestamp(5000), "web".into(), None, "updating".into(), "update started".into());
+        assert_eq!((e.seq, e.subject, e.service.as_deref()), (4, Subject::Service, Some("web")));
+        log.push_service(Timestamp(6000), "api".into(), None, "steady".into(), "created".into());
+        log.push(Timestamp(7000), Subject::Node, None, Some("w1".into()), None, "up".into(), "r".into());
+        let q = EventQuery { service: Some("web".into()), ..EventQuery::default() };
+        let found: Vec<(u64, String)> = log.query(&q).into_iter().map(|e| (e.seq, e.to)).collect();
+        assert_eq!(found, [(4, "updating".to_string())]);
+        // the shape on the wire: `service` only where there is one, and it reads back
+        let text = serde_json::to_string(&log.query(&EventQuery::default())).expect("serialises");
+        assert_eq!(text.matches("\"service\":").count(), 2, "{text}");
+        let back: Vec<ClusterEvent> = serde_json::from_str(&text).expect("reads back");
+        assert_eq!(back, log.query(&EventQuery::default()));
+        assert_eq!(back[3].subject, Subject::Service);
     }
 }

@@ -1269,6 +1269,37 @@ mod tests {
     }
 
     #[test]
+    fn a_replica_a_host_port_keeps_off_a_node_says_so_in_the_service_and_the_cluster_history() {
+        let r = rig(&["w1", "w2"]);
+        let h = r.handle();
+        let port_spec = |name: &str| {
+            let text = format!(r#"{{"name":"{name}","image":"b","ports":[{{"container":80,"host":9000}}]}}"#);
+            TaskSpec::from_json(text.as_bytes()).expect("valid")
+        };
+        let single = h.submit(port_spec("single")).expect("accepted");
+        let single = r.running(single.id);
+        assert_eq!(single.node.as_deref(), Some("w1"), "round-robin starts at the first node");
+        let body = serde_json::json!({"name": "web", "template": {"name": "web", "image": "b",
+            "ports": [{"container": 80, "host": 9000}]}});
+        let created = h.create_service(crate::service::ServiceSpec::from_value(body, None).expect("valid"));
+        assert!(created.is_ok(), "{created:?}");
+        let replica = r.until("the replica running", |h| {
+            let v = h.get_service("web".into()).ok()?;
+            v.tasks.into_iter().find(|t| t.state == TaskState::Running)
+        });
+        assert_eq!(replica.node.as_deref(), Some("w2"), "not where another task holds its port");
+        let said = "not on w1 (host port 9000 taken by another task)";
+        let events = h.get_service("web".into()).expect("known").service.events;
+        assert!(events.iter().any(|e| e.message.contains(said)), "{events:?}");
+        let q = crate::events::EventQuery { service: Some("web".into()), ..Default::default() };
+        let history = h.events(q).expect("events");
+        let reasons: Vec<(&str, &str)> = history.iter().map(|e| (e.to.as_str(), e.reason.as_str())).collect();
+        assert_eq!(reasons.first().map(|r| r.0), Some("created"), "{reasons:?}");
+        assert!(history.iter().all(|e| e.subject == crate::events::Subject::Service), "{history:?}");
+        assert!(reasons.iter().any(|(_, why)| why.contains(said)), "{reasons:?}");
+    }
+
+    #[test]
     fn spawn_fails_when_the_store_cannot_record_the_workers() {
         let store = FlakyStore::new();
         store.fail_writes(true);

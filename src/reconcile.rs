@@ -251,7 +251,11 @@ pub fn merge_report(ours: &Task, seen: &Task, now: Timestamp) -> Option<Task> {
     merged.started_at = seen.started_at.or(merged.started_at);
     // the worker counts restarts in place; it was told the count so far when the task came
     merged.restart_count = merged.restart_count.max(seen.restart_count);
-    merged.healthy = seen.healthy;
+    // a new run (restarted in place, or started again) is healthy only from its own verdicts
+    if merged.restart_count != ours.restart_count || merged.started_at != ours.started_at {
+        merged.healthy = None;
+    }
+    merged.take_health(seen.healthy, now);
     if merged.is_terminal() {
         merged.finished_at = seen.finished_at.or(merged.finished_at);
     }
@@ -552,6 +556,30 @@ mod tests {
         assert_eq!((merged.state, merged.exit_code), (TaskState::Failed, Some(3)));
         assert_eq!(merged.finished_at, Some(Timestamp(9)));
         assert_eq!((merged.desired_state, merged.node.as_deref()), (DesiredState::Running, Some("w1")));
+    }
+
+    #[test]
+    fn healthy_since_is_the_first_passing_verdict_seen_and_a_break_or_a_new_run_starts_it_again() {
+        let mut ours = task(TaskState::Running, Some("w1"));
+        ours.started_at = Some(Timestamp(1));
+        let mut seen = ours.clone();
+        seen.healthy = Some(true);
+        let first = merge_report(&ours, &seen, Timestamp(10)).expect("changed");
+        assert_eq!(first.healthy_since, Some(Timestamp(10)));
+        // still passing at the next poll: the same start, and nothing to write
+        assert_eq!(merge_report(&first, &seen, Timestamp(20)), None);
+        // a failing verdict, then a passing one: counted again from the latter
+        seen.healthy = Some(false);
+        let failing = merge_report(&first, &seen, Timestamp(30)).expect("changed");
+        assert_eq!(failing.healthy_since, None);
+        seen.healthy = Some(true);
+        let again = merge_report(&failing, &seen, Timestamp(40)).expect("changed");
+        assert_eq!(again.healthy_since, Some(Timestamp(40)));
+        // a restart in place whose first verdict passes before a poll sees it missing: a new run
+        seen.restart_count = 1;
+        seen.started_at = Some(Timestamp(45));
+        let restarted = merge_report(&again, &seen, Timestamp(50)).expect("changed");
+        assert_eq!(restarted.healthy_since, Some(Timestamp(50)));
     }
 
     #[test]

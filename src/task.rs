@@ -195,6 +195,10 @@ pub struct Task {
     /// The last health check's verdict; `None` without a health check or before the first one.
     #[serde(default)]
     pub healthy: Option<bool>,
+    /// Since when the manager has seen this run healthy without a break (the first poll that
+    /// brought a passing verdict): what a service's `monitor_s` counts for a checked replica.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy_since: Option<Timestamp>,
     /// Recent changes, oldest first (the last `MAX_EVENTS`).
     #[serde(default)]
     pub events: Vec<TaskEvent>,
@@ -272,10 +276,21 @@ impl Task {
             recent_restarts: 0,
             last_exit_at: None,
             healthy: None,
+            healthy_since: None,
             events: Vec::new(),
             service: None,
             service_version: None,
         }
+    }
+
+    /// Takes in a health verdict seen `now`: healthy since the first passing one seen, and not
+    /// at all once a verdict is missing or failing.
+    pub fn take_health(&mut self, healthy: Option<bool>, now: Timestamp) {
+        self.healthy_since = match healthy {
+            Some(true) => self.healthy_since.filter(|_| self.healthy == Some(true)).or(Some(now)),
+            _ => None,
+        };
+        self.healthy = healthy;
     }
 
     /// Moves the task to `to` if the table allows it, keeping the times true. Staying in the same

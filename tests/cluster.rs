@@ -276,7 +276,7 @@ fn client_json_output_and_one_shot_commands() {
     let out = c.client(&[], &format!("get {id}\nhelp\nquit\nlist\n"));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("state         Running") && text.contains("list-nodes"), "{text}");
-    assert!(!text.contains("NAME  STATE"), "nothing runs after quit: {text}");
+    assert!(!text.contains("SERVICE  STATE"), "nothing runs after quit: {text}");
 }
 
 #[test]

@@ -237,6 +237,24 @@ fn a_rolling_update_keeps_every_replica_serving_a_failing_version_is_rolled_back
         .collect();
     assert!(events.iter().any(|e| e.contains("update from version 1 to 2 started")), "{events:?}");
     assert!(events.iter().any(|e| e.contains("update to version 2 completed")), "{events:?}");
+    // the same steps in the cluster's history, with the service as subject
+    let (status, history) = http("GET", &c.manager_url("/v1/events?service=web"), None);
+    assert_eq!(status, 200, "{history}");
+    let history = history.as_array().cloned().unwrap_or_default();
+    assert!(history.iter().all(|e| e["subject"] == "service" && e["service"] == "web"), "{history:?}");
+    let said = |words: &str| history.iter().filter(|e| e["reason"].as_str().is_some_and(|r| r.contains(words))).count();
+    assert_eq!(said("update from version 1 to 2 started"), 1, "{history:?}");
+    assert!(said("of version 2 started") >= 3 && said("replaced by version 2") >= 3, "{history:?}");
+    assert!(history.iter().any(|e| e["from"] == "updating" && e["to"] == "completed"), "{history:?}");
+    let shown = String::from_utf8_lossy(&c.client(&["events", "--service", "web"], "").stdout).to_string();
+    assert!(shown.contains("service web") && shown.contains("update to version 2 completed"), "{shown}");
+    // the client's list of the service's replicas, with their version
+    let listed = c.client(&["list", "--service", "web"], "");
+    assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
+    let listed = String::from_utf8_lossy(&listed.stdout).to_string();
+    let rows: Vec<&str> = listed.lines().skip(1).collect();
+    assert!(rows.iter().all(|r| r.contains(" web@")), "only the service's replicas: {listed}");
+    assert_eq!(rows.iter().filter(|r| r.contains(" web@2 ") && r.contains("Running")).count(), 3, "{listed}");
 
     // a version that exits at once: rolled back automatically, v2 still serving, the reason shown
     let mut bad = web(3, "v3");
@@ -313,6 +331,34 @@ fn a_manager_killed_in_the_middle_of_an_update_finishes_it_with_no_duplicate_and
     wait_for("a new-version replica running", START_LIMIT, || {
         up(&c, "sleep").iter().any(|t| t["service_version"] == 2).then_some(())
     });
+    // a sampler of the engine itself: a task id with two running containers at any point of the
+    // restart is a duplicate start
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (stop, names) = (stop.clone(), c.worker_names.clone());
+        std::thread::spawn(move || {
+            let docker = require_docker();
+            let (mut samples, mut duplicates) = (0, Vec::new());
+            while !stop.load(Ordering::SeqCst) {
+                let mut per_task: std::collections::BTreeMap<String, usize> = Default::default();
+                for n in &names {
+                    let labels = [format!("skiff.node={n}"), "skiff.service=sleep".to_string()];
+                    for s in docker.list(&labels).unwrap_or_default().into_iter().filter(|s| s.state == "running") {
+                        *per_task.entry(s.labels.get("skiff.task-id").cloned().unwrap_or_default()).or_default() += 1;
+                    }
+                }
+                duplicates.extend(per_task.into_iter().filter(|(_, n)| *n > 1).map(|(id, n)| format!("{id}: {n}")));
+                samples += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            (samples, duplicates)
+        })
+    };
+    // killed in the middle: the update still moving, old replicas still wanted
+    let before = service(&c, "sleep");
+    assert_eq!(update_state(&before), "updating", "{before}");
+    let old_left = up(&c, "sleep").iter().filter(|t| t["service_version"] == 1).count();
+    assert!(old_left >= 1, "no old replica left to replace: {before}");
     c.manager_mut().kill();
     c.restart_manager();
     c.wait_nodes_up();
@@ -322,6 +368,11 @@ fn a_manager_killed_in_the_middle_of_an_update_finishes_it_with_no_duplicate_and
     });
     let version = v["service"]["version"].clone();
     let running = wait_up(&c, "sleep", 3, START_LIMIT);
+    stop.store(true, Ordering::SeqCst);
+    let (samples, duplicates) = sampler.join().expect("sampler");
+    assert!(samples >= 10, "the engine was sampled only {samples} times");
+    assert!(duplicates.is_empty(), "task ids with more than one running container: {duplicates:?}");
+    println!("{samples} engine samples over the restart, {old_left} old replicas left at the kill, no duplicate");
     assert!(running.iter().all(|t| t["service_version"] == version), "{running:?}");
     let containers = wait_for("three containers of the service", START_LIMIT, || {
         let list = service_containers(&c, "sleep");

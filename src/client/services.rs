@@ -99,7 +99,8 @@ pub fn list(all: &[ServiceView]) -> String {
                 v.service.name.clone(),
                 v.service.version.to_string(),
                 format!("{}/{}", running(v), v.service.replicas),
-                v.service.versions.last().map_or("-".into(), |t| t.template.image.clone()),
+                // the version wanted now, not the newest kept: after a rollback that is the failed one
+                v.service.template(v.service.version).map_or("-".into(), |t| t.image.clone()),
                 update_text(v),
             ]
         })
@@ -164,5 +165,27 @@ mod tests {
         assert!(parse(&["scale", "web", "many"]).expect_err("not a number").contains("many"));
         assert!(parse(&["frobnicate"]).expect_err("unknown").contains("service create FILE"));
         assert!(parse(&[]).is_err());
+    }
+
+    #[test]
+    fn ls_shows_the_image_of_the_version_wanted_not_the_newest() {
+        let spec = |image: &str| {
+            let body = serde_json::json!({"name": "web", "template": {"image": image}});
+            crate::service::ServiceSpec::from_value(body, None).expect("valid")
+        };
+        let mut s = crate::service::Service::new(spec("good:1"), Timestamp(1));
+        s.deploy(spec("bad:2"), Timestamp(2));
+        // the update to bad:2 failed and rolled back: version 1 is wanted again
+        s.start_update(2, 1, crate::service::UpdateState::RolledBack, None, Timestamp(3));
+        let view = ServiceView {
+            service: s,
+            replicas_by_state: Default::default(),
+            replicas_by_node: Default::default(),
+            tasks: vec![],
+        };
+        let text = list(&[view]);
+        let row = text.lines().nth(1).unwrap_or_default();
+        assert!(row.contains("good:1") && !row.contains("bad:2"), "{text}");
+        assert_eq!(text.lines().next().and_then(|h| h.find("IMAGE")), row.find("good:1"), "{text}");
     }
 }

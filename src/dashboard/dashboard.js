@@ -427,6 +427,8 @@
     if (e.subject === 'task') {
       const t = tasksById.get(e.task);
       who = t ? `${t.name} ${shortId(e.task)}` : `task ${shortId(e.task)}`;
+    } else if (e.subject === 'service') {
+      who = `service ${e.service || '?'}`;
     } else {
       who = `node ${e.node || '?'}`;
     }

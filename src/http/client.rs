@@ -332,15 +332,15 @@ impl ManagerClient {
         }
     }
 
-    /// Every task, page by page, oldest first.
-    pub fn list(&self) -> Result<Vec<Task>, ClientError> {
+    /// Every task (or, with `service`, that service's replicas), page by page, oldest first.
+    pub fn list(&self, service: Option<&str>) -> Result<Vec<Task>, ClientError> {
         let mut all = Vec::new();
         let mut next: Option<String> = None;
+        let filter = service.map(|s| format!("service={}", super::query_escape(s)));
         loop {
-            let path = match &next {
-                Some(cursor) => format!("/v1/tasks?next={cursor}"),
-                None => "/v1/tasks".to_string(),
-            };
+            let query: Vec<String> = filter.iter().cloned().chain(next.iter().map(|c| format!("next={c}"))).collect();
+            let path =
+                if query.is_empty() { "/v1/tasks".to_string() } else { format!("/v1/tasks?{}", query.join("&")) };
             let url = format!("{}{path}", self.base);
             let (page, more): (Vec<Task>, Option<String>) =
                 call_paged(&self.agent, "GET", &url, None, self.deadline, self.authorization.as_deref())

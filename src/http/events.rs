@@ -16,7 +16,7 @@ pub const NDJSON: &str = "application/x-ndjson";
 /// How often a follower asks the control thread for what is new.
 const FOLLOW_EVERY: Duration = Duration::from_millis(250);
 
-/// `since`, `task`, `node`, `limit`, `follow`: a bad one is a 400 that names it.
+/// `since`, `task`, `node`, `service`, `limit`, `follow`: a bad one is a 400 that names it.
 pub fn event_query(query: &str) -> Result<(EventQuery, bool), ApiError> {
     let bad = |param: &str, message: &str| ApiError::Query { param: param.to_string(), message: message.to_string() };
     let mut q = EventQuery::default();
@@ -28,6 +28,7 @@ pub fn event_query(query: &str) -> Result<(EventQuery, bool), ApiError> {
             "since" => q.since = Some(Timestamp::parse(&value).ok_or_else(|| bad(key, "must be an RFC 3339 time"))?),
             "task" => q.task = Some(value.parse().map_err(|_| bad(key, "must be a task id"))?),
             "node" => q.node = Some(value),
+            "service" => q.service = Some(value),
             "limit" => {
                 q.limit = Some(
                     value
@@ -44,7 +45,7 @@ pub fn event_query(query: &str) -> Result<(EventQuery, bool), ApiError> {
                     _ => return Err(bad(key, "must be true or false")),
                 }
             }
-            other => return Err(bad(other, "unknown; the parameters are since, task, node, limit, follow")),
+            other => return Err(bad(other, "unknown; the parameters are since, task, node, service, limit, follow")),
         }
     }
     Ok((q, follow))
@@ -100,10 +101,12 @@ mod tests {
     #[test]
     fn event_queries_are_read_and_bad_ones_name_the_parameter() {
         let id = crate::task::TaskId::new_v4();
-        let (q, follow) = event_query(&format!("task={id}&node=w1&limit=5&since=2026-12-04T03:00:00Z&follow")).unwrap();
+        let (q, follow) =
+            event_query(&format!("task={id}&node=w1&limit=5&since=2026-12-04T03:00:00Z&follow&service=web")).unwrap();
         assert!(follow);
         assert_eq!((q.task, q.node.as_deref(), q.limit), (Some(id), Some("w1"), Some(5)));
         assert!(q.since.is_some());
+        assert_eq!(q.service.as_deref(), Some("web"));
         for (query, param) in [("limit=0", "limit"), ("task=x", "task"), ("since=now", "since"), ("kind=node", "kind")]
         {
             match event_query(query) {

@@ -388,7 +388,9 @@ impl State {
         task.container_id = seen.container_id;
         task.ports = seen.ports;
         task.started_at = seen.started_at.or(task.started_at);
-        task.healthy = seen.healthy;
+        // the new copy's health is its own, counted from now
+        task.healthy = None;
+        task.take_health(seen.healthy, now);
         task.error = None;
         let reason = format!("moved from {from} to {to}: {from} is draining");
         task.record(Some(TaskState::Running), reason.clone(), now);

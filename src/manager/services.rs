@@ -15,7 +15,7 @@ use crate::control::{answer, error_chain};
 use crate::logfmt::q;
 use crate::sched::{NodeTable, Request};
 use crate::service::plan::{self, Candidate, PlanNode, Step};
-use crate::service::{Service, ServiceSpec, UpdateState, MAX_REPLICAS};
+use crate::service::{Service, ServiceEvent, ServiceSpec, UpdateState, MAX_REPLICAS, MAX_SERVICE_EVENTS};
 use crate::task::{DesiredState, Task, TaskId, TaskState};
 use crate::time::Timestamp;
 use log::{debug, error, info};
@@ -222,6 +222,8 @@ impl State {
         self.services.remove(name);
         info!("service removed service={name}");
         let now = self.now();
+        let why = format!("removed; its {} replicas are being stopped", view.tasks.len());
+        self.note_service_event(now, name, Some(update_word(service.update.as_ref()).into()), "removed".into(), why);
         for t in &view.tasks {
             self.stop_replica(t.id, "its service was removed", now);
         }
@@ -229,16 +231,33 @@ impl State {
         Ok(view)
     }
 
-    /// Writes a service's record, then keeps it in the table. On a store failure nothing changes.
+    /// Writes a service's record, then keeps it in the table, and puts the events it gained in
+    /// the cluster's history too (where they outlive the service's own last 50). On a store
+    /// failure nothing changes.
     fn commit_service(&mut self, service: Service) -> Result<(), ManagerError> {
-        if self.services.get(&service.name) == Some(&service) {
+        let before = self.services.get(&service.name);
+        if before == Some(&service) {
             return Ok(());
         }
         self.store.put_service(&service).map_err(|e| {
             error!("store write failed service={} error={}", service.name, q(&error_chain(&e)));
             ManagerError::Store(e)
         })?;
-        self.services.insert(service.name.clone(), service);
+        let fresh = new_events(before.map_or(&[][..], |b| &b.events), &service.events).to_vec();
+        let was = before.map(|b| update_word(b.update.as_ref()));
+        let now = update_word(service.update.as_ref());
+        // the move of the update, when this commit made one; a first record is a creation
+        let from = match was {
+            None => None,
+            Some(w) if w == now => None,
+            Some(w) => Some(w.to_string()),
+        };
+        let to = if before.is_none() { "created" } else { now };
+        let name = service.name.clone();
+        self.services.insert(name.clone(), service);
+        for e in fresh {
+            self.note_service_event(e.at, &name, from.clone(), to.to_string(), e.message);
+        }
         Ok(())
     }
 
@@ -281,25 +300,40 @@ impl State {
     pub(super) fn reconcile_services(&mut self) {
         let now = self.now();
         let table = self.node_table();
-        // fixed host ports held on each node by any unfinished task (single tasks, other
-        // services, this one): a replica that needs one of them goes elsewhere
-        let mut ports_taken: BTreeMap<&str, Vec<(u16, crate::task::Protocol)>> = BTreeMap::new();
+        // fixed host ports held on each node by any unfinished task, with the service holding
+        // it: each service's plan gets those held outside it (its own it reads from its tasks,
+        // where it can tell an old replica it may stop from another task it may not)
+        type Held<'t> = (u16, crate::task::Protocol, Option<&'t str>);
+        let mut ports_taken: BTreeMap<&str, Vec<Held>> = BTreeMap::new();
         for t in self.tasks.values().filter(|t| !t.task.is_terminal()) {
             if let Some(node) = t.task.node.as_deref() {
-                let fixed =
-                    t.task.spec.ports.iter().filter_map(|p| p.host.filter(|&h| h != 0).map(|h| (h, p.protocol)));
+                let service = t.task.service.as_deref();
+                let fixed = t
+                    .task
+                    .spec
+                    .ports
+                    .iter()
+                    .filter_map(|p| p.host.filter(|&h| h != 0).map(|h| (h, p.protocol, service)));
                 ports_taken.entry(node).or_default().extend(fixed);
             }
         }
-        let nodes: Vec<PlanNode> = table
-            .nodes()
-            .iter()
-            .map(|n| PlanNode {
-                name: n.name.clone(),
-                unavailable: n.unavailable.clone(),
-                ports_taken: ports_taken.get(n.name.as_str()).cloned().unwrap_or_default(),
-            })
-            .collect();
+        let nodes_for = |service: &str| -> Vec<PlanNode> {
+            table
+                .nodes()
+                .iter()
+                .map(|n| PlanNode {
+                    name: n.name.clone(),
+                    unavailable: n.unavailable.clone(),
+                    ports_taken: ports_taken
+                        .get(n.name.as_str())
+                        .map(|held| {
+                            let outside = held.iter().filter(|h| h.2 != Some(service));
+                            outside.map(|&(port, proto, _)| (port, proto)).collect()
+                        })
+                        .unwrap_or_default(),
+                })
+                .collect()
+        };
         // with a memory store, a restarted manager knows no service: the replicas it adopts from
         // the workers are kept running as tasks, not stopped
         let sweep = self.store.kind() == "persisted";
@@ -318,7 +352,7 @@ impl State {
         }
         let plans: Vec<(String, Vec<Step>)> = by_service
             .iter()
-            .map(|(name, tasks)| (name.to_string(), plan::plan(&self.services[*name], tasks, &nodes, now)))
+            .map(|(name, tasks)| (name.to_string(), plan::plan(&self.services[*name], tasks, &nodes_for(name), now)))
             .collect();
         for id in orphaned {
             self.stop_replica(id, "its service was removed", now);
@@ -332,7 +366,7 @@ impl State {
 
     fn apply_step(&mut self, name: &str, step: Step, now: Timestamp) {
         match step {
-            Step::Start { version, candidates, why } => {
+            Step::Start { version, candidates, why, moved } => {
                 let Some(service) = self.services.get(name) else { return };
                 let Some(template) = service.template(version) else { return };
                 let mut task = Task::new(TaskId::new_v4(), template.clone(), now);
@@ -344,20 +378,24 @@ impl State {
                     return; // the next pass tries again
                 }
                 info!("replica started service={name} version={version} task_id={id}");
-                self.note_service(name, format!("replica {} of version {version} started", id.short()), now);
+                // a fixed host port that sent it past the node spread would have chosen is said
+                let moved = moved.map(|m| format!(", {m}")).unwrap_or_default();
+                self.note_service(name, format!("replica {} of version {version} started{moved}", id.short()), now);
                 if !candidates.is_empty() {
                     self.place_replica(id, &candidates, now);
                 }
             }
-            Step::Place { id, candidates, why } => {
+            Step::Place { id, candidates, why, moved } => {
                 let Some(t) = self.tasks.get(&id) else { return };
                 if t.op_on.is_some() || now < t.not_before {
                     return;
                 }
                 if candidates.is_empty() {
                     self.note_unplaced(id, why.unwrap_or_else(|| "no node can take it".into()));
-                } else {
-                    self.place_replica(id, &candidates, now);
+                } else if self.place_replica(id, &candidates, now) {
+                    if let Some(m) = moved {
+                        self.note_service(name, format!("replica {} placed again, {m}", id.short()), now);
+                    }
                 }
             }
             Step::Stop { id, reason } => {
@@ -439,9 +477,10 @@ impl State {
     }
 
     /// Places a Pending replica: the nodes with the fewest replicas of its service first, the
-    /// configured scheduler choosing among equals; or records why no node can take it.
-    fn place_replica(&mut self, id: TaskId, candidates: &[Candidate], now: Timestamp) {
-        let Some(t) = self.tasks.get(&id) else { return };
+    /// configured scheduler choosing among equals; or records why no node can take it. Whether
+    /// it was sent to a node.
+    fn place_replica(&mut self, id: TaskId, candidates: &[Candidate], now: Timestamp) -> bool {
+        let Some(t) = self.tasks.get(&id) else { return false };
         let task = Task::clone(&t.task);
         let req = Request::of(&task.spec);
         let full = self.node_table();
@@ -466,12 +505,13 @@ impl State {
                 Ok(index) => {
                     let name = table.nodes()[index].name.clone();
                     self.start_on(task, index, &name, now);
-                    return;
+                    return true;
                 }
                 Err(why) => last_reason = Some(why.to_string()),
             }
         }
         self.note_unplaced(id, last_reason.unwrap_or_else(|| "no node can take it".into()));
+        false
     }
 
     fn note_unplaced(&mut self, id: TaskId, reason: String) {
@@ -484,5 +524,53 @@ impl State {
         crate::metrics::manager().placement_failed(&reason);
         task.error = Some(reason);
         self.commit_quietly(task);
+    }
+}
+
+/// Where a service's update stands, as its events in the cluster's history say it.
+fn update_word(update: Option<&crate::service::Update>) -> &'static str {
+    match update.map(|u| u.state) {
+        None => "steady",
+        Some(UpdateState::Updating) => "updating",
+        Some(UpdateState::RollingBack) => "rolling-back",
+        Some(UpdateState::Paused) => "paused",
+        Some(UpdateState::Completed) => "completed",
+        Some(UpdateState::RolledBack) => "rolled-back",
+    }
+}
+
+/// The events `after` has that `before` did not: the events are only ever appended (the
+/// oldest dropped beyond the bound), so they are those after `before`'s last one.
+fn new_events<'e>(before: &[ServiceEvent], after: &'e [ServiceEvent]) -> &'e [ServiceEvent] {
+    let Some(last) = before.last() else { return after };
+    if before.len() < MAX_SERVICE_EVENTS && after.len() >= before.len() && after.get(before.len() - 1) == Some(last) {
+        return &after[before.len()..];
+    }
+    match after.iter().rposition(|e| e == last) {
+        Some(i) => &after[i + 1..],
+        None => after,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn events(range: std::ops::Range<u64>) -> Vec<ServiceEvent> {
+        range.map(|i| ServiceEvent { at: Timestamp(i), message: format!("e{i}") }).collect()
+    }
+
+    #[test]
+    fn the_events_a_commit_adds_are_those_after_the_last_one_kept() {
+        let added = |before: &[ServiceEvent], after: &[ServiceEvent]| -> Vec<u64> {
+            new_events(before, after).iter().map(|e| e.at.millis()).collect()
+        };
+        assert_eq!(added(&[], &events(0..2)), [0, 1], "a new service: all of them");
+        assert_eq!(added(&events(0..3), &events(0..5)), [3, 4]);
+        assert_eq!(added(&events(0..3), &events(0..3)), Vec::<u64>::new());
+        // at the bound the oldest go as new ones come
+        let full = events(0..MAX_SERVICE_EVENTS as u64);
+        let n = MAX_SERVICE_EVENTS as u64;
+        assert_eq!(added(&full, &events(2..n + 2)), [n, n + 1]);
     }
 }

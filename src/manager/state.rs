@@ -299,6 +299,21 @@ impl State {
         }
     }
 
+    /// Adds a service's event to the history, kept as `note_event` keeps the others.
+    pub(super) fn note_service_event(
+        &mut self,
+        at: Timestamp,
+        service: &str,
+        from: Option<String>,
+        to: String,
+        reason: String,
+    ) {
+        let event = self.events.push_service(at, service.to_string(), from, to, reason).clone();
+        if let Err(e) = self.store.put_event(&event, DEFAULT_CAPACITY as u64) {
+            error!("store write of an event failed seq={} error={}", event.seq, q(&error_chain(&e)));
+        }
+    }
+
     /// Records in the history each node whose status changed since it was last told.
     fn note_node_changes(&mut self) {
         let now = self.now();

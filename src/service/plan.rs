@@ -10,13 +10,17 @@
 //! - a task of the version wanted, started since the update's current step began, that failed,
 //!   completed or restarted in place fails the update: nothing else is done in that plan;
 //! - Pending replicas are placed (again), spread first: nodes with fewer replicas of the service
-//!   come first, nodes where a fixed host port of the template is taken are left out;
+//!   come first, nodes where a fixed host port of the template is taken are left out (and when
+//!   that sends a replica past a node spread would have chosen, the step says so);
 //! - at rest (no update moving), the count is kept: missing replicas started, extra ones stopped
 //!   newest first;
 //! - start-first: up to `parallelism` new replicas beyond the count, and an old one stopped only
-//!   when a new one has been ready (Running, healthy with a health check, for `monitor_s`), so
-//!   that never fewer than `replicas` run; when a host port leaves a new replica no node, that
-//!   step stops first and the update says so;
+//!   when a new one has been ready (Running for `monitor_s`; with a health check, healthy for
+//!   `monitor_s` from the first passing verdict the manager saw), so
+//!   that never fewer than `replicas` run; when a host port leaves a new replica no node and
+//!   only the service's own old replicas hold it somewhere, that step stops one of those first
+//!   and the update says so (a port other tasks hold makes a node infeasible: the replica waits
+//!   Pending with the reason rather than the old ones being stopped for nothing);
 //! - stop-first: `parallelism` old replicas stopped once the new ones before them are ready, then
 //!   new ones started in their place;
 //! - the update is done when no old replica is left and `replicas` new ones are ready.
@@ -32,7 +36,8 @@ pub struct PlanNode {
     pub name: String,
     /// `None` when it can take tasks; otherwise why not.
     pub unavailable: Option<String>,
-    /// Fixed host ports that tasks outside the service hold on the node.
+    /// Fixed host ports that unfinished tasks outside the service (single tasks, other
+    /// services) hold on the node; the service's own are read from its tasks.
     pub ports_taken: Vec<(u16, Protocol)>,
 }
 
@@ -46,10 +51,11 @@ pub struct Candidate {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
-    /// A new replica of `version`; no candidates: it waits Pending with `why`.
-    Start { version: u32, candidates: Vec<Candidate>, why: Option<String> },
+    /// A new replica of `version`; no candidates: it waits Pending with `why`. `moved` says
+    /// which node a fixed host port kept it off, when spread alone would have sent it there.
+    Start { version: u32, candidates: Vec<Candidate>, why: Option<String>, moved: Option<String> },
     /// A Pending replica (never placed, or back from a lost node) to place.
-    Place { id: TaskId, candidates: Vec<Candidate>, why: Option<String> },
+    Place { id: TaskId, candidates: Vec<Candidate>, why: Option<String>, moved: Option<String> },
     /// Stop a replica, for the reason given.
     Stop { id: TaskId, reason: String },
     /// The update moves to `state` (done, rolled back, failed, paused), for the reason given.
@@ -63,14 +69,15 @@ fn fixed_ports(spec: &TaskSpec) -> Vec<(u16, Protocol)> {
     spec.ports.iter().filter_map(|p| p.host.filter(|&h| h != 0).map(|h| (h, p.protocol))).collect()
 }
 
-/// Whether a replica counts as up: Running, healthy when checked, and for new replicas of an
-/// update in progress, for `monitor_ms` already.
+/// Whether a new replica of an update counts as up: Running for `monitor_ms` since its
+/// container started; with a health check, healthy for `monitor_ms` since the manager first saw
+/// it healthy (a failing or missing verdict in between starts the count again).
 fn ready(t: &Task, monitor_ms: u64, now: Timestamp) -> bool {
-    let healthy = match t.spec.health_check {
-        Some(_) => t.healthy == Some(true),
-        None => t.healthy != Some(false),
+    let since = match t.spec.health_check {
+        Some(_) => t.healthy_since.filter(|_| t.healthy == Some(true)),
+        None => t.started_at.filter(|_| t.healthy != Some(false)),
     };
-    t.state == TaskState::Running && healthy && t.started_at.is_some_and(|s| now.since(s) >= monitor_ms)
+    t.state == TaskState::Running && since.is_some_and(|s| now.since(s) >= monitor_ms)
 }
 
 /// Why a task of the version wanted means the update failed, if it does.
@@ -141,14 +148,21 @@ fn plan_steps(service: &Service, tasks: &[&Task], nodes: &[PlanNode], now: Times
     // where replicas are, and which fixed host ports are taken where (copies being stopped too:
     // their ports are not free until they are gone)
     let mut counts: BTreeMap<&str, u32> = nodes.iter().map(|n| (n.name.as_str(), 0)).collect();
-    let mut taken: BTreeMap<&str, Vec<(u16, Protocol)>> =
-        nodes.iter().map(|n| (n.name.as_str(), n.ports_taken.clone())).collect();
+    let mut taken: BTreeMap<&str, Vec<Held>> = nodes
+        .iter()
+        .map(|n| (n.name.as_str(), n.ports_taken.iter().map(|&(port, proto)| (port, proto, Holder::Other)).collect()))
+        .collect();
     for t in tasks.iter().filter(|t| !t.is_terminal() && t.state != TaskState::Pending) {
         let Some(node) = t.node.as_deref() else { continue };
-        if t.desired_state == DesiredState::Running {
+        let wanted = t.desired_state == DesiredState::Running;
+        if wanted {
             *counts.entry(node).or_default() += 1;
         }
-        taken.entry(node).or_default().extend(fixed_ports(&t.spec));
+        let holder = if wanted && t.service_version != Some(target) { Holder::Old } else { Holder::Own };
+        taken
+            .entry(node)
+            .or_default()
+            .extend(fixed_ports(&t.spec).into_iter().map(|(port, proto)| (port, proto, holder)));
     }
     let mut spread = Spread { nodes, counts, taken };
     let stopping = tasks.iter().filter(|t| !t.is_terminal() && t.desired_state == DesiredState::Stopped).count();
@@ -157,8 +171,8 @@ fn plan_steps(service: &Service, tasks: &[&Task], nodes: &[PlanNode], now: Times
     let start_version = paused.map_or(target, |u| u.from);
     let start_spec = service.template(start_version);
     for t in live.iter().filter(|t| t.state == TaskState::Pending) {
-        let (candidates, why) = spread.candidates(&t.spec);
-        steps.push(Step::Place { id: t.id, candidates, why });
+        let Choice { candidates, why, moved } = spread.candidates(&t.spec);
+        steps.push(Step::Place { id: t.id, candidates, why, moved });
     }
     let replicas = service.replicas as usize;
     let Some(u) = update else {
@@ -187,15 +201,25 @@ fn plan_steps(service: &Service, tasks: &[&Task], nodes: &[PlanNode], now: Times
         UpdateOrder::StartFirst => {
             let room = (replicas + p).saturating_sub(live.len());
             let starts = replicas.saturating_sub(new.len()).min(p.saturating_sub(new_waiting)).min(room);
-            let mut forced = 0;
+            // nodes a new replica could go to once an old replica of the service there is gone
+            let freeable = start_spec.map(|s| spread.freeable(s)).unwrap_or_default();
+            // new replicas already waiting Pending for such a node count as starts held back
+            let held_back = if freeable.is_empty() {
+                0
+            } else {
+                let no_node = |t: &&&Task| spread.candidates(&t.spec).candidates.is_empty();
+                new.iter().filter(|t| t.state == TaskState::Pending).filter(no_node).count()
+            };
+            let mut forced = held_back;
             for _ in 0..starts {
-                let (candidates, why) = start_spec.map_or((Vec::new(), None), |s| spread.candidates(s));
-                if candidates.is_empty() && spread.blocked_by_ports(start_spec) {
+                let choice = start_spec.map_or_else(Choice::default, |s| spread.candidates(s));
+                if choice.candidates.is_empty() && !freeable.is_empty() {
                     forced += 1;
                     continue;
                 }
-                spread.count(&candidates, start_spec);
-                steps.push(Step::Start { version: target, candidates, why });
+                spread.count(&choice.candidates, start_spec);
+                let Choice { candidates, why, moved } = choice;
+                steps.push(Step::Start { version: target, candidates, why, moved });
             }
             let stops = (old.len() + new_ready).saturating_sub(replicas);
             let mut stopped = 0;
@@ -203,15 +227,22 @@ fn plan_steps(service: &Service, tasks: &[&Task], nodes: &[PlanNode], now: Times
                 steps.push(Step::Stop { id: t.id, reason: reason.clone() });
                 stopped += 1;
             }
-            // a host port that every node's old replica holds: this step stops one first
-            if forced > 0 && stopped == 0 && new_waiting == 0 && stopping == 0 {
+            // a host port free on no node but where the service's own old replicas hold it:
+            // this step stops one of those first (a port other tasks hold is no reason to)
+            if forced > 0 && stopped == 0 && new_waiting == held_back && stopping == 0 {
                 let ports = start_spec.map(fixed_ports).unwrap_or_default();
                 let port = ports.first().map_or(0, |p| p.0);
-                let note = format!("host port {port} is taken on every node by the old version: replicas are stopped before their replacement starts");
+                let note = format!(
+                    "host port {port} is free on no node but where the old version holds it: replicas are stopped before their replacement starts"
+                );
                 if u.note.as_deref() != Some(note.as_str()) {
                     steps.push(Step::Note(note));
                 }
-                for t in old_order.iter().take(forced.min(p)) {
+                let holds = |t: &&&Task| {
+                    t.node.as_deref().is_some_and(|n| freeable.contains(&n))
+                        && fixed_ports(&t.spec).iter().any(|p| ports.contains(p))
+                };
+                for t in old_order.iter().filter(holds).take(forced.min(p)) {
                     steps.push(Step::Stop { id: t.id, reason: format!("{reason} (stopped first: host port {port})") });
                 }
             }
@@ -229,9 +260,10 @@ fn plan_steps(service: &Service, tasks: &[&Task], nodes: &[PlanNode], now: Times
             // the replacements of what this pass stops start in the same pass
             let starts = replicas.saturating_sub(live.len().saturating_sub(stopped));
             for _ in 0..starts {
-                let (candidates, why) = start_spec.map_or((Vec::new(), None), |s| spread.candidates(s));
+                let Choice { candidates, why, moved } =
+                    start_spec.map_or_else(Choice::default, |s| spread.candidates(s));
                 spread.count(&candidates, start_spec);
-                steps.push(Step::Start { version: target, candidates, why });
+                steps.push(Step::Start { version: target, candidates, why, moved });
             }
         }
     }
@@ -249,12 +281,12 @@ fn keep_count(
 ) {
     if live.len() < replicas {
         for _ in live.len()..replicas {
-            let (candidates, why) = match spec {
+            let Choice { candidates, why, moved } = match spec {
                 Some(s) => spread.candidates(s),
-                None => (Vec::new(), Some(format!("version {version} is no longer kept"))),
+                None => Choice { why: Some(format!("version {version} is no longer kept")), ..Choice::default() },
             };
             spread.count(&candidates, spec);
-            steps.push(Step::Start { version, candidates, why });
+            steps.push(Step::Start { version, candidates, why, moved });
         }
     } else if live.len() > replicas {
         // newest first, and among those, ones not running yet first
@@ -266,35 +298,73 @@ fn keep_count(
     }
 }
 
+/// Who holds a fixed host port on a node, as placing a replica sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Holder {
+    /// A task outside the service: the node is out for as long as that task runs.
+    Other,
+    /// A replica of the service of another version than the one wanted, still wanted running:
+    /// stopping it frees the port.
+    Old,
+    /// A replica of the version wanted (running, or sent by this plan), or one being stopped.
+    Own,
+}
+
+type Held = (u16, Protocol, Holder);
+
+/// Where a replica may go: the candidates, fewest replicas first; why there is none; and which
+/// nodes a fixed host port kept it off that spread alone would have chosen.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Choice {
+    candidates: Vec<Candidate>,
+    why: Option<String>,
+    moved: Option<String>,
+}
+
 /// Spreading across nodes, with the replicas this plan has already sent counted in.
 struct Spread<'a> {
     nodes: &'a [PlanNode],
     counts: BTreeMap<&'a str, u32>,
-    taken: BTreeMap<&'a str, Vec<(u16, Protocol)>>,
+    taken: BTreeMap<&'a str, Vec<Held>>,
 }
 
-impl Spread<'_> {
+impl<'a> Spread<'a> {
+    /// Who holds which of `ports` on `node`.
+    fn clashes(&self, node: &str, ports: &[(u16, Protocol)]) -> Vec<(u16, Holder)> {
+        let held = self.taken.get(node).map_or(&[][..], Vec::as_slice);
+        held.iter().filter(|(port, proto, _)| ports.contains(&(*port, *proto))).map(|&(port, _, h)| (port, h)).collect()
+    }
+
     /// The nodes a replica of `spec` may go to, fewest replicas first; or why there is none.
-    fn candidates(&self, spec: &TaskSpec) -> (Vec<Candidate>, Option<String>) {
+    fn candidates(&self, spec: &TaskSpec) -> Choice {
         let ports = fixed_ports(spec);
         let mut why = Vec::new();
+        let mut kept_off = Vec::new();
         let mut out = Vec::new();
         for n in self.nodes {
             if let Some(u) = &n.unavailable {
                 why.push(format!("{}: {u}", n.name));
                 continue;
             }
-            let clash = self.taken.get(n.name.as_str()).and_then(|t| ports.iter().find(|p| t.contains(p)));
-            if let Some((port, _)) = clash {
-                why.push(format!("{}: host port {port} taken by another replica", n.name));
+            let replicas = self.counts.get(n.name.as_str()).copied().unwrap_or(0);
+            let clashes = self.clashes(&n.name, &ports);
+            // another task's hold is the one to name: it is the one that does not go away
+            let clash = clashes.iter().find(|c| c.1 == Holder::Other).or(clashes.first());
+            if let Some(&(port, holder)) = clash {
+                let by = if holder == Holder::Other { "another task" } else { "a replica of the service" };
+                why.push(format!("{}: host port {port} taken by {by}", n.name));
+                kept_off.push((replicas, format!("{} (host port {port} taken by {by})", n.name)));
                 continue;
             }
-            out.push(Candidate {
-                node: n.name.clone(),
-                replicas: self.counts.get(n.name.as_str()).copied().unwrap_or(0),
-            });
+            out.push(Candidate { node: n.name.clone(), replicas });
         }
         out.sort_by(|a, b| a.replicas.cmp(&b.replicas).then_with(|| a.node.cmp(&b.node)));
+        // a node left out that holds no more replicas than the one chosen: the port moved it
+        let moved: Vec<String> = match out.first() {
+            Some(first) => kept_off.into_iter().filter(|(r, _)| *r <= first.replicas).map(|(_, n)| n).collect(),
+            None => Vec::new(),
+        };
+        let moved = (!moved.is_empty()).then(|| format!("not on {}", moved.join(", ")));
         let why = if out.is_empty() {
             Some(if why.is_empty() {
                 "no nodes".to_string()
@@ -304,18 +374,25 @@ impl Spread<'_> {
         } else {
             None
         };
-        (out, why)
+        Choice { candidates: out, why, moved }
     }
 
-    /// Whether some available node is left out only because of a host port.
-    fn blocked_by_ports(&self, spec: Option<&TaskSpec>) -> bool {
-        let Some(spec) = spec else { return false };
+    /// The available nodes where only the service's old replicas hold a fixed host port of
+    /// `spec`: stopping those would make room there. Ports held by other tasks do not count.
+    fn freeable(&self, spec: &TaskSpec) -> Vec<&'a str> {
         let ports = fixed_ports(spec);
-        !ports.is_empty()
-            && self.nodes.iter().any(|n| {
-                n.unavailable.is_none()
-                    && self.taken.get(n.name.as_str()).is_some_and(|t| ports.iter().any(|p| t.contains(p)))
+        if ports.is_empty() {
+            return Vec::new();
+        }
+        self.nodes
+            .iter()
+            .filter(|n| n.unavailable.is_none())
+            .filter(|n| {
+                let clashes = self.clashes(&n.name, &ports);
+                !clashes.is_empty() && clashes.iter().all(|c| c.1 == Holder::Old)
             })
+            .map(|n| n.name.as_str())
+            .collect()
     }
 
     /// Counts a replica on the first candidate (where placement most likely puts it), so that a
@@ -324,7 +401,11 @@ impl Spread<'_> {
         let Some(first) = candidates.first() else { return };
         if let Some(n) = self.nodes.iter().find(|n| n.name == first.node) {
             *self.counts.entry(n.name.as_str()).or_default() += 1;
-            self.taken.entry(n.name.as_str()).or_default().extend(spec.map(fixed_ports).unwrap_or_default());
+            let ports = spec.map(fixed_ports).unwrap_or_default();
+            self.taken
+                .entry(n.name.as_str())
+                .or_default()
+                .extend(ports.into_iter().map(|(p, pr)| (p, pr, Holder::Own)));
         }
     }
 }

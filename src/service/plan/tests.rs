@@ -327,8 +327,38 @@ fn a_health_check_must_pass_before_a_new_replica_counts() {
     new.spec.health_check = spec("x", Some(0), true).health_check;
     for (healthy, stopped) in [(None, false), (Some(false), false), (Some(true), true)] {
         new.healthy = healthy;
+        new.healthy_since = (healthy == Some(true)).then_some(NOW);
         let steps = run(&svc, &[old.clone(), new.clone()], &nodes(&["a", "b"]));
         assert_eq!(!stops(&steps).is_empty(), stopped, "{healthy:?}: {steps:?}");
+    }
+}
+
+#[test]
+fn monitor_s_counts_from_the_first_healthy_verdict_for_a_checked_replica() {
+    // (health check, started s before now, healthy since s before now, ready with monitor_s 5)
+    let rows = [
+        // long started, but healthy only for 2 s: not yet
+        (true, 60, Some(2), false),
+        (true, 60, Some(5), true),
+        // healthy, but the record does not say since when: not counted
+        (true, 60, None, false),
+        // no health check: the container's start counts
+        (false, 5, None, true),
+        (false, 4, None, false),
+    ];
+    let policy = UpdatePolicy { monitor_s: 5, ..UpdatePolicy::default() };
+    let svc = service(1, Some(UpdateState::Updating), policy, None);
+    let old = task(1, Running, Some("a"), 1, None);
+    for (checked, started_s, healthy_s, ready) in rows {
+        let mut new = task(2, Running, Some("b"), 60, None);
+        if checked {
+            new.spec.health_check = spec("x", Some(0), true).health_check;
+            new.healthy = Some(true);
+        }
+        new.started_at = Some(Timestamp(NOW.0 - started_s * 1000));
+        new.healthy_since = healthy_s.map(|s| Timestamp(NOW.0 - s * 1000));
+        let steps = run(&svc, &[old.clone(), new], &nodes(&["a", "b"]));
+        assert_eq!(stops(&steps) == vec![old.id], ready, "{checked} {started_s} {healthy_s:?}: {steps:?}");
     }
 }
 
@@ -357,4 +387,145 @@ fn a_host_port_another_task_holds_keeps_a_replica_off_that_node() {
     let placed = starts(&steps);
     assert_eq!(placed.len(), 1, "{steps:?}");
     assert!(!placed[0].1.contains(&"a"), "the replica is not sent where its port is taken: {steps:?}");
+}
+
+/// A service updating 1 → 2 where each version's template has its own fixed host port.
+fn updating_with_ports(replicas: u32, v1: Option<u16>, v2: Option<u16>) -> Service {
+    let policy = UpdatePolicy { monitor_s: 0, ..UpdatePolicy::default() };
+    let s = ServiceSpec { name: "web".into(), template: spec("v1", v1, false), replicas, policy };
+    let mut svc = Service::new(s.clone(), Timestamp(1));
+    svc.deploy(ServiceSpec { template: spec("v2", v2, false), ..s }, Timestamp(50_000));
+    svc
+}
+
+fn held(ns: &mut [PlanNode], node: &str, port: u16) {
+    let n = ns.iter_mut().find(|n| n.name == node).expect("a node of the table");
+    n.ports_taken.push((port, crate::task::Protocol::Tcp));
+}
+
+#[test]
+fn only_the_service_s_own_old_replicas_holding_a_port_force_stop_first() {
+    // (nodes, v1's port, v2's port, old replicas' nodes, ports other tasks hold, expected: the
+    // indices of the old replicas stopped, whether the new one starts with no node, the note)
+    type Row = (&'static [&'static str], Option<u16>, Option<u16>, Vec<&'static str>, Vec<(&'static str, u16)>);
+    let rows: Vec<(Row, Vec<usize>, bool, bool)> = vec![
+        // the old version holds the port everywhere: one old replica stops first
+        ((&["a", "b"], Some(8080), Some(8080), vec!["a", "b"], vec![]), vec![0], false, true),
+        // another task holds it everywhere: nothing old is stopped, the new one waits for a node
+        ((&["a", "b"], None, Some(8080), vec!["a", "b"], vec![("a", 8080), ("b", 8080)]), vec![], true, false),
+        // old on a, another task on b: only a can be freed, so the one on a stops first
+        ((&["a", "b"], Some(8080), Some(8080), vec!["a"], vec![("b", 8080)]), vec![0], false, true),
+        // three nodes, the third's port another task's: the old version's are still the way out
+        ((&["a", "b", "c"], Some(8080), Some(8080), vec!["b", "a"], vec![("c", 8080)]), vec![0], false, true),
+        // the old version holds another port than the new one's: no reason to stop it
+        ((&["a"], Some(9090), Some(8080), vec!["a"], vec![("a", 8080)]), vec![], true, false),
+    ];
+    for ((names, v1, v2, olds, others), want_stopped, want_waiting, want_note) in rows {
+        let svc = updating_with_ports(olds.len() as u32, v1, v2);
+        let mut ns = nodes(names);
+        for (node, port) in &others {
+            held(&mut ns, node, *port);
+        }
+        let old: Vec<Task> =
+            olds.iter().enumerate().map(|(i, n)| task(1, Running, Some(n), 1 + i as u64, v1)).collect();
+        let steps = run(&svc, &old, &ns);
+        let want: Vec<TaskId> = want_stopped.iter().map(|&i| old[i].id).collect();
+        assert_eq!(stops(&steps), want, "{names:?} {others:?}: {steps:?}");
+        let waiting = steps.iter().any(|s| matches!(s, Step::Start { candidates, .. } if candidates.is_empty()));
+        assert_eq!(waiting, want_waiting, "{names:?} {others:?}: {steps:?}");
+        let note = steps.iter().find_map(|s| if let Step::Note(n) = s { Some(n.as_str()) } else { None });
+        assert_eq!(note.is_some(), want_note, "{names:?} {others:?}: {steps:?}");
+        if let Some(note) = note {
+            assert!(note.contains("host port 8080") && note.contains("old version"), "{note}");
+        }
+        if want_waiting {
+            let why = steps.iter().find_map(|s| match s {
+                Step::Start { why, .. } => why.clone(),
+                _ => None,
+            });
+            let why = why.expect("a reason to wait");
+            assert!(why.contains("taken by another task"), "the reason names the holder: {why}");
+        }
+    }
+}
+
+#[test]
+fn a_port_another_task_holds_everywhere_never_drains_the_service() {
+    // the bug this guards against: each pass stopped one more old replica for a new one that
+    // could go nowhere, down to zero
+    let svc = updating_with_ports(2, None, Some(8080));
+    let mut ns = nodes(&["a", "b"]);
+    held(&mut ns, "a", 8080);
+    held(&mut ns, "b", 8080);
+    let mut tasks = vec![task(1, Running, Some("a"), 1, None), task(1, Running, Some("b"), 2, None)];
+    for round in 0..6u64 {
+        for step in run(&svc, &tasks, &ns) {
+            match step {
+                Step::Start { version, candidates, why, .. } => {
+                    assert!(candidates.is_empty(), "{candidates:?}");
+                    let mut t = task(version, Pending, None, 60 + round, Some(8080));
+                    t.error = why;
+                    tasks.push(t);
+                }
+                Step::Stop { id, .. } => {
+                    let t = tasks.iter_mut().find(|t| t.id == id).expect("known");
+                    t.desired_state = DesiredState::Stopped;
+                    t.state = Stopped;
+                }
+                Step::Place { candidates, .. } => assert!(candidates.is_empty(), "{candidates:?}"),
+                other => panic!("round {round}: {other:?}"),
+            }
+        }
+        let old_up = tasks.iter().filter(|t| t.service_version == Some(1) && t.state == Running).count();
+        assert_eq!(old_up, 2, "round {round}: {tasks:?}");
+    }
+    let waiting: Vec<&Task> = tasks.iter().filter(|t| t.state == Pending).collect();
+    assert_eq!(waiting.len(), 1, "parallelism 1: one new replica waits, no more: {tasks:?}");
+    assert!(waiting[0].error.as_deref().is_some_and(|e| e.contains("a: host port 8080 taken by another task")));
+}
+
+#[test]
+fn a_new_replica_waiting_for_a_node_the_old_version_can_free_gets_it() {
+    // a new replica went Pending while no node could be freed; now the old one on a is the only
+    // holder there: it is stopped for the waiting one (no new start is added)
+    let svc = updating_with_ports(1, Some(8080), Some(8080));
+    let ns = nodes(&["a"]);
+    let old = task(1, Running, Some("a"), 1, Some(8080));
+    let waiting = task(2, Pending, None, 60, Some(8080));
+    let steps = run(&svc, &[old.clone(), waiting], &ns);
+    assert_eq!(stops(&steps), vec![old.id], "{steps:?}");
+    assert!(starts(&steps).is_empty(), "{steps:?}");
+}
+
+#[test]
+fn a_step_says_when_a_fixed_host_port_moved_its_replica() {
+    let moved = |steps: &[Step]| -> Vec<Option<String>> {
+        steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Start { moved, .. } | Step::Place { moved, .. } => Some(moved.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    // another task holds the port on a, where spread would have sent the replica (ties by name)
+    let svc = service(1, None, UpdatePolicy::default(), Some(9000));
+    let mut ns = nodes(&["a", "b"]);
+    held(&mut ns, "a", 9000);
+    let steps = run(&svc, &[], &ns);
+    assert_eq!(starts(&steps), vec![(1, vec!["b"])]);
+    let note = moved(&steps).remove(0).expect("a note");
+    assert!(note.contains("a (host port 9000 taken by another task)"), "{note}");
+    // the same for a Pending replica placed again
+    let steps = run(&svc, &[task(1, Pending, None, 2, Some(9000))], &ns);
+    assert!(moved(&steps)[0].as_deref().is_some_and(|n| n.contains("a (host port 9000")), "{steps:?}");
+    // ordinary spread is no move: the second replica avoids a for holding more replicas anyway
+    let svc = service(2, None, UpdatePolicy::default(), Some(9000));
+    let steps = run(&svc, &[], &nodes(&["a", "b"]));
+    assert_eq!(starts(&steps), vec![(1, vec!["a", "b"]), (1, vec!["b"])]);
+    assert_eq!(moved(&steps), vec![None, None], "{steps:?}");
+    // start-first past the old replica's node: b was chosen for its count, not for the port
+    let svc = updating_with_ports(1, Some(8080), Some(8080));
+    let steps = run(&svc, &[task(1, Running, Some("a"), 1, Some(8080))], &nodes(&["a", "b"]));
+    assert_eq!(moved(&steps), vec![None], "{steps:?}");
 }
