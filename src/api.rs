@@ -56,11 +56,14 @@ pub struct WorkerHealth {
 }
 
 /// Where a reader of a worker's changes stands: the worker's run (`instance`, new at each
-/// start of the process) and the last version it has applied.
+/// start of the process), the last version it has applied, and the version after which the
+/// tasks forgotten concern it (`removals_from`: the version itself, but for the pages after the
+/// first of a full answer, which started from nothing at a later version).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChangesCursor {
     pub instance: String,
     pub version: u64,
+    pub removals_from: u64,
 }
 
 /// A worker's `GET /v1/changes`: its task records changed since a cursor, oldest change first.
@@ -74,6 +77,10 @@ pub struct TaskChanges {
     pub version: u64,
     pub full: bool,
     pub more: bool,
+    /// Where the forgotten tasks that concern the reader start, for the next cursor.
+    pub removals_from: u64,
+    /// The worker had checked its containers when it answered (see `WorkerHealth::synced`).
+    pub synced: bool,
     pub tasks: Vec<Task>,
     /// Tasks the worker has forgotten since the cursor (none in a full answer).
     pub removed: Vec<TaskId>,
@@ -82,7 +89,7 @@ pub struct TaskChanges {
 impl TaskChanges {
     /// The cursor to ask from next.
     pub fn cursor(&self) -> ChangesCursor {
-        ChangesCursor { instance: self.instance.clone(), version: self.version }
+        ChangesCursor { instance: self.instance.clone(), version: self.version, removals_from: self.removals_from }
     }
 }
 

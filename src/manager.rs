@@ -470,6 +470,10 @@ mod tests {
         starts: AtomicUsize,
         /// Task lists come back unusable (too big, malformed).
         garbled: AtomicBool,
+        /// The changes feed as a worker keeps it: the last version answered and what that
+        /// answer left the reader with (tests change `tasks` directly; the feed is their
+        /// difference).
+        feed: Mutex<(u64, HashMap<TaskId, Task>)>,
     }
 
     impl FakeWorker {
@@ -490,6 +494,7 @@ mod tests {
                 refusal: Mutex::new(NO_IMAGE.to_string()),
                 starts: AtomicUsize::new(0),
                 garbled: AtomicBool::new(false),
+                feed: Mutex::new((0, HashMap::new())),
             })
         }
 
@@ -562,20 +567,34 @@ mod tests {
             t.state = TaskState::Stopped;
             Ok(t.clone())
         }
-        /// Always a full answer: tests change the fake's tasks behind its back.
-        fn changes(&self, _since: Option<&ChangesCursor>) -> Result<TaskChanges, LinkError> {
+        /// What changed since the reader's cursor (everything for a reader without one, or one
+        /// that is not where the last answer left it), as a worker's feed answers.
+        fn changes(&self, since: Option<&ChangesCursor>) -> Result<TaskChanges, LinkError> {
             if self.garbled.load(Ordering::SeqCst) {
                 self.check()?;
                 return Err(LinkError::BadAnswer("response body exceeds the limit".into()));
             }
             self.check()?;
+            let now = self.tasks.lock().expect("lock").clone();
+            let mut feed = self.feed.lock().expect("lock");
+            let full = since.is_none_or(|c| c.instance != "fake" || c.version != feed.0);
+            let (tasks, removed) = if full {
+                (now.values().cloned().collect(), Vec::new())
+            } else {
+                let changed = now.values().filter(|t| feed.1.get(&t.id) != Some(*t)).cloned().collect();
+                (changed, feed.1.keys().filter(|id| !now.contains_key(id)).copied().collect())
+            };
+            feed.0 += 1;
+            feed.1 = now;
             Ok(TaskChanges {
                 instance: "fake".into(),
-                version: 0,
-                full: true,
+                version: feed.0,
+                full,
                 more: false,
-                tasks: self.tasks.lock().expect("lock").values().cloned().collect(),
-                removed: Vec::new(),
+                removals_from: feed.0,
+                synced: true,
+                tasks,
+                removed,
             })
         }
         fn health(&self) -> Result<WorkerHealth, LinkError> {

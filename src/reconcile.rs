@@ -23,10 +23,12 @@ pub struct TaskView<'a> {
     pub moving_to: Option<&'a str>,
 }
 
-/// A worker's last report of its tasks.
+/// What the manager knows of a worker's tasks: a picture built up from the worker's changes
+/// feed, poll after poll.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
-    /// The manager's event counter when the report was requested.
+    /// The manager's event counter when the poll that last brought the picture up to date was
+    /// asked for (a poll cut short by its page bound leaves it as it was).
     pub epoch: u64,
     /// The worker had checked its containers: a task it does not list is not there.
     pub complete: bool,

@@ -14,7 +14,7 @@ use crate::task::{Task, TaskId};
 use serde::de::DeserializeOwned;
 use std::time::Duration;
 
-/// Responses bigger than this are refused (a task list of many thousands fits easily).
+/// Responses bigger than this are refused (a page of 256 records of the largest specs fits).
 const MAX_ANSWER: u64 = 64 * 1024 * 1024;
 
 /// Lowers `MAX_ANSWER` for the process (never raises it): for the tests that need a real
@@ -171,9 +171,33 @@ impl WorkerLink for HttpWorkerLink {
         self.call("DELETE", &format!("/v1/tasks/{id}"), None, self.stop_deadline)
     }
 
+    /// From a worker of an earlier release, which has no changes feed (404), its whole list
+    /// as one full page, so that a manager can be upgraded before its workers; a cursor the
+    /// worker refuses (400) is dropped and everything asked for again.
     fn changes(&self, since: Option<&ChangesCursor>) -> Result<TaskChanges, LinkError> {
-        let query = super::changes::query_of(since, super::changes::DEFAULT_LIMIT);
-        self.call("GET", &format!("/v1/changes?{query}"), None, self.poll_deadline)
+        let ask = |since: Option<&ChangesCursor>| {
+            let query = super::changes::query_of(since, super::changes::DEFAULT_LIMIT);
+            self.call("GET", &format!("/v1/changes?{query}"), None, self.poll_deadline)
+        };
+        match ask(since) {
+            Err(LinkError::Refused { status: 400, .. }) if since.is_some() => ask(None),
+            Err(LinkError::Refused { status: 404, .. }) => {
+                let tasks: Vec<Task> = self.call("GET", "/v1/tasks", None, self.poll_deadline)?;
+                let removed = Vec::new();
+                let instance = String::new();
+                Ok(TaskChanges {
+                    instance,
+                    version: 0,
+                    full: true,
+                    more: false,
+                    removals_from: 0,
+                    synced: true,
+                    tasks,
+                    removed,
+                })
+            }
+            answer => answer,
+        }
     }
 
     fn health(&self) -> Result<WorkerHealth, LinkError> {

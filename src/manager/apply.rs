@@ -1,6 +1,7 @@
 //! What the control thread does with what it learns: the dispatchers' answers to starts and
-//! stops, the polls of every worker, and the actions of the reconcile plan it runs after each
-//! event (`reconcile::plan`, a pure function; here it is only applied).
+//! stops, the polls of every worker (their changes applied in place), and the actions of the
+//! reconcile plan it runs after each event that can change what it sees (`reconcile::plan`, a
+//! pure function; here it is only applied).
 //!
 //! Methods of `State` (see `state.rs`); like the rest of the control thread they must not block
 //! or read the system's time. Every state change goes through the transition table: a change
@@ -33,6 +34,11 @@ impl State {
         if self.nodes[from].removed {
             return; // an answer still under way when the node was removed
         }
+        if let Observation::Polled { generation, .. } = &obs {
+            if *generation != self.nodes[from].generation {
+                return; // a poll of the node a join took over: not this one's picture
+            }
+        }
         match obs {
             Observation::Started { node, id, result } => {
                 if !self.on_move_started(node, id, &result) {
@@ -56,7 +62,7 @@ impl State {
                     }
                 }
             }
-            Observation::Polled { node, epoch, result } => self.on_polled(node, epoch, result, now),
+            Observation::Polled { node, epoch, result, .. } => self.on_polled(node, epoch, result, now),
         }
     }
 
@@ -207,7 +213,7 @@ impl State {
                 node.error = Some("another worker already uses this name; give each worker its own -n".into());
             }
             Ok(poll) => {
-                let caught_up = poll.caught_up();
+                let (caught_up, synced) = (poll.caught_up(), poll.synced());
                 let Poll { health, changes, stats } = poll;
                 // what the plan would see differently after this poll, beyond statistics (which
                 // the next tick's plan takes up)
@@ -218,7 +224,7 @@ impl State {
                     && node.name.as_deref() == Some(health.name.as_str())
                     && node.engine_reachable == Some(health.engine.reachable)
                     && health.engine.error.is_none()
-                    && node.report.as_ref().is_some_and(|r| r.complete == (health.synced && caught_up))
+                    && node.report.as_ref().is_some_and(|r| r.complete == (synced && caught_up))
                     && node.stray_answered.is_empty();
                 node.stats = stats;
                 if node.unreachable || node.last_contact.is_none() {
@@ -263,15 +269,18 @@ impl State {
                 node.orphans
                     .retain(|id, _| report.get(id).is_some_and(|t| !t.is_terminal()) && !known.contains_key(id));
                 node.report = Some(if caught_up {
-                    Report { epoch, complete: health.synced, tasks: report }
+                    Report { epoch, complete: synced, tasks: report }
                 } else {
                     Report { epoch: before, complete: false, tasks: report }
                 });
                 // stray stops answered before this report was asked for are settled by it: a
                 // copy it still lists (a second move of the task, a stop that failed) is stopped
-                // again by the plan
-                let settled: Vec<TaskId> =
-                    node.stray_answered.iter().filter(|(_, at)| **at < epoch).map(|(id, _)| *id).collect();
+                // again by the plan; a picture cut short may not show the stop yet, and settles
+                // nothing
+                let settled: Vec<TaskId> = match caught_up {
+                    true => node.stray_answered.iter().filter(|(_, at)| **at < epoch).map(|(id, _)| *id).collect(),
+                    false => Vec::new(),
+                };
                 for id in settled {
                     node.stray_answered.remove(&id);
                     node.stray_stops.remove(&id);

@@ -21,10 +21,28 @@ use std::time::{Duration, Instant};
 
 /// What the dispatcher threads report back.
 pub(super) enum Observation {
-    Started { node: usize, id: TaskId, result: Result<Task, LinkError> },
-    Stopped { node: usize, id: TaskId, result: Result<Task, LinkError> },
-    StrayStopped { node: usize, id: TaskId, result: Result<Task, LinkError> },
-    Polled { node: usize, epoch: u64, result: Result<Poll, LinkError> },
+    Started {
+        node: usize,
+        id: TaskId,
+        result: Result<Task, LinkError>,
+    },
+    Stopped {
+        node: usize,
+        id: TaskId,
+        result: Result<Task, LinkError>,
+    },
+    StrayStopped {
+        node: usize,
+        id: TaskId,
+        result: Result<Task, LinkError>,
+    },
+    /// `generation` tells the poll threads of a node taken over from its successor's.
+    Polled {
+        node: usize,
+        generation: u64,
+        epoch: u64,
+        result: Result<Poll, LinkError>,
+    },
 }
 
 /// What one poll of a worker brings back: its health, the pages of its task records changed
@@ -41,11 +59,22 @@ impl Poll {
     pub(super) fn caught_up(&self) -> bool {
         self.changes.last().is_none_or(|c| !c.more)
     }
+
+    /// The worker had checked its containers both when asked for its health and when it
+    /// answered the last page (a worker restarted in between has not).
+    pub(super) fn synced(&self) -> bool {
+        self.health.synced && self.changes.last().is_none_or(|c| c.synced)
+    }
 }
 
-/// Pages of changes one poll reads at most (each of up to 256 records); a worker with more
-/// changes than that is caught up over the next polls.
+/// Pages of changes one poll reads at most (each of up to 256 records), and the time it reads
+/// them for: a worker with more changes than that is caught up over the next polls, and a poll
+/// stays well within the node timeout, since only its end counts as hearing from the node.
 const POLL_PAGES: usize = 64;
+const POLL_BUDGET: Duration = Duration::from_secs(2);
+
+/// Numbers each `Node` made, so that a poll's answer is applied only to the node that asked.
+static GENERATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// Applies pages of a worker's changes to the manager's picture of its tasks: a full page
 /// starts from nothing, then forgotten tasks go and changed records replace what was there.
@@ -143,6 +172,8 @@ impl Contact {
 /// One worker: its link, the dispatcher's queues and what the manager knows of it.
 pub(super) struct Node {
     pub(super) address: String,
+    /// Which `Node` this is (a node taken over by a join is another one at the same index).
+    pub(super) generation: u64,
     /// The name the worker reported; its address until then.
     pub(super) name: Option<String>,
     /// The name is in the store (false after a failed write, retried at the next poll).
@@ -201,6 +232,7 @@ impl Node {
         // one poll at a time per node; the control thread skips a poll while one is in flight
         let (polls_tx, polls_rx) = bounded::<(u64, Option<ChangesCursor>)>(1);
         let poll_metrics = crate::metrics::manager().polls_of(&address);
+        let generation = GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         spawn_thread(format!("poll-{index}"), move || {
             for (epoch, since) in polls_rx.iter() {
                 let started = crate::metrics::Timer::start();
@@ -208,7 +240,8 @@ impl Node {
                     let health = link.health()?;
                     let mut changes: Vec<TaskChanges> = Vec::new();
                     let mut from = since;
-                    while changes.len() < POLL_PAGES {
+                    let reading = Instant::now();
+                    while changes.len() < POLL_PAGES && (changes.is_empty() || reading.elapsed() < POLL_BUDGET) {
                         let page = link.changes(from.as_ref())?;
                         from = Some(page.cursor());
                         let more = page.more;
@@ -224,13 +257,14 @@ impl Node {
                     Ok(Poll { health, changes, stats })
                 });
                 poll_metrics.observe(started, result.is_ok());
-                if obs.send(Observation::Polled { node: index, epoch, result }).is_err() {
+                if obs.send(Observation::Polled { node: index, generation, epoch, result }).is_err() {
                     return;
                 }
             }
         })?;
         Ok(Node {
             address,
+            generation,
             name: None,
             name_stored: true,
             starts: starts_tx,
@@ -291,7 +325,16 @@ mod tests {
     }
 
     fn page(version: u64, full: bool, tasks: Vec<Task>, removed: Vec<TaskId>) -> TaskChanges {
-        TaskChanges { instance: "run".into(), version, full, more: false, tasks, removed }
+        TaskChanges {
+            instance: "run".into(),
+            version,
+            full,
+            more: false,
+            removals_from: version,
+            synced: true,
+            tasks,
+            removed,
+        }
     }
 
     #[test]
@@ -300,7 +343,7 @@ mod tests {
         let (a, b, c) = (task(Running), task(Running), task(Running));
         let mut tasks = HashMap::new();
         let cursor = apply_changes(&mut tasks, vec![page(3, true, vec![a.clone(), b.clone(), c.clone()], vec![])]);
-        assert_eq!(cursor, Some(ChangesCursor { instance: "run".into(), version: 3 }));
+        assert_eq!(cursor, Some(ChangesCursor { instance: "run".into(), version: 3, removals_from: 3 }));
         assert_eq!(tasks.len(), 3);
         let mut failed = b.clone();
         failed.state = Failed;

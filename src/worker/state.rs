@@ -511,9 +511,11 @@ impl State {
                 entry.task.error = Some(format!("stop failed: {why}"));
                 // not reached: nothing happened; cut off mid-way: it may have; else the engine said no
                 let reply = |why: &str| match &e {
-                    DockerError::Unreachable { .. } => WorkerError::EngineUnreachable(why.to_string()),
-                    DockerError::Io(_) => WorkerError::OutcomeUnknown(why.to_string()),
-                    _ => WorkerError::StopRefused(why.to_string()),
+                    DockerError::Unreachable { .. } | DockerError::UnsupportedEngine(_) => {
+                        WorkerError::EngineUnreachable(why.to_string())
+                    }
+                    DockerError::Io(_) | DockerError::Protocol(_) => WorkerError::OutcomeUnknown(why.to_string()),
+                    DockerError::Api { .. } => WorkerError::StopRefused(why.to_string()),
                 };
                 for w in entry.stop_waiters.drain(..) {
                     answer(&w, Err(reply(&why)));

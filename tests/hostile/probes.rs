@@ -202,10 +202,16 @@ pub fn serve_garbled(mut conn: std::net::TcpStream, garbled: &std::sync::atomic:
                 break;
             }
         }
-        let (status, body) = match path.as_str() {
+        let (status, body) = match path.split('?').next().unwrap_or("") {
             "/v1/health" => (
                 200,
                 r#"{"status":"ok","name":"garbled","version":"0","engine":{"reachable":true,"version":null,"api_version":null,"error":null},"synced":true,"tasks":0}"#.to_string(),
+            ),
+            "/v1/changes" if garbled.load(Ordering::SeqCst) => (200, r#"{"instance": tru"#.to_string()),
+            "/v1/changes" => (
+                200,
+                r#"{"instance":"g","version":0,"full":true,"more":false,"removals_from":0,"synced":true,"tasks":[],"removed":[]}"#
+                    .to_string(),
             ),
             "/v1/tasks" if garbled.load(Ordering::SeqCst) => (200, r#"[{"id": tru"#.to_string()),
             "/v1/tasks" => (200, "[]".to_string()),

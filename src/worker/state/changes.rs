@@ -57,11 +57,17 @@ impl Versions {
         }
     }
 
-    /// Where a reader asking from `since` starts: `None` for a full answer.
-    fn start_of(&self, since: Option<&ChangesCursor>) -> Option<u64> {
+    /// Where a reader asking from `since` starts (the records after one version, the removals
+    /// after another): `None` for a full answer. What counts against the removals remembered
+    /// is where the reader's removals start, not its records: the later pages of a full answer
+    /// carry records older than the removals, which do not concern them.
+    fn start_of(&self, since: Option<&ChangesCursor>) -> Option<(u64, u64)> {
         let since = since?;
-        (since.instance == self.instance && since.version >= self.horizon && since.version <= self.current)
-            .then_some(since.version)
+        let known = since.instance == self.instance
+            && since.removals_from >= self.horizon
+            && since.version <= self.current
+            && since.removals_from <= self.current;
+        known.then_some((since.version, since.removals_from))
     }
 }
 
@@ -70,7 +76,7 @@ impl State {
     /// change first, with the tasks forgotten meanwhile.
     pub(in crate::worker) fn changes(&self, since: Option<&ChangesCursor>, limit: usize) -> TaskChanges {
         let start = self.versions.start_of(since);
-        let from = start.unwrap_or(0);
+        let from = start.map_or(0, |(records, _)| records);
         let mut changed: Vec<(u64, &Task)> =
             self.entries.values().filter(|e| e.version > from).map(|e| (e.version, &e.task)).collect();
         changed.sort_unstable_by_key(|(v, _)| *v);
@@ -81,10 +87,12 @@ impl State {
             Some((v, _)) if more => *v,
             _ => self.versions.current,
         };
-        let removed = match start {
-            None => Vec::new(),
-            Some(from) => {
-                self.versions.removed.iter().filter(|(at, _)| *at > from && *at <= upto).map(|(_, id)| *id).collect()
+        // a full answer starts from nothing now: only removals after now concern its reader
+        let (removed, removals_from) = match start {
+            None => (Vec::new(), self.versions.current),
+            Some((_, gone)) => {
+                let removed = self.versions.removed.iter().filter(|(at, _)| *at > gone && *at <= upto);
+                (removed.map(|(_, id)| *id).collect(), gone.max(upto))
             }
         };
         TaskChanges {
@@ -92,6 +100,8 @@ impl State {
             version: upto,
             full: start.is_none(),
             more,
+            removals_from,
+            synced: self.synced,
             tasks: changed.into_iter().map(|(_, t)| t.clone()).collect(),
             removed,
         }
@@ -110,7 +120,7 @@ mod tests {
     use super::*;
 
     fn cursor(v: &Versions, version: u64) -> ChangesCursor {
-        ChangesCursor { instance: v.instance.clone(), version }
+        ChangesCursor { instance: v.instance.clone(), version, removals_from: version }
     }
 
     #[test]
@@ -119,9 +129,9 @@ mod tests {
         for _ in 0..5 {
             v.bump();
         }
-        assert_eq!(v.start_of(Some(&cursor(&v, 3))), Some(3));
-        assert_eq!(v.start_of(Some(&cursor(&v, 5))), Some(5));
-        assert_eq!(v.start_of(Some(&cursor(&v, 0))), Some(0));
+        assert_eq!(v.start_of(Some(&cursor(&v, 3))), Some((3, 3)));
+        assert_eq!(v.start_of(Some(&cursor(&v, 5))), Some((5, 5)));
+        assert_eq!(v.start_of(Some(&cursor(&v, 0))), Some((0, 0)));
     }
 
     #[test]
@@ -129,7 +139,7 @@ mod tests {
         let mut v = Versions::new();
         v.bump();
         assert_eq!(v.start_of(None), None);
-        assert_eq!(v.start_of(Some(&ChangesCursor { instance: "other".into(), version: 1 })), None);
+        assert_eq!(v.start_of(Some(&ChangesCursor { instance: "other".into(), version: 1, removals_from: 1 })), None);
         assert_eq!(v.start_of(Some(&cursor(&v, 2))), None);
     }
 
@@ -143,6 +153,9 @@ mod tests {
         assert_eq!(v.removed.len(), REMOVALS_KEPT);
         assert!(v.horizon > first);
         assert_eq!(v.start_of(Some(&cursor(&v, first))), None);
-        assert_eq!(v.start_of(Some(&cursor(&v, v.horizon))), Some(v.horizon));
+        assert_eq!(v.start_of(Some(&cursor(&v, v.horizon))), Some((v.horizon, v.horizon)));
+        // the later pages of a full answer: records from before the horizon, removals after it
+        let continuation = ChangesCursor { instance: v.instance.clone(), version: first, removals_from: v.current };
+        assert_eq!(v.start_of(Some(&continuation)), Some((first, v.current)));
     }
 }

@@ -86,3 +86,24 @@ fn a_cursor_of_another_run_gets_a_full_answer() {
     assert_ne!(after.instance, before.instance);
     assert_eq!(ids(&after), vec![task.id]);
 }
+
+#[test]
+fn a_full_answer_in_pages_is_read_to_its_end_after_more_removals_than_are_remembered() {
+    let mut rig = Rig::new();
+    let started: Vec<TaskId> = (0..3).map(|_| rig.start().id).collect();
+    // more tasks forgotten since those records were written than the feed remembers
+    for _ in 0..5_000 {
+        rig.state.versions.forgotten(TaskId::new_v4());
+    }
+    let first = changes(&mut rig, None, 2);
+    assert!(first.full && first.more);
+    let rest = changes(&mut rig, Some(&first.cursor()), 2);
+    assert!(!rest.full, "the second page goes on from the first, it does not start over");
+    assert!(!rest.more && rest.removed.is_empty());
+    let seen: Vec<TaskId> = ids(&first).into_iter().chain(ids(&rest)).collect();
+    assert_eq!(seen, started);
+    // and the reader is then up to date: a task forgotten now reaches it
+    rig.state.forget(&started[0]);
+    let after = changes(&mut rig, Some(&rest.cursor()), 2);
+    assert_eq!(after.removed, vec![started[0]]);
+}
