@@ -181,7 +181,11 @@ mod tests {
         }
         let cases = [
             Case { routes: vec![], ids: &["skiff-no-app"], hosts: &[] },
-            Case { routes: vec![route("shop", &["h:1"])], ids: &["skiff-app-shop", "skiff-no-app"], hosts: &["shop.localhost"] },
+            Case {
+                routes: vec![route("shop", &["h:1"])],
+                ids: &["skiff-app-shop", "skiff-no-app"],
+                hosts: &["shop.localhost"],
+            },
             Case {
                 routes: vec![route("web", &["h:1"]), route("api", &["h:2"]), route("blog", &[])],
                 ids: &["skiff-app-api", "skiff-app-blog", "skiff-app-web", "skiff-no-app"],
@@ -192,7 +196,8 @@ mod tests {
             let server = server_config(&case.routes, &Settings::new(":8088")).unwrap();
             assert_eq!(ids(&server), case.ids);
             let routes = server["routes"].as_array().unwrap();
-            let hosts: Vec<&str> = routes[..routes.len() - 1].iter().map(|r| r["match"][0]["host"][0].as_str().unwrap()).collect();
+            let hosts: Vec<&str> =
+                routes[..routes.len() - 1].iter().map(|r| r["match"][0]["host"][0].as_str().unwrap()).collect();
             assert_eq!(hosts, case.hosts);
             assert!(routes.iter().all(|r| r["terminal"] == true));
             let last = routes.last().unwrap();
@@ -215,7 +220,10 @@ mod tests {
         assert_eq!(h["load_balancing"]["try_duration"], "5000ms");
         assert_eq!(h["load_balancing"]["try_interval"], "50ms");
         assert_eq!(h["load_balancing"]["retry_match"][0]["method"], json!(["GET", "HEAD", "OPTIONS"]));
-        assert_eq!(h["health_checks"]["active"], json!({ "uri": "/healthz", "interval": "500ms", "timeout": "1000ms" }));
+        assert_eq!(
+            h["health_checks"]["active"],
+            json!({ "uri": "/healthz", "interval": "500ms", "timeout": "1000ms" })
+        );
         assert_eq!(h["health_checks"]["passive"], json!({ "fail_duration": "10000ms", "max_fails": 1 }));
     }
 

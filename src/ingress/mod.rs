@@ -99,9 +99,8 @@ impl AppRoute {
 
 /// A domain is one or more host labels joined by dots (`localhost`, `apps.example.org`).
 fn check_domain(domain: &str) -> Result<(), IngressError> {
-    let ok = !domain.is_empty()
-        && domain.len() <= 253 - 64
-        && domain.split('.').all(|label| AppName::parse(label).is_ok());
+    let ok =
+        !domain.is_empty() && domain.len() <= 253 - 64 && domain.split('.').all(|label| AppName::parse(label).is_ok());
     if ok {
         Ok(())
     } else {
