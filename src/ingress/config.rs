@@ -73,6 +73,11 @@ impl Settings {
             fail_duration: Duration::from_secs(10),
         }
     }
+
+    /// The route of `app` under this ingress's domain, checked at `/`.
+    pub fn route(&self, app: &str, upstreams: &[&str]) -> Result<AppRoute, IngressError> {
+        AppRoute::new(app, &self.domain, upstreams)
+    }
 }
 
 /// The id of an app's route.
@@ -234,6 +239,16 @@ mod tests {
         assert_eq!(h["handler"], "static_response");
         assert_eq!(h["status_code"], 503);
         assert_eq!(h["body"], "the app shop has no running replica\n");
+    }
+
+    #[test]
+    fn routes_made_by_the_settings_use_their_domain() {
+        let mut s = Settings::new(":1");
+        assert_eq!(s.route("shop", &["h:1"]).unwrap().host, "shop.localhost");
+        s.domain = "apps.example.org".into();
+        assert_eq!(s.route("shop", &["h:1"]).unwrap().host, "shop.apps.example.org");
+        s.domain = "Bad Domain".into();
+        assert!(s.route("shop", &["h:1"]).unwrap_err().to_string().contains("is not a host name"));
     }
 
     #[test]
