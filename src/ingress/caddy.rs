@@ -9,16 +9,18 @@
 //! every Skiff route makes a duplicate impossible (the ids are unique within the JSON we send,
 //! `config::server_config` sees to it), removes the routes of apps that are gone in the same
 //! stroke, and is one config change: Caddy loads the new config beside the old one and switches
-//! gracefully (listeners are kept, requests in flight finish), so there is no moment with a
-//! route deleted and not yet added, as delete-before-add would have, when a request would find
-//! no app. One caveat of Caddy 2.6 (measured in `tests/ingress.rs`): each config binds its
-//! listeners anew with `SO_REUSEPORT` and closes the old sockets, so a connection that arrives
-//! at the instant of a reload can be reset before any byte is answered (about 3 in 40 reloads
-//! under a loop of one connection per request); browsers send such an idempotent request again,
-//! and requests on connections already open are finished. So `apply` changes nothing when the
-//! routes are already live. Nothing else of the config is written: other servers, other apps, `admin` and
-//! `storage` stay as they are; only when `apps`, `apps.http` or its `servers` do not exist yet
-//! is the missing level created around the server.
+//! gracefully (requests in flight finish), so there is no moment with a route deleted and not
+//! yet added, as delete-before-add would have, when a request would find no app. One caveat of
+//! Caddy 2.6, measured in `tests/ingress.rs`: a *new* connection that arrives at the instant of
+//! a reload can be reset before any byte is answered (about one reload in 15 under a loop of one
+//! connection per request; none without reloads). 2.6 binds each config's listeners anew with
+//! `SO_REUSEPORT` and closes the old sockets, the likely cause. Browsers send such an idempotent
+//! request again, and requests on connections already open are finished. So `apply` changes
+//! nothing when the routes are already live.
+//!
+//! Nothing else of the config is written: other servers, other apps, `admin` and `storage` stay
+//! as they are; only when `apps`, `apps.http` or its `servers` do not exist yet is the missing
+//! level created around the server.
 //!
 //! **Checking is one `GET` of the server**, compared value for value with what was last applied
 //! (Caddy keeps the JSON it was given). A Caddy restarted with its config file has lost the
