@@ -27,6 +27,8 @@
 //! - `deploy`: building an app from its source (language detection and generated Dockerfiles,
 //!   the build context with `.dockerignore`), on the engine's build API (`docker_cli::build`);
 //!   not wired to the daemons yet.
+//! - `ingress`: publishing apps at `APP.DOMAIN` through Caddy's admin API (the routes, the pure
+//!   JSON of Skiff's one server, the applier that keeps it live); not wired to the daemons yet.
 //! - `metrics`: Prometheus metrics (`GET /v1/metrics`): atomic counters where things happen,
 //!   the manager's published snapshot, the exposition format.
 //! - `auth`: the cluster token and where a daemon may listen with or without one.
@@ -48,6 +50,7 @@ pub mod docker_cli;
 pub mod drain;
 pub mod events;
 pub mod http;
+pub mod ingress;
 pub mod logfmt;
 pub mod manager;
 pub mod metrics;
