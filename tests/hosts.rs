@@ -487,6 +487,97 @@ mod multi_host {
         }
     }
 
+    /// An engine killed (SIGKILL, as a crash: no container is stopped by it) under running tasks:
+    /// the node stays up with its engine unreachable and nothing moves off it meanwhile (the
+    /// worker answers; only its engine is away); once the engine is back, each task is back per
+    /// its restart policy, on its own host, and the worker's view matches the engine.
+    #[test]
+    fn tasks_come_back_per_their_restart_policy_after_their_hosts_engine_crashes() {
+        let c = HostCluster::start("engine_crash", HostOptions::default());
+        let modes = ["always", "on-failure", "never", "on-failure", "never", "always", "never", "always", "on-failure"];
+        let ids: Vec<String> = modes.iter().enumerate().map(|(k, m)| c.submit(&sleeper(&format!("s{k}"), m))).collect();
+        let before = wait_settled(&c, &ids, RUN);
+        let h = 1;
+        let on_h: Vec<usize> = (0..ids.len()).filter(|&k| before[k]["node"] == c.hosts[h].name.as_str()).collect();
+        let mut got: Vec<&str> = on_h.iter().map(|&k| modes[k]).collect();
+        got.sort();
+        assert_eq!(got, ["always", "never", "on-failure"], "one task of each mode on {}", c.hosts[h].name);
+
+        let crashed_at = skiff::time::Timestamp::now();
+        c.engine_stop(h, true);
+        let t0 = Instant::now();
+        wait_for("the worker to see its engine away", RUN, || {
+            let n = c.nodes().into_iter().find(|n| n["name"] == c.hosts[h].name.as_str())?;
+            (n["engine_reachable"] == false).then_some(())
+        });
+        let seen_away = t0.elapsed();
+        // hold the crash past the node timeout: the node is up (its worker answers), so its tasks
+        // stay where they are, marked unconfirmed
+        let end = Instant::now() + NODE_TIMEOUT + Duration::from_secs(2);
+        while Instant::now() < end {
+            let n = c.nodes().into_iter().find(|n| n["name"] == c.hosts[h].name.as_str()).expect("the node");
+            assert_eq!(n["status"], "up", "a node whose engine crashed is still up: {n}");
+            for &k in &on_h {
+                let t = c.task(&ids[k]);
+                assert_eq!(t["node"], c.hosts[h].name.as_str(), "nothing moves while only the engine is away: {t}");
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        c.engine_start(h);
+        let t1 = Instant::now();
+        let back = wait_for("the restartable tasks to run again and the never one to fail", RUN, || {
+            let now: Vec<Value> = ids.iter().map(|id| c.task(id)).collect();
+            on_h.iter()
+                .all(|&k| match modes[k] {
+                    "never" => now[k]["state"] == "Failed",
+                    _ => now[k]["state"] == "Running" && now[k]["error"].is_null(),
+                })
+                .then_some(now)
+        });
+        let recovered = t1.elapsed();
+        println!(
+            "engine of {} killed: seen away {seen_away:.1?} after, down for {:.1?}; its tasks back per policy \
+             {recovered:.1?} after it started again",
+            c.hosts[h].name,
+            t1 - t0
+        );
+        for &k in &on_h {
+            let t = &back[k];
+            println!(
+                "  {} ({}): {} on {}, restart_count {}",
+                t["name"], modes[k], t["state"], t["node"], t["restart_count"]
+            );
+            assert_eq!(t["node"], c.hosts[h].name.as_str(), "back on its own host: {t}");
+            let placed = t["events"]
+                .as_array()
+                .expect("events")
+                .iter()
+                .filter(|e| {
+                    e["to"] == "Scheduled"
+                        && e["at"].as_str().and_then(skiff::time::Timestamp::parse).is_some_and(|at| at >= crashed_at)
+                })
+                .count();
+            assert_eq!(placed, 0, "not placed again: {t}");
+            if modes[k] != "never" {
+                assert!(t["restart_count"].as_u64() >= Some(1), "restarted in place, and counted: {t}");
+            }
+        }
+        let never = &back[on_h.iter().copied().find(|&k| modes[k] == "never").expect("a never task")];
+        assert!(never["exit_code"].as_i64().is_some_and(|c| c != 0), "the exit is recorded: {never}");
+        for (k, b) in before.iter().enumerate() {
+            if !on_h.contains(&k) {
+                assert_eq!(back[k]["container_id"], b["container_id"], "{}", back[k]);
+                assert_eq!(back[k]["restart_count"], 0, "{}", back[k]);
+            }
+        }
+        let running: Vec<String> =
+            (0..ids.len()).filter(|&k| back[k]["state"] == "Running").map(|k| ids[k].clone()).collect();
+        wait_settled(&c, &running, RUN);
+        for i in 0..c.hosts.len() {
+            wait_for("the worker's view to match its engine", RUN, || worker_matches_engine(&c, i).ok());
+        }
+    }
+
     /// xorshift64*: random faults that a seed replays.
     struct Rng(u64);
 
