@@ -304,12 +304,18 @@ impl HostCluster {
         v.as_array().expect("a list").clone()
     }
 
+    /// Waits until the manager sees every worker up with its engine answering: only then is each
+    /// node a placement candidate, so that round-robin places tasks k, k+N, k+2N on one host.
     pub fn wait_nodes_up(&self, limit: Duration) {
-        wait_for("every worker to be up", limit, || {
+        wait_for("every worker up, its engine answering", limit, || {
             let nodes = self.nodes();
             self.hosts
                 .iter()
-                .all(|h| nodes.iter().any(|n| n["name"] == h.name.as_str() && n["status"] == "up"))
+                .all(|h| {
+                    nodes
+                        .iter()
+                        .any(|n| n["name"] == h.name.as_str() && n["status"] == "up" && n["engine_reachable"] == true)
+                })
                 .then_some(())
         });
     }
