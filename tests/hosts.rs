@@ -1,8 +1,9 @@
 //! A cluster of real hosts on one machine (`scripts/hosts.sh`): three network namespaces, each
 //! with its own address and Docker Engine, a worker bound to that address, and the manager in
-//! the root namespace. The tests split the network, cut the manager off, restart an engine, and
-//! run a short soak of random faults with an invariant checker. They need root, and fail (never
-//! skip) when the hosts cannot be built.
+//! the root namespace. The tests split the network, cut the manager off, restart and crash an
+//! engine, have workers join at the addresses they advertise, and run a short soak of random
+//! faults against a service with an invariant checker. They need root, and fail (never skip) when
+//! the hosts cannot be built.
 //!
 //! `cargo test --test hosts -- --test-threads=1 --nocapture` prints the figures;
 //! `SKIFF_SOAK_SECS=600` makes the soak a long one, `SKIFF_SOAK_SEED=N` replays one.

@@ -1,8 +1,8 @@
 //! Hosts for the multi-host tests, on top of `scripts/hosts.sh`: each host is a network namespace
 //! with an address of its own on the bridge `skiff-br0` and a Docker Engine of its own. A
 //! `HostCluster` builds the hosts, starts a worker inside each namespace (bound to the host's
-//! address, on its engine's socket) and a manager in the root namespace that dials them, and
-//! offers the faults as methods. Dropping it (also when a test fails or panics) stops the
+//! address, on its engine's socket) and a manager in the root namespace that dials them (or,
+//! with `HostOptions::join`, that they join), and offers the faults as methods. Dropping it (also when a test fails or panics) stops the
 //! daemons and tears the hosts down: containers, engines, namespaces, links, mounts, data.
 //!
 //! One cluster at a time per machine (the names and addresses are fixed): tests in a process
