@@ -15,6 +15,9 @@
 #   hosts.sh engine-stop HOST [--kill]   stop HOST's engine (SIGTERM, or SIGKILL as a crash)
 #   hosts.sh engine-start HOST  start it again, as `up` did
 #   hosts.sh pause|resume HOST  SIGSTOP / SIGCONT HOST's worker
+#   hosts.sh add-address HOST   give HOST a second address (10.213.0.2N), printed; for a worker
+#                               that advertises an address other than the one it reaches the
+#                               manager from (gone with the namespace)
 #
 # Only addresses of 10.213.0.0/16 inside namespaces made here are ever targeted: the hosts on
 # 10.213.0.0/24, their engines' container bridges on 10.213.(100+N).0/24. The Engine is started with
@@ -307,6 +310,16 @@ cmd_heal() {
     run ip link set "$1-v" up
 }
 
+cmd_add_address() {
+    local name=$1 addr
+    check_host "$name"
+    addr="$net.0.$((20 + $(host_index "$name")))"
+    if ! ip -n "$name" -o addr show dev eth0 | grep -qw "$addr/24"; then
+        run ip -n "$name" addr add "$addr/24" dev eth0
+    fi
+    echo "$addr"
+}
+
 cmd_signal_worker() {
     local name=$1 signal=$2 pid
     check_host "$name"
@@ -337,6 +350,7 @@ main() {
         if ns_pid "$1" "$(host_dir "$1")/docker.pid" >/dev/null; then die "the engine of $1 already runs"; fi
         start_engine "$1"
         ;;
+    add-address) cmd_add_address "${1:-}" ;;
     pause) cmd_signal_worker "${1:-}" STOP ;;
     resume) cmd_signal_worker "${1:-}" CONT ;;
     *)

@@ -172,7 +172,8 @@ pub struct StuckTask {
 pub struct NodeInfo {
     /// The name the worker reports (`worker -n`); its address until it has answered once.
     pub name: String,
-    /// `HOST:PORT` as given to `manager -w`.
+    /// `HOST:PORT` the manager dials: as given to `manager -w`, or as the worker advertised when
+    /// it joined (`--advertise`, or the address it reaches the manager from).
     pub address: String,
     pub status: NodeStatus,
     pub last_contact: Option<Timestamp>,

@@ -387,7 +387,16 @@ pub fn run(cmd: &Command, api: &ManagerClient, json: bool, out: &mut dyn Write) 
             if json {
                 pretty(&task)
             } else {
-                task_details(&task)
+                // the task's URLs are at its node's address as the manager dials it; a node list
+                // that cannot be read costs the URLs, not the answer
+                let address = match (&task.node, task.ports.is_empty()) {
+                    (Some(node), false) => api
+                        .nodes()
+                        .ok()
+                        .and_then(|nodes| nodes.into_iter().find(|n| &n.name == node).map(|n| n.address)),
+                    _ => None,
+                };
+                task_details(&task) + &task_urls(&task, address.as_deref())
             }
         }
         Command::Wait { id, state, timeout_s } => {
@@ -531,6 +540,26 @@ fn ports_text(task: &Task) -> String {
     } else {
         parts.join(",")
     }
+}
+
+/// `urls` lines for `get`: `http://NODEADDR:HOSTPORT` for each published TCP port (one per
+/// container port), NODEADDR being the host part of the node's address as the manager knows it
+/// (the `-w` entry or the address the worker advertised). Nothing without that address.
+pub fn task_urls(task: &Task, node_address: Option<&str>) -> String {
+    let Some(host) = node_address.and_then(|a| a.rsplit_once(':')).map(|(h, _)| h) else {
+        return String::new();
+    };
+    let mut seen = Vec::new();
+    let mut out = String::new();
+    for p in task.ports.iter().filter(|p| p.protocol == crate::task::Protocol::Tcp) {
+        if seen.contains(&p.container) {
+            continue;
+        }
+        seen.push(p.container);
+        let key = if seen.len() == 1 { "urls" } else { "" };
+        out.push_str(&format!("{key:<14}http://{host}:{}\n", p.host));
+    }
+    out
 }
 
 /// The history, oldest first: when, what, which, the move and why.
@@ -897,6 +926,33 @@ mod tests {
         let text = node_table(&[node], Timestamp(0));
         let row = text.lines().nth(1).unwrap_or_default();
         assert!(row.contains("down") && row.contains("drained") && row.contains("never"), "{text}");
+    }
+
+    #[test]
+    fn a_tasks_urls_are_at_its_nodes_address_one_per_published_tcp_port() {
+        use crate::task::{PortBinding, Protocol};
+        let spec = TaskSpec::from_json(br#"{"name":"web","image":"skiff/busybox"}"#).expect("valid");
+        let mut t = Task::new(TaskId::new_v4(), spec, Timestamp(1_000));
+        let bind = |container, protocol, host_ip: &str, host| PortBinding {
+            container,
+            protocol,
+            host_ip: host_ip.into(),
+            host,
+        };
+        t.ports = vec![
+            bind(8080, Protocol::Tcp, "0.0.0.0", 32768),
+            bind(8080, Protocol::Tcp, "::", 32768),
+            bind(53, Protocol::Udp, "0.0.0.0", 32769),
+            bind(9090, Protocol::Tcp, "0.0.0.0", 32770),
+        ];
+        assert_eq!(
+            task_urls(&t, Some("10.213.0.11:7070")),
+            "urls          http://10.213.0.11:32768\n              http://10.213.0.11:32770\n"
+        );
+        assert_eq!(task_urls(&t, Some("[fd00::2]:7070")).lines().next(), Some("urls          http://[fd00::2]:32768"));
+        assert_eq!(task_urls(&t, None), "", "no address known, no URL");
+        t.ports.clear();
+        assert_eq!(task_urls(&t, Some("10.213.0.11:7070")), "", "nothing published, no URL");
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! A cluster of real hosts on one machine (`scripts/hosts.sh`): three network namespaces, each
 //! with its own address and Docker Engine, a worker bound to that address, and the manager in
-//! the root namespace. The tests split the network, cut the manager off, restart an engine, and
-//! run a short soak of random faults with an invariant checker. They need root, and fail (never
-//! skip) when the hosts cannot be built.
+//! the root namespace. The tests split the network, cut the manager off, restart and crash an
+//! engine, have workers join at the addresses they advertise, and run a short soak of random
+//! faults against a service with an invariant checker. They need root, and fail (never skip) when
+//! the hosts cannot be built.
 //!
 //! `cargo test --test hosts -- --test-threads=1 --nocapture` prints the figures;
 //! `SKIFF_SOAK_SECS=600` makes the soak a long one, `SKIFF_SOAK_SEED=N` replays one.
@@ -104,14 +105,7 @@ mod multi_host {
     #[test]
     fn tasks_spread_over_three_hosts_answer_at_their_own_hosts_address() {
         let c = HostCluster::start("spread", HostOptions::default());
-        // each container serves its own hostname (its id's first 12 characters) at /id.txt, so
-        // that an answer tells which container gave it
-        let spec = |i: usize| {
-            let mut s = web(&format!("web{i}"), "on-failure");
-            s["cmd"] = json!(["sh", "-c", "hostname > /www/id.txt; exec httpd -f -p 8080 -h /www"]);
-            s
-        };
-        let ids: Vec<String> = (0..3).map(|i| c.submit(&spec(i))).collect();
+        let ids: Vec<String> = (0..3).map(|i| c.submit(&web_with_id(&format!("web{i}")))).collect();
         let tasks = wait_settled(&c, &ids, RUN);
 
         let nodes: BTreeSet<&str> = tasks.iter().filter_map(|t| t["node"].as_str()).collect();
@@ -154,6 +148,88 @@ mod multi_host {
         let out = client(&c, &["list-nodes"]);
         for h in &c.hosts {
             assert!(out.contains(&h.worker_addr()), "list-nodes shows {}:\n{out}", h.worker_addr());
+        }
+        // the URL `get` prints is at the node's address, and it answers with this task's container
+        for t in &tasks {
+            let i = c.host_of(t["node"].as_str().expect("node"));
+            let container = t["container_id"].as_str().expect("container");
+            assert_url_answers(&c, t["id"].as_str().expect("id"), &c.hosts[i].addr, host_port(t), &container[..12]);
+        }
+    }
+
+    /// The URLs `client get ID` prints (the `urls` field and its continuation lines).
+    fn urls_of(c: &HostCluster, id: &str) -> Vec<String> {
+        let out = client(c, &["get", id]);
+        let mut urls = Vec::new();
+        let mut in_urls = false;
+        for line in out.lines() {
+            if let Some(rest) = line.strip_prefix("urls") {
+                in_urls = true;
+                urls.push(rest.trim().to_string());
+            } else if in_urls && line.starts_with(' ') && line.trim().starts_with("http://") {
+                urls.push(line.trim().to_string());
+            } else {
+                in_urls = false;
+            }
+        }
+        urls
+    }
+
+    /// `client get ID` prints exactly `http://ADDR:PORT`, and a GET of it answers with the
+    /// container's own id (what the tasks of these tests serve at `/id.txt`).
+    fn assert_url_answers(c: &HostCluster, id: &str, addr: &str, port: u16, container: &str) {
+        let urls = urls_of(c, id);
+        let want = format!("http://{addr}:{port}");
+        assert_eq!(urls, std::slice::from_ref(&want), "client get {id} prints the task's URL");
+        let (host, port) = want.trim_start_matches("http://").rsplit_once(':').expect("HOST:PORT");
+        let port: u16 = port.parse().expect("a port");
+        let body = wait_for("the task's URL to answer", START, || probe(host, port, "/id.txt"));
+        assert_eq!(body.trim(), container, "{want} is this task's container");
+    }
+
+    /// A web task that serves its own hostname (its container id's first 12 characters) at
+    /// /id.txt, so that an answer tells which container gave it.
+    fn web_with_id(name: &str) -> Value {
+        let mut s = web(name, "on-failure");
+        s["cmd"] = json!(["sh", "-c", "hostname > /www/id.txt; exec httpd -f -p 8080 -h /www"]);
+        s
+    }
+
+    #[test]
+    fn workers_that_join_are_dialled_at_their_advertised_address_and_their_tasks_answer_there() {
+        // no -w: the manager knows only what the workers tell it; skiff-h2 advertises a second
+        // address of its host (`--advertise`), the others the address they reach the manager from
+        let c =
+            HostCluster::start("join", HostOptions { join: true, advertise_second: vec![1], ..HostOptions::default() });
+        let nodes = c.nodes();
+        assert_eq!(nodes.len(), c.hosts.len(), "one node per joined worker: {nodes:?}");
+        for (i, h) in c.hosts.iter().enumerate() {
+            let n = nodes.iter().find(|n| n["name"] == h.name.as_str()).unwrap_or_else(|| panic!("{} joined", h.name));
+            let want = if i == 1 {
+                let second = h.second_addr.as_deref().expect("a second address");
+                assert_ne!(second, h.addr, "the advertised address is not the default one");
+                format!("{second}:{}", h.worker_port)
+            } else {
+                // the default: the host's namespace address (10.213.0.1N), the worker's port
+                format!("10.213.0.{}:{}", 11 + i, h.worker_port)
+            };
+            assert_eq!(n["address"], want.as_str(), "{}'s address as the manager knows it: {n}", h.name);
+            assert_eq!(want, h.advertised());
+            assert_eq!(n["status"], "up");
+        }
+        let out = client(&c, &["list-nodes"]);
+        for h in &c.hosts {
+            assert!(out.contains(&h.advertised()), "list-nodes shows {}:\n{out}", h.advertised());
+        }
+        // a task on each host: its published port answers at the address the node advertised
+        let ids: Vec<String> = (0..3).map(|i| c.submit(&web_with_id(&format!("web{i}")))).collect();
+        let tasks = wait_settled(&c, &ids, RUN);
+        let on: BTreeSet<&str> = tasks.iter().filter_map(|t| t["node"].as_str()).collect();
+        assert_eq!(on.len(), 3, "one task per host: {on:?}");
+        for t in &tasks {
+            let h = &c.hosts[c.host_of(t["node"].as_str().expect("node"))];
+            let container = t["container_id"].as_str().expect("container");
+            assert_url_answers(&c, t["id"].as_str().expect("id"), h.advertised_ip(), host_port(t), &container[..12]);
         }
     }
 
@@ -414,6 +490,97 @@ mod multi_host {
         }
     }
 
+    /// An engine killed (SIGKILL, as a crash: no container is stopped by it) under running tasks:
+    /// the node stays up with its engine unreachable and nothing moves off it meanwhile (the
+    /// worker answers; only its engine is away); once the engine is back, each task is back per
+    /// its restart policy, on its own host, and the worker's view matches the engine.
+    #[test]
+    fn tasks_come_back_per_their_restart_policy_after_their_hosts_engine_crashes() {
+        let c = HostCluster::start("engine_crash", HostOptions::default());
+        let modes = ["always", "on-failure", "never", "on-failure", "never", "always", "never", "always", "on-failure"];
+        let ids: Vec<String> = modes.iter().enumerate().map(|(k, m)| c.submit(&sleeper(&format!("s{k}"), m))).collect();
+        let before = wait_settled(&c, &ids, RUN);
+        let h = 1;
+        let on_h: Vec<usize> = (0..ids.len()).filter(|&k| before[k]["node"] == c.hosts[h].name.as_str()).collect();
+        let mut got: Vec<&str> = on_h.iter().map(|&k| modes[k]).collect();
+        got.sort();
+        assert_eq!(got, ["always", "never", "on-failure"], "one task of each mode on {}", c.hosts[h].name);
+
+        let crashed_at = skiff::time::Timestamp::now();
+        c.engine_stop(h, true);
+        let t0 = Instant::now();
+        wait_for("the worker to see its engine away", RUN, || {
+            let n = c.nodes().into_iter().find(|n| n["name"] == c.hosts[h].name.as_str())?;
+            (n["engine_reachable"] == false).then_some(())
+        });
+        let seen_away = t0.elapsed();
+        // hold the crash past the node timeout: the node is up (its worker answers), so its tasks
+        // stay where they are, marked unconfirmed
+        let end = Instant::now() + NODE_TIMEOUT + Duration::from_secs(2);
+        while Instant::now() < end {
+            let n = c.nodes().into_iter().find(|n| n["name"] == c.hosts[h].name.as_str()).expect("the node");
+            assert_eq!(n["status"], "up", "a node whose engine crashed is still up: {n}");
+            for &k in &on_h {
+                let t = c.task(&ids[k]);
+                assert_eq!(t["node"], c.hosts[h].name.as_str(), "nothing moves while only the engine is away: {t}");
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        c.engine_start(h);
+        let t1 = Instant::now();
+        let back = wait_for("the restartable tasks to run again and the never one to fail", RUN, || {
+            let now: Vec<Value> = ids.iter().map(|id| c.task(id)).collect();
+            on_h.iter()
+                .all(|&k| match modes[k] {
+                    "never" => now[k]["state"] == "Failed",
+                    _ => now[k]["state"] == "Running" && now[k]["error"].is_null(),
+                })
+                .then_some(now)
+        });
+        let recovered = t1.elapsed();
+        println!(
+            "engine of {} killed: seen away {seen_away:.1?} after, down for {:.1?}; its tasks back per policy \
+             {recovered:.1?} after it started again",
+            c.hosts[h].name,
+            t1 - t0
+        );
+        for &k in &on_h {
+            let t = &back[k];
+            println!(
+                "  {} ({}): {} on {}, restart_count {}",
+                t["name"], modes[k], t["state"], t["node"], t["restart_count"]
+            );
+            assert_eq!(t["node"], c.hosts[h].name.as_str(), "back on its own host: {t}");
+            let placed = t["events"]
+                .as_array()
+                .expect("events")
+                .iter()
+                .filter(|e| {
+                    e["to"] == "Scheduled"
+                        && e["at"].as_str().and_then(skiff::time::Timestamp::parse).is_some_and(|at| at >= crashed_at)
+                })
+                .count();
+            assert_eq!(placed, 0, "not placed again: {t}");
+            if modes[k] != "never" {
+                assert!(t["restart_count"].as_u64() >= Some(1), "restarted in place, and counted: {t}");
+            }
+        }
+        let never = &back[on_h.iter().copied().find(|&k| modes[k] == "never").expect("a never task")];
+        assert!(never["exit_code"].as_i64().is_some_and(|c| c != 0), "the exit is recorded: {never}");
+        for (k, b) in before.iter().enumerate() {
+            if !on_h.contains(&k) {
+                assert_eq!(back[k]["container_id"], b["container_id"], "{}", back[k]);
+                assert_eq!(back[k]["restart_count"], 0, "{}", back[k]);
+            }
+        }
+        let running: Vec<String> =
+            (0..ids.len()).filter(|&k| back[k]["state"] == "Running").map(|k| ids[k].clone()).collect();
+        wait_settled(&c, &running, RUN);
+        for i in 0..c.hosts.len() {
+            wait_for("the worker's view to match its engine", RUN, || worker_matches_engine(&c, i).ok());
+        }
+    }
+
     /// xorshift64*: random faults that a seed replays.
     struct Rng(u64);
 
@@ -472,35 +639,78 @@ mod multi_host {
         }
     }
 
-    /// Every task Running per the manager, its container running where the manager says: the
-    /// count of Running tasks is restored. (Extra copies are the sampler's business.)
-    fn restored(c: &HostCluster, ids: &[String]) -> bool {
-        let copies = c.running_copies();
-        let tasks = c.tasks();
-        ids.iter().all(|id| {
-            let Some(t) = tasks.iter().find(|t| t["id"] == id.as_str()) else { return false };
-            let Some(node) = t["node"].as_str() else { return false };
-            let h = c.host_of(node);
-            t["state"] == "Running"
-                && copies.get(id).is_some_and(|v| v.iter().any(|(i, cid)| *i == h && t["container_id"] == cid.as_str()))
+    /// The soak's service: web replicas, restarted in place whatever their exit, so that none
+    /// should ever end (a replica replaced by a new task would be one the faults lost).
+    const SOAK_REPLICAS: usize = 6;
+
+    fn soak_service() -> Value {
+        json!({
+            "name": "soak",
+            "replicas": SOAK_REPLICAS,
+            "template": {
+                "image": IMAGE, "memory_mb": 16,
+                "cmd": ["httpd", "-f", "-p", "8080", "-h", "/www"],
+                "ports": [{"container": 8080}],
+                "restart_policy": {"mode": "always", "max_restarts": 1000}
+            }
         })
     }
 
-    /// Every task Running per the manager on a host other than `h`, with a copy running there.
-    fn all_running_off(c: &HostCluster, ids: &[String], h: usize) -> bool {
+    /// The soak service's tasks, as the manager lists them.
+    fn replicas(c: &HostCluster) -> Vec<Value> {
+        let (status, v) = http("GET", &c.url("/v1/tasks?service=soak"), None);
+        assert_eq!(status, 200, "replicas: {v}");
+        v.as_array().cloned().unwrap_or_default()
+    }
+
+    /// A replica the service still counts: wanted running and not finished.
+    fn live(t: &Value) -> bool {
+        t["desired_state"] == "running"
+            && !["Failed", "Stopped", "Completed"].contains(&t["state"].as_str().unwrap_or_default())
+    }
+
+    fn live_ids(tasks: &[Value]) -> Vec<String> {
+        tasks.iter().filter(|t| live(t)).filter_map(|t| t["id"].as_str()).map(str::to_string).collect()
+    }
+
+    /// The service's count restored: as many live replicas as it wants, every one Running per the
+    /// manager with its container running where the manager says. (Extra copies are the sampler's
+    /// business.)
+    fn restored(c: &HostCluster) -> bool {
+        let tasks = replicas(c);
+        let ids = live_ids(&tasks);
         let copies = c.running_copies();
-        let tasks = c.tasks();
-        ids.iter().all(|id| {
-            let Some(t) = tasks.iter().find(|t| t["id"] == id.as_str()) else { return false };
-            let off = t["node"].as_str().is_some_and(|n| n != c.hosts[h].name);
-            off && t["state"] == "Running" && copies.get(id).is_some_and(|v| v.iter().any(|(i, _)| *i != h))
-        })
+        ids.len() == SOAK_REPLICAS
+            && ids.iter().all(|id| {
+                let Some(t) = tasks.iter().find(|t| t["id"] == id.as_str()) else { return false };
+                let Some(node) = t["node"].as_str() else { return false };
+                let h = c.host_of(node);
+                t["state"] == "Running"
+                    && copies
+                        .get(id)
+                        .is_some_and(|v| v.iter().any(|(i, cid)| *i == h && t["container_id"] == cid.as_str()))
+            })
+    }
+
+    /// Every replica Running per the manager on a host other than `h`, with a copy running there.
+    fn all_running_off(c: &HostCluster, h: usize) -> bool {
+        let tasks = replicas(c);
+        let ids = live_ids(&tasks);
+        let copies = c.running_copies();
+        ids.len() == SOAK_REPLICAS
+            && ids.iter().all(|id| {
+                let Some(t) = tasks.iter().find(|t| t["id"] == id.as_str()) else { return false };
+                let off = t["node"].as_str().is_some_and(|n| n != c.hosts[h].name);
+                off && t["state"] == "Running" && copies.get(id).is_some_and(|v| v.iter().any(|(i, _)| *i != h))
+            })
     }
 
     /// What the checker counts over the whole soak.
     #[derive(Default, Debug)]
     struct Tally {
         samples: u32,
+        /// the replicas the service started with
+        initial: BTreeSet<String>,
         /// second copies on the faulted host while the fault holds (expected: a cut-off host keeps
         /// running its copies while the tasks run elsewhere too)
         duplicates_during_fault: u32,
@@ -510,35 +720,53 @@ mod multi_host {
         /// fault on: a violation (the first few are kept as evidence)
         duplicates_after_grace: u32,
         duplicate_examples: Vec<String>,
-        /// samples where fewer tasks than submitted were Running (per the manager)
+        /// samples where fewer replicas than wanted were Running (per the manager)
         short_samples: u32,
-        /// a task missing, finished, or no longer wanted: a violation
-        lost: Vec<String>,
+        /// samples where the service counted more live replicas than it wants: a violation
+        too_many_samples: u32,
+        /// replicas that ended or are no longer wanted, with how: violations
+        lost: BTreeMap<String, String>,
+        /// tasks of the service that are none of the initial replicas: each replaced one that
+        /// ended, so a violation too
+        replacements: BTreeSet<String>,
+        /// placements of replicas after a fault (moves to another host)
+        moves: u32,
+        /// a replica placed more than once for one fault: a violation, with the fault
+        moved_twice: Vec<String>,
     }
 
     /// After a heal, the time a stale copy may still run: the manager's next poll, then SIGTERM and
     /// the worker's stop grace (2 s), on a loaded machine.
     const DUP_GRACE: Duration = Duration::from_secs(10);
-    /// After a heal, when every task must be Running again with exactly one container.
+    /// After a heal, when the service's count must be restored and each replica have one container.
     const RECOVERY: Duration = Duration::from_secs(60);
 
-    fn sample(c: &HostCluster, ids: &[String], phase: Phase, tally: &mut Tally) {
+    fn sample(c: &HostCluster, phase: Phase, tally: &mut Tally) {
         tally.samples += 1;
-        let tasks = c.tasks();
-        let mut running = 0;
-        for id in ids {
-            match tasks.iter().find(|t| t["id"] == id.as_str()) {
-                None => tally.lost.push(format!("{id} missing")),
-                Some(t)
-                    if t["desired_state"] != "running"
-                        || ["Failed", "Stopped", "Completed"].contains(&t["state"].as_str().unwrap_or_default()) =>
-                {
-                    tally.lost.push(format!("{id} {} ({})", t["state"], t["error"]))
-                }
-                Some(t) => running += usize::from(t["state"] == "Running"),
+        let tasks = replicas(c);
+        for id in &tally.initial {
+            if !tasks.iter().any(|t| t["id"] == id.as_str()) {
+                tally.lost.insert(id.clone(), "missing".into());
             }
         }
-        if running < ids.len() {
+        for t in &tasks {
+            let id = t["id"].as_str().unwrap_or_default().to_string();
+            if !tally.initial.contains(&id) {
+                tally.replacements.insert(id.clone());
+            }
+            if !live(t) {
+                tally
+                    .lost
+                    .entry(id)
+                    .or_insert_with(|| format!("{} ({}, wanted {})", t["state"], t["error"], t["desired_state"]));
+            }
+        }
+        let ids = live_ids(&tasks);
+        if ids.len() > SOAK_REPLICAS {
+            tally.too_many_samples += 1;
+        }
+        let running = tasks.iter().filter(|t| live(t) && t["state"] == "Running").count();
+        if running < SOAK_REPLICAS {
             tally.short_samples += 1;
         }
         // a second copy is excused only where it is the faulted host's stale one, or within the
@@ -567,6 +795,34 @@ mod multi_host {
         }
     }
 
+    /// Placements of each replica since `since` (its `Scheduled` events); counted into the tally,
+    /// a replica placed twice for one fault noted with `what`. Returns the fault's moves.
+    fn count_moves(c: &HostCluster, since: skiff::time::Timestamp, what: &str, tally: &mut Tally) -> u32 {
+        let mut moves = 0;
+        for t in replicas(c) {
+            let placed = t["events"]
+                .as_array()
+                .map(|es| {
+                    es.iter()
+                        .filter(|e| {
+                            e["to"] == "Scheduled"
+                                && e["at"]
+                                    .as_str()
+                                    .and_then(skiff::time::Timestamp::parse)
+                                    .is_some_and(|at| at >= since)
+                        })
+                        .count()
+                })
+                .unwrap_or(0);
+            moves += placed as u32;
+            if placed > 1 {
+                tally.moved_twice.push(format!("{} placed {placed} times for {what}", t["id"]));
+            }
+        }
+        tally.moves += moves;
+        moves
+    }
+
     /// When a sample is taken: while a fault on a host holds, after its heal, or with none.
     #[derive(Clone, Copy)]
     enum Phase {
@@ -576,54 +832,65 @@ mod multi_host {
     }
 
     #[test]
-    fn a_soak_of_random_faults_keeps_one_copy_per_task_and_loses_none() {
+    fn a_soak_of_random_faults_keeps_a_services_count_and_one_copy_per_replica_and_loses_none() {
         let secs: u64 = std::env::var("SKIFF_SOAK_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(120);
         let seed: u64 = std::env::var("SKIFF_SOAK_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_nanos() as u64 | 1
         });
         println!("soak: {secs} s, SKIFF_SOAK_SEED={seed}");
         let mut c = HostCluster::start("soak", HostOptions::default());
-        let ids: Vec<String> = (0..6).map(|k| c.submit(&web(&format!("web{k}"), "always"))).collect();
-        wait_settled(&c, &ids, RUN);
+        let (status, v) = http("POST", &c.url("/v1/services"), Some(soak_service().to_string().as_bytes()));
+        assert_eq!(status, 201, "{v}");
+        let ids = wait_for("the service's replicas Running", RUN, || {
+            let ids = live_ids(&replicas(&c));
+            (ids.len() == SOAK_REPLICAS && restored(&c)).then_some(ids)
+        });
+        let first = wait_settled(&c, &ids, RUN);
+        let spread: BTreeSet<&str> = first.iter().filter_map(|t| t["node"].as_str()).collect();
+        assert_eq!(spread.len(), 3, "the replicas spread over the three hosts: {first:?}");
 
         let mut rng = Rng(seed);
-        let mut tally = Tally::default();
+        let mut tally = Tally { initial: ids.iter().cloned().collect(), ..Tally::default() };
         let mut figures: Vec<(Fault, String, Duration, Option<Duration>)> = Vec::new();
-        let mut failovers: Vec<Duration> = Vec::new();
+        let mut failovers: Vec<(Fault, Duration)> = Vec::new();
         let end = Instant::now() + Duration::from_secs(secs);
         while Instant::now() < end {
             let fault = FAULTS[rng.below(FAULTS.len() as u64) as usize];
-            // a fault on a host that runs nothing tests nothing: pick among those that run tasks
+            // a fault on a host that runs nothing tests nothing: pick among those that run replicas
             let busy: Vec<usize> = {
-                let tasks = c.tasks();
-                (0..c.hosts.len()).filter(|&i| tasks.iter().any(|t| t["node"] == c.hosts[i].name.as_str())).collect()
+                let tasks = replicas(&c);
+                (0..c.hosts.len())
+                    .filter(|&i| tasks.iter().any(|t| live(t) && t["node"] == c.hosts[i].name.as_str()))
+                    .collect()
             };
             let h = busy[rng.below(busy.len() as u64) as usize];
             let hold = Duration::from_secs(5 + rng.below(8));
+            let at = skiff::time::Timestamp::now();
             fault.inject(&mut c, h);
             let injected = Instant::now();
             // the checker samples once a second while the fault holds; a fault that silences a
-            // worker makes its tasks move, and the failover is when they all run elsewhere
+            // worker makes its replicas move, and the failover is when they all run elsewhere
             let mut failover = None;
             let until = injected + hold;
             while Instant::now() < until {
-                sample(&c, &ids, Phase::Fault(h), &mut tally);
-                if fault.moves_tasks() && failover.is_none() && all_running_off(&c, &ids, h) {
+                sample(&c, Phase::Fault(h), &mut tally);
+                if fault.moves_tasks() && failover.is_none() && all_running_off(&c, h) {
                     failover = Some(injected.elapsed());
                 }
                 std::thread::sleep(Duration::from_secs(1));
             }
             fault.heal(&mut c, h);
             let healed = Instant::now();
-            // the count of Running tasks restored, then (unless the grace runs out first: the
-            // sampler counts that) one copy per task
+            // the service's count restored, then (unless the grace runs out first: the sampler
+            // counts that) one copy per replica
             let (mut recovered, mut single) = (None, None);
             while healed.elapsed() < RECOVERY {
-                sample(&c, &ids, Phase::Healed(healed), &mut tally);
-                if recovered.is_none() && restored(&c, &ids) {
+                sample(&c, Phase::Healed(healed), &mut tally);
+                if recovered.is_none() && restored(&c) {
                     recovered = Some(healed.elapsed());
                 }
-                if settled(&c, &ids).is_some() {
+                let ids = live_ids(&replicas(&c));
+                if ids.len() == SOAK_REPLICAS && settled(&c, &ids).is_some() {
                     single = Some(healed.elapsed());
                 }
                 if recovered.is_some() && (single.is_some() || healed.elapsed() > DUP_GRACE + Duration::from_secs(2)) {
@@ -631,51 +898,66 @@ mod multi_host {
                 }
                 std::thread::sleep(Duration::from_secs(1));
             }
+            let what = format!("{fault:?} on {}", c.hosts[h].name);
+            let moves = count_moves(&c, at, &what, &mut tally);
             println!(
-                "  {fault:?} on {} for {hold:.0?}: {}every task Running again {}; one copy each {}",
-                c.hosts[h].name,
-                failover.map_or(String::new(), |d| format!("tasks Running elsewhere {d:.1?} after the fault; ")),
+                "  {what} for {hold:.0?}: {}{moves} moved; count restored {}; one copy each {}",
+                failover.map_or(String::new(), |d| format!("replicas Running elsewhere {d:.1?} after the fault; ")),
                 recovered.map_or("NOT within the bound".to_string(), |d| format!("{d:.1?} after the heal")),
                 single.map_or("NOT yet".to_string(), |d| format!("{d:.1?} after the heal"))
             );
             if let Some(d) = failover {
-                failovers.push(d);
+                failovers.push((fault, d));
             }
             figures.push((fault, c.hosts[h].name.clone(), hold, recovered));
             if recovered.is_none() {
                 break;
             }
         }
-        // a last look, with no fault on: one container per task and the workers agree with engines
-        sample(&c, &ids, Phase::Calm, &mut tally);
+        // a last look, with no fault on: one container per replica and the workers agree with engines
+        sample(&c, Phase::Calm, &mut tally);
         println!(
-            "soak: {} faults, {} samples; samples with two copies of a task: {} during a fault, {} within \
-             {DUP_GRACE:?} of a heal, {} later (violations); samples with fewer than {} Running: {}; samples \
-             with a task lost: {}",
+            "soak: {} faults, {} samples; samples with two copies of a replica: {} during a fault, {} within \
+             {DUP_GRACE:?} of a heal, {} later (violations); samples with fewer than {SOAK_REPLICAS} Running: {}; \
+             samples with more than {SOAK_REPLICAS} live: {}; replicas lost: {}; replaced: {}; moves: {}; \
+             placed twice for one fault: {}",
             figures.len(),
             tally.samples,
             tally.duplicates_during_fault,
             tally.duplicates_after_heal_in_grace,
             tally.duplicates_after_grace,
-            ids.len(),
             tally.short_samples,
-            tally.lost.len()
+            tally.too_many_samples,
+            tally.lost.len(),
+            tally.replacements.len(),
+            tally.moves,
+            tally.moved_twice.len()
         );
         let recoveries: Vec<Duration> = figures.iter().filter_map(|f| f.3).collect();
         if let Some(worst) = recoveries.iter().max() {
             let mean = recoveries.iter().sum::<Duration>() / recoveries.len() as u32;
-            println!("soak: recovery after a heal: mean {mean:.1?}, worst {worst:.1?}");
+            println!("soak: count restored after a heal: mean {mean:.1?}, worst {worst:.1?}");
         }
-        if let Some(worst) = failovers.iter().max() {
-            let mean = failovers.iter().sum::<Duration>() / failovers.len() as u32;
-            println!(
-                "soak: failover (tasks Running elsewhere, sampled each second): mean {mean:.1?}, worst {worst:.1?}"
-            );
+        for fault in FAULTS {
+            let of: Vec<Duration> = failovers.iter().filter(|f| f.0 == fault).map(|f| f.1).collect();
+            if let (Some(lo), Some(hi)) = (of.iter().min(), of.iter().max()) {
+                println!(
+                    "soak: failover after {fault:?} ({} times, sampled each second): {lo:.1?} to {hi:.1?}",
+                    of.len()
+                );
+            }
+            let rec: Vec<Duration> = figures.iter().filter(|f| f.0 == fault).filter_map(|f| f.3).collect();
+            if let (Some(lo), Some(hi)) = (rec.iter().min(), rec.iter().max()) {
+                println!("soak: count restored after {fault:?} healed ({} times): {lo:.1?} to {hi:.1?}", rec.len());
+            }
         }
-        assert!(tally.lost.is_empty(), "tasks lost: {:?}", tally.lost);
+        assert!(tally.lost.is_empty(), "replicas lost: {:?}", tally.lost);
+        assert!(tally.replacements.is_empty(), "replicas replaced by new tasks: {:?}", tally.replacements);
+        assert!(tally.moved_twice.is_empty(), "{:?}", tally.moved_twice);
+        assert_eq!(tally.too_many_samples, 0, "the service counted more replicas than it wants");
         assert_eq!(
             tally.duplicates_after_grace, 0,
-            "two copies of a task after a heal: {:?}",
+            "two copies of a replica after a heal: {:?}",
             tally.duplicate_examples
         );
         assert!(

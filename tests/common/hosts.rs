@@ -1,8 +1,8 @@
 //! Hosts for the multi-host tests, on top of `scripts/hosts.sh`: each host is a network namespace
 //! with an address of its own on the bridge `skiff-br0` and a Docker Engine of its own. A
 //! `HostCluster` builds the hosts, starts a worker inside each namespace (bound to the host's
-//! address, on its engine's socket) and a manager in the root namespace that dials them, and
-//! offers the faults as methods. Dropping it (also when a test fails or panics) stops the
+//! address, on its engine's socket) and a manager in the root namespace that dials them (or,
+//! with `HostOptions::join`, that they join), and offers the faults as methods. Dropping it (also when a test fails or panics) stops the
 //! daemons and tears the hosts down: containers, engines, namespaces, links, mounts, data.
 //!
 //! One cluster at a time per machine (the names and addresses are fixed): tests in a process
@@ -43,6 +43,9 @@ pub struct Host {
     pub netns: PathBuf,
     pub worker_port: u16,
     pub docker: Docker,
+    /// A second address of the host (`hosts.sh add-address`) that its worker advertises with
+    /// `--advertise`, listening on every address of its host.
+    pub second_addr: Option<String>,
 }
 
 impl Host {
@@ -57,12 +60,24 @@ impl Host {
             worker_port: fields.get("worker_port")?.parse().ok()?,
             docker: Docker::new(&socket),
             socket,
+            second_addr: None,
         })
     }
 
     /// `ADDR:PORT` of its worker, as the manager dials it.
     pub fn worker_addr(&self) -> String {
         format!("{}:{}", self.addr, self.worker_port)
+    }
+
+    /// `ADDR:PORT` the manager should know the worker by: its second address when it advertises
+    /// one, else its host's address.
+    pub fn advertised(&self) -> String {
+        format!("{}:{}", self.second_addr.as_deref().unwrap_or(&self.addr), self.worker_port)
+    }
+
+    /// The host part of what the manager should know the worker by.
+    pub fn advertised_ip(&self) -> &str {
+        self.second_addr.as_deref().unwrap_or(&self.addr)
     }
 
     /// The `skiff`-labelled containers of this host's engine; None while the engine is away.
@@ -127,13 +142,28 @@ pub struct HostOptions {
     pub hosts: usize,
     pub manager_args: Vec<String>,
     pub worker_args: Vec<String>,
+    /// The workers join the manager (`--join`) instead of being given to it with `-w`: the
+    /// manager starts first, with no `-w`, on the bridge's address, which the hosts reach.
+    pub join: bool,
+    /// Hosts (by index) given a second address that their worker advertises (`--advertise`);
+    /// only with `join`.
+    pub advertise_second: Vec<usize>,
 }
 
 impl Default for HostOptions {
     fn default() -> HostOptions {
-        HostOptions { hosts: 3, manager_args: Vec::new(), worker_args: Vec::new() }
+        HostOptions {
+            hosts: 3,
+            manager_args: Vec::new(),
+            worker_args: Vec::new(),
+            join: false,
+            advertise_second: Vec::new(),
+        }
     }
 }
+
+/// The bridge's address in the root namespace (`hosts.sh`), where a manager the hosts join listens.
+pub const BRIDGE_ADDR: &str = "10.213.0.1";
 
 /// The hosts, a worker on each, and the manager; torn down when dropped.
 pub struct HostCluster {
@@ -143,6 +173,8 @@ pub struct HostCluster {
     pub manager_addr: String,
     pub dir: PathBuf,
     worker_args: Vec<String>,
+    /// `--join MANAGER` for the workers, when they join.
+    join: Option<String>,
     restarts: usize,
     /// `up` succeeded, so the hosts are ours to tear down. A failed `up` cleans up after itself,
     /// and one refused over leftovers must not tear down what may be another run's hosts.
@@ -165,6 +197,7 @@ impl HostCluster {
             manager_addr: String::new(),
             dir,
             worker_args: opts.worker_args,
+            join: None,
             restarts: 0,
             built: false,
             _lock: lock,
@@ -176,19 +209,34 @@ impl HostCluster {
         cluster.hosts = list.lines().filter_map(Host::parse).collect();
         assert_eq!(cluster.hosts.len(), opts.hosts, "hosts.sh up listed:\n{list}");
         println!("{} hosts up in {:.1?}", opts.hosts, started.elapsed());
-        for i in 0..cluster.hosts.len() {
-            cluster.workers.push(None);
-            cluster.start_worker(i);
+        assert!(opts.join || opts.advertise_second.is_empty(), "an advertised address needs join");
+        for &i in &opts.advertise_second {
+            let addr = hosts_sh(&["add-address", &cluster.hosts[i].name]).trim().to_string();
+            cluster.hosts[i].second_addr = Some(addr);
         }
+        cluster.workers.resize_with(cluster.hosts.len(), || None);
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_manager"));
-        cmd.args(["-p", "0", "--bind", "127.0.0.1", "--log-level", "debug"]);
-        for h in &cluster.hosts {
-            cmd.args(["-w", &h.worker_addr()]);
+        if opts.join {
+            cmd.args(["-p", "0", "--bind", BRIDGE_ADDR, "--log-level", "debug"]);
+        } else {
+            for i in 0..cluster.hosts.len() {
+                cluster.start_worker(i);
+            }
+            cmd.args(["-p", "0", "--bind", "127.0.0.1", "--log-level", "debug"]);
+            for h in &cluster.hosts {
+                cmd.args(["-w", &h.worker_addr()]);
+            }
         }
         cmd.args(&opts.manager_args);
         let (proc, addr) = Proc::start(cmd, cluster.dir.join("manager.log"));
         cluster.manager = Some(proc);
         cluster.manager_addr = addr;
+        if opts.join {
+            cluster.join = Some(cluster.manager_addr.clone());
+            for i in 0..cluster.hosts.len() {
+                cluster.start_worker(i);
+            }
+        }
         cluster.wait_nodes_up(Duration::from_secs(30));
         cluster
     }
@@ -198,14 +246,22 @@ impl HostCluster {
         let h = &self.hosts[i];
         let mut cmd = Command::new(script());
         cmd.args(["worker", &h.name, env!("CARGO_BIN_EXE_worker")]);
-        cmd.args(["-n", &h.name, "-p", &h.worker_port.to_string(), "--bind", &h.addr]);
+        // a worker that advertises a second address listens on every address of its host
+        let bind = if h.second_addr.is_some() { "0.0.0.0" } else { h.addr.as_str() };
+        cmd.args(["-n", &h.name, "-p", &h.worker_port.to_string(), "--bind", bind]);
         cmd.arg("--docker-socket").arg(&h.socket);
         cmd.args(["--stop-grace-s", "2", "--log-level", "debug"]);
+        if let Some(manager) = &self.join {
+            cmd.args(["--join", manager]);
+            if h.second_addr.is_some() {
+                cmd.args(["--advertise", &h.advertised()]);
+            }
+        }
         cmd.args(&self.worker_args);
         self.restarts += 1;
         let log = self.dir.join(format!("{}.{}.log", h.name, self.restarts));
         let (proc, addr) = Proc::start(cmd, log);
-        assert_eq!(addr, h.worker_addr(), "the worker listens on its host's address");
+        assert_eq!(addr, format!("{bind}:{}", h.worker_port), "the worker listens where it was told");
         self.workers[i] = Some(proc);
     }
 
@@ -248,12 +304,18 @@ impl HostCluster {
         v.as_array().expect("a list").clone()
     }
 
+    /// Waits until the manager sees every worker up with its engine answering: only then is each
+    /// node a placement candidate, so that round-robin places tasks k, k+N, k+2N on one host.
     pub fn wait_nodes_up(&self, limit: Duration) {
-        wait_for("every worker to be up", limit, || {
+        wait_for("every worker up, its engine answering", limit, || {
             let nodes = self.nodes();
             self.hosts
                 .iter()
-                .all(|h| nodes.iter().any(|n| n["name"] == h.name.as_str() && n["status"] == "up"))
+                .all(|h| {
+                    nodes
+                        .iter()
+                        .any(|n| n["name"] == h.name.as_str() && n["status"] == "up" && n["engine_reachable"] == true)
+                })
                 .then_some(())
         });
     }
