@@ -234,12 +234,16 @@ fn flood_costs_no_memory(test: &str, conns: usize) {
     ] {
         let (before, _) = memory_kib(pid);
         let started = Instant::now();
-        unauthenticated_flood(&addr, conns);
+        let (connected, refused) = unauthenticated_flood(&addr, conns);
         let (after, peak) = memory_kib(pid);
         println!(
-            "{who}, {conns} connections: resident {before} KiB before, {after} KiB after, peak {peak} KiB ({:?})",
+            "{who}, {conns} connections: resident {before} KiB before, {after} KiB after, peak {peak} KiB ({:?}); {connected} connected, {refused} answered 401",
             started.elapsed()
         );
+        // the flood landed: every connection made, and at least the waiting room's 500 refused
+        // with a 401 (beyond it the oldest are closed unread)
+        assert_eq!(connected, conns, "{who}: connections made");
+        assert!(refused >= conns.min(500) * 9 / 10, "{who}: only {refused} of {conns} answered 401");
         assert!(peak < limit_kib, "{who} peaked at {peak} KiB");
         assert!(after < limit_kib, "{who} kept {after} KiB");
         // and it still serves
@@ -427,14 +431,16 @@ fn concurrent_lists_of_large_tasks_hold_bounded_memory() {
 #[test]
 fn a_worker_whose_answer_is_too_big_keeps_its_tasks_and_no_copy_is_made() {
     // the manager takes answers of at most 16 KiB here: a task of 10 KB fits (the start's
-    // answer), a list of two does not
+    // answer, a poll's change of one record), a full answer of two does not; a manager that
+    // restarts asks each worker for everything, so its first polls are too big
     let opts = ClusterOptions {
         workers: 2,
         manager_args: strings(&["--node-timeout-ms", "1000", "--poll-interval-ms", "200"]),
         manager_env: vec![(skiff::http::MAX_ANSWER_VAR, (16 * 1024).to_string())],
+        manager_store: "persisted",
         ..ClusterOptions::default()
     };
-    let c = Cluster::start("answer_too_big", opts);
+    let mut c = Cluster::start("answer_too_big", opts);
     c.wait_nodes_up();
     let spec = |i: usize| json!({"name": format!("big{i}"), "image": IMAGE, "memory_mb": 16, "cmd": ["sh", "-c", format!("sleep 300 # {}", "x".repeat(10_000))]});
     // round robin: two on each node
@@ -443,6 +449,8 @@ fn a_worker_whose_answer_is_too_big_keeps_its_tasks_and_no_copy_is_made() {
     for name in &c.worker_names {
         assert_eq!(placed.iter().filter(|t| t["node"] == name.as_str()).count(), 2, "{name}: {placed:?}");
     }
+    c.manager_mut().kill();
+    c.restart_manager();
     let node = |c: &Cluster, name: &str| c.nodes().into_iter().find(|n| n["name"] == name).expect("the node");
     for name in &c.worker_names {
         wait_for("the answer found too big", RUN, || {

@@ -25,7 +25,12 @@ pub const MAX_ANSWER_VAR: &str = "SKIFF_TEST_MAX_ANSWER_BYTES";
 fn max_answer() -> u64 {
     static MAX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     *MAX.get_or_init(|| {
-        std::env::var(MAX_ANSWER_VAR).ok().and_then(|v| v.parse().ok()).map_or(MAX_ANSWER, |v: u64| v.min(MAX_ANSWER))
+        let lowered = std::env::var(MAX_ANSWER_VAR).ok().and_then(|v| v.parse().ok()).map(|v: u64| v.min(MAX_ANSWER));
+        if let Some(v) = lowered {
+            // a value left over from a test shell would make big answers bad ones: say so
+            log::warn!("answers from workers limited for tests var={MAX_ANSWER_VAR} bytes={v}");
+        }
+        lowered.unwrap_or(MAX_ANSWER)
     })
 }
 

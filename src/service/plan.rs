@@ -211,10 +211,12 @@ fn plan_steps(service: &Service, tasks: &[&Task], nodes: &[PlanNode], now: Times
                 new.iter().filter(|t| t.state == TaskState::Pending).filter(no_node).count()
             };
             let mut forced = held_back;
+            let mut skipped: Vec<Choice> = Vec::new();
             for _ in 0..starts {
                 let choice = start_spec.map_or_else(Choice::default, |s| spread.candidates(s));
                 if choice.candidates.is_empty() && !freeable.is_empty() {
                     forced += 1;
+                    skipped.push(choice);
                     continue;
                 }
                 spread.count(&choice.candidates, start_spec);
@@ -228,8 +230,18 @@ fn plan_steps(service: &Service, tasks: &[&Task], nodes: &[PlanNode], now: Times
                 stopped += 1;
             }
             // a host port free on no node but where the service's own old replicas hold it:
-            // this step stops one of those first (a port other tasks hold is no reason to)
-            if forced > 0 && stopped == 0 && new_waiting == held_back && stopping == 0 {
+            // this step stops one of those first (a port other tasks hold is no reason to), and
+            // only while no more than `parallelism` replicas are down with it: a node freed
+            // that another task then takes must not cost a second old replica
+            let up = live.iter().filter(|t| t.state != TaskState::Pending).count();
+            let allowed = forced.min(p).min(p.saturating_sub(replicas.saturating_sub(up)));
+            if forced > 0 && allowed == 0 && stopping == 0 {
+                // the replacements wait Pending, with why, until room appears (a stop under
+                // way frees a node by itself)
+                for Choice { candidates, why, moved } in skipped {
+                    steps.push(Step::Start { version: target, candidates, why, moved });
+                }
+            } else if forced > 0 && stopped == 0 && new_waiting == held_back && stopping == 0 {
                 let ports = start_spec.map(fixed_ports).unwrap_or_default();
                 let port = ports.first().map_or(0, |p| p.0);
                 let note = format!(
@@ -242,7 +254,7 @@ fn plan_steps(service: &Service, tasks: &[&Task], nodes: &[PlanNode], now: Times
                     t.node.as_deref().is_some_and(|n| freeable.contains(&n))
                         && fixed_ports(&t.spec).iter().any(|p| ports.contains(p))
                 };
-                for t in old_order.iter().filter(holds).take(forced.min(p)) {
+                for t in old_order.iter().filter(holds).take(allowed) {
                     steps.push(Step::Stop { id: t.id, reason: format!("{reason} (stopped first: host port {port})") });
                 }
             }

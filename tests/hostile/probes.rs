@@ -90,8 +90,9 @@ pub fn memory_kib(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-/// `conns` connections at once (ten to a thread), each sending a 1 MiB body without a token.
-pub fn unauthenticated_flood(addr: &str, conns: usize) {
+/// `conns` connections at once (ten to a thread), each sending a 1 MiB body without a token;
+/// returns how many connected and how many were answered 401.
+pub fn unauthenticated_flood(addr: &str, conns: usize) -> (usize, usize) {
     let body = vec![b'x'; 1024 * 1024];
     let head = format!("POST /v1/tasks HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n", body.len());
     let body = Arc::new(body);
@@ -110,17 +111,18 @@ pub fn unauthenticated_flood(addr: &str, conns: usize) {
                 for s in &mut conns {
                     let _ = std::io::Write::write_all(s, &body);
                 }
+                let mut refused = 0;
                 for s in &mut conns {
                     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
                     let mut answer = [0u8; 64];
-                    let _ = std::io::Read::read(s, &mut answer);
+                    let n = std::io::Read::read(s, &mut answer).unwrap_or(0);
+                    refused += usize::from(answer[..n].starts_with(b"HTTP/1.1 401"));
                 }
+                (conns.len(), refused)
             })
         })
         .collect();
-    for t in threads {
-        let _ = t.join();
-    }
+    threads.into_iter().filter_map(|t| t.join().ok()).fold((0, 0), |(c, r), (c1, r1)| (c + c1, r + r1))
 }
 
 /// A reader that takes a few hundred bytes every 100 ms through a small receive window: it keeps

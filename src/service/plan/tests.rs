@@ -485,6 +485,40 @@ fn a_port_another_task_holds_everywhere_never_drains_the_service() {
 }
 
 #[test]
+fn a_node_freed_for_a_replacement_then_lost_costs_no_second_old_replica() {
+    // pass 1 stops the old replica on a to free its host port; then a is lost to the
+    // replacement (drained, down, or another task takes the port there): the old replica on b
+    // must keep serving while the replacement waits, since one replica is down already
+    for lost in ["unavailable", "taken"] {
+        let svc = updating_with_ports(2, Some(8080), Some(8080));
+        let mut ns = nodes(&["a", "b"]);
+        let (o1, o2) = (task(1, Running, Some("a"), 1, Some(8080)), task(1, Running, Some("b"), 2, Some(8080)));
+        assert_eq!(stops(&run(&svc, &[o1.clone(), o2.clone()], &ns)), vec![o1.id]);
+        match lost {
+            "unavailable" => ns[0].unavailable = Some("draining".into()),
+            _ => held(&mut ns, "a", 8080),
+        }
+        let mut tasks = vec![o2.clone()];
+        for round in 0..4u64 {
+            for step in run(&svc, &tasks, &ns) {
+                match step {
+                    Step::Stop { id, .. } => panic!("{lost}, round {round}: stopped {id} with a replica down"),
+                    Step::Start { version, candidates, why, .. } => {
+                        assert!(candidates.is_empty(), "{lost}: {candidates:?}");
+                        let mut t = task(version, Pending, None, 60 + round, Some(8080));
+                        t.error = why;
+                        tasks.push(t);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let waiting = tasks.iter().filter(|t| t.state == Pending).count();
+        assert_eq!(waiting, 1, "{lost}: the replacement waits, with its reason: {tasks:?}");
+    }
+}
+
+#[test]
 fn a_new_replica_waiting_for_a_node_the_old_version_can_free_gets_it() {
     // a new replica went Pending while no node could be freed; now the old one on a is the only
     // holder there: it is stopped for the waiting one (no new start is added)
