@@ -513,7 +513,7 @@ fn api_service<R: 'static>(
         requests.observe(&req.method, &req.path, resp.status, started.elapsed());
         resp
     };
-    Service { gate: Some(Arc::new(gate)), handler: Arc::new(handler) }
+    Service { gate: Some(Arc::new(gate)), spool: None, handler: Arc::new(handler) }
 }
 
 /// Which requests a daemon serves without the token besides health.
@@ -976,6 +976,7 @@ mod tests {
             headers: Vec::new(),
             body: Vec::new(),
             remote: None,
+            spooled: None,
         };
         for (method, path) in [("GET", "/"), ("HEAD", "/"), ("GET", "/dashboard.js"), ("GET", "/dashboard.css")] {
             assert!(authorize(&req(method, path), Some(&token), &refusals, is_dashboard).is_ok(), "{method} {path}");
