@@ -296,8 +296,9 @@ pub fn serve_build(b: &Builds, req: &Request) -> Result<Response, ApiError> {
             out.flush().map_err(|e| ContextError::Io { path: tar_path.clone(), source: e })
         });
     written.map_err(|e| refuse(BuildRefusal::Context(e)))?;
-    let mut labels =
-        BTreeMap::from([(crate::worker::LABEL_CREATED.to_string(), crate::time::Timestamp::now().to_string())]);
+    // no `skiff.created-at`: the engine keeps the image's creation time, and each label is a
+    // step of its own (a commit, about a second here)
+    let mut labels = BTreeMap::new();
     if let Some(app) = &query.app {
         labels.insert(LABEL_APP.to_string(), app.clone());
     }
