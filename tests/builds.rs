@@ -265,6 +265,20 @@ fn refusals_come_before_any_build_as_plain_errors() {
     let words = answer[0]["error"].as_str().expect("an error");
     assert!(words.starts_with("nothing to build: no Dockerfile, and none of index.html"), "{words}");
 
+    // the same context sent chunked, as a client streaming a tar it makes on the fly does
+    let mut chunked = Vec::new();
+    for piece in g.tar().chunks(1000) {
+        skiff::http::stream::write_chunk(&mut chunked, piece).expect("a chunk");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let head = format!(
+        "POST /v1/builds?{} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Type: application/x-tar\r\nTransfer-Encoding: chunked\r\n\r\n",
+        g.query("")
+    );
+    let out = send_raw(&g.cluster.workers[0].addr, head.as_bytes(), &chunked);
+    assert!(out.starts_with("HTTP/1.1 422") && out.contains("nothing to build"), "{out}");
+
     // a transport helper: refused, naming git
     let ext = serde_json::json!({ "git": "ext::sh -c touch% /tmp/skiff-pwned" }).to_string();
     let (status, answer) = g.build(&g.query(""), "application/json", ext.as_bytes());
@@ -304,9 +318,15 @@ fn refusals_come_before_any_build_as_plain_errors() {
 
 /// Sends a head alone and reads what comes back within a few seconds.
 fn head_only(addr: &str, head: &str) -> String {
+    send_raw(addr, head.as_bytes(), b"")
+}
+
+/// Sends a head and a body as they are and reads the whole answer.
+fn send_raw(addr: &str, head: &[u8], body: &[u8]) -> String {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    s.write_all(head.as_bytes()).expect("the head");
+    s.write_all(head).expect("the head");
+    s.write_all(body).expect("the body");
     let mut out = Vec::new();
     skiff::control::best_effort(s.read_to_end(&mut out));
     String::from_utf8_lossy(&out).into_owned()
