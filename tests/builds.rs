@@ -2,8 +2,8 @@
 //! a static site uploaded as a tar (its Dockerfile generated, the worker's `--static-image` set to
 //! skiff/busybox), the same site from a `file://` git repository the test makes, at a tag; a
 //! Dockerfile app named by `dockerfile`; a broken Dockerfile whose stream names its step and
-//! which leaves no image; and the refusals before any build: nothing to detect, URLs git must not
-//! or cannot clone, a ref that is not there, a body over the limit, no token.
+//! which leaves no image; and the refusals before any build: nothing to detect (sent chunked too),
+//! URLs git must not or cannot clone, a ref that is not there, a body over the limit, no token.
 //!
 //! Every image a test builds carries `skiff.app=<the test's id>` (the route's `app`), and the
 //! Dockerfiles written here a `LABEL skiff.test=<id>` so that a failed build's layers carry it
