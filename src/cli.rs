@@ -385,10 +385,11 @@ pub fn serve(
     listener: TcpListener,
     signals: &TerminationSignals,
     service: Service,
+    limits: Limits,
     listening: impl FnOnce(SocketAddr),
 ) -> Result<&'static str, String> {
-    let server = Server::start_service(listener, Limits::default(), service)
-        .map_err(|e| format!("cannot start the API server: {e}"))?;
+    let server =
+        Server::start_service(listener, limits, service).map_err(|e| format!("cannot start the API server: {e}"))?;
     listening(server.local_addr());
     let signal = signals.wait();
     log::info!("shutting down signal={signal}");

@@ -5,6 +5,7 @@
 //! Holds no domain state: handlers turn a request into one call on the daemon's handle.
 //! The server itself (threads, limits, parsing) is in `http/server.rs`.
 
+pub mod builds;
 pub mod changes;
 mod client;
 pub mod events;
@@ -19,7 +20,7 @@ mod services;
 pub use services::ServiceRoute;
 pub mod stream;
 
-pub use server::{Gate, Handler, Limits, Request, Response, Server, Service};
+pub use server::{Gate, Handler, Limits, Request, Response, Server, Service, SpoolLimits, SpoolPolicy, SpooledBody};
 pub use stream::{Body, Chunks, Producer};
 
 use crate::api::{ErrorBody, StartTask};
@@ -68,7 +69,7 @@ pub const MANAGER_ROUTES: [(&str, &str); 24] = [
 ];
 
 /// Every route of the worker.
-pub const WORKER_ROUTES: [(&str, &str); 9] = [
+pub const WORKER_ROUTES: [(&str, &str); 10] = [
     ("GET", "/v1/health"),
     ("GET", "/v1/stats"),
     ("GET", "/v1/changes"),
@@ -78,6 +79,7 @@ pub const WORKER_ROUTES: [(&str, &str); 9] = [
     ("DELETE", "/v1/tasks/{id}"),
     ("GET", "/v1/tasks/{id}/logs"),
     ("GET", "/v1/metrics"),
+    ("POST", "/v1/builds"),
 ];
 
 #[derive(Debug, Clone, PartialEq)]
@@ -138,6 +140,8 @@ pub enum WorkerRoute {
     StopTask(TaskId),
     TaskLogs(TaskId),
     Metrics,
+    /// An image built on the node (`http/builds.rs`).
+    Build,
 }
 
 impl WorkerRoute {
@@ -154,6 +158,7 @@ impl WorkerRoute {
             StopTask(_) => ("DELETE", "/v1/tasks/{id}"),
             TaskLogs(_) => ("GET", "/v1/tasks/{id}/logs"),
             Metrics => ("GET", "/v1/metrics"),
+            Build => ("POST", "/v1/builds"),
         }
     }
 }
@@ -269,6 +274,7 @@ pub fn worker_route(method: &str, path: &str) -> Result<WorkerRoute, RouteError>
         ("DELETE", ["v1", "tasks", id]) => Ok(StopTask(task_id(id)?)),
         ("GET", ["v1", "tasks", id, "logs"]) => Ok(TaskLogs(task_id(id)?)),
         ("GET", ["v1", "metrics"]) => Ok(Metrics),
+        ("POST", ["v1", "builds"]) => Ok(Build),
         _ => Err(unrouted(&WORKER_ROUTES, &segs)),
     };
     listed(&WORKER_ROUTES, &segs, found, WorkerRoute::pattern)
@@ -307,6 +313,8 @@ pub enum ApiError {
     /// A node's answer to a call relayed to it (its own status and message), or why it could
     /// not be reached.
     Node(LinkError),
+    /// A build refused before it began (`http/builds.rs`).
+    Build(Box<builds::BuildRefusal>),
 }
 
 impl From<ManagerError> for ApiError {
@@ -351,6 +359,7 @@ pub fn status_of(e: &ApiError) -> u16 {
         ApiError::Node(LinkError::Refused { status, .. }) => *status,
         ApiError::Node(LinkError::Unreachable(_)) => 503,
         ApiError::Node(LinkError::Lost(_) | LinkError::BadAnswer(_)) => 502,
+        ApiError::Build(e) => builds::status_of(e),
     }
 }
 
@@ -386,6 +395,7 @@ fn error_response(e: ApiError) -> Response {
         }),
         ApiError::Node(LinkError::Refused { message, .. }) => ErrorBody::new(message.clone()),
         ApiError::Node(n) => ErrorBody::new(format!("the task's node: {n}")),
+        ApiError::Build(e) => ErrorBody { error: e.to_string(), field: e.field() },
     };
     let resp = Response::error(status, &body);
     match e {
@@ -476,6 +486,7 @@ fn api_service<R: 'static>(
     token: Option<Token>,
     route: fn(&str, &str) -> Result<R, RouteError>,
     open: Open,
+    spool: Option<Arc<SpoolPolicy>>,
     requests: Arc<RequestMetrics>,
     serve: impl Fn(R, &Request) -> Result<Response, ApiError> + Send + Sync + 'static,
 ) -> Service {
@@ -513,7 +524,7 @@ fn api_service<R: 'static>(
         requests.observe(&req.method, &req.path, resp.status, started.elapsed());
         resp
     };
-    Service { gate: Some(Arc::new(gate)), handler: Arc::new(handler) }
+    Service { gate: Some(Arc::new(gate)), spool, handler: Arc::new(handler) }
 }
 
 /// Which requests a daemon serves without the token besides health.
@@ -529,22 +540,24 @@ pub fn manager_handler(handle: ManagerHandle, token: Option<Token>) -> Service {
     // the token also opens the streams relayed from workers
     let link_token = token.clone();
     let requests = Arc::new(RequestMetrics::new(&MANAGER_ROUTES));
-    api_service(token, manager_route, is_dashboard, requests.clone(), move |route, req| match route {
+    api_service(token, manager_route, is_dashboard, None, requests.clone(), move |route, req| match route {
         ManagerRoute::Metrics => Ok(metrics::manager_page(&requests)),
         route => serve_manager(&handle, link_token.as_ref(), route, req),
     })
 }
 
-/// The worker's API over its handle.
-pub fn worker_handler(handle: WorkerHandle, token: Option<Token>) -> Service {
+/// The worker's API over its handle, and its builds (whose bodies are spooled to disk).
+pub fn worker_handler(handle: WorkerHandle, token: Option<Token>, builds: Arc<builds::Builds>) -> Service {
     let requests = Arc::new(RequestMetrics::new(&WORKER_ROUTES));
     api_service(
         token,
         worker_route,
         |_| false,
+        Some(Arc::new(builds::spools)),
         requests.clone(),
         move |route, req| match route {
             WorkerRoute::Metrics => Ok(metrics::worker_page(&handle, &requests)),
+            WorkerRoute::Build => builds::serve_build(&builds, req),
             route => serve_worker(&handle, route, req),
         },
     )
@@ -722,8 +735,8 @@ fn serve_worker(h: &WorkerHandle, route: WorkerRoute, req: &Request) -> Result<R
         WorkerRoute::GetTask(id) => json(200, &h.get(id)?),
         WorkerRoute::StopTask(id) => json(200, &h.stop(id)?),
         WorkerRoute::TaskLogs(id) => logs::worker_logs(h, id, &req.query),
-        // answered by `worker_handler`, which holds the server's request counts
-        WorkerRoute::Metrics => Err(ApiError::Route(RouteError::NotFound)),
+        // answered by `worker_handler`, which holds the server's request counts and the builds
+        WorkerRoute::Metrics | WorkerRoute::Build => Err(ApiError::Route(RouteError::NotFound)),
     }
 }
 
@@ -803,11 +816,11 @@ mod tests {
         use WorkerRoute::*;
         let id: TaskId = ID.parse().expect("valid id");
         let every =
-            vec![Health, Stats, Changes, ListTasks, StartTask, GetTask(id), StopTask(id), TaskLogs(id), Metrics];
+            vec![Health, Stats, Changes, ListTasks, StartTask, GetTask(id), StopTask(id), TaskLogs(id), Metrics, Build];
         for route in &every {
             match route {
-                Health | Stats | Changes | ListTasks | StartTask | GetTask(_) | StopTask(_) | TaskLogs(_) | Metrics => {
-                }
+                Health | Stats | Changes | ListTasks | StartTask | GetTask(_) | StopTask(_) | TaskLogs(_) | Metrics
+                | Build => {}
             }
         }
         every
@@ -976,6 +989,7 @@ mod tests {
             headers: Vec::new(),
             body: Vec::new(),
             remote: None,
+            spooled: None,
         };
         for (method, path) in [("GET", "/"), ("HEAD", "/"), ("GET", "/dashboard.js"), ("GET", "/dashboard.css")] {
             assert!(authorize(&req(method, path), Some(&token), &refusals, is_dashboard).is_ok(), "{method} {path}");

@@ -214,6 +214,7 @@ fn accepted_specs_round_trip_through_the_api() {
         headers: Vec::new(),
         body,
         remote: None,
+        spooled: None,
     };
     let mut runner = proptest::test_runner::TestRunner::new(config());
     runner

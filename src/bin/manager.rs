@@ -79,7 +79,7 @@ fn run(args: Args) -> Result<(), String> {
     };
     let manager = manager::spawn(config, ready.store, links).map_err(|e| error_chain(&e))?;
     let handler = http::manager_handler(manager.handle(), ready.token);
-    cli::serve(ready.listener, &ready.signals, handler, |addr| {
+    cli::serve(ready.listener, &ready.signals, handler, http::Limits::default(), |addr| {
         log::info!(
             "manager listening addr={addr} storage={} scheduler={} workers={}",
             q(&args.storage),

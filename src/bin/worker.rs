@@ -3,6 +3,7 @@
 
 use skiff::cli::{self, DaemonArgs};
 use skiff::control::error_chain;
+use skiff::deploy::BuildConfig;
 use skiff::docker_cli::{self, Docker, LogRotation};
 use skiff::http;
 use skiff::logfmt::q;
@@ -73,7 +74,43 @@ skiff::daemon_args! {
         /// log files kept per container, the current one included (default 3)
         #[argh(option, default = "3")]
         log_max_files: u32,
+        /// where builds unpack or clone their sources and where uploaded contexts are spooled
+        /// (default: the system's temporary directory)
+        #[argh(option)]
+        build_dir: Option<PathBuf>,
+        /// the base image of generated Dockerfiles for static sites (default busybox:stable)
+        #[argh(option)]
+        static_image: Option<String>,
+        /// the base image of generated Dockerfiles for Python (default python:3-slim)
+        #[argh(option)]
+        python_image: Option<String>,
+        /// the base image of generated Dockerfiles for Node.js (default node:lts-slim)
+        #[argh(option)]
+        node_image: Option<String>,
+        /// the image Go apps are compiled in (default golang:1)
+        #[argh(option)]
+        go_image: Option<String>,
+        /// the image Go binaries run in (default busybox:stable)
+        #[argh(option)]
+        go_runtime_image: Option<String>,
     }
+}
+
+/// The base images of generated Dockerfiles: the flags given, the defaults for the others.
+fn build_config(args: &Args) -> BuildConfig {
+    let mut config = BuildConfig::default();
+    for (flag, field) in [
+        (&args.static_image, &mut config.static_image),
+        (&args.python_image, &mut config.python_image),
+        (&args.node_image, &mut config.node_image),
+        (&args.go_image, &mut config.go_image),
+        (&args.go_runtime_image, &mut config.go_runtime_image),
+    ] {
+        if let Some(image) = flag {
+            field.clone_from(image);
+        }
+    }
+    config
 }
 
 fn main() -> ExitCode {
@@ -124,8 +161,17 @@ fn run(args: Args) -> Result<(), String> {
             .spawn(move || http::join::join_loop(manager, name, advertise, own_port, token, join_stop))
             .map_err(|e| format!("cannot start the join thread: {e}"))?;
     }
-    let handler = http::worker_handler(worker.handle(), ready.token);
-    cli::serve(ready.listener, &ready.signals, handler, |addr| {
+    let build_dir = args.build_dir.clone().unwrap_or_else(std::env::temp_dir);
+    if !build_dir.is_dir() {
+        return Err(format!("--build-dir {}: not a directory", build_dir.display()));
+    }
+    let builds = http::builds::Builds::new(Arc::new(Docker::new(socket)), build_config(&args), build_dir.clone());
+    let handler = http::worker_handler(worker.handle(), ready.token, Arc::new(builds));
+    let limits = http::Limits {
+        spool: http::SpoolLimits { dir: build_dir, ..http::SpoolLimits::default() },
+        ..http::Limits::default()
+    };
+    cli::serve(ready.listener, &ready.signals, handler, limits, |addr| {
         log::info!("worker listening name={} addr={addr} storage={}", q(&args.name), q(&args.storage));
     })?;
     drop(stop_join);

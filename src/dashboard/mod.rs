@@ -113,6 +113,7 @@ mod tests {
             headers,
             body: Vec::new(),
             remote: None,
+            spooled: None,
         }
     }
 

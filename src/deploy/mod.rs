@@ -8,7 +8,9 @@
 
 pub mod context;
 pub mod detect;
+pub mod git;
 pub mod ignore;
+pub mod unpack;
 
 pub use context::{Context, ContextError, ContextOptions, Source};
 pub use detect::{detect, BuildConfig, DetectError, Language, Listing, Plan};

@@ -22,6 +22,11 @@
 //! - the head ends where httparse says (CRLF CRLF, or a bare LF LF); an HTTP/1.1 request without
 //!   exactly one `Host` gets 400; an absolute-form target (`http://host/path`) is served as its
 //!   path; every answer carries `Date`; a `HEAD` answer is the head of the `GET` answer;
+//! - the routes a service's spool policy names from the head (a build context) take a large
+//!   body, `Content-Length` or chunked, written to an unlinked temporary file as it arrives
+//!   (`server/spool.rs`): bounded by the route's limit, by the bytes and bodies spooled at once
+//!   (503), and by a deadline per read and one for the whole body (408); the token's gate still
+//!   answers first, and the connection closes after the answer;
 //! - `shutdown` stops accepting, lets requests in progress finish and joins every thread.
 //!
 //! Must not know routes or domain types: it calls one handler with a `Request`.
@@ -29,9 +34,12 @@
 use super::stream::{Body, Producer, CHUNK_DEADLINE};
 mod respond;
 mod room;
+mod spool;
 
 use respond::write_response;
 pub(in crate::http) use respond::write_within;
+use spool::{Framing, SpoolBudget, SpoolFailure};
+pub use spool::{SpoolLimits, SpoolPolicy, SpooledBody, SpooledReader};
 
 use crate::api::ErrorBody;
 use crate::logfmt::{q, short};
@@ -68,6 +76,8 @@ pub struct Limits {
     /// The bodies of all requests being read, together, are at most this long; a request whose
     /// body would go past it gets 503 (so memory stays bounded however many clients send).
     pub max_bodies_in_flight: usize,
+    /// The bounds of the large bodies spooled to disk, on the routes the service names.
+    pub spool: SpoolLimits,
 }
 
 impl Default for Limits {
@@ -83,11 +93,13 @@ impl Default for Limits {
             max_waiting: 512,
             write_timeout: Duration::from_secs(10),
             max_bodies_in_flight: 16 * 1024 * 1024,
+            spool: SpoolLimits::default(),
         }
     }
 }
 
-/// A request as the handler sees it: the head parsed, the body read whole (within the limit).
+/// A request as the handler sees it: the head parsed, the body read whole (within the limit),
+/// or, on a route the service spools, in a temporary file (`spooled`; `body` is then empty).
 #[derive(Debug, Clone)]
 pub struct Request {
     pub method: String,
@@ -98,6 +110,8 @@ pub struct Request {
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     pub remote: Option<SocketAddr>,
+    /// The body on disk, on a spooled route; the file goes when the last clone is dropped.
+    pub spooled: Option<Arc<SpooledBody>>,
 }
 
 impl Request {
@@ -162,10 +176,12 @@ pub type Handler = dyn Fn(&Request) -> Response + Send + Sync + 'static;
 /// any `100 Continue`, so an unauthenticated client costs no memory for its body.
 pub type Gate = dyn Fn(&Request) -> Option<Response> + Send + Sync + 'static;
 
-/// A daemon's API as the server serves it: the gate, then the handler.
+/// A daemon's API as the server serves it: the gate, which routes spool their bodies, then the
+/// handler.
 #[derive(Clone)]
 pub struct Service {
     pub gate: Option<Arc<Gate>>,
+    pub spool: Option<Arc<SpoolPolicy>>,
     pub handler: Arc<Handler>,
 }
 
@@ -247,13 +263,14 @@ impl RoomDoor {
 impl Server {
     /// Serves `listener` with `handler` on `limits.threads` threads.
     pub fn start(listener: TcpListener, limits: Limits, handler: Arc<Handler>) -> io::Result<Server> {
-        Server::start_service(listener, limits, Service { gate: None, handler })
+        Server::start_service(listener, limits, Service { gate: None, spool: None, handler })
     }
 
     /// Serves `listener` with `service` (gate, then handler) on `limits.threads` threads.
     pub fn start_service(listener: TcpListener, limits: Limits, service: Service) -> io::Result<Server> {
-        let Service { gate, handler } = service;
+        let Service { gate, spool, handler } = service;
         let in_flight = Arc::new(AtomicUsize::new(0));
+        let spooling = Arc::new(SpoolBudget::default());
         let addr = listener.local_addr()?;
         let stopping = Arc::new(AtomicBool::new(false));
         // connections with bytes to read, for the handler threads
@@ -270,6 +287,7 @@ impl Server {
             let (rx, limits, handler, stopping, door) =
                 (ready_rx.clone(), limits.clone(), handler.clone(), stopping.clone(), door.clone());
             let (gate, in_flight) = (gate.clone(), in_flight.clone());
+            let (spool, spooling) = (spool.clone(), spooling.clone());
             let worker = std::thread::Builder::new().name(format!("http-{i}")).spawn(move || {
                 for (stream, partial) in rx.iter() {
                     let conn = Connection {
@@ -278,6 +296,8 @@ impl Server {
                         limits: &limits,
                         handler: &*handler,
                         gate: gate.as_deref(),
+                        spool: spool.as_deref(),
+                        spooling: &spooling,
                         in_flight: &in_flight,
                         stopping: &stopping,
                     };
@@ -363,6 +383,8 @@ struct Connection<'a> {
     limits: &'a Limits,
     handler: &'a Handler,
     gate: Option<&'a Gate>,
+    spool: Option<&'a SpoolPolicy>,
+    spooling: &'a Arc<SpoolBudget>,
     in_flight: &'a Arc<AtomicUsize>,
     stopping: &'a AtomicBool,
 }
@@ -572,18 +594,31 @@ impl Connection<'_> {
                 .to_string();
             headers.push((h.name.to_string(), value));
         }
+        let head = Request { method, path, query, headers, body: Vec::new(), remote, spooled: None };
+        // a spooled route (decided from the head alone) takes a large body, chunked too
+        let spool_max = self.spool.and_then(|policy| policy(&head));
+        let Request { method, path, query, headers, .. } = head;
         let header = |name: &str| headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str());
-        if header("transfer-encoding").is_some() {
-            return Err(ReadFailure::Reply(411, "chunked request bodies are not accepted; send Content-Length"));
-        }
         let lengths: Vec<&str> =
             headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("content-length")).map(|(_, v)| v.as_str()).collect();
+        let encodings = headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("transfer-encoding")).count();
+        let chunked = match (header("transfer-encoding"), spool_max) {
+            (None, _) => false,
+            (Some(_), None) => {
+                return Err(ReadFailure::Reply(411, "chunked request bodies are not accepted; send Content-Length"))
+            }
+            // both framings at once is how requests are smuggled (RFC 9112 section 6.1)
+            (Some(te), Some(_)) if te.eq_ignore_ascii_case("chunked") && encodings == 1 && lengths.is_empty() => true,
+            (Some(_), Some(_)) => {
+                return Err(ReadFailure::Reply(400, "only Transfer-Encoding: chunked, without Content-Length"))
+            }
+        };
         let content_length: u64 = match lengths.as_slice() {
             [] => 0,
             [one] if !one.is_empty() && one.bytes().all(|c| c.is_ascii_digit()) => one.parse().unwrap_or(u64::MAX),
             _ => return Err(ReadFailure::Reply(400, "invalid Content-Length")),
         };
-        if content_length > self.limits.max_body_bytes as u64 {
+        if content_length > spool_max.unwrap_or(self.limits.max_body_bytes as u64) {
             // an honest client sending a body a little too big gets to read the answer; a
             // declaration far beyond anything we would read is not worth a thread's time
             self.linger_for = (content_length <= LINGER_BYTES as u64).then_some(content_length);
@@ -607,6 +642,7 @@ impl Connection<'_> {
                     headers: headers.clone(),
                     body: Vec::new(),
                     remote,
+                    spooled: None,
                 };
                 if let Some(resp) = gate(&head) {
                     self.linger_for =
@@ -615,6 +651,13 @@ impl Connection<'_> {
                 }
             }
             partial.admitted = true;
+        }
+        if let Some(max) = spool_max {
+            return self.spool_body(partial, head_len, max, (chunked, content_length), expects_continue).map(|body| {
+                let spooled = Some(Arc::new(body));
+                // the connection closes after the answer: what came after the body is not read
+                (Request { method, path, query, headers, body: Vec::new(), remote, spooled }, false)
+            });
         }
         // the body, within the budget of bodies in flight
         let body_len = content_length as usize;
@@ -648,7 +691,40 @@ impl Connection<'_> {
         let body: Vec<u8> = buf.drain(..body_len).collect();
         partial.admitted = false;
         partial.reserved = None;
-        Ok((Request { method, path, query, headers, body, remote }, keep_alive))
+        Ok((Request { method, path, query, headers, body, remote, spooled: None }, keep_alive))
+    }
+
+    /// The body of a spooled route, read on this thread into a temporary file (`spool.rs`),
+    /// from what came with the head on.
+    fn spool_body(
+        &mut self,
+        partial: &mut Partial,
+        head_len: usize,
+        max: u64,
+        (chunked, content_length): (bool, u64),
+        expects_continue: bool,
+    ) -> Result<SpooledBody, ReadFailure> {
+        let framing = if chunked { Framing::Chunked } else { Framing::Length(content_length) };
+        let already = partial.buf.split_off(head_len.min(partial.buf.len()));
+        let continue_first = expects_continue && !partial.continued;
+        *partial = Partial { started: partial.started, ..Partial::default() };
+        match spool::receive(
+            &mut self.stream,
+            &already,
+            framing,
+            max,
+            continue_first,
+            &self.limits.spool,
+            self.spooling,
+        ) {
+            Ok(body) => Ok(body),
+            Err(SpoolFailure::Gone) => Err(ReadFailure::Gone),
+            Err(SpoolFailure::Reply(status, message)) => {
+                // the rest of the body may still be coming: drop it a while so the answer is read
+                self.linger_for = Some(LINGER_BYTES as u64);
+                Err(ReadFailure::Reply(status, message))
+            }
+        }
     }
 }
 
@@ -928,7 +1004,8 @@ mod tests {
         let gate: Arc<Gate> = Arc::new(|head: &Request| {
             (head.header("authorization") != Some("yes")).then(|| Response::error(401, &ErrorBody::new("no")))
         });
-        Server::start_service(listener, limits, Service { gate: Some(gate), handler }).expect("server starts")
+        Server::start_service(listener, limits, Service { gate: Some(gate), spool: None, handler })
+            .expect("server starts")
     }
 
     #[test]
