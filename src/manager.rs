@@ -15,11 +15,13 @@ mod apply;
 mod drain;
 mod join;
 mod node;
+mod publish;
 mod services;
 mod state;
 mod tables;
 mod view;
 
+pub use publish::{IngressMaker, PublishConfig};
 pub use services::{ReplicaSummary, ServiceCommandError, ServiceView};
 
 use crate::api::{ChangesCursor, DryRun, ManagerHealth, NodeInfo, StartTask, TaskChanges, WorkerHealth};
@@ -96,6 +98,8 @@ pub struct ManagerConfig {
     /// How to reach a worker that joins by itself (`POST /v1/nodes`); without it, joins are
     /// refused.
     pub links: Option<LinkMaker>,
+    /// The ingress services are published through (`--ingress-admin`); none without it.
+    pub publish: Option<PublishConfig>,
 }
 
 /// Makes the link to a worker at an address.
@@ -112,6 +116,7 @@ impl Default for ManagerConfig {
             keep_finished: 1000,
             clock: clock::system(),
             links: None,
+            publish: None,
         }
     }
 }
@@ -125,6 +130,7 @@ impl fmt::Debug for ManagerConfig {
             .field("node_timeout", &self.node_timeout)
             .field("dispatch_threads", &self.dispatch_threads)
             .field("orphan_grace", &self.orphan_grace)
+            .field("publish", &self.publish)
             .finish_non_exhaustive()
     }
 }
