@@ -34,7 +34,32 @@ skiff::daemon_args! {
         /// finished tasks kept in the table and the store; older ones are forgotten (default 1000)
         #[argh(option, default = "1000")]
         keep_finished: usize,
+        /// caddy's admin API, HOST:PORT: published services get a route there (without it,
+        /// no ingress: `service get` shows the replicas' direct URLs)
+        #[argh(option)]
+        ingress_admin: Option<String>,
+        /// where caddy listens for apps, as caddy writes it (default :80)
+        #[argh(option, default = "String::from(\":80\")")]
+        ingress_listen: String,
+        /// services are published at NAME.DOMAIN (default localhost)
+        #[argh(option, default = "String::from(skiff::ingress::DEFAULT_DOMAIN)")]
+        domain: String,
     }
+}
+
+/// The ingress of `--ingress-admin`, `--ingress-listen` and `--domain`, checked.
+fn publish_config(args: &Args) -> Result<Option<manager::PublishConfig>, String> {
+    let Some(admin) = &args.ingress_admin else { return Ok(None) };
+    cli::check_address(admin).map_err(|m| format!("--ingress-admin: {m}"))?;
+    let mut settings = skiff::ingress::Settings::new(&args.ingress_listen);
+    settings.domain = args.domain.clone();
+    // the route of a sample app says whether the domain can be a host's
+    settings.route("app", &[]).map_err(|e| format!("--domain: {e}"))?;
+    let port = args.ingress_listen.rsplit_once(':').map(|(_, p)| p.parse::<u16>());
+    if !matches!(port, Some(Ok(p)) if p > 0) {
+        return Err(format!("--ingress-listen {:?}: an address caddy can listen on, [HOST]:PORT", args.ingress_listen));
+    }
+    Ok(Some(manager::PublishConfig::caddy(admin, settings)))
 }
 
 fn main() -> ExitCode {
@@ -55,6 +80,7 @@ fn run(args: Args) -> Result<(), String> {
     if args.poll_interval_ms == 0 || args.node_timeout_ms < args.poll_interval_ms {
         return Err("--poll-interval-ms must be above 0 and --node-timeout-ms at least as long".into());
     }
+    let publish = publish_config(&args)?;
     let ready = cli::prepare(&args.flags(), "manager.db")?;
     let mut workers = args.worker.clone();
     if workers.is_empty() {
@@ -75,16 +101,18 @@ fn run(args: Args) -> Result<(), String> {
         orphan_grace: Duration::from_secs(args.orphan_grace_s),
         keep_finished: args.keep_finished,
         links: Some(join_links(ready.token.clone())),
+        publish,
         ..ManagerConfig::default()
     };
     let manager = manager::spawn(config, ready.store, links).map_err(|e| error_chain(&e))?;
     let handler = http::manager_handler(manager.handle(), ready.token);
     cli::serve(ready.listener, &ready.signals, handler, |addr| {
         log::info!(
-            "manager listening addr={addr} storage={} scheduler={} workers={}",
+            "manager listening addr={addr} storage={} scheduler={} workers={} ingress={}",
             q(&args.storage),
             q(&args.scheduler),
-            q(&workers.join(","))
+            q(&workers.join(",")),
+            q(args.ingress_admin.as_deref().unwrap_or("-"))
         );
     })?;
     manager.shutdown();
