@@ -303,6 +303,10 @@ fn a_published_service_follows_its_replicas_through_caddy() {
         failures.len()
     );
     assert!(failures.is_empty(), "failed requests during the update: {failures:?}");
+    // each old replica left the route before its stop was sent, none timed out waiting
+    let log = std::fs::read_to_string(c.dir.join("manager.log")).expect("the manager's log");
+    assert_eq!(log.matches("replica stop waits for the route to leave it").count(), 3, "{log}");
+    assert!(!log.contains("replica stopped while still routed"));
     assert!(
         answers.iter().any(|(_, b)| b.starts_with("hello")) && answers.iter().any(|(_, b)| b.starts_with("bonjour"))
     );

@@ -246,8 +246,20 @@ impl Publisher {
             self.holds.remove(&id);
             return false;
         }
-        let since = *self.holds.entry(id).or_insert(now);
-        now.duration_since(since) < STOP_HOLD
+        let since = *self.holds.entry(id).or_insert_with(|| {
+            info!("replica stop waits for the route to leave it task_id={id}");
+            now
+        });
+        let held = now.duration_since(since) < STOP_HOLD;
+        if !held {
+            warn!(
+                "replica stopped while still routed: the ingress did not apply a route without it in time task_id={id}"
+            );
+            // given up on: not waited for, nor warned about, again
+            self.live.remove(&id);
+            self.holds.remove(&id);
+        }
+        held
     }
 
     pub(super) fn status(&self) -> IngressStatus {
