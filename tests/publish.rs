@@ -189,10 +189,13 @@ fn wait_answers(caddy: &Caddy, greeting: &str, n: usize, limit: Duration) -> Vec
     })
 }
 
-/// Requests through Caddy in a loop until stopped: the answers, the failures, the retries.
+/// What a request loop saw: each answer with when it came, the failures, the requests sent again.
+type Seen = (Vec<(Instant, String)>, Vec<String>, usize);
+
+/// Requests through Caddy in a loop until stopped.
 struct Load {
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<(Vec<(Instant, String)>, Vec<String>, usize)>>,
+    thread: Option<JoinHandle<Seen>>,
 }
 
 impl Load {
@@ -214,7 +217,7 @@ impl Load {
         Load { stop, thread: Some(thread) }
     }
 
-    fn finish(mut self) -> (Vec<(Instant, String)>, Vec<String>, usize) {
+    fn finish(mut self) -> Seen {
         self.stop.store(true, Ordering::SeqCst);
         self.thread.take().expect("running").join().expect("the loop")
     }
