@@ -446,6 +446,7 @@ mod tests {
 
     mod burst;
     mod drain;
+    mod publish;
     mod services;
 
     const NODE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -562,6 +563,19 @@ mod tests {
             t.state = TaskState::Running;
             t.node = Some(self.name.clone());
             t.container_id = Some(format!("c-{}", req.id.short()));
+            // engine-chosen host ports: one of its own per start, as an engine gives them
+            let next = 30_000 + self.starts.load(Ordering::SeqCst) as u16;
+            t.ports = req
+                .spec
+                .ports
+                .iter()
+                .map(|p| crate::task::PortBinding {
+                    container: p.container,
+                    protocol: p.protocol,
+                    host_ip: "0.0.0.0".into(),
+                    host: p.host.filter(|&h| h != 0).unwrap_or(next),
+                })
+                .collect();
             self.tasks.lock().expect("lock").insert(t.id, t.clone());
             Ok(t)
         }
