@@ -283,6 +283,14 @@ impl State {
     /// After a pass: the routes the cluster wants now, handed to the ingress thread if changed.
     pub(super) fn offer_routes(&mut self) {
         let Some(publisher) = &self.publisher else { return };
+        if !self.services.values().any(|s| s.publish.is_some()) {
+            // nothing published: no pass over the tasks (an empty route list still goes out
+            // once, after the last published service went)
+            if let Some(p) = self.publisher.as_mut() {
+                p.offer(Vec::new(), HashSet::new());
+            }
+            return;
+        }
         let host_of = |node: &str| self.node_host(node);
         let (routes, members) =
             routes(&self.services, self.tasks.values().map(|t| &*t.task), &host_of, &publisher.config.settings);
