@@ -47,21 +47,6 @@ skiff::daemon_args! {
     }
 }
 
-/// The ingress of `--ingress-admin`, `--ingress-listen` and `--domain`, checked.
-fn publish_config(args: &Args) -> Result<Option<manager::PublishConfig>, String> {
-    let Some(admin) = &args.ingress_admin else { return Ok(None) };
-    cli::check_address(admin).map_err(|m| format!("--ingress-admin: {m}"))?;
-    let mut settings = skiff::ingress::Settings::new(&args.ingress_listen);
-    settings.domain = args.domain.clone();
-    // the route of a sample app says whether the domain can be a host's
-    settings.route("app", &[]).map_err(|e| format!("--domain: {e}"))?;
-    let port = args.ingress_listen.rsplit_once(':').map(|(_, p)| p.parse::<u16>());
-    if !matches!(port, Some(Ok(p)) if p > 0) {
-        return Err(format!("--ingress-listen {:?}: an address caddy can listen on, [HOST]:PORT", args.ingress_listen));
-    }
-    Ok(Some(manager::PublishConfig::caddy(admin, settings)))
-}
-
 fn main() -> ExitCode {
     cli::daemon_main("manager", run)
 }
@@ -80,7 +65,10 @@ fn run(args: Args) -> Result<(), String> {
     if args.poll_interval_ms == 0 || args.node_timeout_ms < args.poll_interval_ms {
         return Err("--poll-interval-ms must be above 0 and --node-timeout-ms at least as long".into());
     }
-    let publish = publish_config(&args)?;
+    let publish = match &args.ingress_admin {
+        Some(admin) => Some(manager::PublishConfig::from_flags(admin, &args.ingress_listen, &args.domain)?),
+        None => None,
+    };
     let ready = cli::prepare(&args.flags(), "manager.db")?;
     let mut workers = args.worker.clone();
     if workers.is_empty() {

@@ -61,6 +61,23 @@ impl PublishConfig {
     }
 }
 
+impl PublishConfig {
+    /// The ingress of the manager's flags, each checked (`--ingress-admin` HOST:PORT,
+    /// `--ingress-listen` [HOST]:PORT, `--domain` lower-case host labels joined by dots).
+    pub fn from_flags(admin: &str, listen: &str, domain: &str) -> Result<PublishConfig, String> {
+        crate::cli::check_address(admin).map_err(|m| format!("--ingress-admin: {m}"))?;
+        let port = listen.rsplit_once(':').map(|(_, p)| p.parse::<u16>());
+        if !matches!(port, Some(Ok(p)) if p > 0) {
+            return Err(format!("--ingress-listen {listen:?}: an address caddy can listen on, [HOST]:PORT"));
+        }
+        let mut settings = Settings::new(listen);
+        settings.domain = domain.to_string();
+        // the route of a sample app says whether the domain can end a host name
+        settings.route("app", &[]).map_err(|e| format!("--domain: {e}"))?;
+        Ok(PublishConfig::caddy(admin, settings))
+    }
+}
+
 impl std::fmt::Debug for PublishConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PublishConfig").field("admin", &self.admin).field("settings", &self.settings).finish()
@@ -167,8 +184,9 @@ pub(super) struct Publisher {
     /// The replicas the routes live in Caddy send requests to, as far as the manager knows.
     live: HashSet<TaskId>,
     applied: Option<u64>,
-    /// Since when each replica to be stopped has waited for a route without it.
-    holds: HashMap<TaskId, Instant>,
+    /// Since when each replica to be stopped has waited for a route without it, and whether
+    /// that wait ran out (then it is not waited for again).
+    holds: HashMap<TaskId, (Instant, bool)>,
     pub(super) error: Option<String>,
 }
 
@@ -233,31 +251,34 @@ impl Publisher {
                 }
             }
             self.applied = Some(g);
-            let live = &self.live;
-            self.holds.retain(|id, _| live.contains(id));
+            let (live, sent) = (&self.live, &self.sent);
+            self.holds.retain(|id, _| live.contains(id) || sent.iter().any(|(_, m)| m.contains(id)));
         }
         self.error = report.error;
     }
 
-    /// Whether the stop of `id` is to wait: the routes live in Caddy still send it requests, and
-    /// it has not waited `STOP_HOLD` yet.
+    /// Whether the stop of `id` is to wait: routes that may be live in Caddy still send it
+    /// requests (the last known applied, or one handed over whose answer has not come: it may be
+    /// live already), and it has not waited `STOP_HOLD` yet.
     pub(super) fn hold_stop(&mut self, id: TaskId, now: Instant) -> bool {
-        if !self.live.contains(&id) {
+        let routed = self.live.contains(&id) || self.sent.iter().any(|(_, members)| members.contains(&id));
+        if !routed {
             self.holds.remove(&id);
             return false;
         }
-        let since = *self.holds.entry(id).or_insert_with(|| {
+        let (since, ran_out) = self.holds.entry(id).or_insert_with(|| {
             info!("replica stop waits for the route to leave it task_id={id}");
-            now
+            (now, false)
         });
-        let held = now.duration_since(since) < STOP_HOLD;
+        if *ran_out {
+            return false;
+        }
+        let held = now.duration_since(*since) < STOP_HOLD;
         if !held {
+            *ran_out = true;
             warn!(
                 "replica stopped while still routed: the ingress did not apply a route without it in time task_id={id}"
             );
-            // given up on: not waited for, nor warned about, again
-            self.live.remove(&id);
-            self.holds.remove(&id);
         }
         held
     }

@@ -234,7 +234,7 @@ fn a_stop_waits_for_a_live_route_without_its_replica_but_not_forever() {
     let mut h = harness(false, Duration::from_secs(60));
     let (a, b) = (TaskId::new_v4(), TaskId::new_v4());
     let t0 = Instant::now();
-    assert!(!h.publisher.hold_stop(a, t0), "nothing is live yet: no wait");
+    assert!(!h.publisher.hold_stop(a, t0), "nothing is routed yet: no wait");
     h.publisher.offer(vec![route("a", &["h:1", "h:2"])], HashSet::from([a, b]));
     h.publisher.on_report(Report { applied: Some(1), error: None });
     assert!(h.publisher.hold_stop(a, t0), "the live route still sends it requests");
@@ -250,4 +250,31 @@ fn a_stop_waits_for_a_live_route_without_its_replica_but_not_forever() {
     h.publisher.on_report(Report { applied: Some(1), error: None });
     assert!(!h.publisher.hold_stop(b, t0));
     assert_eq!(h.publisher.status().applied, Some(2));
+    // a replica in routes handed over whose answer has not come may be live already: it waits
+    let c = TaskId::new_v4();
+    h.publisher.offer(vec![route("a", &["h:1", "h:3"])], HashSet::from([a, c]));
+    assert!(h.publisher.hold_stop(c, t0));
+    h.publisher.offer(vec![route("a", &["h:1"])], HashSet::from([a]));
+    assert!(h.publisher.hold_stop(c, t0), "until an answer about a route without it comes");
+    h.publisher.on_report(Report { applied: Some(4), error: None });
+    assert!(!h.publisher.hold_stop(c, t0));
+}
+
+#[test]
+fn the_flags_are_checked_one_by_one() {
+    let p = PublishConfig::from_flags("127.0.0.1:2019", ":80", "apps.example.org").expect("valid");
+    assert_eq!(
+        (p.admin.as_str(), p.settings.listen.as_str(), p.settings.domain.as_str()),
+        ("127.0.0.1:2019", ":80", "apps.example.org")
+    );
+    for (admin, listen, domain, words) in [
+        ("2019", ":80", "localhost", "--ingress-admin"),
+        ("127.0.0.1:2019", "80", "localhost", "--ingress-listen \"80\""),
+        ("127.0.0.1:2019", ":0", "localhost", "--ingress-listen"),
+        ("127.0.0.1:2019", ":80", "Example.org", "--domain: the domain \"Example.org\""),
+        ("127.0.0.1:2019", ":80", "a..b", "--domain"),
+    ] {
+        let e = PublishConfig::from_flags(admin, listen, domain).expect_err(words);
+        assert!(e.starts_with(words), "{e}");
+    }
 }

@@ -17,8 +17,10 @@ struct Held {
 
 impl Ingress for Held {
     fn apply(&mut self, routes: &[AppRoute]) -> Result<(), IngressError> {
+        // read before telling: an apply the test saw begin ungated never waits
+        let gated = self.gated.load(Ordering::SeqCst);
         crate::control::best_effort(self.begun.send(routes.to_vec()));
-        if self.gated.load(Ordering::SeqCst) {
+        if gated {
             self.permits.recv_timeout(Duration::from_secs(20)).expect("the test lets the apply through");
         }
         Ok(())
