@@ -103,6 +103,25 @@ pub struct ManagerHealth {
     pub nodes_up: usize,
     pub nodes_total: usize,
     pub tasks: usize,
+    /// The ingress, when the manager publishes services through one (`--ingress-admin`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress: Option<IngressStatus>,
+}
+
+/// The ingress as `GET /v1/health` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IngressStatus {
+    /// Caddy's admin address.
+    pub admin: String,
+    /// Where Caddy listens for apps, and the domain they are published under.
+    pub listen: String,
+    pub domain: String,
+    /// Routes handed to the ingress thread, and the last one it applied.
+    pub generation: u64,
+    pub applied: Option<u64>,
+    /// Why the last call to Caddy failed, while it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -15,11 +15,13 @@ mod apply;
 mod drain;
 mod join;
 mod node;
+mod publish;
 mod services;
 mod state;
 mod tables;
 mod view;
 
+pub use publish::{IngressMaker, PublishConfig};
 pub use services::{ReplicaSummary, ServiceCommandError, ServiceView};
 
 use crate::api::{ChangesCursor, DryRun, ManagerHealth, NodeInfo, StartTask, TaskChanges, WorkerHealth};
@@ -96,6 +98,8 @@ pub struct ManagerConfig {
     /// How to reach a worker that joins by itself (`POST /v1/nodes`); without it, joins are
     /// refused.
     pub links: Option<LinkMaker>,
+    /// The ingress services are published through (`--ingress-admin`); none without it.
+    pub publish: Option<PublishConfig>,
 }
 
 /// Makes the link to a worker at an address.
@@ -112,6 +116,7 @@ impl Default for ManagerConfig {
             keep_finished: 1000,
             clock: clock::system(),
             links: None,
+            publish: None,
         }
     }
 }
@@ -125,6 +130,7 @@ impl fmt::Debug for ManagerConfig {
             .field("node_timeout", &self.node_timeout)
             .field("dispatch_threads", &self.dispatch_threads)
             .field("orphan_grace", &self.orphan_grace)
+            .field("publish", &self.publish)
             .finish_non_exhaustive()
     }
 }
@@ -440,6 +446,7 @@ mod tests {
 
     mod burst;
     mod drain;
+    mod publish;
     mod services;
 
     const NODE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -556,6 +563,19 @@ mod tests {
             t.state = TaskState::Running;
             t.node = Some(self.name.clone());
             t.container_id = Some(format!("c-{}", req.id.short()));
+            // engine-chosen host ports: one of its own per start, as an engine gives them
+            let next = 30_000 + self.starts.load(Ordering::SeqCst) as u16;
+            t.ports = req
+                .spec
+                .ports
+                .iter()
+                .map(|p| crate::task::PortBinding {
+                    container: p.container,
+                    protocol: p.protocol,
+                    host_ip: "0.0.0.0".into(),
+                    host: p.host.filter(|&h| h != 0).unwrap_or(next),
+                })
+                .collect();
             self.tasks.lock().expect("lock").insert(t.id, t.clone());
             Ok(t)
         }

@@ -9,6 +9,7 @@
 
 pub mod plan;
 
+use crate::ingress::DEFAULT_HEALTH_PATH;
 use crate::task::TaskSpec;
 use crate::time::Timestamp;
 use serde::de::DeserializeOwned;
@@ -25,7 +26,9 @@ pub const MAX_SERVICE_EVENTS: usize = 50;
 /// The longest `monitor_s` accepted (an hour).
 pub const MAX_MONITOR_S: u32 = 3600;
 /// The fields of a service body, in the order the docs list them.
-pub const SERVICE_FIELDS: [&str; 4] = ["name", "template", "replicas", "update_policy"];
+pub const SERVICE_FIELDS: [&str; 5] = ["name", "template", "replicas", "update_policy", "publish"];
+/// The fields of `publish`.
+pub const PUBLISH_FIELDS: [&str; 2] = ["port", "health_path"];
 /// The fields of an update policy.
 pub const POLICY_FIELDS: [&str; 4] = ["parallelism", "order", "monitor_s", "failure_action"];
 
@@ -93,6 +96,17 @@ impl Default for UpdatePolicy {
     }
 }
 
+/// How a service is published through the ingress, at `Host: NAME.DOMAIN`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Publish {
+    /// The container port requests go to (one of the template's tcp `ports`); each replica is
+    /// reached at its node's address and the host port the engine gave this port.
+    pub port: u16,
+    /// What the ingress's health checks ask each replica.
+    pub health_path: String,
+}
+
 /// What a user sends to create a service or to give it a new version.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServiceSpec {
@@ -100,6 +114,8 @@ pub struct ServiceSpec {
     pub template: TaskSpec,
     pub replicas: u32,
     pub policy: UpdatePolicy,
+    /// Published through the ingress when set.
+    pub publish: Option<Publish>,
 }
 
 /// Where an update is. `Updating` and `RollingBack` move replicas; the others are at rest.
@@ -171,6 +187,9 @@ pub struct Service {
     #[serde(default)]
     pub events: Vec<ServiceEvent>,
     pub created_at: Timestamp,
+    /// Published through the ingress when set (a record written before this field has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish: Option<Publish>,
 }
 
 impl Service {
@@ -185,6 +204,7 @@ impl Service {
             update: None,
             events: Vec::new(),
             created_at: now,
+            publish: spec.publish,
         };
         s.note(now, format!("created with {} replicas", s.replicas));
         s
@@ -217,6 +237,7 @@ impl Service {
         }
         self.replicas = spec.replicas;
         self.policy = spec.policy;
+        self.publish = spec.publish;
         // after a paused update the cluster still runs the version it came from: a rollback of
         // this one goes there, not to the version that failed
         let from = match &self.update {
@@ -291,8 +312,51 @@ impl ServiceSpec {
             field: Some(e.field.map(|f| format!("template.{f}")).unwrap_or_else(|| "template".into())),
             message: e.message,
         })?;
-        Ok(ServiceSpec { name, template, replicas, policy })
+        let publish = match obj.remove("publish") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(parse_publish(v, &name, &template)?),
+        };
+        Ok(ServiceSpec { name, template, replicas, policy, publish })
     }
+}
+
+/// `publish`: the container port (one the template publishes over tcp, so that each replica has
+/// a host port to be reached at) and the health path; the service's name must be a host label.
+fn parse_publish(value: Value, name: &str, template: &TaskSpec) -> Result<Publish, ServiceError> {
+    let Value::Object(mut obj) = value else {
+        return Err(ServiceError::at("publish", "must be a JSON object ({\"port\": 8080})"));
+    };
+    if let Some(unknown) = obj.keys().find(|k| !PUBLISH_FIELDS.contains(&k.as_str())) {
+        return Err(ServiceError::at(
+            format!("publish.{unknown}"),
+            format!("unknown field; the fields are: {}", PUBLISH_FIELDS.join(", ")),
+        ));
+    }
+    // the name becomes the first label of the service's host
+    crate::ingress::AppName::parse(name).map_err(|e| ServiceError::at("name", e.to_string()))?;
+    let port: u16 = optional_at(&mut obj, "port", "publish.port")?
+        .ok_or_else(|| ServiceError::at("publish.port", "is required: the container port to route requests to"))?;
+    if port == 0 {
+        return Err(ServiceError::at("publish.port", "must be from 1 to 65535"));
+    }
+    if !template.ports.iter().any(|p| p.container == port && p.protocol == crate::task::Protocol::Tcp) {
+        return Err(ServiceError::at(
+            "publish.port",
+            format!("container port {port} must also be listed in `template.ports` (tcp) so that each replica has a host port to be reached at"),
+        ));
+    }
+    let health_path: String =
+        optional_at(&mut obj, "health_path", "publish.health_path")?.unwrap_or_else(|| DEFAULT_HEALTH_PATH.into());
+    if !health_path.starts_with('/')
+        || health_path.len() > 1024
+        || health_path.chars().any(|c| c.is_control() || c == ' ')
+    {
+        return Err(ServiceError::at(
+            "publish.health_path",
+            "must start with / and hold no spaces or control characters (at most 1024 bytes)",
+        ));
+    }
+    Ok(Publish { port, health_path })
 }
 
 fn parse_policy(value: Value) -> Result<UpdatePolicy, ServiceError> {
@@ -399,6 +463,50 @@ mod tests {
             let err = parse(body.clone()).expect_err(&body.to_string());
             assert_eq!(err.field.as_deref(), Some(field), "{body}: {err}");
         }
+    }
+
+    #[test]
+    fn publish_is_checked_field_by_field() {
+        let web = |publish: Value| json!({"name": "web", "template": {"image": "x", "ports": [{"container": 8080}]}, "publish": publish});
+        let s = parse(web(json!({"port": 8080}))).expect("valid");
+        assert_eq!(s.publish, Some(Publish { port: 8080, health_path: "/".into() }));
+        let s = parse(web(json!({"port": 8080, "health_path": "/healthz"}))).expect("valid");
+        assert_eq!(s.publish.expect("published").health_path, "/healthz");
+        assert_eq!(parse(web(Value::Null)).expect("valid").publish, None);
+        let cases = [
+            (web(json!(8080)), "publish", "must be a JSON object"),
+            (web(json!({})), "publish.port", "is required"),
+            (web(json!({"port": 0})), "publish.port", "from 1 to 65535"),
+            (web(json!({"port": 70000})), "publish.port", ""),
+            (web(json!({"port": 9090})), "publish.port", "must also be listed in `template.ports`"),
+            (web(json!({"port": 8080, "health_path": "healthz"})), "publish.health_path", "must start with /"),
+            (web(json!({"port": 8080, "health_path": "/a b"})), "publish.health_path", "no spaces"),
+            (web(json!({"port": 8080, "host": "x"})), "publish.host", "unknown field"),
+        ];
+        for (body, field, words) in cases {
+            let err = parse(body.clone()).expect_err(&body.to_string());
+            assert_eq!(err.field.as_deref(), Some(field), "{body}: {err}");
+            assert!(err.message.contains(words), "{body}: {err}");
+        }
+        // a udp port has no route through an HTTP ingress
+        let udp = json!({"name": "dns", "template": {"image": "x", "ports": [{"container": 53, "protocol": "udp"}]},
+            "publish": {"port": 53}});
+        assert_eq!(parse(udp).expect_err("udp").field.as_deref(), Some("publish.port"));
+    }
+
+    #[test]
+    fn a_new_version_carries_its_publish_setting() {
+        let spec = |publish: Value| {
+            let body =
+                json!({"name": "web", "template": {"image": "x", "ports": [{"container": 80}]}, "publish": publish});
+            parse(body).expect("valid")
+        };
+        let mut s = Service::new(spec(json!({"port": 80})), Timestamp(1));
+        assert_eq!(s.publish.as_ref().map(|p| p.port), Some(80));
+        s.deploy(spec(Value::Null), Timestamp(2));
+        assert_eq!(s.publish, None, "an update without publish unpublishes");
+        let text = serde_json::to_string(&Service::new(spec(json!({"port": 80})), Timestamp(3))).expect("json");
+        assert!(text.contains(r#""publish":{"port":80,"health_path":"/"}"#), "{text}");
     }
 
     #[test]

@@ -34,6 +34,16 @@ skiff::daemon_args! {
         /// finished tasks kept in the table and the store; older ones are forgotten (default 1000)
         #[argh(option, default = "1000")]
         keep_finished: usize,
+        /// caddy's admin API, HOST:PORT: published services get a route there (without it,
+        /// no ingress: `service get` shows the replicas' direct URLs)
+        #[argh(option)]
+        ingress_admin: Option<String>,
+        /// where caddy listens for apps, as caddy writes it (default :80)
+        #[argh(option, default = "String::from(\":80\")")]
+        ingress_listen: String,
+        /// services are published at NAME.DOMAIN (default localhost)
+        #[argh(option, default = "String::from(skiff::ingress::DEFAULT_DOMAIN)")]
+        domain: String,
     }
 }
 
@@ -55,6 +65,10 @@ fn run(args: Args) -> Result<(), String> {
     if args.poll_interval_ms == 0 || args.node_timeout_ms < args.poll_interval_ms {
         return Err("--poll-interval-ms must be above 0 and --node-timeout-ms at least as long".into());
     }
+    let publish = match &args.ingress_admin {
+        Some(admin) => Some(manager::PublishConfig::from_flags(admin, &args.ingress_listen, &args.domain)?),
+        None => None,
+    };
     let ready = cli::prepare(&args.flags(), "manager.db")?;
     let mut workers = args.worker.clone();
     if workers.is_empty() {
@@ -75,16 +89,18 @@ fn run(args: Args) -> Result<(), String> {
         orphan_grace: Duration::from_secs(args.orphan_grace_s),
         keep_finished: args.keep_finished,
         links: Some(join_links(ready.token.clone())),
+        publish,
         ..ManagerConfig::default()
     };
     let manager = manager::spawn(config, ready.store, links).map_err(|e| error_chain(&e))?;
     let handler = http::manager_handler(manager.handle(), ready.token);
     cli::serve(ready.listener, &ready.signals, handler, http::Limits::default(), |addr| {
         log::info!(
-            "manager listening addr={addr} storage={} scheduler={} workers={}",
+            "manager listening addr={addr} storage={} scheduler={} workers={} ingress={}",
             q(&args.storage),
             q(&args.scheduler),
-            q(&workers.join(","))
+            q(&workers.join(",")),
+            q(args.ingress_admin.as_deref().unwrap_or("-"))
         );
     })?;
     manager.shutdown();

@@ -127,6 +127,19 @@ pub fn details(v: &ServiceView, now: Timestamp) -> String {
             out.push_str(&format!("note:      {n}\n"));
         }
     }
+    if let Some(p) = &s.publish {
+        // through the ingress when the manager has one, else straight at each replica
+        let direct =
+            if v.endpoints.is_empty() { "- (no replica receives requests)".into() } else { v.endpoints.join(" ") };
+        match &v.url {
+            Some(url) => out.push_str(&format!("url:       {url} (port {} of each replica)\n", p.port)),
+            None => out.push_str("url:       - (the manager has no ingress: reach the replicas directly)\n"),
+        }
+        out.push_str(&format!("direct:    {direct}\n"));
+        if let Some(e) = &v.ingress_error {
+            out.push_str(&format!("ingress:   {e}\n"));
+        }
+    }
     let by_node: Vec<String> = v.replicas_by_node.iter().map(|(n, c)| format!("{n}={c}")).collect();
     out.push_str(&format!("by node:   {}\n", if by_node.is_empty() { "-".into() } else { by_node.join(" ") }));
     let rows: Vec<Vec<String>> = v
@@ -182,10 +195,41 @@ mod tests {
             replicas_by_state: Default::default(),
             replicas_by_node: Default::default(),
             tasks: vec![],
+            url: None,
+            endpoints: vec![],
+            ingress_error: None,
         };
-        let text = list(&[view]);
+        let text = list(std::slice::from_ref(&view));
         let row = text.lines().nth(1).unwrap_or_default();
         assert!(row.contains("good:1") && !row.contains("bad:2"), "{text}");
         assert_eq!(text.lines().next().and_then(|h| h.find("IMAGE")), row.find("good:1"), "{text}");
+        assert!(!details(&view, Timestamp(4)).contains("url:"), "not published: no url line");
+    }
+
+    #[test]
+    fn details_show_the_url_or_the_direct_addresses() {
+        let body = serde_json::json!({"name": "shop", "template": {"image": "x", "ports": [{"container": 80}]},
+            "publish": {"port": 80}});
+        let s = crate::service::Service::new(
+            crate::service::ServiceSpec::from_value(body, None).expect("valid"),
+            Timestamp(1),
+        );
+        let mut view = ServiceView {
+            service: s,
+            replicas_by_state: Default::default(),
+            replicas_by_node: Default::default(),
+            tasks: vec![],
+            url: None,
+            endpoints: vec!["http://10.0.0.1:32768".into(), "http://10.0.0.2:32769".into()],
+            ingress_error: None,
+        };
+        let text = details(&view, Timestamp(2));
+        assert!(text.contains("url:       - (the manager has no ingress"), "{text}");
+        assert!(text.contains("direct:    http://10.0.0.1:32768 http://10.0.0.2:32769"), "{text}");
+        view.url = Some("http://shop.localhost:8088".into());
+        view.ingress_error = Some("caddy's admin API at 127.0.0.1:2019 does not answer".into());
+        let text = details(&view, Timestamp(2));
+        assert!(text.contains("url:       http://shop.localhost:8088 (port 80 of each replica)"), "{text}");
+        assert!(text.contains("ingress:   caddy's admin API"), "{text}");
     }
 }

@@ -5,8 +5,8 @@
 //! that makes Caddy's live config match it and notices when it no longer does (`caddy`).
 //!
 //! It must not edit Caddy's files, touch any part of Caddy's config but its own server, or hold
-//! the truth of which apps run where: the caller (the manager, once wired) says what is wanted,
-//! every time, and the applier makes it so. `Ingress` is the seam the manager will call from a
+//! the truth of which apps run where: the caller (the manager's ingress thread) says what is wanted,
+//! every time, and the applier makes it so. `Ingress` is the seam the manager calls from a
 //! thread of its own (a call waits on the network); `RecordingIngress` is its fake.
 
 pub mod caddy;

@@ -24,12 +24,19 @@ use log::{debug, error, info, warn};
 
 impl State {
     pub(super) fn on_observation(&mut self, obs: Observation) {
+        if let Observation::Ingress(report) = obs {
+            if let Some(p) = self.publisher.as_mut() {
+                p.on_report(report);
+            }
+            return;
+        }
         let now = self.now();
         let from = match &obs {
             Observation::Started { node, .. }
             | Observation::Stopped { node, .. }
             | Observation::StrayStopped { node, .. }
             | Observation::Polled { node, .. } => *node,
+            Observation::Ingress(_) => return,
         };
         if self.nodes[from].removed {
             return; // an answer still under way when the node was removed
@@ -46,6 +53,7 @@ impl State {
                 }
             }
             Observation::Stopped { node, id, result } => self.on_stopped(node, id, result, now),
+            Observation::Ingress(_) => {}
             Observation::StrayStopped { node, id, result } => {
                 // stays in `stray_stops` until a report asked for after this answer: the one in
                 // hand still lists the copy, and must not make the plan ask again; a later one
@@ -467,6 +475,9 @@ impl State {
             }
             Action::SendStop { id, node } => {
                 let Some(index) = self.node_index(&node) else { return };
+                if self.stop_held(id) {
+                    return; // the next pass asks again, once the route no longer has it
+                }
                 if self.nodes[index].stops.send(Job::Stop(id)).is_ok() {
                     if let Some(t) = self.tasks.get_mut(&id) {
                         t.op_on = Some(index);

@@ -43,6 +43,8 @@ pub(super) enum Observation {
         epoch: u64,
         result: Result<Poll, LinkError>,
     },
+    /// From the ingress thread (`publish.rs`), not a node.
+    Ingress(super::publish::Report),
 }
 
 /// What one poll of a worker brings back: its health, the pages of its task records changed

@@ -70,6 +70,17 @@ pub struct ServiceView {
     pub replicas_by_node: BTreeMap<String, usize>,
     /// Its unfinished tasks (being stopped too), oldest first.
     pub tasks: Vec<ReplicaSummary>,
+    /// Where it answers through the ingress (`http://NAME.DOMAIN[:PORT]`), when it is published
+    /// and the manager has an ingress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// When published: each replica that receives requests, straight at its node
+    /// (`http://NODEHOST:HOSTPORT`), sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<String>,
+    /// Why the ingress's last call failed, while it does (the routes may be stale meanwhile).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress_error: Option<String>,
 }
 
 pub(super) enum ServiceCommand {
@@ -138,6 +149,7 @@ impl State {
                         // the same template: new settings, no new version and no update
                         s.replicas = spec.replicas;
                         s.policy = spec.policy;
+                        s.publish = spec.publish;
                         s.note(now, format!("settings changed; {} replicas", s.replicas));
                     } else {
                         s.deploy(spec, now);
@@ -277,7 +289,21 @@ impl State {
                 *by_node.entry(n.clone()).or_insert(0) += 1;
             }
         }
+        let host_of = |node: &str| self.node_host(node);
+        let mut endpoints: Vec<String> = match &service.publish {
+            Some(p) => tasks
+                .iter()
+                .filter_map(|t| super::publish::upstream(t, p, &host_of))
+                .map(|u| format!("http://{u}"))
+                .collect(),
+            None => Vec::new(),
+        };
+        endpoints.sort();
+        let publisher = self.publisher.as_ref().filter(|_| service.publish.is_some());
         ServiceView {
+            url: publisher.map(|p| super::publish::url(&p.config.settings, &service.name)),
+            endpoints,
+            ingress_error: publisher.and_then(|p| p.error.clone()),
             service: service.clone(),
             replicas_by_state: by_state,
             replicas_by_node: by_node,

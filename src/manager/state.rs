@@ -106,6 +106,8 @@ pub(super) struct State {
     pub(super) moves: HashMap<TaskId, super::drain::Move>,
     /// Tasks a drain could not move lately, by task.
     pub(super) stuck: HashMap<TaskId, super::drain::Stuck>,
+    /// The ingress's control-thread side, when services are published (`publish.rs`).
+    pub(super) publisher: Option<super::publish::Publisher>,
     /// Kept so that the observation channel never disconnects (see `spawn_with_ticks`).
     _observations: Sender<Observation>,
 }
@@ -158,6 +160,10 @@ impl State {
         let node_seen = vec![NodeStatus::Unknown; nodes.len()];
         // the history of earlier runs, with a persisted store
         let events = EventLog::restore(DEFAULT_CAPACITY, store.list_events().map_err(ManagerError::Store)?);
+        let publisher = match config.publish.clone() {
+            Some(p) => Some(super::publish::Publisher::spawn(p, observations.clone()).map_err(ManagerError::Spawn)?),
+            None => None,
+        };
         Ok(State {
             config,
             clock,
@@ -180,6 +186,7 @@ impl State {
             burst_submits: Vec::new(),
             moves: HashMap::new(),
             stuck: HashMap::new(),
+            publisher,
             _observations: observations,
         })
     }
@@ -244,6 +251,7 @@ impl State {
         // the plan placed what a burst submitted
         self.burst_submits.clear();
         survive("the drains", || self.drain_step());
+        survive("the routes", || self.offer_routes());
         self.note_node_changes();
         self.note_availability_changes();
         // the node list costs a pass over the tasks: published once the loop has caught up with

@@ -23,6 +23,7 @@ impl State {
             nodes_up: up,
             nodes_total: live.count(),
             tasks: self.tasks.values().filter(|t| !t.task.is_terminal()).count(),
+            ingress: self.publisher.as_ref().map(|p| p.status()),
         };
         let nodes = self.node_infos();
         crate::metrics::manager().publish(self.tasks.values().map(|t| t.task.state), nodes.clone());

@@ -18,7 +18,7 @@ fn spec(image: &str, port: Option<u16>, health: bool) -> TaskSpec {
 
 /// A service at version 1 with `replicas`, or in an update 1 → 2 when `updating`.
 fn service(replicas: u32, updating: Option<UpdateState>, policy: UpdatePolicy, port: Option<u16>) -> Service {
-    let s = ServiceSpec { name: "web".into(), template: spec("v1", port, false), replicas, policy };
+    let s = ServiceSpec { name: "web".into(), template: spec("v1", port, false), replicas, policy, publish: None };
     let mut svc = Service::new(s.clone(), Timestamp(1));
     if let Some(state) = updating {
         svc.deploy(ServiceSpec { template: spec("v2", port, false), ..s }, Timestamp(50_000));
@@ -392,7 +392,7 @@ fn a_host_port_another_task_holds_keeps_a_replica_off_that_node() {
 /// A service updating 1 → 2 where each version's template has its own fixed host port.
 fn updating_with_ports(replicas: u32, v1: Option<u16>, v2: Option<u16>) -> Service {
     let policy = UpdatePolicy { monitor_s: 0, ..UpdatePolicy::default() };
-    let s = ServiceSpec { name: "web".into(), template: spec("v1", v1, false), replicas, policy };
+    let s = ServiceSpec { name: "web".into(), template: spec("v1", v1, false), replicas, policy, publish: None };
     let mut svc = Service::new(s.clone(), Timestamp(1));
     svc.deploy(ServiceSpec { template: spec("v2", v2, false), ..s }, Timestamp(50_000));
     svc
