@@ -256,3 +256,19 @@ impl ErrorBody {
         ErrorBody { error: message.into(), field: None }
     }
 }
+
+/// What a worker's `POST /v1/images` loaded: each tag with its image and app, and the bytes
+/// of the tar.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ImagesLoaded {
+    pub images: Vec<LoadedImage>,
+    pub bytes: u64,
+}
+
+/// One image loaded: its tag, its id, the `skiff.app` label it carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadedImage {
+    pub tag: String,
+    pub id: String,
+    pub app: String,
+}

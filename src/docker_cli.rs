@@ -1,6 +1,7 @@
 //! The Docker Engine API client: HTTP/1.1 over the engine's Unix socket, with the calls a worker
 //! needs (image check and pull, create, start, rename, stop, remove, inspect, list by label,
-//! events), and image builds (`docker_cli::build`).
+//! events), image builds (`docker_cli::build`), and images exported and loaded
+//! (`docker_cli::images`).
 //!
 //! This file owns the calls: the engine's paths, the API version negotiated with it, and what each
 //! status means for a call (a missing container removed is not an error). The framing of HTTP/1.1
@@ -17,10 +18,12 @@
 
 mod build;
 mod framing;
+mod images;
 mod logs;
 mod wire;
 
 pub use build::{BuildError, BuildFailure, BuildOptions, Built, DEFAULT_BUILD_DEADLINE, DEFAULT_MAX_LOG};
+pub use images::{ImageExport, ImageInfo, Loaded};
 pub use logs::{Demux, LogOptions, Streams};
 
 pub use framing::parse_response;

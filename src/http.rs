@@ -9,6 +9,7 @@ pub mod builds;
 pub mod changes;
 mod client;
 pub mod events;
+pub mod images;
 pub mod join;
 
 pub use client::{ClientError, HttpWorkerLink, ManagerClient, MAX_ANSWER_VAR};
@@ -69,7 +70,7 @@ pub const MANAGER_ROUTES: [(&str, &str); 24] = [
 ];
 
 /// Every route of the worker.
-pub const WORKER_ROUTES: [(&str, &str); 10] = [
+pub const WORKER_ROUTES: [(&str, &str); 12] = [
     ("GET", "/v1/health"),
     ("GET", "/v1/stats"),
     ("GET", "/v1/changes"),
@@ -80,6 +81,8 @@ pub const WORKER_ROUTES: [(&str, &str); 10] = [
     ("GET", "/v1/tasks/{id}/logs"),
     ("GET", "/v1/metrics"),
     ("POST", "/v1/builds"),
+    ("GET", "/v1/images/{ref}"),
+    ("POST", "/v1/images"),
 ];
 
 #[derive(Debug, Clone, PartialEq)]
@@ -142,6 +145,10 @@ pub enum WorkerRoute {
     Metrics,
     /// An image built on the node (`http/builds.rs`).
     Build,
+    /// An image Skiff built, exported as a `docker save` tar (`http/images.rs`).
+    ExportImage(String),
+    /// A `docker save` tar loaded (`http/images.rs`).
+    ImportImage,
 }
 
 impl WorkerRoute {
@@ -159,6 +166,8 @@ impl WorkerRoute {
             TaskLogs(_) => ("GET", "/v1/tasks/{id}/logs"),
             Metrics => ("GET", "/v1/metrics"),
             Build => ("POST", "/v1/builds"),
+            ExportImage(_) => ("GET", "/v1/images/{ref}"),
+            ImportImage => ("POST", "/v1/images"),
         }
     }
 }
@@ -275,6 +284,8 @@ pub fn worker_route(method: &str, path: &str) -> Result<WorkerRoute, RouteError>
         ("GET", ["v1", "tasks", id, "logs"]) => Ok(TaskLogs(task_id(id)?)),
         ("GET", ["v1", "metrics"]) => Ok(Metrics),
         ("POST", ["v1", "builds"]) => Ok(Build),
+        ("GET", ["v1", "images", reference]) => Ok(ExportImage(reference.to_string())),
+        ("POST", ["v1", "images"]) => Ok(ImportImage),
         _ => Err(unrouted(&WORKER_ROUTES, &segs)),
     };
     listed(&WORKER_ROUTES, &segs, found, WorkerRoute::pattern)
@@ -315,6 +326,8 @@ pub enum ApiError {
     Node(LinkError),
     /// A build refused before it began (`http/builds.rs`).
     Build(Box<builds::BuildRefusal>),
+    /// An image route's refusal (`http/images.rs`).
+    Image(images::ImageRefusal),
 }
 
 impl From<ManagerError> for ApiError {
@@ -360,6 +373,7 @@ pub fn status_of(e: &ApiError) -> u16 {
         ApiError::Node(LinkError::Unreachable(_)) => 503,
         ApiError::Node(LinkError::Lost(_) | LinkError::BadAnswer(_)) => 502,
         ApiError::Build(e) => builds::status_of(e),
+        ApiError::Image(e) => e.status,
     }
 }
 
@@ -396,6 +410,7 @@ fn error_response(e: ApiError) -> Response {
         ApiError::Node(LinkError::Refused { message, .. }) => ErrorBody::new(message.clone()),
         ApiError::Node(n) => ErrorBody::new(format!("the task's node: {n}")),
         ApiError::Build(e) => ErrorBody { error: e.to_string(), field: e.field() },
+        ApiError::Image(e) => ErrorBody::new(e.message.clone()),
     };
     let resp = Response::error(status, &body);
     match e {
@@ -553,11 +568,15 @@ pub fn worker_handler(handle: WorkerHandle, token: Option<Token>, builds: Arc<bu
         token,
         worker_route,
         |_| false,
-        Some(Arc::new(builds::spools)),
+        Some(Arc::new(|head: &Request| builds::spools(head).or_else(|| images::spools(head)))),
         requests.clone(),
         move |route, req| match route {
             WorkerRoute::Metrics => Ok(metrics::worker_page(&handle, &requests)),
             WorkerRoute::Build => builds::serve_build(&builds, req),
+            WorkerRoute::ExportImage(reference) => {
+                images::serve_export(builds.docker(), &images::image_ref(&reference)?)
+            }
+            WorkerRoute::ImportImage => images::serve_import(builds.docker(), req),
             route => serve_worker(&handle, route, req),
         },
     )
@@ -736,7 +755,9 @@ fn serve_worker(h: &WorkerHandle, route: WorkerRoute, req: &Request) -> Result<R
         WorkerRoute::StopTask(id) => json(200, &h.stop(id)?),
         WorkerRoute::TaskLogs(id) => logs::worker_logs(h, id, &req.query),
         // answered by `worker_handler`, which holds the server's request counts and the builds
-        WorkerRoute::Metrics | WorkerRoute::Build => Err(ApiError::Route(RouteError::NotFound)),
+        WorkerRoute::Metrics | WorkerRoute::Build | WorkerRoute::ExportImage(_) | WorkerRoute::ImportImage => {
+            Err(ApiError::Route(RouteError::NotFound))
+        }
     }
 }
 
@@ -783,7 +804,7 @@ mod tests {
     const ID: &str = "3f2b9c1e-8d4a-4f6b-9a7e-1c2d3e4f5a6b";
 
     fn sample_path(pattern: &str) -> String {
-        pattern.replace("{id}", ID).replace("{name}", "web")
+        pattern.replace("{id}", ID).replace("{name}", "web").replace("{ref}", "skiff-app%2Fweb%3Av1")
     }
 
     const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
@@ -815,12 +836,26 @@ mod tests {
     fn every_worker_route() -> Vec<WorkerRoute> {
         use WorkerRoute::*;
         let id: TaskId = ID.parse().expect("valid id");
-        let every =
-            vec![Health, Stats, Changes, ListTasks, StartTask, GetTask(id), StopTask(id), TaskLogs(id), Metrics, Build];
+        let image = ExportImage("skiff-app%2Fweb%3Av1".into());
+        let every = vec![
+            Health,
+            Stats,
+            Changes,
+            ListTasks,
+            StartTask,
+            GetTask(id),
+            StopTask(id),
+            TaskLogs(id),
+            Metrics,
+            Build,
+            image,
+            ImportImage,
+        ];
         for route in &every {
             match route {
                 Health | Stats | Changes | ListTasks | StartTask | GetTask(_) | StopTask(_) | TaskLogs(_) | Metrics
                 | Build => {}
+                ExportImage(_) | ImportImage => {}
             }
         }
         every

@@ -13,6 +13,7 @@
 
 mod apply;
 mod drain;
+mod images;
 mod join;
 mod node;
 mod publish;
@@ -21,6 +22,7 @@ mod state;
 mod tables;
 mod view;
 
+pub use images::{copy_image, Copied, CopyError};
 pub use publish::{IngressMaker, PublishConfig};
 pub use services::{ReplicaSummary, ServiceCommandError, ServiceView};
 
@@ -78,6 +80,22 @@ pub trait WorkerLink: Send + Sync {
     fn changes(&self, since: Option<&ChangesCursor>) -> Result<TaskChanges, LinkError>;
     fn health(&self) -> Result<WorkerHealth, LinkError>;
     fn stats(&self) -> Result<NodeStats, LinkError>;
+    /// Opens the worker's export of an image Skiff built (a `docker save` tar): its bytes as
+    /// they come, and a way to end the read from another thread (`manager/images.rs` copies it).
+    fn export_image(&self, reference: &str) -> Result<ImageSource, LinkError> {
+        Err(LinkError::Refused { status: 501, message: format!("this link cannot export {reference}") })
+    }
+    /// Sends a `docker save` tar, read from `tar` as it is sent, to be loaded by the worker's
+    /// engine; a failed read of `tar` ends the upload unfinished, so that nothing is loaded.
+    fn import_image(&self, _tar: &mut dyn std::io::Read) -> Result<crate::api::ImagesLoaded, LinkError> {
+        Err(LinkError::Refused { status: 501, message: "this link cannot import images".into() })
+    }
+}
+
+/// An image being read from a worker, and what ends the read from another thread.
+pub struct ImageSource {
+    pub reader: Box<dyn std::io::Read + Send>,
+    pub close: Box<dyn FnOnce() + Send>,
 }
 
 #[derive(Clone)]

@@ -995,4 +995,78 @@ mod multi_host {
             println!("round {round}: one copy {:.1?} after the resume", resumed.elapsed());
         }
     }
+
+    /// Builds an app image on h1 and copies it to h2 and h3 through the manager's side
+    /// (`manager::copy_image`, h1's export streamed into each one's import); a task of it placed
+    /// on h2 (h1 and h3 drained) answers at h2's address, h3's engine has the same image, and
+    /// h1's is untouched. The images go with the hosts' data directories when the harness ends.
+    #[test]
+    fn an_image_built_on_one_host_is_copied_to_the_others_and_runs_there() {
+        use skiff::manager::{copy_image, WorkerLink};
+        let c = HostCluster::start("image_copy", HostOptions::default());
+        c.wait_nodes_up(RUN);
+        let app = format!("copied{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let tag = format!("skiff-app/{app}:v1");
+        let dockerfile = format!("FROM {IMAGE}\nCOPY index.html /www/\nCMD exec httpd -f -p 8080 -h /www\n");
+        let mut tar = tar::Builder::new(Vec::new());
+        for (path, text) in [("Dockerfile", dockerfile.as_str()), ("index.html", app.as_str())] {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(text.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            tar.append_data(&mut header, path, text.as_bytes()).expect("append");
+        }
+        let tar = tar.into_inner().expect("tar");
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(300)))
+            .build()
+            .new_agent();
+        let url = c.worker_url(0, &format!("/v1/builds?tag={tag}&app={app}&version=1"));
+        let mut resp = agent
+            .post(&url)
+            .header("Content-Type", "application/x-tar")
+            .header("Authorization", format!("Bearer {TOKEN}"))
+            .send(&tar[..])
+            .expect("the build answers");
+        let log = resp.body_mut().read_to_string().expect("the build's stream");
+        assert!(log.lines().last().is_some_and(|l| l.contains(&tag)), "{log}");
+        let original = c.hosts[0].docker.image_id(&tag).expect("h1's engine").expect("built on h1");
+        assert_eq!(c.hosts[1].docker.image_id(&tag).expect("h2's engine"), None, "not on h2 before the copy");
+
+        let token = skiff::auth::Token::new(TOKEN).expect("a token");
+        let links: Vec<skiff::http::HttpWorkerLink> =
+            c.hosts.iter().map(|h| skiff::http::HttpWorkerLink::new(&h.worker_addr(), Some(&token))).collect();
+        for to in [1, 2] {
+            let copied = copy_image(&links[0], &links[to], &tag, Duration::from_secs(120))
+                .unwrap_or_else(|e| panic!("copy to {}: {e}", links[to].address()));
+            println!(
+                "copy h1 -> {}: {} bytes in {:.2?} ({:.1} MB/s)",
+                c.hosts[to].name,
+                copied.bytes,
+                copied.took,
+                copied.bytes as f64 / copied.took.as_secs_f64() / 1e6
+            );
+            assert_eq!(copied.loaded.images[0].tag, tag);
+            assert_eq!(copied.loaded.images[0].id, original, "the same image on {}", c.hosts[to].name);
+            assert_eq!(copied.bytes, copied.loaded.bytes, "every byte exported was loaded");
+        }
+        assert_eq!(c.hosts[2].docker.image_id(&tag).expect("h3's engine"), Some(original.clone()));
+        assert_eq!(c.hosts[0].docker.image_id(&tag).expect("h1's engine"), Some(original), "h1's is untouched");
+
+        for i in [0, 2] {
+            let path = format!("/v1/nodes/{}/drain", c.hosts[i].name);
+            let (status, v) = http("POST", &c.url(&path), None);
+            assert_eq!(status, 200, "drain {}: {v}", c.hosts[i].name);
+        }
+        let spec = json!({
+            "name": "copied", "image": tag, "memory_mb": 16, "ports": [{"container": 8080}]
+        });
+        let id = c.submit(&spec);
+        let t = wait_settled(&c, std::slice::from_ref(&id), RUN).remove(0);
+        assert_eq!(t["node"], c.hosts[1].name.as_str(), "placed on h2: {t}");
+        let page =
+            wait_for("the task to answer at h2's address", START, || probe(&c.hosts[1].addr, host_port(&t), "/"));
+        assert_eq!(page, app);
+    }
 }

@@ -168,7 +168,12 @@ fn run(args: Args) -> Result<(), String> {
     let builds = http::builds::Builds::new(Arc::new(Docker::new(socket)), build_config(&args), build_dir.clone());
     let handler = http::worker_handler(worker.handle(), ready.token, Arc::new(builds));
     let limits = http::Limits {
-        spool: http::SpoolLimits { dir: build_dir, ..http::SpoolLimits::default() },
+        // room for two image loads of `MAX_IMAGE_BODY` at once (on disk, not in memory)
+        spool: http::SpoolLimits {
+            dir: build_dir,
+            max_bytes_in_flight: 2 * http::images::MAX_IMAGE_BODY,
+            ..http::SpoolLimits::default()
+        },
         ..http::Limits::default()
     };
     cli::serve(ready.listener, &ready.signals, handler, limits, |addr| {

@@ -56,6 +56,11 @@ pub struct Builds {
 }
 
 impl Builds {
+    /// The engine builds go to (and images move through, `http/images.rs`).
+    pub fn docker(&self) -> &Docker {
+        &self.docker
+    }
+
     pub fn new(docker: Arc<Docker>, config: BuildConfig, dir: PathBuf) -> Builds {
         Builds { docker, config, dir, clone_limits: CloneLimits::default(), running: Arc::new(AtomicUsize::new(0)) }
     }

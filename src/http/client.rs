@@ -6,9 +6,9 @@
 
 use super::logs;
 use super::NEXT_PAGE_HEADER;
-use crate::api::{ChangesCursor, DryRun, ErrorBody, NodeInfo, StartTask, TaskChanges, WorkerHealth};
+use crate::api::{ChangesCursor, DryRun, ErrorBody, ImagesLoaded, NodeInfo, StartTask, TaskChanges, WorkerHealth};
 use crate::auth::Token;
-use crate::manager::{LinkError, WorkerLink};
+use crate::manager::{ImageSource, LinkError, WorkerLink};
 use crate::stats::NodeStats;
 use crate::task::{Task, TaskId};
 use serde::de::DeserializeOwned;
@@ -45,7 +45,7 @@ pub(super) fn agent(connect: Duration) -> ureq::Agent {
 
 /// How a call failed, decided once for both clients: `LinkError` says whether the request may
 /// have reached the other side, which is what both callers need to know.
-fn classify(e: ureq::Error) -> LinkError {
+pub(super) fn classify(e: ureq::Error) -> LinkError {
     use std::io::ErrorKind;
     let text = e.to_string();
     match e {
@@ -135,6 +135,8 @@ pub struct HttpWorkerLink {
     pub start_deadline: Duration,
     pub stop_deadline: Duration,
     pub poll_deadline: Duration,
+    /// How long an image's upload and load may take (`import_image`).
+    pub image_deadline: Duration,
 }
 
 impl HttpWorkerLink {
@@ -147,6 +149,7 @@ impl HttpWorkerLink {
             start_deadline: Duration::from_secs(360),
             stop_deadline: Duration::from_secs(120),
             poll_deadline: Duration::from_secs(3),
+            image_deadline: Duration::from_secs(1200),
         }
     }
 
@@ -211,6 +214,16 @@ impl WorkerLink for HttpWorkerLink {
 
     fn stats(&self) -> Result<NodeStats, LinkError> {
         self.call("GET", "/v1/stats", None, self.poll_deadline)
+    }
+
+    fn export_image(&self, reference: &str) -> Result<ImageSource, LinkError> {
+        let (reader, close) = super::images::open_export(&self.address, reference, self.authorization.as_deref())?;
+        Ok(ImageSource { reader, close })
+    }
+
+    fn import_image(&self, tar: &mut dyn std::io::Read) -> Result<ImagesLoaded, LinkError> {
+        let authorization = self.authorization.as_deref();
+        super::images::upload(&self.agent, &self.address, tar, authorization, self.image_deadline)
     }
 }
 
