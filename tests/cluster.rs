@@ -300,6 +300,14 @@ fn daemons_exit_cleanly_on_sigterm_and_refuse_unbuilt_choices() {
         assert!(!out.status.success(), "{args:?} must be refused");
         assert!(!out.stderr.is_empty(), "{args:?} says why");
     }
+    // an address to advertise means nothing to a worker that does not join: refused, not ignored
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_worker"))
+        .args(["-n", "w9", "-p", "0", "--advertise", "10.0.0.2:7070"])
+        .output()
+        .expect("runs");
+    assert!(!out.status.success(), "--advertise without --join must be refused");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--advertise needs --join"), "says why: {stderr}");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_manager")).arg("--version").output().expect("runs");
     assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).starts_with("manager "));
 }
