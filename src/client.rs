@@ -387,16 +387,7 @@ pub fn run(cmd: &Command, api: &ManagerClient, json: bool, out: &mut dyn Write) 
             if json {
                 pretty(&task)
             } else {
-                // the task's URLs are at its node's address as the manager dials it; a node list
-                // that cannot be read costs the URLs, not the answer
-                let address = match (&task.node, task.ports.is_empty()) {
-                    (Some(node), false) => api
-                        .nodes()
-                        .ok()
-                        .and_then(|nodes| nodes.into_iter().find(|n| &n.name == node).map(|n| n.address)),
-                    _ => None,
-                };
-                task_details(&task) + &task_urls(&task, address.as_deref())
+                shown(api, &task)
             }
         }
         Command::Wait { id, state, timeout_s } => {
@@ -420,7 +411,7 @@ pub fn run(cmd: &Command, api: &ManagerClient, json: bool, out: &mut dyn Write) 
             if json {
                 pretty(&task)
             } else {
-                task_details(&task)
+                shown(api, &task)
             }
         }
         Command::Events { follow, task, node, service } => {
@@ -481,6 +472,18 @@ fn task_id(id: &str) -> Result<TaskId, Failure> {
 }
 
 /// The API's JSON, as the manager sent it (the same types, serialised the same way).
+/// A task as `get` shows it: its details, then its URLs at its node's address as the manager
+/// dials it (a node list that cannot be read costs the URLs, not the answer).
+fn shown(api: &ManagerClient, task: &Task) -> String {
+    let address = match (&task.node, task.ports.is_empty()) {
+        (Some(node), false) => {
+            api.nodes().ok().and_then(|nodes| nodes.into_iter().find(|n| &n.name == node).map(|n| n.address))
+        }
+        _ => None,
+    };
+    task_details(task) + &task_urls(task, address.as_deref())
+}
+
 fn pretty<T: serde::Serialize>(v: &T) -> String {
     let mut s = serde_json::to_string_pretty(v).unwrap_or_default();
     s.push('\n');
@@ -544,20 +547,26 @@ fn ports_text(task: &Task) -> String {
 
 /// `urls` lines for `get`: `http://NODEADDR:HOSTPORT` for each published TCP port (one per
 /// container port), NODEADDR being the host part of the node's address as the manager knows it
-/// (the `-w` entry or the address the worker advertised). Nothing without that address.
+/// (the `-w` entry or the address the worker advertised). Of a container port's bindings, the
+/// one of the node address's family (an engine may publish IPv4 and IPv6 on different host
+/// ports), else its first. Nothing without that address.
 pub fn task_urls(task: &Task, node_address: Option<&str>) -> String {
     let Some(host) = node_address.and_then(|a| a.rsplit_once(':')).map(|(h, _)| h) else {
         return String::new();
     };
+    let v6 = host.starts_with('[');
+    let tcp: Vec<&crate::task::PortBinding> =
+        task.ports.iter().filter(|p| p.protocol == crate::task::Protocol::Tcp).collect();
     let mut seen = Vec::new();
     let mut out = String::new();
-    for p in task.ports.iter().filter(|p| p.protocol == crate::task::Protocol::Tcp) {
+    for p in &tcp {
         if seen.contains(&p.container) {
             continue;
         }
         seen.push(p.container);
+        let same_family = tcp.iter().find(|b| b.container == p.container && b.host_ip.contains(':') == v6);
         let key = if seen.len() == 1 { "urls" } else { "" };
-        out.push_str(&format!("{key:<14}http://{host}:{}\n", p.host));
+        out.push_str(&format!("{key:<14}http://{host}:{}\n", same_family.unwrap_or(p).host));
     }
     out
 }
@@ -941,7 +950,7 @@ mod tests {
         };
         t.ports = vec![
             bind(8080, Protocol::Tcp, "0.0.0.0", 32768),
-            bind(8080, Protocol::Tcp, "::", 32768),
+            bind(8080, Protocol::Tcp, "::", 32771),
             bind(53, Protocol::Udp, "0.0.0.0", 32769),
             bind(9090, Protocol::Tcp, "0.0.0.0", 32770),
         ];
@@ -949,7 +958,11 @@ mod tests {
             task_urls(&t, Some("10.213.0.11:7070")),
             "urls          http://10.213.0.11:32768\n              http://10.213.0.11:32770\n"
         );
-        assert_eq!(task_urls(&t, Some("[fd00::2]:7070")).lines().next(), Some("urls          http://[fd00::2]:32768"));
+        // an IPv6 node: the IPv6 binding of 8080, and 9090's only one
+        assert_eq!(
+            task_urls(&t, Some("[fd00::2]:7070")),
+            "urls          http://[fd00::2]:32771\n              http://[fd00::2]:32770\n"
+        );
         assert_eq!(task_urls(&t, None), "", "no address known, no URL");
         t.ports.clear();
         assert_eq!(task_urls(&t, Some("10.213.0.11:7070")), "", "nothing published, no URL");

@@ -300,6 +300,30 @@ fn daemons_exit_cleanly_on_sigterm_and_refuse_unbuilt_choices() {
         assert!(!out.status.success(), "{args:?} must be refused");
         assert!(!out.stderr.is_empty(), "{args:?} says why");
     }
+    // an address to advertise means nothing to a worker that does not join: refused, not ignored
+    // (a worker that ignored it would run on: it is given 10 s to exit, then killed)
+    let mut worker = std::process::Command::new(env!("CARGO_BIN_EXE_worker"))
+        .args(["-n", "w9", "-p", "0", "--advertise", "10.0.0.2:7070"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("runs");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = worker.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = worker.kill();
+            let _ = worker.wait();
+            panic!("a worker given --advertise without --join started");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!status.success(), "--advertise without --join must be refused");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut worker.stderr.take().expect("piped"), &mut stderr).expect("stderr");
+    assert!(stderr.contains("--advertise needs --join"), "says why: {stderr}");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_manager")).arg("--version").output().expect("runs");
     assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).starts_with("manager "));
 }

@@ -424,6 +424,18 @@ mod multi_host {
         }
     }
 
+    /// A task's placements (its `Scheduled` events) at or after `since`.
+    fn placements_since(t: &Value, since: skiff::time::Timestamp) -> usize {
+        t["events"].as_array().map_or(0, |es| {
+            es.iter()
+                .filter(|e| {
+                    e["to"] == "Scheduled"
+                        && e["at"].as_str().and_then(skiff::time::Timestamp::parse).is_some_and(|at| at >= since)
+                })
+                .count()
+        })
+    }
+
     #[test]
     fn tasks_come_back_per_their_restart_policy_after_their_hosts_engine_restarts() {
         let c = HostCluster::start("engine_restart", HostOptions::default());
@@ -437,6 +449,7 @@ mod multi_host {
         got.sort();
         assert_eq!(got, ["always", "never", "on-failure"], "one task of each mode on {}", c.hosts[h].name);
 
+        let stopped_at = skiff::time::Timestamp::now();
         c.engine_stop(h, false);
         let t0 = Instant::now();
         wait_for("the worker to see its engine away", RUN, || {
@@ -466,7 +479,10 @@ mod multi_host {
                 "  {} ({}): {} on {}, restart_count {}",
                 t["name"], modes[k], t["state"], t["node"], t["restart_count"]
             );
-            if modes[k] != "never" && t["node"] == before[k]["node"] {
+            // the node stays up (its worker answers) while its engine restarts: nothing moves
+            assert_eq!(t["node"], c.hosts[h].name.as_str(), "back on its own host: {t}");
+            assert_eq!(placements_since(t, stopped_at), 0, "not placed again: {t}");
+            if modes[k] != "never" {
                 assert!(t["restart_count"].as_u64() >= Some(1), "restarted in place, and counted: {t}");
             }
         }
@@ -551,16 +567,7 @@ mod multi_host {
                 t["name"], modes[k], t["state"], t["node"], t["restart_count"]
             );
             assert_eq!(t["node"], c.hosts[h].name.as_str(), "back on its own host: {t}");
-            let placed = t["events"]
-                .as_array()
-                .expect("events")
-                .iter()
-                .filter(|e| {
-                    e["to"] == "Scheduled"
-                        && e["at"].as_str().and_then(skiff::time::Timestamp::parse).is_some_and(|at| at >= crashed_at)
-                })
-                .count();
-            assert_eq!(placed, 0, "not placed again: {t}");
+            assert_eq!(placements_since(t, crashed_at), 0, "not placed again: {t}");
             if modes[k] != "never" {
                 assert!(t["restart_count"].as_u64() >= Some(1), "restarted in place, and counted: {t}");
             }
@@ -585,6 +592,11 @@ mod multi_host {
     struct Rng(u64);
 
     impl Rng {
+        /// xorshift stays at 0 from 0: a seed of 0 is taken as a fixed other one.
+        fn new(seed: u64) -> Rng {
+            Rng(if seed == 0 { 0x9e37_79b9_7f4a_7c15 } else { seed })
+        }
+
         fn below(&mut self, n: u64) -> u64 {
             self.0 ^= self.0 >> 12;
             self.0 ^= self.0 << 25;
@@ -613,6 +625,11 @@ mod multi_host {
     ];
 
     impl Fault {
+        /// Whether only the host's engine is away during this fault (its worker answers).
+        fn of_engine(self) -> bool {
+            matches!(self, Fault::RestartEngine | Fault::CrashEngine)
+        }
+
         /// Whether the manager loses the worker (and moves its tasks) during this fault.
         fn moves_tasks(self) -> bool {
             matches!(self, Fault::CutHost | Fault::CutManager | Fault::KillWorker | Fault::PauseWorker)
@@ -709,17 +726,27 @@ mod multi_host {
     #[derive(Default, Debug)]
     struct Tally {
         samples: u32,
+        /// samples taken after a heal's `DUP_GRACE`, before the next fault (where any second copy
+        /// is a violation)
+        calm_samples: u32,
         /// the replicas the service started with
         initial: BTreeSet<String>,
-        /// second copies on the faulted host while the fault holds (expected: a cut-off host keeps
-        /// running its copies while the tasks run elsewhere too)
+        /// second copies excused while a fault on a host holds: the faulted host's stale copy (its
+        /// container is not the one the manager records for the task, which runs elsewhere)
         duplicates_during_fault: u32,
-        /// second copies within `DUP_GRACE` of the heal (the stale copy is being stopped)
+        /// second copies excused within `DUP_GRACE` of a heal: the healed host's stale copy, which
+        /// is being stopped
         duplicates_after_heal_in_grace: u32,
-        /// any other second copy: later than that, on a host the fault did not touch, or with no
-        /// fault on: a violation (the first few are kept as evidence)
-        duplicates_after_grace: u32,
+        /// any other second copy (two copies the manager may take for the task's, one on a host the
+        /// fault did not touch, one after the grace or with no fault on): a violation (the first
+        /// few are kept as evidence)
+        duplicate_violations: u32,
         duplicate_examples: Vec<String>,
+        /// samples in which the faulted engine did not answer during its own fault (expected)
+        engine_away_in_its_fault: u32,
+        /// samples in which an engine did not answer, through the sample's retries, outside a
+        /// fault of that engine: a violation (its copies could not be counted)
+        unreadable_violations: Vec<String>,
         /// samples where fewer replicas than wanted were Running (per the manager)
         short_samples: u32,
         /// samples where the service counted more live replicas than it wants: a violation
@@ -733,16 +760,77 @@ mod multi_host {
         moves: u32,
         /// a replica placed more than once for one fault: a violation, with the fault
         moved_twice: Vec<String>,
+        /// faults that should have moved the host's replicas where they did not all run elsewhere
+        /// within `FAILOVER_BOUND` while the fault held: violations
+        no_failover: Vec<String>,
     }
 
     /// After a heal, the time a stale copy may still run: the manager's next poll, then SIGTERM and
     /// the worker's stop grace (2 s), on a loaded machine.
     const DUP_GRACE: Duration = Duration::from_secs(10);
+    /// After a heal's grace, how long the checker samples before the next fault, every second copy
+    /// a violation there: at least the grace itself, and a margin.
+    const CALM: Duration = Duration::from_secs(12);
     /// After a heal, when the service's count must be restored and each replica have one container.
     const RECOVERY: Duration = Duration::from_secs(60);
+    /// From a fault that silences a worker to its replicas Running elsewhere: the node timeout,
+    /// a start on a loaded machine, and a margin for the sampling and the manager's poll.
+    const FAILOVER_BOUND: Duration = Duration::from_secs(4 + 15 + 6);
+    /// How long a sample reads again when what it read looks like a violation (a second copy not
+    /// excused, an engine that did not answer): the engines and the manager are read one after the
+    /// other, so a move caught between the two readings can look like two copies for a moment.
+    const SAMPLE_RETRY: Duration = Duration::from_secs(3);
+
+    /// What one reading of the engines and the manager found wrong, and what it excused.
+    #[derive(Default)]
+    struct Reading {
+        excused: u32,
+        engine_away_in_its_fault: u32,
+        duplicates: Vec<String>,
+        unreadable: Vec<String>,
+    }
+
+    /// Reads the engines, then the manager's records, and sorts every second copy: excused only
+    /// where it is the stale copy on the host the phase names (a container on that host other
+    /// than the one the manager records for the task); any other is a violation. An engine that
+    /// does not answer is a violation too, unless it is the one whose fault holds.
+    fn read_once(c: &HostCluster, phase: Phase) -> Reading {
+        let (copies, unreadable) = c.read_running_copies();
+        let tasks = replicas(c);
+        let mut r = Reading::default();
+        for i in unreadable {
+            match phase {
+                Phase::Fault { host, engine: true } if host == i => r.engine_away_in_its_fault += 1,
+                _ => r.unreadable.push(format!("the engine of {} did not answer, {}", c.hosts[i].name, phase.says())),
+            }
+        }
+        let stale_host = match phase {
+            Phase::Fault { host, .. } => Some(host),
+            Phase::Healed { host, at } if at.elapsed() <= DUP_GRACE => Some(host),
+            Phase::Healed { .. } | Phase::Calm => None,
+        };
+        for (id, where_) in copies.iter().filter(|(_, v)| v.len() > 1) {
+            let recorded = tasks.iter().find(|t| t["id"] == id.as_str()).map(|t| t["container_id"].clone());
+            let stale = |i: usize, cid: &str| {
+                Some(i) == stale_host && recorded.as_ref().is_some_and(|r| r.as_str() != Some(cid))
+            };
+            let others = where_.iter().filter(|(i, cid)| !stale(*i, cid)).count();
+            if others <= 1 {
+                r.excused += 1;
+            } else {
+                let names: Vec<(&str, &str)> =
+                    where_.iter().map(|(i, cid)| (c.hosts[*i].name.as_str(), &cid[..12])).collect();
+                r.duplicates.push(format!("{id} on {names:?} (recorded {recorded:?}), {}", phase.says()));
+            }
+        }
+        r
+    }
 
     fn sample(c: &HostCluster, phase: Phase, tally: &mut Tally) {
         tally.samples += 1;
+        if matches!(phase, Phase::Healed { at, .. } if at.elapsed() > DUP_GRACE) {
+            tally.calm_samples += 1;
+        }
         let tasks = replicas(c);
         for id in &tally.initial {
             if !tasks.iter().any(|t| t["id"] == id.as_str()) {
@@ -769,30 +857,27 @@ mod multi_host {
         if running < SOAK_REPLICAS {
             tally.short_samples += 1;
         }
-        // a second copy is excused only where it is the faulted host's stale one, or within the
-        // grace after a heal; any other is a violation
-        let copies = c.running_copies();
-        for (id, where_) in copies.iter().filter(|(_, v)| v.len() > 1) {
-            let violation = match phase {
-                Phase::Fault(h) if where_.iter().filter(|(i, _)| *i != h).count() <= 1 => {
-                    tally.duplicates_during_fault += 1;
-                    None
-                }
-                Phase::Fault(h) => Some(format!("during a fault on {}", c.hosts[h].name)),
-                Phase::Healed(at) if at.elapsed() <= DUP_GRACE => {
-                    tally.duplicates_after_heal_in_grace += 1;
-                    None
-                }
-                Phase::Healed(at) => Some(format!("{:.1?} after the heal", at.elapsed())),
-                Phase::Calm => Some("with no fault on".to_string()),
-            };
-            if let Some(when) = violation {
-                tally.duplicates_after_grace += 1;
-                if tally.duplicate_examples.len() < 3 {
-                    tally.duplicate_examples.push(format!("{id} on {where_:?}, {when}"));
-                }
+        // what looks wrong is read again until the retries run out: only what persists counts
+        let deadline = Instant::now() + SAMPLE_RETRY;
+        let r = loop {
+            let r = read_once(c, phase);
+            if (r.duplicates.is_empty() && r.unreadable.is_empty()) || Instant::now() >= deadline {
+                break r;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        match phase {
+            Phase::Fault { .. } => tally.duplicates_during_fault += r.excused,
+            Phase::Healed { .. } | Phase::Calm => tally.duplicates_after_heal_in_grace += r.excused,
+        }
+        tally.engine_away_in_its_fault += r.engine_away_in_its_fault;
+        tally.duplicate_violations += r.duplicates.len() as u32;
+        for d in r.duplicates {
+            if tally.duplicate_examples.len() < 3 {
+                tally.duplicate_examples.push(d);
             }
         }
+        tally.unreadable_violations.extend(r.unreadable);
     }
 
     /// Placements of each replica since `since` (its `Scheduled` events); counted into the tally,
@@ -823,12 +908,23 @@ mod multi_host {
         moves
     }
 
-    /// When a sample is taken: while a fault on a host holds, after its heal, or with none.
+    /// When a sample is taken: while a fault on a host holds (`engine`: a fault of its engine),
+    /// after its heal, or with none.
     #[derive(Clone, Copy)]
     enum Phase {
-        Fault(usize),
-        Healed(Instant),
+        Fault { host: usize, engine: bool },
+        Healed { host: usize, at: Instant },
         Calm,
+    }
+
+    impl Phase {
+        fn says(self) -> String {
+            match self {
+                Phase::Fault { host, .. } => format!("during a fault on host {}", host + 1),
+                Phase::Healed { host, at } => format!("{:.1?} after the heal of host {}", at.elapsed(), host + 1),
+                Phase::Calm => "with no fault on".to_string(),
+            }
+        }
     }
 
     #[test]
@@ -837,7 +933,7 @@ mod multi_host {
         let seed: u64 = std::env::var("SKIFF_SOAK_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_nanos() as u64 | 1
         });
-        println!("soak: {secs} s, SKIFF_SOAK_SEED={seed}");
+        println!("soak: {secs} s, SKIFF_SOAK_SEED={seed}{}", if seed == 0 { " (xorshift needs another)" } else { "" });
         let mut c = HostCluster::start("soak", HostOptions::default());
         let (status, v) = http("POST", &c.url("/v1/services"), Some(soak_service().to_string().as_bytes()));
         assert_eq!(status, 201, "{v}");
@@ -849,7 +945,7 @@ mod multi_host {
         let spread: BTreeSet<&str> = first.iter().filter_map(|t| t["node"].as_str()).collect();
         assert_eq!(spread.len(), 3, "the replicas spread over the three hosts: {first:?}");
 
-        let mut rng = Rng(seed);
+        let mut rng = Rng::new(seed);
         let mut tally = Tally { initial: ids.iter().cloned().collect(), ..Tally::default() };
         let mut figures: Vec<(Fault, String, Duration, Option<Duration>)> = Vec::new();
         let mut failovers: Vec<(Fault, Duration)> = Vec::new();
@@ -868,37 +964,48 @@ mod multi_host {
             let at = skiff::time::Timestamp::now();
             fault.inject(&mut c, h);
             let injected = Instant::now();
+            let what = format!("{fault:?} on {}", c.hosts[h].name);
             // the checker samples once a second while the fault holds; a fault that silences a
-            // worker makes its replicas move, and the failover is when they all run elsewhere
+            // worker makes its replicas move, and the failover is when they all run elsewhere: such
+            // a fault is held until then, or until the bound runs out (a violation)
             let mut failover = None;
             let until = injected + hold;
-            while Instant::now() < until {
-                sample(&c, Phase::Fault(h), &mut tally);
+            let phase = Phase::Fault { host: h, engine: fault.of_engine() };
+            loop {
+                let awaiting = fault.moves_tasks() && failover.is_none() && injected.elapsed() < FAILOVER_BOUND;
+                if Instant::now() >= until && !awaiting {
+                    break;
+                }
+                sample(&c, phase, &mut tally);
                 if fault.moves_tasks() && failover.is_none() && all_running_off(&c, h) {
                     failover = Some(injected.elapsed());
                 }
                 std::thread::sleep(Duration::from_secs(1));
             }
+            if fault.moves_tasks() && failover.is_none() {
+                tally.no_failover.push(format!("{what}: not all Running elsewhere within {FAILOVER_BOUND:?}"));
+            }
             fault.heal(&mut c, h);
             let healed = Instant::now();
-            // the service's count restored, then (unless the grace runs out first: the sampler
-            // counts that) one copy per replica
+            // the service's count restored, then one copy per replica; the checker goes on through
+            // the grace and a calm window after it (where any second copy is a violation) before
+            // the next fault
             let (mut recovered, mut single) = (None, None);
+            let calm_until = healed + DUP_GRACE + CALM;
             while healed.elapsed() < RECOVERY {
-                sample(&c, Phase::Healed(healed), &mut tally);
+                sample(&c, Phase::Healed { host: h, at: healed }, &mut tally);
                 if recovered.is_none() && restored(&c) {
                     recovered = Some(healed.elapsed());
                 }
                 let ids = live_ids(&replicas(&c));
-                if ids.len() == SOAK_REPLICAS && settled(&c, &ids).is_some() {
+                if single.is_none() && ids.len() == SOAK_REPLICAS && settled(&c, &ids).is_some() {
                     single = Some(healed.elapsed());
                 }
-                if recovered.is_some() && (single.is_some() || healed.elapsed() > DUP_GRACE + Duration::from_secs(2)) {
+                if recovered.is_some() && Instant::now() >= calm_until {
                     break;
                 }
                 std::thread::sleep(Duration::from_secs(1));
             }
-            let what = format!("{fault:?} on {}", c.hosts[h].name);
             let moves = count_moves(&c, at, &what, &mut tally);
             println!(
                 "  {what} for {hold:.0?}: {}{moves} moved; count restored {}; one copy each {}",
@@ -917,15 +1024,21 @@ mod multi_host {
         // a last look, with no fault on: one container per replica and the workers agree with engines
         sample(&c, Phase::Calm, &mut tally);
         println!(
-            "soak: {} faults, {} samples; samples with two copies of a replica: {} during a fault, {} within \
-             {DUP_GRACE:?} of a heal, {} later (violations); samples with fewer than {SOAK_REPLICAS} Running: {}; \
+            "soak: {} faults, {} samples ({} in the calm after a heal's grace); second copies excused as the \
+             stale one: {} during a fault, {} within {DUP_GRACE:?} of a heal; other second copies (violations): {}; \
+             engine away in its own fault: {} samples; unreadable engine otherwise (violations): {}; \
+             failovers missed (violations): {}; samples with fewer than {SOAK_REPLICAS} Running: {}; \
              samples with more than {SOAK_REPLICAS} live: {}; replicas lost: {}; replaced: {}; moves: {}; \
              placed twice for one fault: {}",
             figures.len(),
             tally.samples,
+            tally.calm_samples,
             tally.duplicates_during_fault,
             tally.duplicates_after_heal_in_grace,
-            tally.duplicates_after_grace,
+            tally.duplicate_violations,
+            tally.engine_away_in_its_fault,
+            tally.unreadable_violations.len(),
+            tally.no_failover.len(),
             tally.short_samples,
             tally.too_many_samples,
             tally.lost.len(),
@@ -955,11 +1068,9 @@ mod multi_host {
         assert!(tally.replacements.is_empty(), "replicas replaced by new tasks: {:?}", tally.replacements);
         assert!(tally.moved_twice.is_empty(), "{:?}", tally.moved_twice);
         assert_eq!(tally.too_many_samples, 0, "the service counted more replicas than it wants");
-        assert_eq!(
-            tally.duplicates_after_grace, 0,
-            "two copies of a replica after a heal: {:?}",
-            tally.duplicate_examples
-        );
+        assert_eq!(tally.duplicate_violations, 0, "second copies not excused: {:?}", tally.duplicate_examples);
+        assert!(tally.unreadable_violations.is_empty(), "{:?}", tally.unreadable_violations);
+        assert!(tally.no_failover.is_empty(), "faults whose replicas did not fail over: {:?}", tally.no_failover);
         assert!(
             figures.iter().all(|f| f.3.is_some()),
             "a fault was not recovered from within {RECOVERY:?}: {figures:?}"
@@ -967,6 +1078,58 @@ mod multi_host {
         for i in 0..c.hosts.len() {
             wait_for("the worker's view to match its engine", RUN, || worker_matches_engine(&c, i).ok());
         }
+    }
+
+    /// A worker killed with `kill -9` (its engine and containers run on): its replicas Running on
+    /// the other hosts within the failover bound, the others untouched; restarted, it stops its
+    /// stale copies, so that each replica has one container, placed once.
+    #[test]
+    fn a_killed_workers_replicas_run_elsewhere_and_once_each_when_it_is_back() {
+        let mut c = HostCluster::start("worker_kill", HostOptions::default());
+        let (status, v) = http("POST", &c.url("/v1/services"), Some(soak_service().to_string().as_bytes()));
+        assert_eq!(status, 201, "{v}");
+        let ids = wait_for("the service's replicas Running", RUN, || {
+            let ids = live_ids(&replicas(&c));
+            (ids.len() == SOAK_REPLICAS && restored(&c)).then_some(ids)
+        });
+        let before = wait_settled(&c, &ids, RUN);
+        let h = 0;
+        let victims: Vec<&str> =
+            before.iter().filter(|t| t["node"] == c.hosts[h].name.as_str()).filter_map(|t| t["id"].as_str()).collect();
+        assert_eq!(victims.len(), 2, "two of the six replicas on each host: {before:?}");
+
+        let killed_at = skiff::time::Timestamp::now();
+        c.kill_worker(h);
+        let t0 = Instant::now();
+        wait_for("the killed worker's replicas Running on the other hosts", FAILOVER_BOUND, || {
+            all_running_off(&c, h).then_some(())
+        });
+        println!("worker of {} killed: its replicas Running elsewhere {:.1?} after", c.hosts[h].name, t0.elapsed());
+        // nothing stopped the old containers: each victim runs twice, its stale copy on the host
+        let copies = c.running_copies();
+        for id in &victims {
+            let on: Vec<usize> = copies[*id].iter().map(|(i, _)| *i).collect();
+            assert!(on.len() == 2 && on.contains(&h), "{id}: its stale copy and the new one: {on:?}");
+        }
+
+        c.start_worker(h);
+        let t1 = Instant::now();
+        c.wait_nodes_up(RUN);
+        let after = wait_settled(&c, &ids, RUN);
+        println!("worker of {} back: one copy each {:.1?} after its start", c.hosts[h].name, t1.elapsed());
+        for (b, a) in before.iter().zip(&after) {
+            let moved = victims.contains(&a["id"].as_str().unwrap_or_default());
+            assert_eq!(placements_since(a, killed_at), usize::from(moved), "placed once if it moved: {a}");
+            if moved {
+                assert_ne!(a["node"], c.hosts[h].name.as_str(), "not moved back: {a}");
+            } else {
+                assert_eq!(a["container_id"], b["container_id"], "untouched: {a}");
+            }
+        }
+        wait_for("no stale copy left on the restarted worker's host", START, || {
+            let all = c.all_copies();
+            victims.iter().all(|id| all.get(*id).is_none_or(|v| v.iter().all(|(i, _)| *i != h))).then_some(())
+        });
     }
 
     /// The shortest path to a copy that is never stopped: a task moved off the same host a second

@@ -67,8 +67,8 @@ skiff::daemon_args! {
         /// keeps registering, so that either side may restart
         #[argh(option)]
         join: Option<String>,
-        /// the HOST:PORT the manager should dial (default: the address this worker reaches the
-        /// manager from, with its own port)
+        /// with --join, the HOST:PORT the manager should dial (default: the --bind address when it
+        /// is a specific one, else the address this worker reaches the manager from, with its own port)
         #[argh(option)]
         advertise: Option<String>,
         /// log files kept per container, the current one included (default 3)
@@ -124,6 +124,10 @@ fn run(args: Args) -> Result<(), String> {
             cli::check_address(a).map_err(|m| format!("{flag}: {m}"))?;
         }
     }
+    if args.advertise.is_some() && args.join.is_none() {
+        // only a joining worker tells the manager an address; a `-w` manager dials what it was given
+        return Err("--advertise needs --join".into());
+    }
     if args.sync_interval_ms == 0 {
         return Err("--sync-interval-ms must be above 0".into());
     }
@@ -154,8 +158,10 @@ fn run(args: Args) -> Result<(), String> {
     let worker = worker::spawn(config, docker, ready.store).map_err(|e| error_chain(&e))?;
     let (stop_join, join_stop) = crossbeam_channel::bounded::<()>(1);
     if let Some(manager) = args.join.clone() {
-        let own_port = ready.listener.local_addr().map_err(|e| e.to_string())?.port();
-        let (name, advertise, token) = (args.name.clone(), args.advertise.clone(), ready.token.clone());
+        let bound = ready.listener.local_addr().map_err(|e| e.to_string())?;
+        let own_port = bound.port();
+        let advertise = args.advertise.clone().or_else(|| http::join::bound_advertise(bound));
+        let (name, token) = (args.name.clone(), ready.token.clone());
         std::thread::Builder::new()
             .name("join".into())
             .spawn(move || http::join::join_loop(manager, name, advertise, own_port, token, join_stop))

@@ -21,7 +21,14 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// How long one registration may take, connecting included.
 const CALL_DEADLINE: Duration = Duration::from_secs(10);
 
-/// The address to advertise when none is given: the local address of a connection to the
+/// The address to advertise when none is given and the worker listens on one address only (a
+/// specific `--bind`): that one, where alone it can be reached. None when it listens on every
+/// address (0.0.0.0 or ::), for `default_advertise` to choose.
+pub fn bound_advertise(bound: SocketAddr) -> Option<String> {
+    (!bound.ip().is_unspecified()).then(|| bound.to_string())
+}
+
+/// The address to advertise when none is given and the worker listens on every address: the local address of a connection to the
 /// manager (the interface the manager is reached through) with the worker's own port.
 pub fn default_advertise(manager: &str, own_port: u16) -> Result<String, String> {
     let addr: SocketAddr = manager
@@ -117,6 +124,16 @@ mod tests {
             String::from_utf8_lossy(&got).into_owned()
         });
         (url, served)
+    }
+
+    #[test]
+    fn a_specific_bind_address_is_advertised_and_an_unspecified_one_is_left_to_the_connection() {
+        let at = |s: &str| bound_advertise(s.parse().unwrap());
+        assert_eq!(at("10.213.0.12:7070"), Some("10.213.0.12:7070".to_string()));
+        assert_eq!(at("[fd00::12]:7070"), Some("[fd00::12]:7070".to_string()));
+        assert_eq!(at("127.0.0.1:7070"), Some("127.0.0.1:7070".to_string()));
+        assert_eq!(at("0.0.0.0:7070"), None);
+        assert_eq!(at("[::]:7070"), None);
     }
 
     #[test]

@@ -162,6 +162,12 @@ impl Default for HostOptions {
     }
 }
 
+/// Running containers per task id: the host (by index) and the container id of each.
+pub type Copies = BTreeMap<String, Vec<(usize, String)>>;
+
+/// How long `running_copies` and `all_copies` ask again an engine that does not answer.
+pub const ENGINE_ANSWER: Duration = Duration::from_secs(10);
+
 /// The bridge's address in the root namespace (`hosts.sh`), where a manager the hosts join listens.
 pub const BRIDGE_ADDR: &str = "10.213.0.1";
 
@@ -325,25 +331,49 @@ impl HostCluster {
         self.hosts.iter().position(|h| h.name == node).unwrap_or_else(|| panic!("no host named {node}"))
     }
 
-    /// Running `skiff` containers per task id, over every engine that answers, with their host.
-    pub fn running_copies(&self) -> BTreeMap<String, Vec<(usize, String)>> {
-        let mut copies: BTreeMap<String, Vec<(usize, String)>> = BTreeMap::new();
+    /// Running `skiff` containers per task id with their host, and the hosts whose engine did not
+    /// answer (their containers are unknown, not absent: a caller must not read them as zero).
+    pub fn read_running_copies(&self) -> (Copies, Vec<usize>) {
+        let mut copies = Copies::new();
+        let mut unreadable = Vec::new();
         for (i, h) in self.hosts.iter().enumerate() {
-            for c in h.containers().unwrap_or_default() {
+            let Some(list) = h.containers() else {
+                unreadable.push(i);
+                continue;
+            };
+            for c in list {
                 if c.state == "running" {
                     let id = c.labels.get("skiff.task-id").cloned().unwrap_or_default();
                     copies.entry(id).or_default().push((i, c.id));
                 }
             }
         }
-        copies
+        (copies, unreadable)
     }
 
-    /// All `skiff` containers (any state) per task id, over every engine that answers.
+    /// Running `skiff` containers per task id, with their host, over every engine: an engine that
+    /// does not answer is asked again until `ENGINE_ANSWER` runs out, then the test fails (a copy
+    /// it runs must not go uncounted).
+    pub fn running_copies(&self) -> Copies {
+        let deadline = Instant::now() + ENGINE_ANSWER;
+        loop {
+            let (copies, unreadable) = self.read_running_copies();
+            if unreadable.is_empty() {
+                return copies;
+            }
+            let names: Vec<&str> = unreadable.iter().map(|&i| self.hosts[i].name.as_str()).collect();
+            assert!(Instant::now() < deadline, "the engines of {names:?} did not answer within {ENGINE_ANSWER:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// All `skiff` containers (any state) per task id, over every engine (each must answer, as
+    /// for `running_copies`).
     pub fn all_copies(&self) -> BTreeMap<String, Vec<(usize, ContainerSummary)>> {
         let mut copies: BTreeMap<String, Vec<(usize, ContainerSummary)>> = BTreeMap::new();
         for (i, h) in self.hosts.iter().enumerate() {
-            for c in h.containers().unwrap_or_default() {
+            let list = wait_for(&format!("the engine of {} to answer", h.name), ENGINE_ANSWER, || h.containers());
+            for c in list {
                 let id = c.labels.get("skiff.task-id").cloned().unwrap_or_default();
                 copies.entry(id).or_default().push((i, c));
             }
