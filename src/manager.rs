@@ -118,6 +118,10 @@ pub struct ManagerConfig {
     pub links: Option<LinkMaker>,
     /// The ingress services are published through (`--ingress-admin`); none without it.
     pub publish: Option<PublishConfig>,
+    /// A stall of the manager's own loop (a SIGSTOP, a machine that starved it) is not held
+    /// against the workers: the silence it caused is forgiven. Off in tests that move the
+    /// clock in leaps to make nodes silent.
+    pub forgive_stalls: bool,
 }
 
 /// Makes the link to a worker at an address.
@@ -135,6 +139,7 @@ impl Default for ManagerConfig {
             clock: clock::system(),
             links: None,
             publish: None,
+            forgive_stalls: true,
         }
     }
 }
@@ -685,6 +690,7 @@ mod tests {
             orphan_grace: ORPHAN_GRACE,
             scheduler,
             clock: Arc::new(clock.clone()),
+            forgive_stalls: false,
             ..ManagerConfig::default()
         }
     }
@@ -1022,6 +1028,35 @@ mod tests {
                 .filter(|t| t.state == TaskState::Running && t.node.as_deref() == Some(&*r.workers[to].name))
         });
         assert_eq!(moved.restart_count, 0, "a move is not a restart");
+    }
+
+    #[test]
+    fn a_stall_of_the_manager_itself_moves_nothing() {
+        // the manager's own loop stopped for 30 s (a SIGSTOP): when it goes on, its workers'
+        // silence over that time is not theirs
+        let workers: Vec<Arc<FakeWorker>> = ["w1", "w2"].iter().map(|n| FakeWorker::new(n)).collect();
+        let links = workers.iter().map(|w| w.clone() as Arc<dyn WorkerLink>).collect();
+        let (ticks, rx) = unbounded();
+        let clock = manual_clock();
+        let store = FlakyStore::new();
+        let config = ManagerConfig { forgive_stalls: true, ..config(SchedulerKind::RoundRobin, &clock) };
+        let manager = spawn_with_ticks(config, Box::new(store.clone()), links, rx).expect("spawns");
+        let r = Rig { manager, ticks, workers, clock, store };
+        r.until("every node up", |h| h.nodes().ok()?.iter().all(|n| n.status == NodeStatus::Up).then_some(()));
+        let t = r.submit("a");
+        let placed = r.running(t.id);
+        let (from, to) = r.on_and_other(&placed);
+        let starts: usize = r.workers.iter().map(|w| w.starts.load(Ordering::SeqCst)).sum();
+        // the task's own node answers its first poll after the stall last
+        r.workers[from].hold_polls(true);
+        r.clock.advance(Duration::from_secs(30));
+        r.one_poll_of(to);
+        let nodes = r.handle().nodes().expect("nodes");
+        assert!(nodes.iter().all(|n| n.status == NodeStatus::Up), "{nodes:?}");
+        assert_eq!(r.state_of(t.id), (TaskState::Running, placed.node.clone()));
+        let after: usize = r.workers.iter().map(|w| w.starts.load(Ordering::SeqCst)).sum();
+        assert_eq!(after, starts, "nothing started again");
+        r.workers[from].hold_polls(false);
     }
 
     #[test]

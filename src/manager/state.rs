@@ -100,6 +100,9 @@ pub(super) struct State {
     /// The poll just handled brought nothing the plan would see differently: no plan runs after
     /// it (the tick's does, once per poll interval, for time and statistics).
     pub(super) quiet_poll: bool,
+    /// When the loop last took a message: a gap far beyond the poll interval is a stall of
+    /// the manager itself.
+    last_pass: Option<Instant>,
     /// The tasks submitted during the burst under way, not placed yet, oldest first.
     burst_submits: Vec<TaskId>,
     /// Drains' moves under way, by task (`drain.rs`).
@@ -183,6 +186,7 @@ impl State {
             unpublished: 0,
             in_burst: false,
             quiet_poll: false,
+            last_pass: None,
             burst_submits: Vec::new(),
             moves: HashMap::new(),
             stuck: HashMap::new(),
@@ -198,7 +202,7 @@ impl State {
         loop {
             let mut command = false;
             select! {
-                recv(cmd_rx) -> cmd => match cmd {
+                recv(cmd_rx) -> cmd => match { self.forgive_stall(); cmd } {
                     Ok(Command::Shutdown) | Err(_) => break,
                     // a read changes nothing: answered, and no plan runs after it, unless a burst
                     // it ends left one to run
@@ -219,8 +223,12 @@ impl State {
                         survive("a command", || self.on_command(cmd));
                     }
                 },
-                recv(obs_rx) -> obs => if let Ok(obs) = obs { survive("an observation", || self.on_observation(obs)) },
+                recv(obs_rx) -> obs => {
+                    self.forgive_stall();
+                    if let Ok(obs) = obs { survive("an observation", || self.on_observation(obs)) }
+                }
                 recv(ticker) -> _ => {
+                    self.forgive_stall();
                     self.poll_all();
                     survive("pruning", || self.prune_finished());
                 }
@@ -242,6 +250,29 @@ impl State {
             self.after_changes(&cmd_rx, &obs_rx);
         }
         info!("manager control loop stopped");
+    }
+
+    /// A loop that took no message for much longer than the poll interval (whose ticker sends
+    /// one every interval) was itself stopped or starved: the workers' silence over that time
+    /// is the manager's, so it is forgiven, and nodes are judged by the polls that follow
+    /// (a SIGSTOP of the manager for 30 s used to move tasks as soon as it went on).
+    fn forgive_stall(&mut self) {
+        let now = self.clock.now();
+        let Some(last) = self.last_pass.replace(now) else { return };
+        let gap = now.saturating_duration_since(last);
+        let interval = self.config.poll_interval;
+        if !self.config.forgive_stalls || gap <= (interval * 2).max(std::time::Duration::from_secs(1)) {
+            return;
+        }
+        let credit = gap - interval;
+        log::warn!(
+            "the manager's loop stalled; the workers' silence meanwhile is forgiven stalled_ms={}",
+            gap.as_millis()
+        );
+        for node in &mut self.nodes {
+            node.contact.heard = node.contact.heard.map(|h| h + credit);
+            node.contact.since += credit;
+        }
     }
 
     /// What follows a change: the plan (placements included), the drains, the history of the
