@@ -202,27 +202,30 @@ impl State {
         loop {
             let mut command = false;
             select! {
-                recv(cmd_rx) -> cmd => match { self.forgive_stall(); cmd } {
-                    Ok(Command::Shutdown) | Err(_) => break,
-                    // a read changes nothing: answered, and no plan runs after it, unless a burst
-                    // it ends left one to run
-                    Ok(cmd) if cmd.is_read() => {
-                        survive("a command", || self.on_command(cmd));
-                        if cmd_rx.is_empty() && deferred > 0 {
-                            deferred = 0;
-                            self.after_changes(&cmd_rx, &obs_rx);
-                        } else if self.unpublished > 0 && cmd_rx.is_empty() && obs_rx.is_empty() {
-                            // a publish the pass before left for later (this read was waiting)
-                            self.publish();
+                recv(cmd_rx) -> cmd => {
+                    self.forgive_stall();
+                    match cmd {
+                        Ok(Command::Shutdown) | Err(_) => break,
+                        // a read changes nothing: answered, and no plan runs after it, unless a burst
+                        // it ends left one to run
+                        Ok(cmd) if cmd.is_read() => {
+                            survive("a command", || self.on_command(cmd));
+                            if cmd_rx.is_empty() && deferred > 0 {
+                                deferred = 0;
+                                self.after_changes(&cmd_rx, &obs_rx);
+                            } else if self.unpublished > 0 && cmd_rx.is_empty() && obs_rx.is_empty() {
+                                // a publish the pass before left for later (this read was waiting)
+                                self.publish();
+                            }
+                            continue;
                         }
-                        continue;
+                        Ok(cmd) => {
+                            command = true;
+                            self.in_burst = !cmd_rx.is_empty();
+                            survive("a command", || self.on_command(cmd));
+                        }
                     }
-                    Ok(cmd) => {
-                        command = true;
-                        self.in_burst = !cmd_rx.is_empty();
-                        survive("a command", || self.on_command(cmd));
-                    }
-                },
+                }
                 recv(obs_rx) -> obs => {
                     self.forgive_stall();
                     if let Ok(obs) = obs { survive("an observation", || self.on_observation(obs)) }
