@@ -401,9 +401,10 @@ pub fn run(cmd: &Command, api: &ManagerClient, json: bool, out: &mut dyn Write) 
                 // a finished task changes no more: waiting on would be waiting for nothing
                 if std::time::Instant::now() >= deadline || task.is_terminal() {
                     return Err(Failure::Failed(format!(
-                        "task {id} is {} (wanted {state}{})",
+                        "task {id} is {} (wanted {state}{}){}",
                         task.state,
-                        if task.is_terminal() { "; it is finished" } else { ", timed out" }
+                        if task.is_terminal() { "; it is finished" } else { ", timed out" },
+                        task.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
                     )));
                 }
                 std::thread::sleep(std::time::Duration::from_millis(250));

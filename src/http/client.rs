@@ -247,7 +247,7 @@ fn hint(path: &str, status: u16) -> &'static str {
         (Some("nodes"), 404) => "`list-nodes` shows the nodes",
         (Some("nodes"), _) => "`list-nodes` shows where the node stands",
         (_, 404) if about.ends_with("/logs") => {
-            "`get ID` says where the task stands (a stopped task's container is gone)"
+            "`get ID` says where the task stands (a stopped task's container is gone); `list` shows the tasks"
         }
         (_, 404) => "`list` shows the tasks, `list-nodes` the nodes",
         _ => "`get ID` shows where the task stands",
