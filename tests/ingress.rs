@@ -6,6 +6,14 @@
 //!
 //! `caddy` must be installed (scripts/test.sh installs it): without it these tests fail and say so.
 
+#![allow(
+    clippy::let_underscore_must_use,
+    reason = "the shared helpers drop the outcomes of clean-ups and best-effort writes freely"
+)]
+
+mod common;
+
+use common::{get_by_host, page_as_a_browser, page_by_host};
 use serde_json::{json, Value};
 use skiff::control::best_effort;
 use skiff::ingress::{AppRoute, CaddyIngress, Drift, IngressError, Settings};
@@ -244,40 +252,6 @@ fn serve(conn: TcpStream, body: &str) {
     }
 }
 
-/// One request on a new connection: its status and body, or why it failed.
-fn get(address: &str, host: &str) -> Result<(u16, String), String> {
-    let addr = address.parse().map_err(|e| format!("{e}"))?;
-    let mut conn = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|e| format!("connect: {e}"))?;
-    conn.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
-    write!(conn, "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").map_err(|e| format!("write: {e}"))?;
-    let mut answer = Vec::new();
-    conn.read_to_end(&mut answer).map_err(|e| format!("read: {e}"))?;
-    let text = String::from_utf8_lossy(&answer).to_string();
-    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| format!("no head in {text:?}"))?;
-    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| format!("no status in {head:?}"))?;
-    Ok((status, body.to_string()))
-}
-
-/// The body of a 200, or a failure's description.
-fn content(address: &str, host: &str) -> Result<String, String> {
-    match get(address, host)? {
-        (200, body) => Ok(body),
-        (status, body) => Err(format!("{status} {body:?}")),
-    }
-}
-
-/// `content` as a browser asks: a GET whose connection is reset before any byte of an answer
-/// came is sent once more on a new connection (nothing reached an app). Caddy 2.6 can reset a
-/// connection that arrives at the instant of a config reload (likely because each config binds
-/// a new socket with SO_REUSEPORT and the old one is closed with what is queued on it). Says
-/// whether it retried.
-fn content_as_a_browser(address: &str, host: &str) -> (Result<String, String>, bool) {
-    match content(address, host) {
-        Err(why) if why.contains("reset") || why.contains("no head in \"\"") => (content(address, host), true),
-        other => (other, false),
-    }
-}
-
 fn route(app: &str, upstreams: &[&Upstream]) -> AppRoute {
     let addresses: Vec<&str> = upstreams.iter().map(|u| u.address.as_str()).collect();
     Settings::new(":1").route(app, &addresses).expect("a valid route")
@@ -321,7 +295,7 @@ impl Load {
         let thread = std::thread::spawn(move || {
             let (mut answers, mut failures) = (Vec::new(), Vec::new());
             while !stop2.load(Ordering::SeqCst) {
-                let (answer, retried) = content_as_a_browser(&address, &host);
+                let (answer, retried) = page_as_a_browser(&address, &host);
                 match answer {
                     Ok(body) => answers.push(body),
                     Err(why) => failures.push(why),
@@ -370,23 +344,23 @@ fn each_host_reaches_its_own_apps_replicas_and_nothing_else() {
     ingress.apply(&[route("app-a", &[&a1, &a2]), route("app-b", &[&b1])]).unwrap();
 
     // both replicas of app-a, in turn
-    let answers: Vec<String> = (0..20).map(|_| content(&caddy.listen, "app-a.localhost").unwrap()).collect();
+    let answers: Vec<String> = (0..20).map(|_| page_by_host(&caddy.listen, "app-a.localhost").unwrap()).collect();
     let (n1, n2) = (answers.iter().filter(|b| *b == "a1").count(), answers.iter().filter(|b| *b == "a2").count());
     assert_eq!(n1 + n2, 20, "only app-a's replicas answer app-a: {answers:?}");
     assert!(n1 >= 8 && n2 >= 8, "round robin over both: {answers:?}");
     // the port in the Host header does not matter
     let with_port = format!("app-b.localhost:{}", caddy.listen.rsplit(':').next().unwrap());
     for host in ["app-b.localhost", with_port.as_str()] {
-        assert_eq!(content(&caddy.listen, host).unwrap(), "b1");
+        assert_eq!(page_by_host(&caddy.listen, host).unwrap(), "b1");
     }
     // an unknown host gets no app's content
-    let (status, body) = get(&caddy.listen, "nobody.localhost").unwrap();
+    let (status, body) = get_by_host(&caddy.listen, "nobody.localhost").unwrap();
     assert_eq!(status, 404);
     assert_eq!(body, "no app is published at this host\n");
 
     // the other server is untouched and still answers
     assert_eq!(caddy.admin_get("/config/apps/http/servers/other"), other_before);
-    assert_eq!(content(&caddy.other, "anything").unwrap(), "the other server");
+    assert_eq!(page_by_host(&caddy.other, "anything").unwrap(), "the other server");
 
     // applying again leaves one route per id: the same applier (which finds them live and
     // changes nothing) and a new one (which knows nothing and sends the server again)
@@ -399,8 +373,8 @@ fn each_host_reaches_its_own_apps_replicas_and_nothing_else() {
     // an app that is gone loses its route
     ingress.apply(&[route("app-a", &[&a1, &a2])]).unwrap();
     assert_eq!(all_ids(&caddy), ["skiff-app-app-a", "skiff-no-app"]);
-    assert_eq!(get(&caddy.listen, "app-b.localhost").unwrap().0, 404);
-    assert!(content(&caddy.listen, "app-a.localhost").unwrap().starts_with("a"));
+    assert_eq!(get_by_host(&caddy.listen, "app-b.localhost").unwrap().0, 404);
+    assert!(page_by_host(&caddy.listen, "app-a.localhost").unwrap().starts_with("a"));
 
     // a config Caddy refuses (Skiff's server on the other server's address) is an error in
     // Caddy's words, and what was live stays live
@@ -413,7 +387,7 @@ fn each_host_reaches_its_own_apps_replicas_and_nothing_else() {
         other => panic!("expected a refusal, got {other:?}"),
     }
     assert!(ingress.check().unwrap(), "the refused config changed nothing");
-    assert!(content(&caddy.listen, "app-a.localhost").unwrap().starts_with("a"));
+    assert!(page_by_host(&caddy.listen, "app-a.localhost").unwrap().starts_with("a"));
 
     // removing Skiff's server leaves the other one
     ingress.remove().unwrap();
@@ -429,7 +403,7 @@ fn the_server_is_created_in_a_caddy_with_no_http_app() {
     let up = Upstream::start("solo");
     let mut ingress = caddy.ingress();
     ingress.apply(&[route("solo", &[&up])]).unwrap();
-    assert_eq!(content(&caddy.listen, "solo.localhost").unwrap(), "solo");
+    assert_eq!(page_by_host(&caddy.listen, "solo.localhost").unwrap(), "solo");
     assert_eq!(caddy.admin_get("/config/admin")["listen"], caddy.admin.as_str(), "the admin config is kept");
 }
 
@@ -503,17 +477,17 @@ fn a_restarted_caddy_is_noticed_and_the_routes_applied_again() {
 
     let caddy = caddy.restart();
     assert!(caddy.admin_get("/config/apps/http/servers/skiff").is_null(), "the routes are gone with the restart");
-    assert!(content(&caddy.listen, "web.localhost").is_err());
+    assert!(page_by_host(&caddy.listen, "web.localhost").is_err());
     assert!(!ingress.check().unwrap(), "the check notices");
     assert_eq!(ingress.ensure().unwrap(), Drift::Reapplied);
-    assert_eq!(content(&caddy.listen, "web.localhost").unwrap(), "up");
+    assert_eq!(page_by_host(&caddy.listen, "web.localhost").unwrap(), "up");
     assert_eq!(ingress.ensure().unwrap(), Drift::InSync);
     assert_eq!(all_ids(&caddy), ["skiff-app-web", "skiff-no-app"]);
 
     // someone else changes Skiff's server: noticed too, and put back
     plain_agent().delete(format!("http://{}/config/apps/http/servers/skiff/routes/0", caddy.admin)).call().unwrap();
     assert_eq!(ingress.ensure().unwrap(), Drift::Reapplied);
-    assert_eq!(content(&caddy.listen, "web.localhost").unwrap(), "up");
+    assert_eq!(page_by_host(&caddy.listen, "web.localhost").unwrap(), "up");
 
     // a Caddy that is down is a clear error
     let mut caddy = caddy;

@@ -19,8 +19,8 @@ mod common;
 
 use common::*;
 use serde_json::{json, Value};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+
+use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -119,38 +119,6 @@ fn http_raw_plain(method: &str, url: &str) -> (u16, Vec<u8>) {
     }
 }
 
-/// One GET of `/` on a new connection to `address` with this `Host`: status and body.
-fn get(address: &str, host: &str) -> Result<(u16, String), String> {
-    let addr = address.parse().map_err(|e| format!("{e}"))?;
-    let mut conn = TcpStream::connect_timeout(&addr, Duration::from_secs(3)).map_err(|e| format!("connect: {e}"))?;
-    conn.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
-    write!(conn, "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").map_err(|e| format!("write: {e}"))?;
-    let mut raw = Vec::new();
-    conn.read_to_end(&mut raw).map_err(|e| format!("read: {e}"))?;
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| format!("no head in {text:?}"))?;
-    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| format!("no status: {head:?}"))?;
-    Ok((status, body.trim().to_string()))
-}
-
-/// The body of a 200, else what came.
-fn page(address: &str, host: &str) -> Result<String, String> {
-    match get(address, host)? {
-        (200, body) => Ok(body),
-        (status, body) => Err(format!("{status} {body:?}")),
-    }
-}
-
-/// `page` as a browser asks: a connection reset before any byte of an answer (Caddy 2.6 can
-/// reset a connection arriving at the instant of a config reload; see docs/deploy.md) is asked
-/// once more. Says whether it was.
-fn page_as_a_browser(address: &str, host: &str) -> (Result<String, String>, bool) {
-    match page(address, host) {
-        Err(why) if why.contains("reset") || why.contains("no head in \"\"") => (page(address, host), true),
-        other => (other, false),
-    }
-}
-
 /// A web service of busybox httpd: `/` says the greeting and the container's host name.
 fn web(replicas: u32, greeting: &str) -> Value {
     json!({
@@ -180,7 +148,7 @@ fn service(c: &Cluster) -> Value {
 fn wait_answers(caddy: &Caddy, greeting: &str, n: usize, limit: Duration) -> Vec<String> {
     let mut seen: Vec<String> = Vec::new();
     wait_for(&format!("{n} replicas saying {greeting:?} through caddy"), limit, || {
-        if let Ok(body) = page(&caddy.listen, HOST) {
+        if let Ok(body) = page_by_host(&caddy.listen, HOST) {
             if body.starts_with(greeting) && !seen.contains(&body) {
                 seen.push(body);
             }
@@ -238,7 +206,7 @@ fn latency(address: &str, n: usize) -> (Duration, Duration) {
     let mut times: Vec<Duration> = (0..n)
         .map(|_| {
             let started = Instant::now();
-            page(address, HOST).expect("an answer");
+            page_by_host(address, HOST).expect("an answer");
             started.elapsed()
         })
         .collect();
@@ -322,14 +290,14 @@ fn a_published_service_follows_its_replicas_through_caddy() {
     caddy.run();
     let restarted = Instant::now();
     wait_for("the route back after caddy's restart", Duration::from_secs(10), || {
-        page(&caddy.listen, HOST).ok().filter(|b| b.starts_with("bonjour"))
+        page_by_host(&caddy.listen, HOST).ok().filter(|b| b.starts_with("bonjour"))
     });
     println!("route back {:?} after caddy was started again (checked every 2 s)", restarted.elapsed());
 
     // removed: its host is no app's
     let (status, v) = http("DELETE", &c.manager_url("/v1/services/web"), None);
     assert_eq!(status, 202, "remove: {v}");
-    let gone = wait_for("the route gone", Duration::from_secs(15), || match get(&caddy.listen, HOST) {
+    let gone = wait_for("the route gone", Duration::from_secs(15), || match get_by_host(&caddy.listen, HOST) {
         Ok((404, body)) => Some(body),
         _ => None,
     });
@@ -351,7 +319,8 @@ fn without_an_ingress_service_get_shows_the_direct_urls() {
     });
     assert!(service(&c).get("url").is_none(), "no ingress, no url");
     for e in &endpoints {
-        let body = page(e.trim_start_matches("http://"), "anything").expect("a replica answers at its endpoint");
+        let body =
+            page_by_host(e.trim_start_matches("http://"), "anything").expect("a replica answers at its endpoint");
         assert!(body.starts_with("direct"), "{body}");
     }
     let out = c.client(&["service", "get", "web"], "");

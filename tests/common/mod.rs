@@ -609,3 +609,38 @@ impl Drop for EngineProxy {
         self.close();
     }
 }
+
+/// One GET of `/` on a new connection to `address` with this `Host` (an ingress tells apps
+/// apart by it): the status and the body as sent, or why it failed.
+pub fn get_by_host(address: &str, host: &str) -> Result<(u16, String), String> {
+    use std::io::{Read, Write};
+    let addr = address.parse().map_err(|e| format!("{e}"))?;
+    let mut conn =
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|e| format!("connect: {e}"))?;
+    conn.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
+    write!(conn, "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").map_err(|e| format!("write: {e}"))?;
+    let mut raw = Vec::new();
+    conn.read_to_end(&mut raw).map_err(|e| format!("read: {e}"))?;
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| format!("no head in {text:?}"))?;
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| format!("no status in {head:?}"))?;
+    Ok((status, body.to_string()))
+}
+
+/// The body of a 200 by `Host`, trimmed (pages end in a newline), else what came.
+pub fn page_by_host(address: &str, host: &str) -> Result<String, String> {
+    match get_by_host(address, host)? {
+        (200, body) => Ok(body.trim().to_string()),
+        (status, body) => Err(format!("{status} {body:?}")),
+    }
+}
+
+/// `page_by_host` as a browser asks: a connection reset before any byte of an answer came is
+/// asked once more on a new one (nothing reached an app). Caddy 2.6 can reset a connection that
+/// arrives at the instant of a config reload (see docs/deploy.md). Says whether it retried.
+pub fn page_as_a_browser(address: &str, host: &str) -> (Result<String, String>, bool) {
+    match page_by_host(address, host) {
+        Err(why) if why.contains("reset") || why.contains("no head in \"\"") => (page_by_host(address, host), true),
+        other => (other, false),
+    }
+}
